@@ -1,0 +1,3 @@
+from halo_mcp.cli import main
+
+raise SystemExit(main())

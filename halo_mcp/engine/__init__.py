@@ -1,0 +1,32 @@
+"""The recursive analysis engine (HALO-RLM): provider, agents, tools, findings, runs.
+
+Reads traces only through :mod:`halo_mcp.store`; knows nothing of MCP.
+"""
+
+from halo_mcp.engine.api import run_analysis, stream_run
+from halo_mcp.engine.errors import (
+    EngineError,
+    NoApiKeyError,
+    ProviderError,
+    UnknownFindingError,
+    UnknownRunError,
+)
+from halo_mcp.engine.models import Evidence, Finding, Prevalence, RunRecord, RunStatus, Usage
+from halo_mcp.engine.settings import EngineSettings
+
+__all__ = [
+    "EngineError",
+    "EngineSettings",
+    "Evidence",
+    "Finding",
+    "NoApiKeyError",
+    "Prevalence",
+    "ProviderError",
+    "RunRecord",
+    "RunStatus",
+    "UnknownFindingError",
+    "UnknownRunError",
+    "Usage",
+    "run_analysis",
+    "stream_run",
+]

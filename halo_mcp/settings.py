@@ -1,0 +1,24 @@
+"""Where halo-mcp keeps its files: one place, overridable by environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """Trace indexes (rebuildable). `HALO_CACHE_DIR`, else `$XDG_CACHE_HOME/halo-mcp`."""
+    explicit = os.environ.get("HALO_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "halo-mcp"
+
+
+def data_dir() -> Path:
+    """Runs and findings (kept). `HALO_DATA_DIR`, else `$XDG_DATA_HOME/halo-mcp`."""
+    explicit = os.environ.get("HALO_DATA_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "halo-mcp"

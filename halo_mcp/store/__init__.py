@@ -1,0 +1,52 @@
+"""Trace ingestion, the on-disk index, and span queries. Knows nothing of MCP or LLMs."""
+
+from halo_mcp.store.errors import (
+    InvalidFilterError,
+    NoSpansError,
+    StoreError,
+    TraceFileNotFoundError,
+    UnknownIdError,
+)
+from halo_mcp.store.models import (
+    DEFAULT_SPAN_FIELDS,
+    SPAN_FIELDS,
+    LoadReport,
+    MatchCount,
+    Overview,
+    SearchResult,
+    Span,
+    SpanFilter,
+    SpanKind,
+    SpanPage,
+    SpanView,
+    StatusCode,
+    TracePage,
+    TraceSummary,
+    TraceTree,
+)
+from halo_mcp.store.store import TraceStore, open_store
+
+__all__ = [
+    "DEFAULT_SPAN_FIELDS",
+    "SPAN_FIELDS",
+    "InvalidFilterError",
+    "LoadReport",
+    "MatchCount",
+    "NoSpansError",
+    "Overview",
+    "SearchResult",
+    "Span",
+    "SpanFilter",
+    "SpanKind",
+    "SpanPage",
+    "SpanView",
+    "StatusCode",
+    "StoreError",
+    "TraceFileNotFoundError",
+    "TracePage",
+    "TraceStore",
+    "TraceSummary",
+    "TraceTree",
+    "UnknownIdError",
+    "open_store",
+]
