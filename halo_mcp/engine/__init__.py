@@ -12,6 +12,9 @@ from halo_mcp.engine.errors import (
     UnknownRunError,
 )
 from halo_mcp.engine.models import Evidence, Finding, Prevalence, RunRecord, RunStatus, Usage
+from halo_mcp.engine.report import prevalence_text, render_report
+from halo_mcp.engine.runner import execute_run
+from halo_mcp.engine.runstore import RunStore, open_run_store
 from halo_mcp.engine.settings import EngineSettings
 
 __all__ = [
@@ -24,9 +27,14 @@ __all__ = [
     "ProviderError",
     "RunRecord",
     "RunStatus",
+    "RunStore",
     "UnknownFindingError",
     "UnknownRunError",
     "Usage",
+    "execute_run",
+    "open_run_store",
+    "prevalence_text",
+    "render_report",
     "run_analysis",
     "stream_run",
 ]

@@ -1,12 +1,25 @@
-"""The engine's public Python API: stream a run's events, or run to completion."""
+"""The engine's public Python API: stream a run's events, or run to completion.
+
+For background runs (the MCP server) `execute_run` with an `on_event` callback is the
+simplest and most robust form; `stream_run` wraps it as an async generator. Consume a
+stream to the end, or wrap it in ``contextlib.aclosing`` if you may stop early, so that
+leaving the loop cancels the run at once.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
+import anyio
+
+from halo_mcp.engine.errors import NoApiKeyError
 from halo_mcp.engine.events import EngineEvent
-from halo_mcp.engine.models import RunRecord
+from halo_mcp.engine.models import RunRecord, RunStatus
+from halo_mcp.engine.runner import execute_run
+from halo_mcp.engine.runstore import open_run_store
 from halo_mcp.engine.settings import EngineSettings
 
 
@@ -25,12 +38,59 @@ async def stream_run(
     Cancelling the consuming task cancels every agent and records the run as cancelled.
     Raises NoApiKeyError before starting when no credentials are configured.
     """
-    raise NotImplementedError
-    yield  # pragma: no cover
+    from halo_mcp.engine.provider import ChatProvider
+
+    try:
+        provider = ChatProvider(settings)  # before any run is recorded
+    except NoApiKeyError as exc:
+        if run_id:  # a queued run must not stay queued forever
+            await anyio.to_thread.run_sync(_fail_queued, settings, run_id, str(exc))
+        raise
+    send, receive = anyio.create_memory_object_stream[EngineEvent](math.inf)
+
+    errors: list[Exception] = []
+
+    async def produce() -> None:
+        async with send:
+            try:
+                await execute_run(
+                    trace_paths,
+                    prompt,
+                    settings,
+                    run_id=run_id,
+                    owner=owner,
+                    on_event=send.send_nowait,
+                    provider=provider,
+                )
+            except Exception as exc:  # raised to the consumer below, not as a group
+                errors.append(exc)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await provider.aclose()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(produce)
+        try:
+            async with receive:
+                async for event in receive:
+                    yield event
+        finally:
+            tg.cancel_scope.cancel()
+    if errors:
+        raise errors[0]
+
+
+def _fail_queued(settings: EngineSettings, run_id: str, error: str) -> None:
+    runs = open_run_store(settings)
+    run = runs.get(run_id)
+    if run.status == RunStatus.queued:
+        run.status, run.error = RunStatus.failed, error
+        run.finished_at = datetime.now(timezone.utc)
+        runs.save(run)
 
 
 async def run_analysis(
     trace_paths: Sequence[str | Path], prompt: str, settings: EngineSettings
 ) -> RunRecord:
     """Run an analysis to the end and return the finished (or failed) run."""
-    raise NotImplementedError
+    return await execute_run(trace_paths, prompt, settings)

@@ -1,0 +1,174 @@
+"""`halo-mcp serve`: run the MCP server (stdio by default, Streamable HTTP with --http).
+
+`--test` is a self-check: it starts this same command over stdio in a subprocess, lists the
+tools once, and prints one health line (a user can run it when a client says the server
+failed to start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
+DEFAULT_PORT = 8765
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the MCP server (stdio; --http for Streamable HTTP)",
+        description=(
+            "Serve halo-mcp's tools over MCP. Over stdio (the default) stdout carries only the "
+            "protocol and logs go to stderr. With --http, clients connect to "
+            "http://HOST:PORT/mcp with 'Authorization: Bearer <token>'."
+        ),
+    )
+    parser.add_argument("--http", action="store_true", help="serve Streamable HTTP, not stdio")
+    parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="allow trace paths only inside DIR (repeatable; over HTTP the default is the cwd)",
+    )
+    tokens = parser.add_mutually_exclusive_group()
+    tokens.add_argument(
+        "--token-env",
+        default="HALO_MCP_TOKEN",
+        metavar="NAME",
+        help="env var holding the bearer token(s), comma-separated (default HALO_MCP_TOKEN)",
+    )
+    tokens.add_argument(
+        "--token", metavar="T", help="bearer token(s), comma-separated (prefer --token-env)"
+    )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="extra Host header accepted over HTTP, e.g. halo.internal:8765 or halo.internal:*",
+    )
+    parser.add_argument(
+        "--allowed-origin", action="append", default=[], metavar="ORIGIN", help="extra Origin"
+    )
+    parser.add_argument(
+        "--max-concurrent-runs",
+        type=int,
+        default=2,
+        metavar="N",
+        help="analyses running at once; more wait in a queue (default 2)",
+    )
+    parser.add_argument("--model", help="LLM model for analyses (default: HALO_MODEL or built-in)")
+    parser.add_argument(
+        "--test", action="store_true", help="start the server over stdio, list its tools, report"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
+    parser.set_defaults(handler=run)
+
+
+def build_settings(args: argparse.Namespace) -> Any:
+    from pydantic import SecretStr
+
+    from halo_mcp.server import ServerSettings, tokens_from_env
+
+    if args.token:
+        tokens = [SecretStr(t.strip()) for t in args.token.split(",") if t.strip()]
+    else:
+        tokens = tokens_from_env(args.token_env)
+    overrides = {"model": args.model} if args.model else {}
+    return ServerSettings(
+        transport="http" if args.http else "stdio",
+        host=args.host,
+        port=args.port,
+        roots=args.root,
+        tokens=tokens,
+        allowed_hosts=args.allowed_host,
+        allowed_origins=args.allowed_origin,
+        max_concurrent_runs=args.max_concurrent_runs,
+        engine_overrides=overrides,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    if args.test:
+        return self_test(args)
+    try:
+        settings = build_settings(args)
+        from halo_mcp.server import serve
+
+        serve(settings)
+    except (ValidationError, ValueError) as exc:
+        print(f"halo-mcp serve: {_first_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def _first_error(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return str(first.get("msg", exc)).removeprefix("Value error, ")
+    return str(exc)
+
+
+def _server_args(args: argparse.Namespace) -> list[str]:
+    """The flags to pass on to the stdio server started by --test (HTTP flags dropped)."""
+    out: list[str] = []
+    for root in args.root:
+        out += ["--root", root]
+    if args.model:
+        out += ["--model", args.model]
+    out += ["--max-concurrent-runs", str(args.max_concurrent_runs)]
+    return out
+
+
+def self_test(args: argparse.Namespace) -> int:
+    import anyio
+
+    try:
+        line, ok = anyio.run(_probe, _server_args(args))
+    except Exception as exc:  # the server did not start or did not answer
+        print(f"halo-mcp serve: FAILED to start over stdio: {exc!r}")
+        return EXIT_FAILED
+    print(line)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+async def _probe(server_args: list[str]) -> tuple[str, bool]:
+    import anyio
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "halo_mcp", "serve", *server_args],
+        env=dict(os.environ),
+    )
+    started = time.perf_counter()
+    with anyio.fail_after(30):
+        async with Client(params) as client:
+            tools = await client.list_tools()
+            elapsed = time.perf_counter() - started
+            protocol = client.protocol_version
+    names = sorted(t.name for t in tools.tools)
+    creds = (
+        "LLM credentials: set"
+        if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL")
+        else "LLM credentials: MISSING (set OPENAI_API_KEY for analyze_traces)"
+    )
+    ok = "analyze_traces" in names and "query_spans" in names
+    status = "OK" if ok else "INCOMPLETE"
+    return (
+        f"halo-mcp serve: {status}, {len(names)} tools over stdio in {elapsed:.2f}s "
+        f"(protocol {protocol}): {', '.join(names)}. {creds}.",
+        ok,
+    )

@@ -1,0 +1,265 @@
+"""`halo-mcp overview PATH...` and `halo-mcp query PATH... [filters]`: the trace store
+from a terminal, as readable tables or (`--json`) as the same models the MCP tools return."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("paths", nargs="+", metavar="PATH", help="Trace files or directories.")
+    common.add_argument("--json", action="store_true", help="Print JSON instead of tables.")
+    common.add_argument(
+        "--cache-dir", help="Where the index lives (default: $HALO_CACHE_DIR or ~/.cache)."
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="Log details to stderr.")
+
+    overview = subparsers.add_parser(
+        "overview",
+        parents=[common],
+        help="Summarize a trace set: counts, tools, error signatures, bad lines.",
+        description="Index the traces (or reuse the index) and print a dataset overview.",
+    )
+    overview.set_defaults(handler=run_overview)
+
+    query = subparsers.add_parser(
+        "query",
+        parents=[common],
+        help="List spans matching filters (AND), one page at a time.",
+        description="Select spans with filters combined by AND; prints a table and the "
+        "cursor of the next page.",
+    )
+    query.add_argument("--trace-id", action="append", help="Only this trace (repeatable).")
+    query.add_argument("--span-id", action="append", help="Only this span (repeatable).")
+    query.add_argument("--name", help="Span name, exact or a glob with * and ?.")
+    query.add_argument(
+        "--kind", action="append", help="agent, llm, tool, chain, guardrail, other (repeatable)."
+    )
+    query.add_argument("--errors", action="store_true", help="Only spans with error status.")
+    query.add_argument("--service")
+    query.add_argument("--agent")
+    query.add_argument("--model")
+    query.add_argument("--tool", help="Tool name, exact.")
+    query.add_argument("--min-duration-ms", type=float)
+    query.add_argument("--max-duration-ms", type=float)
+    query.add_argument("--since", help="Spans starting at or after this ISO-8601 time.")
+    query.add_argument("--until", help="Spans starting before this ISO-8601 time.")
+    query.add_argument(
+        "--attr", action="append", metavar="KEY=VALUE", help="Attribute equals (repeatable)."
+    )
+    query.add_argument("--text", metavar="REGEX", help="Regex over span content (any case).")
+    query.add_argument(
+        "--sort",
+        default="start_time",
+        help="start_time, -start_time, duration, -duration, tokens, -tokens.",
+    )
+    query.add_argument("--limit", type=int, default=20)
+    query.add_argument("--cursor", help="The next-page cursor printed by the previous call.")
+    query.add_argument("--fields", help="Comma-separated fields (see the error for the list).")
+    query.add_argument("--max-chars", type=int, default=2000, help="Cut strings at N chars.")
+    query.set_defaults(handler=run_query)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from halo_mcp.store import open_store
+
+    return open_store(args.paths, cache_dir=args.cache_dir)
+
+
+def _time(text: str, flag: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{flag} {text!r} is not an ISO-8601 time (e.g. 2025-03-01T10:00:00Z)"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _attr_value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def build_filter(args: argparse.Namespace) -> Any:
+    """The SpanFilter the flags describe; ValueError (with a readable message) if invalid."""
+    from pydantic import ValidationError
+
+    from halo_mcp.store import SpanFilter
+
+    attributes = {}
+    for item in args.attr or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--attr {item!r} should be KEY=VALUE, e.g. --attr tool.name=search")
+        attributes[key] = _attr_value(value)
+    values = {
+        "trace_ids": args.trace_id,
+        "span_ids": args.span_id,
+        "name": args.name,
+        "kind": args.kind,
+        "errors_only": args.errors,
+        "service": args.service,
+        "agent": args.agent,
+        "model": args.model,
+        "tool_name": args.tool,
+        "min_duration_ms": args.min_duration_ms,
+        "max_duration_ms": args.max_duration_ms,
+        "start_after": _time(args.since, "--since") if args.since else None,
+        "start_before": _time(args.until, "--until") if args.until else None,
+        "attributes": attributes or None,
+        "text": args.text,
+    }
+    try:
+        return SpanFilter(**{k: v for k, v in values.items() if v not in (None, False)})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        raise ValueError(f"invalid filter: {problems}") from None
+
+
+def run_overview(args: argparse.Namespace) -> int:
+    from halo_mcp.cli.output import print_json
+    from halo_mcp.store import StoreError
+
+    try:
+        with _open(args) as store:
+            view = store.overview()
+            report = store.report
+    except StoreError as exc:
+        return _fail(str(exc))
+    if args.json:
+        print_json(view)
+        return EXIT_OK
+    sys.stdout.write(render_overview(view, report) + "\n")
+    return EXIT_OK
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def render_overview(view: Any, report: Any) -> str:
+    from halo_mcp.cli.output import table
+
+    out = []
+    files = ", ".join(f"{f.path} ({f.format}, {f.spans} spans)" for f in view.files)
+    out.append(f"Files: {files}")
+    out.append(
+        f"Traces: {view.traces}  Spans: {view.spans}  Error spans: {view.error_spans}  "
+        f"Traces with errors: {view.error_traces} ({_pct(view.error_traces, view.traces)})"
+    )
+    if view.start_time:
+        out.append(f"Time range: {view.start_time.isoformat()} .. {view.end_time.isoformat()}")
+    out.append(f"Tokens: {view.tokens.input} in, {view.tokens.output} out")
+    notes = []
+    if view.duplicate_spans:
+        notes.append(f"{view.duplicate_spans} duplicate spans skipped")
+    if view.orphan_spans:
+        notes.append(f"{view.orphan_spans} orphan spans (parent missing)")
+    if view.rootless_traces:
+        notes.append(f"{view.rootless_traces} traces without root")
+    if notes:
+        out.append("Notes: " + "; ".join(notes))
+    out.append(f"Bad lines: {view.bad_lines}")
+    for bad in report.bad_line_examples:
+        out.append(f"  {bad.file}:{bad.line}: {bad.reason}")
+    if view.bad_lines > len(report.bad_line_examples):
+        out.append(f"  … {view.bad_lines - len(report.bad_line_examples)} more")
+    for title, items in (
+        ("Services", view.services),
+        ("Agents", view.agents),
+        ("Models", view.models),
+        ("Span kinds", view.span_kinds),
+    ):
+        if items:
+            out.append(f"{title}: " + ", ".join(f"{i.name} ({i.count})" for i in items[:10]))
+    if view.tools:
+        out.append("")
+        out.append("Tools")
+        rows = [(t.name, t.calls, t.errors, _pct(t.errors, t.calls)) for t in view.tools[:20]]
+        out.append(table(["tool", "calls", "errors", "error rate"], rows))
+    if view.error_signatures:
+        out.append("")
+        out.append("Top error signatures")
+        rows = [
+            (s.traces, s.spans, s.span_name, s.message, s.example_trace_ids[0])
+            for s in view.error_signatures
+        ]
+        out.append(table(["traces", "spans", "span/tool", "message", "example trace"], rows))
+    if view.sample_trace_ids:
+        out.append("")
+        out.append("Sample trace ids: " + ", ".join(view.sample_trace_ids))
+    return "\n".join(out)
+
+
+def run_query(args: argparse.Namespace) -> int:
+    from halo_mcp.cli.output import print_json, table
+    from halo_mcp.store import DEFAULT_SPAN_FIELDS, StoreError
+
+    try:
+        flt = build_filter(args)
+    except ValueError as exc:
+        return _fail(str(exc))
+    fields = (
+        [f.strip() for f in args.fields.split(",") if f.strip()]
+        if args.fields
+        else list(DEFAULT_SPAN_FIELDS)
+    )
+    try:
+        with _open(args) as store:
+            page = store.query_spans(
+                flt,
+                sort=args.sort,
+                limit=args.limit,
+                cursor=args.cursor,
+                fields=fields,
+                max_chars=args.max_chars,
+            )
+    except StoreError as exc:
+        return _fail(str(exc))
+    if args.json:
+        print_json(page)
+        return EXIT_OK
+    rows = []
+    for span in page.spans:
+        data = span.model_dump(mode="json")
+        rows.append([_cell(data.get(f)) for f in fields])
+    sys.stdout.write(table(fields, rows) + "\n")
+    shown = len(page.spans)
+    summary = f"{shown} of {page.total} spans"
+    if page.clipped_values:
+        summary += f"; {page.clipped_values} values cut at {page.max_chars} chars"
+    sys.stdout.write(summary + "\n")
+    if page.next_cursor:
+        sys.stdout.write(f"next page: --cursor {page.next_cursor}\n")
+    return EXIT_OK
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    if isinstance(value, dict | list):
+        import orjson
+
+        return orjson.dumps(value).decode()
+    return value

@@ -1,0 +1,489 @@
+"""The agent loop: one LLM agent exploring the traces with tools, possibly delegating.
+
+Each turn the agent is told its budget, the provider is called with the tools, and the
+tool calls of the reply run concurrently. Whatever goes wrong in a call (bad JSON, unknown
+tool, arguments failing the schema, a store error) returns to the model as a tool error it
+can fix. The root ends the run with submit_findings; a sub-agent ends by replying with
+its report. Out of turns, the agent is asked once more with tools disabled.
+
+Concurrency: `state.limiter` (max_parallel) bounds in-flight provider calls only, never
+held while a parent waits for its children, so delegation cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+import anyio
+
+from halo_mcp.engine import agent_tools as at
+from halo_mcp.engine import prompts
+from halo_mcp.engine.compaction import compact, estimate_tokens
+from halo_mcp.engine.errors import EngineError
+from halo_mcp.engine.events import AgentFinished, AgentStarted, TextDelta, ToolCalled, ToolResult
+from halo_mcp.engine.excgroups import first_error
+from halo_mcp.engine.findings import parse_drafts, parse_final_json, verify
+from halo_mcp.engine.provider import ContextLengthError, InvalidRequestError
+from halo_mcp.engine.schemas import parse_arguments, tool_schema
+from halo_mcp.engine.state import RunState, SubReport
+from halo_mcp.store.errors import StoreError
+from halo_mcp.store.textlimit import clip
+
+log = logging.getLogger(__name__)
+
+EVENT_ARG_CHARS = 500
+EVENT_SUMMARY_CHARS = 200
+MAX_DELEGATES_PER_TURN = 10
+#: Sub-agent reports and syntheses shown to the parent are cut here (with a marker).
+REPORT_CHARS = 11_000
+
+_AGENT_TOOLS: dict[str, tuple[str, type]] = {
+    "synthesize": (
+        "A cheaper model reads the actual content of up to 30 traces (within a byte budget) "
+        "and answers your question about them. Use it to compare many traces at once.",
+        at.SynthesizeArgs,
+    ),
+    "delegate": (
+        "Start a sub-agent on a self-contained task; returns its report. Several delegate "
+        "calls in one reply run in parallel.",
+        at.DelegateArgs,
+    ),
+    "add_findings": (
+        "Record findings now: each is verified (ids checked, prevalence counted from its "
+        "matcher) and the result tells you what the engine found. Re-add a title to replace.",
+        at.AddFindingsArgs,
+    ),
+    "submit_findings": (
+        "End the run: record any last findings and the summary. Call exactly once, at the end.",
+        at.SubmitFindingsArgs,
+    ),
+    "finish": (
+        "End your task and send your report to the parent agent.",
+        at.FinishArgs,
+    ),
+}
+
+
+@functools.lru_cache(maxsize=8)
+def tool_schemas(is_root: bool, can_delegate: bool) -> tuple[dict[str, Any], ...]:
+    """The tools offered to an agent in this position."""
+    names = list(at.STORE_TOOLS)
+    schemas = [tool_schema(n, at.STORE_TOOLS[n][0], at.STORE_TOOLS[n][1]) for n in names]
+    extra = ["synthesize"]
+    if can_delegate:
+        extra.append("delegate")
+    extra += ["add_findings", "submit_findings"] if is_root else ["finish"]
+    schemas += [tool_schema(n, *_AGENT_TOOLS[n]) for n in extra]
+    return tuple(schemas)
+
+
+class Agent:
+    """One agent (root at depth 0). `run()` returns its report / summary text."""
+
+    def __init__(
+        self,
+        state: RunState,
+        task: str,
+        *,
+        depth: int = 0,
+        agent_id: str = "root",
+        parent_id: str | None = None,
+    ) -> None:
+        self.state = state
+        self.task = task
+        self.depth = depth
+        self.agent_id = agent_id
+        self.parent_id = parent_id
+        self.is_root = depth == 0
+        self.can_delegate = depth < state.settings.max_depth
+        self.tools = list(tool_schemas(self.is_root, self.can_delegate))
+        self.tool_names = {t["function"]["name"] for t in self.tools}
+        system = (
+            prompts.root_system_prompt(self.can_delegate)
+            if self.is_root
+            else prompts.sub_system_prompt(self.can_delegate)
+        )
+        self.messages: list[dict[str, Any]] = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": task},
+        ]
+        self.turns = 0
+        self.done = False
+        self.report = ""
+        self.compactions = 0
+
+    # ------------------------------------------------------------------- loop
+
+    async def run(self) -> str:
+        s = self.state
+        s.agents_running += 1
+        if not self.is_root:
+            s.sub_agents_running += 1
+        s.emit(
+            AgentStarted(
+                run_id=s.run_id,
+                agent_id=self.agent_id,
+                parent_agent_id=self.parent_id,
+                depth=self.depth,
+                task=clip(self.task, 1000)[0],
+            )
+        )
+        s.report_progress()
+        try:
+            await self._loop()
+        finally:
+            s.agents_running -= 1
+            if not self.is_root:
+                s.sub_agents_running -= 1
+            s.emit(
+                AgentFinished(
+                    run_id=s.run_id,
+                    agent_id=self.agent_id,
+                    parent_agent_id=self.parent_id,
+                    turns=self.turns,
+                    summary=clip(self.report, 500)[0],
+                )
+            )
+            s.report_progress()
+        return self.report
+
+    async def _loop(self) -> None:
+        max_turns = self.state.settings.max_turns
+        while self.turns < max_turns and not self.done:
+            self.turns += 1
+            if self.is_root:
+                self.state.root_turn = self.turns
+                self.state.report_progress()
+            await self._maybe_compact()
+            note = prompts.budget_note(self.turns, max_turns, self.is_root)
+            completion = await self._complete(note=note, tools=self.tools)
+            self.messages.append(completion.assistant_message())
+            if completion.tool_calls:
+                self.messages.extend(await self._run_tools(completion.tool_calls))
+                continue
+            text = (completion.content or completion.refusal or "").strip()
+            if not self.is_root:
+                self.report = text or "(the sub-agent ended without a report)"
+                self.done = True
+            else:
+                self.messages.append({"role": "user", "content": prompts.ROOT_NUDGE})
+        if not self.done:
+            await self._final_answer()
+
+    async def _final_answer(self) -> None:
+        """Out of turns: one more call with tools disabled for the final answer."""
+        ask = prompts.FORCED_FINAL if self.is_root else prompts.SUB_FORCED_FINAL
+        self.messages.append({"role": "user", "content": ask})
+        await self._maybe_compact()
+        completion = await self._complete(note=None, tools=self.tools, tool_choice="none")
+        text = (completion.content or completion.refusal or "").strip()
+        if self.is_root and not text:
+            text = _findings_from_calls(completion.tool_calls)  # tools ignored "none"
+        self.messages.append({"role": "assistant", "content": text})
+        if not self.is_root:
+            self.report = text or self._last_words() or "(ran out of turns without a report)"
+            self.done = True
+            return
+        await self._accept_final(text)
+        self.done = True
+
+    async def _accept_final(self, text: str) -> None:
+        s = self.state
+        items = parse_final_json(text)
+        if items is None:
+            s.unstructured_final = text or None
+            self.report = text
+            return
+        try:
+            data = _loads_obj(text)
+            if isinstance(data, dict) and isinstance(data.get("summary"), str):
+                s.summary = data["summary"]
+        except ValueError:
+            pass
+        drafts, problems = parse_drafts(items)
+        for draft in drafts:
+            finding = await anyio.to_thread.run_sync(
+                functools.partial(verify, s.tools.store, draft, s.run_id)
+            )
+            s.accept(finding, self.agent_id, self.parent_id)
+        if problems:
+            s.unstructured_final = "\n".join(problems)
+        self.report = s.summary
+
+    def _last_words(self) -> str:
+        for m in reversed(self.messages):
+            if m.get("role") == "assistant" and m.get("content"):
+                return str(m["content"])
+        return ""
+
+    # --------------------------------------------------------------- provider
+
+    async def _complete(
+        self, *, note: str | None, tools: list[dict], tool_choice: str | None = None
+    ) -> Any:
+        s = self.state
+        retried = False
+        while True:
+            sent = self.messages + ([{"role": "user", "content": note}] if note else [])
+            try:
+                async with s.limiter:
+                    return await s.provider.complete(
+                        sent,
+                        tools=tools,
+                        tool_choice=tool_choice,
+                        on_text=self._on_text,
+                    )
+            except ContextLengthError:
+                if retried:
+                    raise
+                retried = True
+                log.info("%s: context too long for the model; compacting", self.agent_id)
+                if not await self._compact(force=True):
+                    raise
+
+    def _on_text(self, text: str) -> None:
+        self.state.emit(
+            TextDelta(
+                run_id=self.state.run_id,
+                agent_id=self.agent_id,
+                parent_agent_id=self.parent_id,
+                text=text,
+            )
+        )
+
+    async def _maybe_compact(self) -> None:
+        if estimate_tokens(self.messages) > self.state.settings.context_budget_tokens:
+            await self._compact(force=False)
+
+    async def _compact(self, *, force: bool) -> bool:
+        s = self.state
+        model = s.settings.compaction_model or s.settings.model
+        target = s.settings.context_budget_tokens // 2
+        async with s.limiter:
+            compacted = await compact(
+                self.messages, s.provider, model, target_tokens=target, force=force
+            )
+        if compacted is None:
+            return False
+        self.messages = compacted
+        self.compactions += 1
+        return True
+
+    # ------------------------------------------------------------------ tools
+
+    async def _run_tools(self, calls: list[Any]) -> list[dict[str, Any]]:
+        results: list[str] = [""] * len(calls)
+        delegates = 0
+        async with anyio.create_task_group() as tg:
+            for i, call in enumerate(calls):
+                over = False
+                if call.name == "delegate":
+                    delegates += 1
+                    over = delegates > MAX_DELEGATES_PER_TURN
+                tg.start_soon(self._run_one, i, call, results, over)
+        return [
+            {"role": "tool", "tool_call_id": call.id, "content": results[i]}
+            for i, call in enumerate(calls)
+        ]
+
+    async def _run_one(self, i: int, call: Any, results: list[str], over: bool) -> None:
+        s = self.state
+        s.emit(
+            ToolCalled(
+                run_id=s.run_id,
+                agent_id=self.agent_id,
+                parent_agent_id=self.parent_id,
+                tool=clip(call.name or "", 100)[0],
+                arguments=clip(call.arguments or "", EVENT_ARG_CHARS)[0],
+                turn=self.turns,
+            )
+        )
+        if over:
+            text, is_error = (
+                f"at most {MAX_DELEGATES_PER_TURN} delegate calls per reply; this one was "
+                "not started. Combine tasks or delegate it next turn.",
+                True,
+            )
+        else:
+            text, is_error = await self._dispatch(call.name, call.arguments)
+        text = self._bounded(call.name, text)
+        if is_error:
+            text = "ERROR: " + text
+        results[i] = text
+        first = text.split("\n", 1)[0]
+        s.emit(
+            ToolResult(
+                run_id=s.run_id,
+                agent_id=self.agent_id,
+                parent_agent_id=self.parent_id,
+                tool=clip(call.name or "", 100)[0],
+                summary=clip(first, EVENT_SUMMARY_CHARS)[0],
+                size_bytes=len(text.encode()),
+                is_error=is_error,
+            )
+        )
+
+    def _bounded(self, name: str, text: str) -> str:
+        """The last guard on output size: tools keep under budget; anything else is cut
+        with a visible marker and recorded (the benchmark asserts this never happens)."""
+        ctx = self.state.tools
+        budget = ctx.budget_for(name) if ctx and name in at.STORE_TOOLS else at.ToolBudgets.default
+        size = len(text.encode())
+        if ctx is not None:
+            ctx.largest_output = max(ctx.largest_output, size)
+        if size <= budget:
+            return text
+        if ctx is not None:
+            ctx.over_budget.append(f"{name}: {size} bytes > {budget}")
+        return clip(text, max(0, budget // 2))[0]
+
+    async def _dispatch(self, name: str, raw: str) -> tuple[str, bool]:
+        if name not in self.tool_names:
+            available = ", ".join(sorted(self.tool_names))
+            return f"unknown tool {name!r}. Available tools: {available}.", True
+        if name in at.STORE_TOOLS:
+            _, model, impl = at.STORE_TOOLS[name]
+        else:
+            model, impl = _AGENT_TOOLS[name][1], None
+        args, error = parse_arguments(model, raw)
+        if error:
+            return f"{name}: {error}", True
+        try:
+            if impl is not None:
+                ctx = self.state.tools
+                text = await anyio.to_thread.run_sync(functools.partial(impl, ctx, args))
+                return text, False
+            return await getattr(self, f"_tool_{name}")(args)
+        except (StoreError, ValueError) as exc:
+            return f"{name}: {exc}", True
+        except Exception as exc:
+            leaf = first_error(exc)
+            if leaf is None or isinstance(leaf, EngineError):
+                raise  # provider down (or cancelled) inside a sub-agent: not the model's fault
+            log.error("tool %s failed", name, exc_info=leaf)
+            return (
+                f"{name} failed with an internal error ({type(leaf).__name__}: "
+                f"{clip(str(leaf), 300)[0]}). Try different arguments or another tool.",
+                True,
+            )
+
+    # ---------------------------------------------------------- agent tools
+
+    async def _tool_synthesize(self, args: at.SynthesizeArgs) -> tuple[str, bool]:
+        s = self.state
+        material, missing = await anyio.to_thread.run_sync(
+            at.synthesis_material, s.tools, args.trace_ids
+        )
+        if not material:
+            return (
+                f"none of the trace ids exist: {', '.join(missing)}. Copy ids from "
+                "query_traces or the overview.",
+                True,
+            )
+        request = [
+            {"role": "system", "content": prompts.SYNTHESIS_PROMPT},
+            {"role": "user", "content": f"Question: {args.question}\n\nTraces:\n{material}"},
+        ]
+        model = s.settings.synthesis_model or s.settings.model
+        try:
+            async with s.limiter:
+                completion = await s.provider.complete(request, model=model)
+        except ContextLengthError:
+            return (
+                f"the {len(args.trace_ids)} traces are too long for the synthesis model "
+                f"({model}); pass fewer trace ids.",
+                True,
+            )
+        except InvalidRequestError as exc:
+            return f"the synthesis model ({model}) rejected the request: {exc}", True
+        answer = (completion.content or completion.refusal or "(no answer)").strip()
+        answer = clip(answer, REPORT_CHARS)[0]
+        head = f"synthesis over {len(args.trace_ids) - len(missing)} traces"
+        if missing:
+            head += f" (unknown ids skipped: {', '.join(missing[:10])})"
+        return f"{head}:\n{answer}", False
+
+    async def _tool_delegate(self, args: at.DelegateArgs) -> tuple[str, bool]:
+        s = self.state
+        child_id = s.child_id(self.agent_id)
+        child = Agent(
+            s, args.task, depth=self.depth + 1, agent_id=child_id, parent_id=self.agent_id
+        )
+        try:
+            report = await child.run()
+        except (ContextLengthError, InvalidRequestError) as exc:
+            # The request, not the provider, failed: the parent can carry on without it.
+            last = clip(child._last_words(), 2000)[0]
+            return (
+                f"sub-agent {child_id} failed after {child.turns} turns: {exc}. "
+                + (f"Its last words: {last}" if last else "Try a narrower task."),
+                True,
+            )
+        s.sub_reports.append(SubReport(agent_id=child_id, task=args.task, report=report))
+        shown = clip(report, REPORT_CHARS)[0]
+        return f"report from sub-agent {child_id} ({child.turns} turns):\n{shown}", False
+
+    async def _tool_finish(self, args: at.FinishArgs) -> tuple[str, bool]:
+        self.report = args.report
+        self.done = True
+        return "report sent to the parent agent.", False
+
+    async def _tool_add_findings(self, args: at.AddFindingsArgs) -> tuple[str, bool]:
+        return await self._record(args.findings), False
+
+    async def _tool_submit_findings(self, args: at.SubmitFindingsArgs) -> tuple[str, bool]:
+        s = self.state
+        if not args.findings and not s.findings:
+            return (
+                "no findings recorded yet: pass your findings in `findings` (or record them "
+                "with add_findings first). If you truly found nothing systemic, submit one "
+                "finding explaining what you checked.",
+                True,
+            )
+        text = await self._record(args.findings) if args.findings else "no new findings."
+        s.summary = args.summary.strip()
+        self.report = s.summary
+        self.done = True
+        return text + "\nRun submitted.", False
+
+    async def _record(self, drafts: list[Any]) -> str:
+        s = self.state
+        lines = []
+        for draft in drafts:
+            finding = await anyio.to_thread.run_sync(
+                functools.partial(verify, s.tools.store, draft, s.run_id)
+            )
+            finding = s.accept(finding, self.agent_id, self.parent_id)
+            p = finding.prevalence
+            prevalence = (
+                f"{p.traces_matched}/{p.traces_in_scope} traces, {p.spans_matched} spans"
+                if p
+                else "n/a"
+            )
+            line = (
+                f"- {finding.id} {finding.title!r}: verified={finding.verified}, "
+                f"prevalence {prevalence}"
+            )
+            if finding.verification_notes:
+                line += "; notes: " + "; ".join(finding.verification_notes)
+            lines.append(line)
+        return "recorded:\n" + "\n".join(lines)
+
+
+def _findings_from_calls(calls: list[Any]) -> str:
+    """A model that answers the forced final with a findings tool call anyway: use it."""
+    for call in calls:
+        if call.name in ("submit_findings", "add_findings"):
+            return call.arguments or ""
+    return ""
+
+
+def _loads_obj(text: str) -> Any:
+    import json
+
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        raise ValueError("no JSON object")
+    return json.loads(text[start : end + 1])

@@ -1,0 +1,168 @@
+"""System prompts and engine notes. Generic on purpose: no dataset- or benchmark-specific
+examples, only the strategy (overview first, count before concluding, recurring failures
+over striking single traces, cite ids, report prevalence, matcher per finding)."""
+
+from __future__ import annotations
+
+from halo_mcp.store.models import SpanFilter
+
+#: Marks a sub-agent's system prompt (tests and logs tell the roles apart by it).
+SUB_AGENT_MARKER = "You are a HALO sub-agent"
+ROOT_MARKER = "You are the HALO root agent"
+
+
+_EXTRA_FIELD_DOCS = {
+    "min_duration_ms": "Span lasted at least this many milliseconds",
+    "max_duration_ms": "Span lasted at most this many milliseconds",
+}
+
+
+def span_filter_doc() -> str:
+    """The SpanFilter fields, from the model itself, so the prompt never drifts."""
+    lines = []
+    for name, field in SpanFilter.model_fields.items():
+        desc = (field.description or _EXTRA_FIELD_DOCS.get(name, "")).rstrip(".")
+        lines.append(f"  - {name}: {desc}" if desc else f"  - {name}")
+    return "\n".join(lines)
+
+
+_STRATEGY = """\
+How to work:
+1. Start from get_overview: volumes, agents, tools with error counts, and the top error
+   signatures (span name + normalized message) with how many traces they touch.
+2. Form hypotheses about *systemic* failure modes of the harness (its prompts, tool
+   descriptions, tool implementations, retry/loop logic, planning, context handling), not
+   one-off incidents. Look beyond explicit errors too: loops of repeated calls, wrong tool
+   arguments, giving up early, silent wrong answers, latency and token blow-ups.
+3. Count before concluding: use count_spans / query_traces to measure how many traces
+   a pattern touches out of all traces in scope. A failure recurring across many traces
+   matters more than one striking trace; say how often each happens.
+4. Read real content to find the root cause: view_trace on a few representative traces,
+   view_spans for the key spans, search (regex) for a message across traces.
+5. Cite exact trace ids and span ids copied from tool outputs; never invent ids.
+6. Keep reads narrow: filters, small limits and max_chars. Outputs have byte budgets;
+   when a read is too big you get a summary and advice on how to narrow it.
+
+The span filter (used by query/count/search tools and as a finding's matcher). All given
+fields must hold (AND); omit fields you do not need:
+{filter_doc}
+"""
+
+ROOT_PROMPT = (
+    ROOT_MARKER
+    + """: you analyze a set of OpenTelemetry traces of an LLM agent
+harness and report the harness's systemic failure modes with verified evidence. The traces
+stay outside your context; you explore them with tools.
+
+{strategy}
+Delegation: {delegation}
+
+Findings. Each finding has: title, category, severity (critical/high/medium/low: weigh
+impact on task success and how many traces it touches), description (what happens and how
+often), root_cause (why the harness does it), suggested_change (a concrete edit to the
+harness: prompt text, tool description or schema, code path, retry policy), validation
+(how to check the fix worked, e.g. which count should drop), evidence (2-10 items of
+trace_id, span_id and a short excerpt, ids copied from tool outputs) and a matcher: a
+span filter selecting exactly the spans affected by this failure mode (e.g. tool_name +
+errors_only, or name + text regex; never trace_ids/span_ids, which only count what you
+cited). The engine recomputes prevalence from the matcher on the whole trace set (and
+on future traces, to check the fix), checks every cited id and marks findings whose
+matcher matches nothing as unverified, so test your matcher with count_spans first.
+
+add_findings records findings as you go and tells you their verified prevalence; re-add
+under the same title to replace one. submit_findings ends the run: it records any last
+findings and the summary. Prefer a few well-evidenced, recurring failure modes over many
+weak ones. You must end the run with submit_findings before your turns run out.
+"""
+)
+
+SUB_PROMPT = (
+    SUB_AGENT_MARKER
+    + """ helping a root agent analyze OpenTelemetry traces of an LLM agent
+harness. You were given one task; investigate it with the tools and report back. Your
+task usually says where to look; call get_overview only when it does not.
+
+{strategy}
+{delegation}
+
+Your report (final message, or the finish tool) is all the parent sees: state each
+failure mode you found with its counts (traces matched / traces in scope), the filter that
+selects it, root cause, 2-5 exact trace/span ids with short excerpts, and what you could
+not confirm. Be concise and factual; no preamble.
+"""
+)
+
+SYNTHESIS_PROMPT = """\
+You read the content of several traces of an LLM agent harness and answer a question
+about them. Be concrete: patterns shared across traces, differences, the exact trace and
+span ids where something happens, short quotes. Say when the material is cut or does not
+answer the question. At most ~400 words."""
+
+COMPACTION_PROMPT = """\
+You compress the working memory of an agent analyzing traces. Summarize the conversation
+excerpt below so the agent can continue without it: keep every hypothesis and its status,
+every count with the filter that produced it, every trace/span id that matters (exact),
+the root causes found, the delegated tasks and their results, and what remains to do.
+Drop raw tool output that has been digested. Use terse bullet points."""
+
+FORCED_FINAL = """\
+You are out of turns. Tools are disabled. Reply now with ONLY a JSON object, no prose:
+{"summary": "...", "findings": [{"title": "...", "category": "...", "severity":
+"critical|high|medium|low", "description": "...", "root_cause": "...",
+"suggested_change": "...", "validation": "...", "evidence": [{"trace_id": "...",
+"span_id": "...", "excerpt": "..."}], "matcher": {span filter fields}}]}
+Include every failure mode you have evidence for, ids copied exactly from tool outputs."""
+
+SUB_FORCED_FINAL = """\
+You are out of turns. Tools are disabled. Reply now with your report to the parent: what
+you found, with counts, filters and exact ids, and what you could not confirm."""
+
+ROOT_NUDGE = """\
+To end the run you must call submit_findings (with your findings and a summary). If you
+need more evidence, keep using the tools."""
+
+
+def root_system_prompt(can_delegate: bool) -> str:
+    delegation = (
+        "use delegate to hand self-contained investigations to sub-agents (e.g. one per "
+        "error signature, agent or hypothesis); several delegate calls in one reply run in "
+        "parallel. Give each a precise task and ask for counts and ids. Verify what they "
+        "report before relying on it."
+        if can_delegate
+        else "not available in this run; do the investigation yourself."
+    )
+    return ROOT_PROMPT.format(strategy=_strategy(), delegation=delegation)
+
+
+def sub_system_prompt(can_delegate: bool) -> str:
+    delegation = (
+        "You may delegate narrower sub-tasks with delegate (parallel calls run in parallel)."
+        if can_delegate
+        else "You cannot delegate; do the work yourself."
+    )
+    return SUB_PROMPT.format(strategy=_strategy(), delegation=delegation)
+
+
+def _strategy() -> str:
+    return _STRATEGY.format(filter_doc=span_filter_doc())
+
+
+def budget_note(turn: int, max_turns: int, is_root: bool) -> str:
+    """The note sent with every turn: where the agent stands in its budget."""
+    left = max_turns - turn
+    note = f"[budget] turn {turn} of {max_turns}."
+    if left < 3:
+        if is_root:
+            note += (
+                f" Only {left} turn(s) left after this one: stop exploring and call "
+                "submit_findings now with what you have."
+                if left
+                else " This is your LAST turn: call submit_findings now."
+            )
+        else:
+            note += (
+                f" Only {left} turn(s) left after this one: wrap up and reply with your report."
+                if left
+                else " This is your LAST turn: reply with your report now."
+            )
+    return note

@@ -1,0 +1,245 @@
+"""The MCP server: an app factory from explicit settings, and `serve` for the two transports.
+
+`create_server(settings)` builds the MCPServer (instructions, lifespan, tools, resources,
+prompt), so tests and the CLI construct it the same way. `serve(settings)` runs it over stdio
+(the default: nothing but protocol on stdout, logs on stderr) or Streamable HTTP (bearer
+tokens, DNS-rebinding protection for every bind address, a request size limit).
+
+Start-up stays fast: the engine and the OpenAI client are imported on the first analysis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from mcp.server.mcpserver import MCPServer
+from pydantic import BaseModel, Field, SecretStr, model_validator
+
+from halo_mcp import __version__
+from halo_mcp.tools import analyze, findings, prompts, runs, spans
+from halo_mcp.tools.analyze import engine_settings_factory
+from halo_mcp.tools.manager import RunManager
+from halo_mcp.tools.paths import normalize_roots
+from halo_mcp.tools.state import ServerState
+from halo_mcp.tools.stores import StoreCache
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "HALO_MCP_TOKEN"
+
+INSTRUCTIONS = """\
+halo-mcp finds the systemic failure modes of an LLM agent harness in its OpenTelemetry traces.
+Workflow:
+1. analyze_traces(trace_paths, prompt) starts an LLM analysis that takes minutes. It returns
+   within wait_seconds with a run_id and status, sending progress meanwhile. Polling: while
+   `done` is false, call get_run(run_id, wait_seconds=50) again. Never start a duplicate.
+2. When finished, read findings (most severe first) with get_finding(finding_id): root cause,
+   suggested harness change, how to validate it, evidence.
+3. See concrete cases with query_spans(trace_paths, filter=<finding.matcher>) and get_trace
+   (deterministic, no LLM, fast), then edit the harness.
+Large artifacts are resources: halo://runs/{run_id}/report (markdown) and
+halo://findings/{finding_id} (JSON). Errors say what to do next."""
+
+
+class ServerSettings(BaseModel):
+    """Everything `create_server` and `serve` need; the CLI fills it from flags and env."""
+
+    transport: Literal["stdio", "http"] = "stdio"
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    roots: list[Path] = Field(
+        default_factory=list,
+        description="Trace paths must lie inside these directories. Over HTTP, default: cwd.",
+    )
+    tokens: list[SecretStr] = Field(
+        default_factory=list, description="Accepted bearer tokens (HTTP); one per client."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Extra Host header values, e.g. 'halo.internal:*'."
+    )
+    allowed_origins: list[str] = Field(default_factory=list)
+    max_concurrent_runs: int = Field(2, ge=1, le=32)
+    max_request_bytes: int = Field(1_000_000, ge=1024)
+    progress_interval_s: float = Field(2.0, gt=0, le=30)
+    engine_overrides: dict[str, Any] = Field(
+        default_factory=dict, description="EngineSettings fields over the environment's."
+    )
+    store_cache_size: int = Field(8, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _remote_needs_token(self) -> ServerSettings:
+        if self.transport == "http" and not is_loopback(self.host) and not self.tokens:
+            raise ValueError(
+                f"binding {self.host} (not loopback) needs a bearer token: set {TOKEN_ENV} "
+                "(comma-separated for several clients) or pass --token"
+            )
+        return self
+
+    def effective_roots(self) -> list[Path] | None:
+        """Resolved roots, or None (any readable path) for stdio without --root."""
+        if self.roots:
+            return normalize_roots(self.roots)
+        if self.transport == "http":
+            return normalize_roots([Path.cwd()])
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def token_owner(token: str) -> str:
+    """A stable, non-reversible id for a token: runs stay its own across restarts."""
+    return "tok-" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def tokens_from_env(name: str = TOKEN_ENV) -> list[SecretStr]:
+    raw = os.environ.get(name, "")
+    return [SecretStr(t.strip()) for t in raw.split(",") if t.strip()]
+
+
+class StaticTokenVerifier:
+    """Accepts the configured bearer tokens (constant-time compare); the owner is the token's id."""
+
+    def __init__(self, tokens: list[SecretStr]) -> None:
+        self._tokens = [
+            (t.get_secret_value().encode(), token_owner(t.get_secret_value())) for t in tokens
+        ]
+
+    async def verify_token(self, token: str) -> Any:
+        from mcp.server.auth.provider import AccessToken
+
+        given = token.encode()
+        match = None
+        for secret, owner in self._tokens:
+            if hmac.compare_digest(secret, given):
+                match = owner
+        if match is None:
+            return None
+        return AccessToken(token="(redacted)", client_id=match, scopes=[])
+
+
+def _lifespan(settings: ServerSettings, roots: list[Path] | None):
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[ServerState]:
+        overrides = dict(settings.engine_overrides)
+        data_dir = overrides.get("data_dir")
+        cache_dir = overrides.get("cache_dir")
+        manager = RunManager(
+            engine_settings_factory(overrides),
+            max_concurrent=settings.max_concurrent_runs,
+            data_dir=Path(data_dir) if data_dir else None,
+        )
+        stores = StoreCache(
+            size=settings.store_cache_size, cache_dir=Path(cache_dir) if cache_dir else None
+        )
+        async with manager:
+            try:
+                yield ServerState(
+                    roots=roots,
+                    manager=manager,
+                    stores=stores,
+                    engine_overrides=overrides,
+                    progress_interval_s=settings.progress_interval_s,
+                )
+            finally:
+                stores.close()
+
+    return lifespan
+
+
+def create_server(settings: ServerSettings | None = None) -> MCPServer:
+    """Build the halo-mcp MCP server from explicit settings."""
+    settings = settings or ServerSettings()
+    roots = settings.effective_roots()
+    auth_kwargs: dict[str, Any] = {}
+    if settings.transport == "http" and settings.tokens:
+        from mcp.server.auth.settings import AuthSettings
+
+        auth_kwargs = {
+            "token_verifier": StaticTokenVerifier(settings.tokens),
+            "auth": AuthSettings(
+                issuer_url=f"http://{settings.host}:{settings.port}",  # type: ignore[arg-type]
+                resource_server_url=None,
+            ),
+        }
+    server = MCPServer(
+        "halo-mcp",
+        title="HALO trace analysis",
+        description="Finds the systemic failure modes of an LLM agent harness in its traces.",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        lifespan=_lifespan(settings, roots),
+        log_level="WARNING",
+        **auth_kwargs,
+    )
+    for module in (analyze, runs, findings, spans, prompts):
+        module.register(server)
+    return server
+
+
+def transport_security(settings: ServerSettings) -> Any:
+    """Host/Origin checks for every bind address (the SDK only adds them for loopback)."""
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    hosts, origins = list(settings.allowed_hosts), list(settings.allowed_origins)
+    host = settings.host
+    if is_loopback(host):
+        for name in ("127.0.0.1", "localhost", "[::1]"):
+            hosts.append(f"{name}:*")
+            origins.append(f"http://{name}:*")
+    elif host not in ("0.0.0.0", "::", ""):
+        name = f"[{host}]" if ":" in host else host
+        hosts.append(f"{name}:*")
+        origins += [f"http://{name}:*", f"https://{name}:*"]
+    if not hosts:
+        raise ValueError(
+            f"binding {host} accepts any address: pass --allowed-host NAME:PORT (the Host "
+            "header clients will send) so DNS-rebinding protection can check it"
+        )
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
+
+
+def http_app(server: MCPServer, settings: ServerSettings) -> Any:
+    """The Streamable HTTP ASGI app at /mcp, with Host/Origin checks and a body size limit."""
+    return server.streamable_http_app(
+        transport_security=transport_security(settings),
+        max_request_body_size=settings.max_request_bytes,
+        host=settings.host,
+    )
+
+
+def serve(settings: ServerSettings) -> None:
+    """Run the server until stdin closes (stdio) or the process is interrupted (HTTP)."""
+    import anyio
+
+    server = create_server(settings)
+    if settings.transport == "stdio":
+        anyio.run(server.run_stdio_async)
+        return
+    import uvicorn
+
+    app = http_app(server, settings)
+    log.warning(
+        "halo-mcp serving Streamable HTTP on http://%s:%d/mcp (%s)",
+        settings.host,
+        settings.port,
+        f"{len(settings.tokens)} bearer token(s)" if settings.tokens else "no token: loopback only",
+    )
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
+    anyio.run(uvicorn.Server(config).serve)

@@ -1,0 +1,280 @@
+"""Attribute conventions -> the normalized fields: kind, agent, model, tool, tokens, session.
+
+One function reads a span's flat attributes the way every convention writes them:
+OpenInference (`openinference.span.kind`, `llm.*`, `tool.*`), OpenTelemetry GenAI
+(`gen_ai.*`), HALO's own `inference.*`, and the OpenAI Agents SDK's span types when they
+travel as OTel attributes. Plain dict lookups only: this runs for every span indexed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from halo_mcp.store.formats.values import to_int, to_str
+
+# Unified kinds are SpanKind values: agent, llm, tool, chain, guardrail, other.
+OPENINFERENCE_KINDS = {
+    "LLM": "llm",
+    "EMBEDDING": "llm",
+    "TOOL": "tool",
+    "RETRIEVER": "tool",
+    "RERANKER": "tool",
+    "AGENT": "agent",
+    "CHAIN": "chain",
+    "GUARDRAIL": "guardrail",
+    "EVALUATOR": "other",
+    "PROMPT": "chain",
+}
+
+GENAI_OPERATIONS = {
+    "chat": "llm",
+    "text_completion": "llm",
+    "generate_content": "llm",
+    "completion": "llm",
+    "embeddings": "llm",
+    "embedding": "llm",
+    "execute_tool": "tool",
+    "invoke_agent": "agent",
+    "create_agent": "agent",
+    "invoke_workflow": "chain",
+}
+
+#: OpenAI Agents SDK span_data.type -> kind.
+AGENTS_SDK_TYPES = {
+    "agent": "agent",
+    "generation": "llm",
+    "response": "llm",
+    "function": "tool",
+    "mcp_tools": "tool",
+    "handoff": "chain",
+    "guardrail": "guardrail",
+    "custom": "other",
+    "transcription": "llm",
+    "speech": "llm",
+    "speech_group": "other",
+    "task": "chain",
+    "turn": "chain",
+}
+
+# Any kind word a source might use (lowercased) -> kind; used for loose values.
+_KIND_WORDS = {
+    **{k.lower(): v for k, v in OPENINFERENCE_KINDS.items()},
+    **GENAI_OPERATIONS,
+    **AGENTS_SDK_TYPES,
+    "tool_call": "tool",
+    "model": "llm",
+    "chat_model": "llm",
+    "workflow": "chain",
+}
+
+_AGENTS_SDK_TYPE_KEYS = (
+    "openai.agents.span_type",
+    "openai.agents.span.type",
+    "openai.agents.span_data.type",
+    "openai_agents.span_type",
+    "openai_agents.span_data.type",
+    "agents.span.type",
+    "span_data.type",
+)
+_AGENT_KEYS = (
+    "gen_ai.agent.name",
+    "agent.name",
+    "inference.agent_name",
+    "inference.agent.name",
+    "openai.agents.agent.name",
+    "openai.agents.agent_name",
+)
+_MODEL_KEYS = (
+    "gen_ai.request.model",
+    "gen_ai.response.model",
+    "llm.model_name",
+    "inference.llm.model_name",
+    "inference.model_name",
+    "inference.model",
+    "embedding.model_name",
+)
+_TOOL_KEYS = ("gen_ai.tool.name", "tool.name", "inference.tool_name", "inference.tool.name")
+_INPUT_TOKEN_KEYS = (
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.prompt_tokens",
+    "llm.token_count.prompt",
+    "inference.llm.input_tokens",
+    "inference.input_tokens",
+    "inference.usage.input_tokens",
+    "inference.llm.token_count.prompt",
+)
+_OUTPUT_TOKEN_KEYS = (
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens",
+    "llm.token_count.completion",
+    "inference.llm.output_tokens",
+    "inference.output_tokens",
+    "inference.usage.output_tokens",
+    "inference.llm.token_count.completion",
+)
+_SESSION_KEYS = (
+    "session.id",
+    "gen_ai.conversation.id",
+    "conversation.id",
+    "thread.id",
+    "thread_id",
+    "inference.session_id",
+    "inference.session.id",
+)
+
+# Slots of the normalized fields. Kind has three slots, one per convention, tried in order.
+AGENT, MODEL, TOOL, TOKENS_IN, TOKENS_OUT, SESSION, KIND_OI, KIND_GENAI, KIND_SDK, KIND_HALO = (
+    range(10)
+)
+_NO_SLOT = (-1, 0)
+
+
+def _slot_table() -> dict[str, tuple[int, int]]:
+    """Every known attribute key -> (slot, priority); lower priority wins."""
+    table: dict[str, tuple[int, int]] = {}
+    for slot, keys in (
+        (AGENT, _AGENT_KEYS),
+        (MODEL, _MODEL_KEYS),
+        (TOOL, _TOOL_KEYS),
+        (TOKENS_IN, _INPUT_TOKEN_KEYS),
+        (TOKENS_OUT, _OUTPUT_TOKEN_KEYS),
+        (SESSION, _SESSION_KEYS),
+        (KIND_OI, ("openinference.span.kind",)),
+        (KIND_GENAI, ("gen_ai.operation.name",)),
+        (KIND_SDK, _AGENTS_SDK_TYPE_KEYS),
+    ):
+        for priority, key in enumerate(keys):
+            table[key] = (slot, priority)
+    return table
+
+
+_SLOTS = _slot_table()
+_LATE = 100  # priority of inference.* keys classified by suffix: after every known key
+_PLAN_CACHE_LIMIT = 4_096
+Plan = tuple[tuple[int, tuple[str, ...]], ...]
+# Spans from one instrumentation carry the same attribute keys, so what each key means
+# is worked out once per distinct key tuple: (slot, candidate keys by priority) pairs.
+_plans: dict[tuple[str, ...], Plan] = {}
+
+
+def _classify_inference_key(key: str) -> tuple[int, int]:
+    """HALO `inference.*` keys not listed above, classified by their suffix."""
+    rest = key[10:].lower()
+    if "token" in rest:
+        if "input" in rest or "prompt" in rest:
+            return TOKENS_IN, _LATE
+        if "output" in rest or "completion" in rest:
+            return TOKENS_OUT, _LATE
+        return _NO_SLOT
+    if rest.endswith(("agent_name", "agent.name")) or rest == "agent":
+        return AGENT, _LATE
+    if rest.endswith(("model_name", "model")) and "embedding" not in rest:
+        return MODEL, _LATE
+    if rest.endswith(("tool_name", "tool.name")):
+        return TOOL, _LATE
+    if rest.endswith(("session_id", "session.id", "conversation_id", "thread_id")):
+        return SESSION, _LATE
+    if rest.endswith(("span_kind", "span.kind", "observation_kind", "kind")):
+        return KIND_HALO, _LATE
+    return _NO_SLOT
+
+
+def kind_word(value: Any) -> str | None:
+    """A convention's kind word ('LLM', 'execute_tool', 'function'...) -> kind, or None."""
+    if type(value) is not str:
+        return None
+    return _KIND_WORDS.get(value.lower())
+
+
+def kind_from_name(name: str) -> str:
+    """Last resort: guess the kind from the span name."""
+    low = name.lower()
+    if "guardrail" in low:
+        return "guardrail"
+    if "handoff" in low:
+        return "chain"
+    if "agent" in low:
+        return "chain" if "workflow" in low else "agent"
+    if "tool" in low or "function" in low:
+        return "tool"
+    if (
+        "llm" in low
+        or "chat" in low
+        or "completion" in low
+        or "generation" in low
+        or "generate" in low
+        or low.startswith(("openai.", "anthropic.", "response"))
+    ):
+        return "llm"
+    if "chain" in low or "workflow" in low or "pipeline" in low:
+        return "chain"
+    return "other"
+
+
+def _plan(keys: tuple[str, ...]) -> Plan:
+    by_slot: dict[int, list[tuple[int, str]]] = {}
+    for key in keys:
+        hit = _SLOTS.get(key)
+        if hit is None and type(key) is str and key.startswith("inference."):
+            hit = _classify_inference_key(key)
+        if hit is not None and hit[0] >= 0:
+            by_slot.setdefault(hit[0], []).append((hit[1], key))
+    return tuple(
+        (slot, tuple(key for _, key in sorted(candidates)))
+        for slot, candidates in sorted(by_slot.items())
+    )
+
+
+def semantics(
+    attrs: dict[str, Any], name: str
+) -> tuple[str, str | None, str | None, str | None, int | None, int | None, str | None]:
+    """(kind, agent, model, tool_name, input_tokens, output_tokens, session_id)."""
+    keys = tuple(attrs)
+    plan = _plans.get(keys)
+    if plan is None:
+        plan = _plan(keys)
+        if len(_plans) >= _PLAN_CACHE_LIMIT:
+            _plans.clear()
+        _plans[keys] = plan
+    values: list[Any] = [None] * 10
+    for slot, candidates in plan:
+        for key in candidates:
+            value = attrs[key]
+            if value is not None:
+                values[slot] = value
+                break
+
+    agent, model, tool, tokens_in, tokens_out, session = values[:6]
+    if agent is not None:
+        agent = to_str(agent)
+    if model is not None:
+        model = to_str(model)
+    if tool is not None:
+        tool = to_str(tool)
+    if tokens_in is not None:
+        tokens_in = to_int(tokens_in)
+    if tokens_out is not None:
+        tokens_out = to_int(tokens_out)
+    if session is not None:
+        session = to_str(session)
+
+    kind = None
+    oi_kind = values[KIND_OI]
+    if oi_kind is not None:
+        kind = OPENINFERENCE_KINDS.get(oi_kind) if type(oi_kind) is str else None
+        if kind is None:
+            kind = kind_word(oi_kind)
+    if kind is None:
+        for slot in (KIND_GENAI, KIND_SDK, KIND_HALO):
+            if values[slot] is not None:
+                kind = kind_word(values[slot])
+                if kind is not None:
+                    break
+    if kind is None:
+        if tool is not None:
+            kind = "tool"
+        elif model is not None and (tokens_in is not None or tokens_out is not None):
+            kind = "llm"
+        else:
+            kind = kind_from_name(name)
+    return kind, agent, model, tool, tokens_in, tokens_out, session

@@ -1,0 +1,384 @@
+"""Building, reusing and extending the on-disk index of a set of trace files.
+
+One SQLite database per input set lives in the cache dir. Opening checks each file's
+fingerprint: unchanged files are reused as is (no read beyond a few KB), files that only
+grew are extended (only the new bytes are parsed), other changed files are re-parsed.
+A lock file serializes builders across processes; a first build happens in a temporary
+database renamed into place, so no reader ever sees a half-built index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gzip
+import logging
+import multiprocessing
+import os
+import sqlite3
+from array import array
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from halo_mcp.store import derive
+from halo_mcp.store.files import HASH_BYTES, FileState, file_state, hash_range, set_key
+from halo_mcp.store.ingest import (
+    MAX_BAD_EXAMPLES,
+    SliceResult,
+    parse_gz_block,
+    parse_range,
+)
+from halo_mcp.store.schema import INDEXES, SCHEMA_VERSION, TABLES
+
+log = logging.getLogger(__name__)
+
+SLICE_BYTES = 8 << 20
+#: Inputs smaller than this are parsed in-process (a worker pool costs more than it saves).
+PARALLEL_MIN_BYTES = 16 << 20
+WORKERS = max(1, min(4, os.cpu_count() or 1))
+WINDOW = 2 * WORKERS + 1
+
+
+@dataclass
+class Plan:
+    """What to do with one file: reuse ("same"), parse from an offset ("grow"/"new"),
+    or drop its rows and parse it again ("rebuild")."""
+
+    state: FileState
+    action: str
+    file_id: int | None = None
+    from_offset: int = 0
+    from_line: int = 0
+
+
+def index_path(cache_dir: Path, files: list[Path]) -> Path:
+    return cache_dir / "indexes" / f"{set_key(files)}.sqlite"
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=60)
+    conn.execute("PRAGMA busy_timeout=60000")
+    return conn
+
+
+def plan_updates(conn: sqlite3.Connection, states: list[FileState]) -> list[Plan] | None:
+    """Compare the files with what the index holds; None when the index is unusable."""
+    try:
+        version = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if not version or int(version[0]) != SCHEMA_VERSION:
+            return None
+        if conn.execute("SELECT value FROM meta WHERE key='complete'").fetchone() is None:
+            return None
+        rows = {
+            r[0]: r
+            for r in conn.execute(
+                "SELECT path, file_id, size, mtime_ns, inode, head_hash, tail_hash, "
+                "bytes_indexed, lines_indexed, gz FROM files"
+            )
+        }
+    except sqlite3.DatabaseError:
+        return None
+    plans = []
+    for state in states:
+        row = rows.get(str(state.path))
+        if row is None:
+            plans.append(Plan(state, "new"))
+            continue
+        _, file_id, size, mtime_ns, inode, head, tail, indexed, lines, _gz = row
+        if (size, mtime_ns, inode, head) == (
+            state.size,
+            state.mtime_ns,
+            state.inode,
+            state.head_hash,
+        ):
+            plans.append(Plan(state, "same", file_id))
+        elif (
+            not state.gz
+            and state.size > indexed
+            and state.inode == inode
+            and head == hash_range(state.path, 0, min(HASH_BYTES, indexed))
+            and tail == hash_range(state.path, indexed - HASH_BYTES, indexed)
+        ):
+            plans.append(Plan(state, "grow", file_id, indexed, lines))
+        else:
+            plans.append(Plan(state, "rebuild", file_id))
+    return plans
+
+
+@contextlib.contextmanager
+def build_lock(db_path: Path) -> Iterator[None]:
+    """Exclusive lock across processes (flock on a side file) for building or extending."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(db_path) + ".lock", "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def ensure_index(files: list[Path], cache_dir: Path) -> tuple[Path, bool]:
+    """The index for `files`, built or brought up to date. Returns (path, reused as is)."""
+    db_path = index_path(cache_dir, files)
+    states = [file_state(p) for p in files]
+    if db_path.exists():
+        with contextlib.closing(connect(db_path)) as conn:
+            plans = plan_updates(conn, states)
+        if plans is not None and all(p.action == "same" for p in plans):
+            return db_path, True
+    with build_lock(db_path):
+        states = [file_state(p) for p in files]
+        plans = None
+        if db_path.exists():
+            with contextlib.closing(connect(db_path)) as conn:
+                plans = plan_updates(conn, states)
+            if plans is None:
+                log.warning("index %s is stale or unreadable: rebuilding it", db_path)
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(str(db_path) + suffix)
+        if plans is None:
+            _build_fresh(db_path, states)
+            return db_path, False
+        if all(p.action == "same" for p in plans):
+            return db_path, True
+        with contextlib.closing(connect(db_path)) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            _update(conn, plans, fresh=False)
+    return db_path, False
+
+
+def _build_fresh(db_path: Path, states: list[FileState]) -> None:
+    tmp = db_path.with_name(f"{db_path.name}.tmp{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        conn = connect(tmp)
+        try:
+            conn.execute("PRAGMA journal_mode=OFF")
+            conn.execute("PRAGMA synchronous=OFF")
+            conn.execute("PRAGMA cache_size=-65536")
+            conn.executescript(TABLES)
+            _update(conn, [Plan(s, "new") for s in states], fresh=True)
+            conn.execute("PRAGMA journal_mode=WAL")
+        finally:
+            conn.close()
+        os.replace(tmp, db_path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _update(conn: sqlite3.Connection, plans: list[Plan], fresh: bool) -> None:
+    """Parse what the plans ask for and refresh the derived tables, in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        old_max = _last_id(conn)
+        if not fresh:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS affected(trace_id TEXT PRIMARY KEY)")
+            conn.execute("DELETE FROM temp.affected")
+        work = [p for p in plans if p.action != "same"]
+        pending = sum(p.state.size - p.from_offset for p in work)
+        pool = _pool() if pending >= PARALLEL_MIN_BYTES and WORKERS > 1 else None
+        try:
+            for plan in work:
+                _prepare_file(conn, plan)
+                _ingest_file(conn, plan, pool)
+        finally:
+            if pool is not None:
+                pool.close()
+                pool.join()
+        if fresh:
+            for statement in INDEXES.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        derive.remove_duplicates(conn, None if fresh else old_max)
+        if not fresh:
+            conn.execute(
+                "INSERT OR IGNORE INTO temp.affected "
+                "SELECT DISTINCT trace_id FROM spans WHERE id > ?",
+                (old_max,),
+            )
+        derive.refresh_traces(conn, all_traces=fresh)
+        derive.refresh_aggregates(conn)
+        conn.execute("INSERT OR REPLACE INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("INSERT OR REPLACE INTO meta VALUES('complete', '1')")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _last_id(conn: sqlite3.Connection) -> int:
+    """The last span id ever given (ids are never reused, so new rows are id > this)."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'spans'").fetchone()
+    return row[0] if row else 0
+
+
+def _pool() -> multiprocessing.pool.Pool:
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+    return multiprocessing.get_context(method).Pool(WORKERS)
+
+
+def _prepare_file(conn: sqlite3.Connection, plan: Plan) -> None:
+    """Create the file's row, or drop its old rows when it must be parsed again."""
+    state = plan.state
+    if plan.action == "new":
+        cur = conn.execute(
+            "INSERT INTO files(path, gz, size, mtime_ns, inode, head_hash, tail_hash, "
+            "bytes_indexed, lines_indexed, spans, bad_lines) VALUES(?,?,?,?,?,?,?,0,0,0,0)",
+            (str(state.path), int(state.gz), 0, 0, 0, b"", b""),
+        )
+        plan.file_id = cur.lastrowid
+    elif plan.action == "rebuild":
+        fid = plan.file_id
+        conn.execute(
+            "INSERT OR IGNORE INTO temp.affected "
+            "SELECT DISTINCT trace_id FROM spans WHERE file_id=?",
+            (fid,),
+        )
+        for table in ("spans", "line_index", "gz_lines", "bad_lines"):
+            conn.execute(f"DELETE FROM {table} WHERE file_id=?", (fid,))
+        conn.execute(
+            "UPDATE files SET bytes_indexed=0, lines_indexed=0, spans=0, bad_lines=0, "
+            "duplicates=0, format=NULL WHERE file_id=?",
+            (fid,),
+        )
+
+
+def _slices(plan: Plan) -> Iterator[tuple[int, int]]:
+    """Byte ranges of about SLICE_BYTES that start and end on line boundaries."""
+    start = plan.from_offset
+    size = plan.state.size
+    with open(plan.state.path, "rb") as handle:
+        while start < size:
+            stop = start + SLICE_BYTES
+            if stop >= size:
+                yield start, size
+                return
+            handle.seek(stop)
+            handle.readline()
+            stop = min(handle.tell(), size)
+            yield start, stop
+            start = stop
+
+
+def _gz_blocks(path: Path) -> Iterator[tuple[bytes, int]]:
+    """Decompressed blocks cut after a newline, with their offset in the stream.
+
+    A corrupt or truncated gzip stream ends the iteration after what could be read; the
+    caller reports it as a bad line."""
+    offset = 0
+    rest = b""
+    with gzip.open(path, "rb") as handle:
+        while True:
+            try:
+                chunk = handle.read(SLICE_BYTES)
+            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+                log.warning("%s: gzip stream unreadable after %d bytes: %s", path, offset, exc)
+                chunk = b""
+            if not chunk:
+                if rest:
+                    yield rest, offset
+                return
+            data = rest + chunk
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                rest = data
+                continue
+            yield data[:cut], offset
+            offset += cut
+            rest = data[cut:]
+
+
+def _results(plan: Plan, pool: multiprocessing.pool.Pool | None) -> Iterator[SliceResult]:
+    """Slice results in file order; with a pool, at most WINDOW slices are in flight."""
+    path = str(plan.state.path)
+    if plan.state.gz:
+        tasks = ((parse_gz_block, (data, off)) for data, off in _gz_blocks(plan.state.path))
+    else:
+        tasks = ((parse_range, (path, a, b)) for a, b in _slices(plan))
+    if pool is None:
+        for func, args in tasks:
+            yield func(*args)
+        return
+    inflight: deque = deque()
+    for func, args in tasks:
+        inflight.append(pool.apply_async(func, args))
+        if len(inflight) >= WINDOW:
+            yield inflight.popleft().get()
+    while inflight:
+        yield inflight.popleft().get()
+
+
+def _insert_sql(file_id: int, line_base: int) -> str:
+    params = ",".join(f"?{i}" for i in range(1, 17))
+    return (
+        "INSERT INTO spans(trace_id, span_id, parent_span_id, name, kind, status, "
+        "error_message, start_ns, end_ns, service, agent, model, tool_name, input_tokens, "
+        "output_tokens, session_id, line, offset, length, input_hash, file_id, duration_ns, "
+        f"tokens) VALUES({params}, ?17 + {int(line_base) + 1}, ?18, ?19, ?20, {int(file_id)}, "
+        "MAX(0, COALESCE(?9, 0) - COALESCE(?8, 0)), COALESCE(?14, 0) + COALESCE(?15, 0))"
+    )
+
+
+def _ingest_file(
+    conn: sqlite3.Connection, plan: Plan, pool: multiprocessing.pool.Pool | None
+) -> None:
+    fid = plan.file_id
+    line_base = plan.from_line
+    next_id = _last_id(conn) + 1
+    seq = conn.execute(
+        "SELECT COALESCE(MAX(seq), -1) + 1 FROM line_index WHERE file_id=?", (fid,)
+    ).fetchone()[0]
+    kept_bad = conn.execute("SELECT COUNT(*) FROM bad_lines").fetchone()[0]
+    spans = bad = 0
+    fmt = None
+    for result in _results(plan, pool):
+        if result.rows:
+            conn.executemany(_insert_sql(fid, line_base), result.rows)
+            offsets = array("q", result.line_offsets)
+            firsts = array("q", (next_id + i for i in result.line_first_row))
+            conn.execute(
+                "INSERT INTO line_index VALUES(?,?,?,?)",
+                (fid, seq, offsets.tobytes(), firsts.tobytes()),
+            )
+            seq += 1
+        if result.gz_lines:
+            conn.executemany(
+                f"INSERT OR REPLACE INTO gz_lines VALUES({int(fid)}, ?, ?)", result.gz_lines
+            )
+        for rel_line, reason in result.bad_examples:
+            if kept_bad < MAX_BAD_EXAMPLES:
+                conn.execute(
+                    "INSERT INTO bad_lines VALUES(?,?,?)", (fid, line_base + rel_line + 1, reason)
+                )
+                kept_bad += 1
+        fmt = fmt or result.format
+        next_id += len(result.rows)
+        spans += len(result.rows)
+        bad += result.bad_lines
+        line_base += result.lines
+    state = plan.state
+    indexed = state.size
+    conn.execute(
+        "UPDATE files SET size=?, mtime_ns=?, inode=?, head_hash=?, tail_hash=?, "
+        "bytes_indexed=?, lines_indexed=?, spans=spans+?, bad_lines=bad_lines+?, "
+        "format=COALESCE(format, ?) WHERE file_id=?",
+        (
+            state.size,
+            state.mtime_ns,
+            state.inode,
+            state.head_hash,
+            hash_range(state.path, indexed - HASH_BYTES, indexed),
+            indexed,
+            line_base,
+            spans,
+            bad,
+            fmt,
+            fid,
+        ),
+    )

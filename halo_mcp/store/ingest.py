@@ -1,0 +1,123 @@
+"""Parsing a slice of a trace file into packed index rows (runs in worker processes).
+
+A slice is a byte range of a plain file, or a block of decompressed bytes of a `.gz` file;
+both start and end on line boundaries. The result holds plain tuples only, so it pickles
+cheaply, and nothing outlives the slice: memory is bounded by the slice size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from dataclasses import dataclass, field
+
+from halo_mcp.store.formats import BadLineError, detect_format, parse_line, span_payload
+
+BOM = b"\xef\xbb\xbf"
+_KIND = 4  # ROW_FIELDS index of "kind"
+_SPAN_ID = 1
+MAX_BAD_EXAMPLES = 20
+
+
+@dataclass
+class SliceResult:
+    """Rows of one slice. `rows` hold ROW_FIELDS + (line, offset, length, input_hash) where
+    `line` is relative to the slice's first line (0-based); `lines` counts the slice's lines."""
+
+    rows: list[tuple] = field(default_factory=list)
+    line_offsets: list[int] = field(default_factory=list)
+    line_first_row: list[int] = field(default_factory=list)
+    lines: int = 0
+    bad_lines: int = 0
+    bad_examples: list[tuple[int, str]] = field(default_factory=list)
+    format: str | None = None
+    gz_lines: list[tuple[int, bytes]] = field(default_factory=list)
+
+
+def input_hash(line: bytes, span_id: str) -> int | None:
+    """A 63-bit hash of a tool span's input (arguments), so identical calls group in SQL."""
+    try:
+        payload = span_payload(line, span_id)
+    except Exception:
+        return None
+    value = payload.input
+    if value is None:
+        return None
+    data = (
+        value.encode("utf-8", "surrogatepass") if isinstance(value, str) else repr(value).encode()
+    )
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") >> 1
+
+
+def parse_block(data: bytes, base_offset: int, keep_raw: bool = False) -> SliceResult:
+    """Parse every line of `data` (which starts at `base_offset` of the decompressed stream).
+
+    Bad lines are counted and the first few kept with their reason; nothing raises.
+    `keep_raw` stores each good line compressed (for `.gz` files, whose lines cannot be
+    read back by offset).
+    """
+    out = SliceResult()
+    rows = out.rows
+    pos = 0
+    end = len(data)
+    line_no = -1
+    while pos < end:
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            nl = end
+        line_no += 1
+        start = pos
+        stop = nl
+        pos = nl + 1
+        if stop > start and data[stop - 1] == 13:  # \r
+            stop -= 1
+        if base_offset + start == 0 and data.startswith(BOM):
+            start += 3
+        line = data[start:stop]
+        if not line.strip():
+            continue
+        try:
+            parsed = parse_line(line)
+        except BadLineError as exc:
+            _bad(out, line_no, str(exc) or "not a span")
+            continue
+        except Exception as exc:  # a parser bug must not stop ingestion
+            _bad(out, line_no, f"unreadable line ({type(exc).__name__}: {exc})")
+            continue
+        if not parsed:
+            _bad(out, line_no, "no span in this line")
+            continue
+        if out.format is None:
+            try:
+                out.format = detect_format(line)
+            except Exception:
+                out.format = "unknown"
+        offset = base_offset + start
+        length = stop - start
+        out.line_offsets.append(offset)
+        out.line_first_row.append(len(rows))
+        for fields in parsed:
+            digest = input_hash(line, fields[_SPAN_ID]) if fields[_KIND] == "tool" else None
+            rows.append((*fields, line_no, offset, length, digest))
+        if keep_raw:
+            out.gz_lines.append((offset, zlib.compress(line, 1)))
+    out.lines = line_no + 1
+    return out
+
+
+def _bad(out: SliceResult, line_no: int, reason: str) -> None:
+    out.bad_lines += 1
+    if len(out.bad_examples) < MAX_BAD_EXAMPLES:
+        out.bad_examples.append((line_no, reason[:300]))
+
+
+def parse_range(path: str, start: int, stop: int) -> SliceResult:
+    """Parse bytes [start, stop) of a plain file (a worker reads them itself: no copy)."""
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        data = handle.read(stop - start)
+    return parse_block(data, start)
+
+
+def parse_gz_block(data: bytes, base_offset: int) -> SliceResult:
+    return parse_block(data, base_offset, keep_raw=True)

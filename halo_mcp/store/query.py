@@ -1,0 +1,294 @@
+"""SpanFilter -> SQL, sort orders, opaque cursors, and span rows -> SpanView.
+
+Everything a filter says that the index holds becomes SQL; attribute equality and the
+text regex need span content, so they are resolved separately (see `content.py`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from halo_mcp.store.errors import InvalidFilterError
+from halo_mcp.store.models import (
+    SPAN_FIELDS,
+    SpanFilter,
+    SpanKind,
+    SpanSource,
+    SpanView,
+    StatusCode,
+)
+from halo_mcp.store.textlimit import clip
+
+#: Columns selected for every span row, in this order.
+ROW_COLUMNS = (
+    "id",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "kind",
+    "status",
+    "error_message",
+    "start_ns",
+    "end_ns",
+    "duration_ns",
+    "service",
+    "agent",
+    "model",
+    "tool_name",
+    "input_tokens",
+    "output_tokens",
+    "session_id",
+    "file_id",
+    "line",
+    "offset",
+    "length",
+    "tokens",
+)
+COL = {name: i for i, name in enumerate(ROW_COLUMNS)}
+SELECT_ROW = "SELECT " + ", ".join(f"s.{c}" for c in ROW_COLUMNS) + " FROM spans s"
+
+SPAN_SORT_SQL = {
+    "start_time": ("start_ns", "ASC"),
+    "-start_time": ("start_ns", "DESC"),
+    "duration": ("duration_ns", "ASC"),
+    "-duration": ("duration_ns", "DESC"),
+    "tokens": ("tokens", "ASC"),
+    "-tokens": ("tokens", "DESC"),
+}
+TRACE_SORT_SQL = {
+    "start_time": ("start_ns", "ASC"),
+    "-start_time": ("start_ns", "DESC"),
+    "duration": ("duration_ns", "ASC"),
+    "-duration": ("duration_ns", "DESC"),
+    "errors": ("error_count", "ASC"),
+    "-errors": ("error_count", "DESC"),
+}
+CONTENT_FIELDS = frozenset({"input", "output", "attributes", "events"})
+
+
+def to_ns(value: datetime) -> int:
+    """A datetime as epoch ns; naive datetimes are taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    delta = value - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def from_ns(ns: int | None) -> datetime | None:
+    if ns is None:
+        return None
+    seconds, rest = divmod(int(ns), 1_000_000_000)
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=rest // 1000)
+
+
+def _glob_escape(pattern: str) -> str:
+    """SQL GLOB also treats [ ] specially; the filter language only has * and ?."""
+    return pattern.replace("[", "[[]")
+
+
+def where_sql(flt: SpanFilter, alias: str = "s") -> tuple[list[str], list[Any]]:
+    """SQL conditions (joined by AND) and parameters for the indexed part of a filter."""
+    a = alias + "."
+    clauses: list[str] = []
+    params: list[Any] = []
+
+    def members(column: str, values: Sequence[Any]) -> None:
+        values = list(dict.fromkeys(values))
+        if not values:
+            clauses.append("0")
+            return
+        clauses.append(f"{a}{column} IN ({','.join('?' * len(values))})")
+        params.extend(values)
+
+    if flt.trace_ids is not None:
+        members("trace_id", flt.trace_ids)
+    if flt.span_ids is not None:
+        members("span_id", flt.span_ids)
+    if flt.name is not None:
+        if "*" in flt.name or "?" in flt.name:
+            clauses.append(f"{a}name GLOB ?")
+            params.append(_glob_escape(flt.name))
+        else:
+            clauses.append(f"{a}name = ?")
+            params.append(flt.name)
+    if flt.kind is not None:
+        members("kind", [SpanKind(k).value for k in flt.kind])
+    if flt.errors_only:
+        clauses.append(f"{a}status = 'error'")
+    for column, value in (
+        ("service", flt.service),
+        ("agent", flt.agent),
+        ("model", flt.model),
+        ("tool_name", flt.tool_name),
+    ):
+        if value is not None:
+            clauses.append(f"{a}{column} = ?")
+            params.append(value)
+    if flt.min_duration_ms is not None:
+        clauses.append(f"{a}duration_ns >= ?")
+        params.append(int(flt.min_duration_ms * 1_000_000))
+    if flt.max_duration_ms is not None:
+        clauses.append(f"{a}duration_ns <= ?")
+        params.append(int(flt.max_duration_ms * 1_000_000))
+    if flt.start_after is not None:
+        clauses.append(f"{a}start_ns >= ?")
+        params.append(to_ns(flt.start_after))
+    if flt.start_before is not None:
+        clauses.append(f"{a}start_ns < ?")
+        params.append(to_ns(flt.start_before))
+    return clauses, params
+
+
+def check_fields(fields: Sequence[str]) -> list[str]:
+    if isinstance(fields, str):
+        fields = [f.strip() for f in fields.split(",") if f.strip()]
+    unknown = [f for f in fields if f not in SPAN_FIELDS]
+    if unknown:
+        raise InvalidFilterError(
+            f"unknown field(s) {', '.join(map(repr, unknown))}; valid fields: "
+            f"{', '.join(SPAN_FIELDS)}"
+        )
+    if not fields:
+        raise InvalidFilterError(f"no field asked for; valid fields: {', '.join(SPAN_FIELDS)}")
+    return list(dict.fromkeys(fields))
+
+
+def check_sort(sort: str, valid: dict[str, tuple[str, str]]) -> tuple[str, str]:
+    if sort not in valid:
+        raise InvalidFilterError(f"unknown sort {sort!r}; valid sorts: {', '.join(valid)}")
+    return valid[sort]
+
+
+def check_limit(limit: int, most: int = 10_000) -> int:
+    if not isinstance(limit, int) or limit < 1 or limit > most:
+        raise InvalidFilterError(f"limit must be an integer from 1 to {most}, got {limit!r}")
+    return limit
+
+
+def query_key(*parts: Any) -> str:
+    """A short digest tying a cursor to the query it came from."""
+    return hashlib.blake2b(orjson.dumps(parts, default=str), digest_size=6).hexdigest()
+
+
+def encode_cursor(sort: str, key: Any, row_id: int, query: str) -> str:
+    data = orjson.dumps({"s": sort, "k": key, "i": row_id, "q": query})
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str, query: str) -> tuple[Any, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+        key, row_id = data["k"], int(data["i"])
+        same = data["s"] == sort and data["q"] == query
+    except Exception:
+        raise InvalidFilterError(
+            "cursor is not valid: pass back the next_cursor of the previous page unchanged, "
+            "or omit cursor to start from the first page"
+        ) from None
+    if not same:
+        raise InvalidFilterError(
+            "cursor belongs to another query (different filter or sort); use it only with "
+            "the query that returned it, or omit it to start again"
+        )
+    return key, row_id
+
+
+def keyset(column: str, direction: str, key: Any, row_id: int, alias: str) -> tuple[str, list]:
+    op = ">" if direction == "ASC" else "<"
+    return f"({alias}.{column}, {alias}.id) {op} (?, ?)", [key, row_id]
+
+
+class Clipper:
+    """Clips strings at `max_chars` and counts how many it cut."""
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+        self.clipped = 0
+
+    def text(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        out, cut = clip(value, self.max_chars)
+        self.clipped += cut
+        return out
+
+    def deep(self, value: Any, depth: int = 0) -> Any:
+        """Clip every string inside dicts/lists; big non-string leaves become clipped JSON."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {str(k): self.deep(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            if depth > 8:
+                return self.text(orjson.dumps(value, default=str).decode())
+            return [self.deep(v, depth + 1) for v in value]
+        return value
+
+
+def _kind(value: str | None) -> SpanKind:
+    try:
+        return SpanKind(value)
+    except ValueError:
+        return SpanKind.other
+
+
+def _status(value: str | None) -> StatusCode:
+    try:
+        return StatusCode(value)
+    except ValueError:
+        return StatusCode.unset
+
+
+def make_view(
+    row: Sequence[Any],
+    fields: Sequence[str],
+    clipper: Clipper,
+    path_of: Callable[[int], str],
+    payload_of: Callable[[Sequence[Any]], Any],
+) -> SpanView:
+    """A SpanView holding just `fields`; content fields come from `payload_of(row)`."""
+    values: dict[str, Any] = {}
+    payload = None
+    for name in fields:
+        if name in CONTENT_FIELDS:
+            if payload is None:
+                payload = payload_of(row)
+            if payload is None:
+                continue
+            if name == "input":
+                values[name] = clipper.text(payload.input)
+            elif name == "output":
+                values[name] = clipper.text(payload.output)
+            elif name == "attributes":
+                values[name] = clipper.deep(dict(payload.attributes))
+            else:
+                values[name] = clipper.deep(list(payload.events))
+        elif name == "start_time":
+            values[name] = from_ns(row[COL["start_ns"]])
+        elif name == "duration_ms":
+            values[name] = (row[COL["duration_ns"]] or 0) / 1e6
+        elif name == "kind":
+            values[name] = _kind(row[COL["kind"]])
+        elif name == "status":
+            values[name] = _status(row[COL["status"]])
+        elif name == "source":
+            values[name] = SpanSource(
+                file=path_of(row[COL["file_id"]]),
+                line=row[COL["line"]],
+                offset=row[COL["offset"]],
+                length=row[COL["length"]],
+            )
+        elif name in ("input_tokens", "output_tokens"):
+            values[name] = row[COL[name]]
+        else:
+            value = row[COL[name]]
+            values[name] = clipper.text(value) if isinstance(value, str) else value
+    return SpanView(**values)

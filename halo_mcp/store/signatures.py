@@ -1,0 +1,46 @@
+"""Error signatures: an error message with its volatile parts (ids, numbers, paths...)
+replaced by placeholders, so errors that differ only by those parts group together."""
+
+from __future__ import annotations
+
+import re
+
+MAX_MESSAGE_CHARS = 300
+
+# Order matters: the most specific shapes are replaced first.
+_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"https?://[^\s'\"<>)\]]+", re.I), "<URL>"),
+    (re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"), "<EMAIL>"),
+    (
+        re.compile(
+            r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
+        ),
+        "<TS>",
+    ),
+    (re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:\.\d+)?\b"), "<TS>"),
+    (
+        re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
+        "<UUID>",
+    ),
+    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<ID>"),
+    (re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b", re.I), "<ID>"),
+    (re.compile(r"\b(?=(?:[A-Za-z_-]*\d){4})[A-Za-z]+[_-][A-Za-z0-9_-]{6,}\b"), "<ID>"),
+    (re.compile(r"(?:(?<=\s)|(?<=^)|(?<=[='\"(]))(?:~|\.{1,2})?(?:/[\w.@%+-]+){2,}/?"), "<PATH>"),
+    (re.compile(r"\b[A-Za-z]:\\[^\s'\"]+"), "<PATH>"),
+    (re.compile(r"'[^'\n]{1,200}'"), "'<S>'"),
+    (re.compile(r'"[^"\n]{1,200}"'), '"<S>"'),
+    (re.compile(r"(?<![\w<.-])[-+]?\d+(?:[.,]\d+)*(?:e[-+]?\d+)?", re.I), "<N>"),
+)
+_SPACES = re.compile(r"\s+")
+
+
+def normalize_message(message: str | None) -> str:
+    """The message's signature: volatile parts replaced by <N>, <ID>, <UUID>, <PATH>, <URL>,
+    <TS>, <EMAIL>, '<S>'; whitespace collapsed; cut at a bounded length."""
+    if not message:
+        return ""
+    text = message[: MAX_MESSAGE_CHARS * 4]
+    for pattern, placeholder in _RULES:
+        text = pattern.sub(placeholder, text)
+    text = _SPACES.sub(" ", text).strip()
+    return text[:MAX_MESSAGE_CHARS]

@@ -1,0 +1,121 @@
+"""analyze_traces: start an LLM analysis in the background and wait a bounded time for it.
+
+Clients abort tool calls after about a minute, and an analysis takes minutes. So the tool
+starts (or joins) a run, waits at most `wait_seconds` while sending progress, and returns a
+run handle; the client polls with get_run (or analyze_traces with run_id) until done.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, ToolAnnotations
+from pydantic import Field
+
+from halo_mcp.tools.models import RunId, RunStatusResult, TracePaths, WaitSeconds
+from halo_mcp.tools.paths import resolve_trace_paths
+from halo_mcp.tools.results import tool_result
+from halo_mcp.tools.runs import status_links, wait_for_run
+from halo_mcp.tools.state import caller_owner, server_state
+
+DEFAULT_PROMPT = (
+    "Find the systemic failure modes of this agent harness: recurring tool errors, loops, "
+    "wasted turns, bad instructions, retries, latency and cost problems. For each, give the "
+    "root cause, the harness change that fixes it, and how to validate the fix."
+)
+
+NO_CREDENTIALS = (
+    "No LLM credentials configured for the halo-mcp server: set OPENAI_API_KEY (and "
+    "OPENAI_BASE_URL for an OpenAI-compatible endpoint) in the server's environment, e.g. the "
+    '"env" block of your MCP client config ({"mcpServers": {"halo": {"command": "halo-mcp", '
+    '"args": ["serve"], "env": {"OPENAI_API_KEY": "sk-..."}}}}) or `claude mcp add -e '
+    "OPENAI_API_KEY=sk-... halo -- halo-mcp serve`, then restart the server. query_spans and "
+    "get_trace work without credentials."
+)
+
+
+def engine_settings_factory(base_overrides: dict[str, Any]):
+    """Build EngineSettings from the server's environment; ToolError when none is usable."""
+
+    def build(overrides: dict[str, Any]) -> Any:
+        from pydantic import ValidationError
+
+        from halo_mcp.engine.settings import EngineSettings
+
+        try:
+            settings = EngineSettings.from_env(**{**base_overrides, **overrides})
+        except ValidationError as exc:
+            raise ToolError(f"Invalid analysis settings: {exc.errors()[0]['msg']}.") from None
+        if settings.api_key is None and settings.base_url is None:
+            raise ToolError(NO_CREDENTIALS)
+        return settings
+
+    return build
+
+
+def register(server: MCPServer) -> None:
+    @server.tool(
+        title="Analyze agent traces",
+        annotations=ToolAnnotations(
+            title="Analyze agent traces",
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=False,
+            open_world_hint=True,
+        ),
+    )
+    async def analyze_traces(
+        ctx: Context,
+        trace_paths: TracePaths | None = None,
+        prompt: Annotated[
+            str | None,
+            Field(
+                max_length=4000,
+                description="What to look for; default: the systemic failure modes of the harness.",
+            ),
+        ] = None,
+        run_id: Annotated[
+            RunId | None,
+            Field(description="Wait on this earlier run instead of starting a new one."),
+        ] = None,
+        wait_seconds: WaitSeconds = 25,
+        model: Annotated[
+            str | None, Field(max_length=200, description="LLM model; default: the server's.")
+        ] = None,
+        max_depth: Annotated[
+            int | None, Field(ge=0, le=5, description="Sub-agent nesting depth (default 2).")
+        ] = None,
+        max_turns: Annotated[
+            int | None, Field(ge=1, le=500, description="Turns per agent (default 20).")
+        ] = None,
+    ) -> Annotated[CallToolResult, RunStatusResult]:
+        """Find the systemic failure modes of an LLM agent harness in its OpenTelemetry traces.
+        LLM agents explore the traces, delegate to sub-agents, and report findings verified
+        against the data. Takes minutes: this starts the run in the background, waits up to
+        `wait_seconds` (sending progress), and returns the run id and status. While `done` is
+        false, call get_run(run_id, wait_seconds=50) (or this tool with run_id) until it is.
+        When finished: findings in brief (id, title, severity, prevalence) and the report link.
+        Then get_finding(id) for root cause and fix, query_spans with the finding's matcher for
+        concrete cases, and edit the harness. An identical request while one is running joins it.
+        """
+        if run_id is not None:
+            result = await wait_for_run(ctx, run_id, wait_seconds)
+            return tool_result(result, status_links(result))
+        if not trace_paths:
+            raise ToolError(
+                "Pass trace_paths (trace files or directories) to start an analysis, or run_id "
+                "to wait on an earlier one (list_runs lists them)."
+            )
+        state = server_state(ctx)
+        paths = [str(p) for p in resolve_trace_paths(trace_paths, state.roots)]
+        overrides = {
+            name: value
+            for name, value in (("model", model), ("max_depth", max_depth), ("max_turns", max_turns))
+            if value is not None
+        }
+        text = (prompt or "").strip() or DEFAULT_PROMPT
+        run, deduplicated = await state.manager.start(paths, text, overrides, caller_owner(ctx))
+        result = await wait_for_run(ctx, run.run_id, wait_seconds, deduplicated=deduplicated)
+        return tool_result(result, status_links(result))

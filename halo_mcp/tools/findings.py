@@ -1,0 +1,184 @@
+"""get_finding and the findings resource: one failure mode, whole, with its evidence.
+
+The tool result is bounded (long texts clipped, evidence capped) and says what it left out;
+the resource `halo://findings/{id}` holds the finding unabridged.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+import orjson
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp_types import CallToolResult, ToolAnnotations
+
+from halo_mcp.store.textlimit import clip
+from halo_mcp.tools.models import (
+    EvidenceOut,
+    FindingId,
+    FindingOut,
+    FindingSummary,
+    PrevalenceOut,
+)
+from halo_mcp.tools.results import finding_uri, link, report_uri, tool_result
+from halo_mcp.tools.state import ServerState, caller_owner, server_state, visible
+
+TEXT_CHARS = 4000
+EXCERPT_CHARS = 400
+MAX_EVIDENCE = 25
+MAX_NOTES = 10
+NOTE_CHARS = 300
+
+_SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+
+
+def _value(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def prevalence_text(finding: Any) -> str | None:
+    p = finding.prevalence
+    if p is None:
+        return None
+    rate = p.traces_matched / p.traces_in_scope if p.traces_in_scope else 0.0
+    return f"{p.traces_matched}/{p.traces_in_scope} traces ({rate:.0%})"
+
+
+def summarize(finding: Any) -> FindingSummary:
+    return FindingSummary(
+        id=finding.id,
+        title=clip(finding.title, 200)[0],
+        severity=_value(finding.severity),
+        category=finding.category,
+        prevalence=prevalence_text(finding),
+        verified=finding.verified,
+        uri=finding_uri(finding.id),
+    )
+
+
+def by_severity(findings: list[Any]) -> list[Any]:
+    """Most severe first, then most prevalent (stable for equal keys)."""
+
+    def key(f: Any) -> tuple[int, int]:
+        matched = f.prevalence.traces_matched if f.prevalence else 0
+        return _SEVERITY_ORDER.get(_value(f.severity), 9), -matched
+
+    return sorted(findings, key=key)
+
+
+def full_finding(finding: Any) -> FindingOut:
+    """The finding as a bounded tool result."""
+    text = {
+        name: clip(getattr(finding, name) or "", TEXT_CHARS)[0]
+        for name in ("description", "root_cause", "suggested_change", "validation")
+    }
+    evidence = [
+        EvidenceOut(
+            trace_id=e.trace_id,
+            span_id=e.span_id,
+            excerpt=clip(e.excerpt, EXCERPT_CHARS)[0] if e.excerpt else None,
+            verified=e.verified,
+        )
+        for e in finding.evidence[:MAX_EVIDENCE]
+    ]
+    p = finding.prevalence
+    prevalence = None
+    if p is not None:
+        rate = p.traces_matched / p.traces_in_scope if p.traces_in_scope else 0.0
+        prevalence = PrevalenceOut(
+            traces_matched=p.traces_matched,
+            traces_in_scope=p.traces_in_scope,
+            spans_matched=p.spans_matched,
+            rate=round(rate, 4),
+        )
+    return FindingOut(
+        id=finding.id,
+        run_id=finding.run_id,
+        source=finding.source,
+        title=clip(finding.title, 300)[0],
+        category=finding.category,
+        severity=_value(finding.severity),
+        evidence=evidence,
+        evidence_omitted=max(0, len(finding.evidence) - MAX_EVIDENCE),
+        matcher=finding.matcher,
+        prevalence=prevalence,
+        verified=finding.verified,
+        verification_notes=[clip(n, NOTE_CHARS)[0] for n in finding.verification_notes][
+            :MAX_NOTES
+        ],
+        uri=finding_uri(finding.id),
+        report_uri=report_uri(finding.run_id),
+        **text,
+    )
+
+
+async def load_finding(state: ServerState, finding_id: str, caller: str | None) -> Any:
+    """The engine Finding, from a live run or the run store; ToolError when not visible."""
+    for run in state.manager.runs():  # findings of runs still going
+        for finding in run.findings:
+            if finding.id == finding_id and visible(run.owner, caller):
+                return finding
+    from halo_mcp.engine.errors import UnknownFindingError, UnknownRunError
+
+    store = state.manager.store
+
+    def lookup() -> Any:
+        finding = store.get_finding(finding_id)
+        if caller is not None and store.get(finding.run_id).owner != caller:
+            raise UnknownFindingError(finding_id)
+        return finding
+
+    try:
+        return await anyio.to_thread.run_sync(lookup)
+    except (UnknownFindingError, UnknownRunError):
+        raise ToolError(
+            f"No finding with id {finding_id!r}. Finding ids ('f_...') are listed in a finished "
+            "run's findings: call list_runs, then get_run(run_id) to see them."
+        ) from None
+
+
+def register(server: MCPServer) -> None:
+    @server.tool(
+        title="Get one finding",
+        annotations=ToolAnnotations(
+            title="Get one finding",
+            read_only_hint=True,
+            destructive_hint=False,
+            idempotent_hint=True,
+            open_world_hint=False,
+        ),
+    )
+    async def get_finding(
+        finding_id: FindingId, ctx: Context
+    ) -> Annotated[CallToolResult, FindingOut]:
+        """The whole finding: what fails, the root cause, the suggested harness change, how to
+        validate the fix, evidence (trace and span ids with excerpts), its matcher and its
+        prevalence. Next: pass `matcher` as query_spans' `filter` to see concrete cases, then
+        edit the harness. Long texts are clipped; the resource at `uri` is unabridged."""
+        state = server_state(ctx)
+        finding = await load_finding(state, finding_id, caller_owner(ctx))
+        out = full_finding(finding)
+        return tool_result(
+            out,
+            [
+                link(out.uri, f"finding {finding.id}", "This finding as JSON", "application/json"),
+                link(out.report_uri, f"report {finding.run_id}", "The run's report", "text/markdown"),
+            ],
+        )
+
+    @server.resource(
+        "halo://findings/{finding_id}",
+        name="finding",
+        title="A finding (JSON)",
+        description="One finding from an analysis run, unabridged, as JSON.",
+        mime_type="application/json",
+    )
+    async def finding_resource(finding_id: str, ctx: Context) -> str:
+        try:
+            finding = await load_finding(server_state(ctx), finding_id, caller_owner(ctx))
+        except ToolError as exc:
+            raise ResourceNotFoundError(str(exc)) from None
+        data = finding.model_dump(mode="json")
+        return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()

@@ -1,0 +1,261 @@
+"""Argument types and result models of the MCP tools.
+
+Argument aliases are `Annotated` types with bounds and descriptions, so every tool that takes
+"trace paths" or "how long to wait" says it the same way. Result models become the tools'
+`outputSchema`; they mirror the engine's models (kept here so that `halo-mcp serve` starts
+without importing the engine) and stay small: the full report and findings are resources.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema, field_serializer
+
+from halo_mcp.store.models import SPAN_FIELDS, SpanFilter, SpanPage, SpanSort, TraceTree
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def _one_path_is_a_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+TracePaths = Annotated[
+    list[str],
+    BeforeValidator(_one_path_is_a_list),
+    Field(
+        min_length=1,
+        max_length=64,
+        description=(
+            "Trace files or directories (.jsonl, .json, OTLP, optionally .gz). Prefer absolute "
+            "paths. Over HTTP they must lie inside the server's --root directories."
+        ),
+    ),
+]
+WaitSeconds = Annotated[
+    float,
+    Field(
+        ge=0,
+        le=50,
+        description=(
+            "How long to wait for the run before returning its status (0-50 s). Progress is "
+            "reported meanwhile. If the run is still going, call get_run again."
+        ),
+    ),
+]
+RunId = Annotated[
+    str,
+    Field(min_length=1, max_length=200, description="A run id such as 'run_3kq...'."),
+]
+FindingId = Annotated[
+    str,
+    Field(min_length=1, max_length=200, description="A finding id such as 'f_9Zx...'."),
+]
+Limit = Annotated[int, Field(ge=1, le=200, description="Maximum number of items to return.")]
+MaxChars = Annotated[
+    int,
+    Field(
+        ge=50,
+        le=20_000,
+        description="Each string value (input, output, messages) is cut at this many characters.",
+    ),
+]
+Cursor = Annotated[
+    str | None,
+    Field(description="`next_cursor` from the previous page; omit for the first page."),
+]
+SpanField = Literal[SPAN_FIELDS]  # type: ignore[valid-type]
+SpanFields = Annotated[
+    list[SpanField] | None,
+    Field(
+        description=(
+            "Fields to return per span; default: ids, name, kind, status, error, timing, agent, "
+            "model, tool and tokens. Add 'input', 'output', 'attributes', 'events' for content."
+        )
+    ),
+]
+Sort = Annotated[SpanSort, Field(description="Order of the spans; '-' means descending.")]
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Inline `$defs` so the schema can sit inside another tool's input schema."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(dict(defs[ref.removeprefix("#/$defs/")]))
+            return {key: walk(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    return walk(schema)
+
+
+def span_filter_schema() -> dict[str, Any]:
+    """SpanFilter's JSON schema, nullable, with a description naming the language."""
+    schema = _inline_refs(SpanFilter.model_json_schema())
+    schema.pop("title", None)
+    schema["description"] = (
+        "Span filter; every field given must hold (AND); omit for all spans. Examples: "
+        '{"errors_only": true, "kind": ["tool"]}, {"tool_name": "search", "min_duration_ms": '
+        '5000}, {"text": "rate limit"}.'
+    )
+    return {"anyOf": [schema, {"type": "null"}], "default": None}
+
+
+#: Taken as a plain dict and validated in the tool, so a bad filter gets a message that
+#: names the valid fields; the published schema is still SpanFilter's.
+FilterArg = Annotated[dict[str, Any] | None, WithJsonSchema(span_filter_schema())]
+
+# ----------------------------------------------------------------------------- results
+
+RunState = Literal["queued", "running", "finished", "failed", "cancelled", "interrupted"]
+
+
+class UsageOut(BaseModel):
+    """LLM usage so far (all agents)."""
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    calls: int = 0
+    retries: int = 0
+
+
+class ProgressOut(BaseModel):
+    phase: str = Field(description="e.g. queued, indexing, exploring, reporting, done.")
+    fraction: float = Field(ge=0.0, le=1.0)
+    message: str = ""
+
+
+class FindingSummary(BaseModel):
+    """One failure mode in brief; get_finding(id) returns the whole finding."""
+
+    id: str
+    title: str
+    severity: str
+    category: str | None = None
+    prevalence: str | None = Field(None, description="e.g. '12/40 traces (30%)', from the store.")
+    verified: bool = False
+    uri: str = Field(description="Resource with the whole finding as JSON.")
+
+
+class RunStatusResult(BaseModel):
+    """A run's status; when it is finished, its findings in brief and the report's link."""
+
+    run_id: str
+    status: RunState
+    done: bool = Field(description="True when the run will not change any more.")
+    queue_position: int | None = Field(
+        None, description="Runs ahead of this one while it is queued."
+    )
+    progress: ProgressOut
+    elapsed_s: float = Field(description="Seconds since the run was created.")
+    usage: UsageOut
+    agents_running: int = 0
+    trace_paths: list[str]
+    prompt: str
+    deduplicated: bool = Field(
+        False, description="True when an identical run was already going and this is that run."
+    )
+    findings: list[FindingSummary] | None = Field(
+        None, description="Set when the run is finished, most severe first."
+    )
+    findings_omitted: int = Field(0, description="Findings not listed here (see the report).")
+    report_uri: str | None = Field(None, description="Markdown report resource, when finished.")
+    error: str | None = None
+    next_step: str = Field(description="What to do next.")
+
+
+class RunListItem(BaseModel):
+    run_id: str
+    status: RunState
+    created_at: datetime
+    prompt: str
+    trace_paths: list[str]
+    findings: int = 0
+
+
+class RunList(BaseModel):
+    runs: list[RunListItem] = Field(description="Newest first; only runs visible to you.")
+    more: bool = Field(False, description="More runs exist beyond `limit`.")
+
+
+class CancelResult(BaseModel):
+    run_id: str
+    status: RunState
+    message: str
+
+
+class EvidenceOut(BaseModel):
+    trace_id: str
+    span_id: str | None = None
+    excerpt: str | None = None
+    verified: bool = False
+
+
+class PrevalenceOut(BaseModel):
+    traces_matched: int
+    traces_in_scope: int
+    spans_matched: int
+    rate: float = Field(description="traces_matched / traces_in_scope.")
+
+
+class FindingOut(BaseModel):
+    """A whole finding: what fails, why, what to change, how to check, and the evidence."""
+
+    id: str
+    run_id: str
+    source: str = "engine"
+    title: str
+    category: str
+    severity: str
+    description: str
+    root_cause: str
+    suggested_change: str
+    validation: str
+    evidence: list[EvidenceOut] = []
+    evidence_omitted: int = Field(0, description="Evidence items not listed (see the resource).")
+    matcher: SpanFilter | None = Field(
+        None, description="Selects the affected spans: pass it as query_spans' filter."
+    )
+    prevalence: PrevalenceOut | None = None
+    verified: bool = False
+    verification_notes: list[str] = []
+    uri: str = Field(description="Resource with this finding as JSON, unabridged.")
+    report_uri: str = Field(description="The run's markdown report.")
+
+
+class SpanQueryResult(SpanPage):
+    """One page of spans, plus the files they were read from."""
+
+    trace_paths: list[str] = Field(description="The trace files queried, absolute.")
+    limit_reduced_to: int | None = Field(
+        None,
+        description=(
+            "Set when the page was shortened to keep the result small; continue with next_cursor."
+        ),
+    )
+
+    @field_serializer("spans")
+    def _only_chosen_fields(self, spans: list[Any]) -> list[dict[str, Any]]:
+        return [span.model_dump(mode="json", exclude_none=True) for span in spans]
+
+
+class TraceResult(TraceTree):
+    """One trace as a depth-first span tree."""
+
+    trace_paths: list[str] = Field(description="The trace files read, absolute.")
+
+    @field_serializer("nodes")
+    def _only_chosen_fields(self, nodes: list[Any]) -> list[dict[str, Any]]:
+        return [
+            {**node.model_dump(mode="json"), "span": node.span.model_dump(mode="json", exclude_none=True)}
+            for node in nodes
+        ]

@@ -1,0 +1,96 @@
+"""Trace path validation: the one function every tool calls before touching a file.
+
+Over stdio the server acts for the local user, so any readable path is fine (it is resolved
+and reported back absolute). Over HTTP the caller may be anyone holding a token, so paths are
+confined to the configured roots: symlinks are resolved before the check, and `..` parts,
+NUL bytes and flag-like names are refused with a message saying what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from mcp.server.mcpserver.exceptions import ToolError
+
+MAX_PATHS = 64
+
+
+def resolve_trace_paths(paths: Sequence[str], roots: Sequence[Path] | None) -> list[Path]:
+    """Validate and resolve trace paths; raise ToolError naming the path and the fix.
+
+    `roots=None` means unconfined (stdio). With roots, a relative path is taken relative to
+    the first root and every resolved path must lie inside one root.
+    """
+    if not paths:
+        raise ToolError(
+            "No trace path given: pass trace_paths, e.g. ['/abs/path/traces.jsonl'] "
+            "(files or directories of .jsonl/.json/.gz)."
+        )
+    if len(paths) > MAX_PATHS:
+        raise ToolError(f"Too many trace paths ({len(paths)}); pass at most {MAX_PATHS}, or a directory.")
+    resolved: list[Path] = []
+    for raw in paths:
+        path = _resolve_one(raw, roots)
+        if path not in resolved:
+            resolved.append(path)
+    return resolved
+
+
+def _resolve_one(raw: str, roots: Sequence[Path] | None) -> Path:
+    text = raw.strip()
+    if not text:
+        raise ToolError("A trace path is empty: pass a file or directory path.")
+    if "\x00" in text:
+        raise ToolError("A trace path contains a NUL byte; pass a plain file or directory path.")
+    if text.startswith("-"):
+        raise ToolError(f"Trace path {text!r} starts with '-'; pass a path such as ./{text}.")
+    if roots is None:
+        return _existing(Path(text).expanduser().absolute(), raw)
+    if ".." in Path(text).parts:
+        raise ToolError(
+            f"Trace path {text!r} contains '..', which this server refuses over HTTP. "
+            f"Pass a path inside the allowed roots: {_roots_text(roots)}."
+        )
+    candidate = Path(text) if Path(text).is_absolute() else roots[0] / text
+    path = _existing(candidate, raw)
+    if not any(path == root or path.is_relative_to(root) for root in roots):
+        raise ToolError(
+            f"Trace path {str(candidate)!r} (resolved to {str(path)!r}) is outside the allowed "
+            f"roots: {_roots_text(roots)}. Copy the traces under a root, or restart the server "
+            "with another --root."
+        )
+    return path
+
+
+def _existing(candidate: Path, raw: str) -> Path:
+    """The resolved (symlink-free) path, or a ToolError saying where we looked."""
+    try:
+        path = candidate.resolve(strict=True)
+    except FileNotFoundError:
+        raise ToolError(
+            f"Trace file not found: {str(candidate.absolute())!r} (from {raw!r}). Pass an "
+            "absolute path; relative paths are taken from the server's working directory "
+            f"({os.getcwd()}) over stdio, or from the first root over HTTP."
+        ) from None
+    except (OSError, RuntimeError) as exc:  # symlink loop, permission on a parent
+        raise ToolError(f"Cannot read trace path {str(candidate)!r}: {exc}.") from None
+    if not os.access(path, os.R_OK):
+        raise ToolError(f"Trace path {str(path)!r} is not readable by the server's user.")
+    return path
+
+
+def _roots_text(roots: Sequence[Path]) -> str:
+    return ", ".join(str(root) for root in roots) or "(none configured)"
+
+
+def normalize_roots(roots: Sequence[str | Path]) -> list[Path]:
+    """Resolve configured roots once, so the containment check compares real paths."""
+    out: list[Path] = []
+    for root in roots:
+        path = Path(root).expanduser().resolve()
+        if not path.is_dir():
+            raise ValueError(f"--root {str(root)!r} is not a directory")
+        out.append(path)
+    return out

@@ -1,0 +1,205 @@
+"""query_spans and get_trace: the store's deterministic queries, no LLM involved.
+
+Results are kept under RESULT_BUDGET_CHARS: strings are clipped at `max_chars` by the store,
+and a page that would still be too large is fetched again with fewer spans (the cursor then
+continues exactly where that shorter page ends).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, ToolAnnotations
+from pydantic import Field, ValidationError
+
+from halo_mcp.store.models import DEFAULT_SPAN_FIELDS, SPAN_FIELDS, SPAN_SORTS, SpanFilter
+from halo_mcp.tools.models import (
+    Cursor,
+    FilterArg,
+    Limit,
+    MaxChars,
+    SpanFields,
+    SpanQueryResult,
+    Sort,
+    TracePaths,
+    TraceResult,
+)
+from halo_mcp.tools.paths import resolve_trace_paths
+from halo_mcp.tools.results import RESULT_BUDGET_CHARS, dump, tool_result
+from halo_mcp.tools.state import server_state
+
+_FILTER_FIELDS = ", ".join(SpanFilter.model_fields)
+
+
+def parse_filter(raw: dict[str, Any] | None) -> SpanFilter | None:
+    """A SpanFilter from the tool argument, or a ToolError naming the valid fields."""
+    if raw is None:
+        return None
+    try:
+        return SpanFilter.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'filter'}: {err['msg']}"
+            for err in exc.errors()[:5]
+        )
+        raise ToolError(
+            f"Invalid filter ({problems}). Valid filter fields: {_FILTER_FIELDS}. "
+            'Example: {"errors_only": true, "kind": ["tool"], "min_duration_ms": 1000}.'
+        ) from None
+
+
+def _invalid_query(exc: Exception) -> ToolError:
+    return ToolError(
+        f"{exc} Valid filter fields: {_FILTER_FIELDS}. Valid span fields: "
+        f"{', '.join(SPAN_FIELDS)}. Sorts: {', '.join(SPAN_SORTS)}."
+    )
+
+
+def _fit(sizes: Sequence[int], budget: int) -> int:
+    """How many leading items fit in `budget` characters (at least one)."""
+    total, count = 0, 0
+    for size in sizes:
+        total += size
+        if total > budget:
+            break
+        count += 1
+    return max(1, count)
+
+
+def query_page(
+    store: Any,
+    span_filter: SpanFilter | None,
+    *,
+    fields: Sequence[str],
+    sort: str,
+    limit: int,
+    cursor: str | None,
+    max_chars: int,
+    budget: int = RESULT_BUDGET_CHARS,
+) -> tuple[Any, int | None]:
+    """One page within the budget; returns (page, reduced limit or None)."""
+    from halo_mcp.store.errors import InvalidFilterError
+
+    reduced: int | None = None
+    for _ in range(4):
+        try:
+            page = store.query_spans(
+                span_filter,
+                sort=sort,
+                limit=limit,
+                cursor=cursor,
+                fields=fields,
+                max_chars=max_chars,
+            )
+        except InvalidFilterError as exc:
+            raise _invalid_query(exc) from None
+        size = len(dump(page))
+        if size <= budget:
+            return page, reduced
+        if len(page.spans) > 1:
+            sizes = [len(dump(span)) + 1 for span in page.spans]
+            limit = min(len(page.spans) - 1, _fit(sizes, budget - 2000))
+            reduced = limit
+        else:  # one span too large: cut its strings harder
+            max_chars = max(50, max_chars // 4)
+    return page, reduced
+
+
+_READ = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+
+
+def register(server: MCPServer) -> None:
+    @server.tool(title="Query spans", annotations=_READ)
+    async def query_spans(
+        trace_paths: TracePaths,
+        ctx: Context,
+        filter: FilterArg = None,
+        fields: SpanFields = None,
+        sort: Sort = "start_time",
+        limit: Limit = 20,
+        cursor: Cursor = None,
+        max_chars: MaxChars = 1000,
+    ) -> Annotated[CallToolResult, SpanQueryResult]:
+        """Find spans in trace files with a deterministic filter (no LLM, milliseconds once
+        indexed; the first call on new files builds an index). Use it to see concrete cases of
+        a finding: pass the finding's `matcher` as `filter`. Filter fields combine with AND:
+        trace_ids, span_ids, name (glob), kind (agent/llm/tool/chain/guardrail/other),
+        errors_only, service, agent, model, tool_name, min/max_duration_ms,
+        start_after/start_before, attributes (exact values), text (regex over content).
+        Returns one page; pass `next_cursor` back as `cursor` for the next. Add 'input',
+        'output', 'attributes' or 'events' to `fields` for content (clipped at max_chars).
+        For one trace's full tree use get_trace."""
+        state = server_state(ctx)
+        paths = resolve_trace_paths(trace_paths, state.roots)
+        span_filter = parse_filter(filter)
+        chosen = list(dict.fromkeys(fields)) if fields else list(DEFAULT_SPAN_FIELDS)
+        page, reduced = await state.stores.call(
+            paths,
+            lambda store: query_page(
+                store,
+                span_filter,
+                fields=chosen,
+                sort=sort,
+                limit=limit,
+                cursor=cursor,
+                max_chars=max_chars,
+            ),
+        )
+        result = SpanQueryResult(
+            **page.model_dump(),
+            trace_paths=[str(p) for p in paths],
+            limit_reduced_to=reduced,
+        )
+        return tool_result(result)
+
+    @server.tool(title="Get one trace as a span tree", annotations=_READ)
+    async def get_trace(
+        trace_paths: TracePaths,
+        trace_id: Annotated[str, Field(min_length=1, max_length=200, description="The trace id.")],
+        ctx: Context,
+        fields: SpanFields = None,
+        max_chars: MaxChars = 500,
+        limit: Annotated[
+            int, Field(ge=1, le=1000, description="Maximum number of spans in the tree.")
+        ] = 300,
+    ) -> Annotated[CallToolResult, TraceResult]:
+        """One trace as a depth-first span tree (each span with its depth), plus the trace's
+        summary (root, agents, models, errors, tokens, duration). Use it to follow what the
+        agent did around a failing span found with query_spans or cited by a finding."""
+        from halo_mcp.store.errors import InvalidFilterError, UnknownIdError
+
+        state = server_state(ctx)
+        paths = resolve_trace_paths(trace_paths, state.roots)
+        chosen = list(dict.fromkeys(fields)) if fields else list(DEFAULT_SPAN_FIELDS)
+
+        def tree(store: Any) -> Any:
+            nonlocal limit, max_chars
+            for _ in range(4):
+                try:
+                    result = store.trace_tree(
+                        trace_id, fields=chosen, max_chars=max_chars, limit=limit
+                    )
+                except InvalidFilterError as exc:
+                    raise _invalid_query(exc) from None
+                except UnknownIdError:
+                    raise ToolError(
+                        f"Trace id {trace_id!r} is not in {', '.join(str(p) for p in paths)}. "
+                        "Find trace ids with query_spans (every span has trace_id), e.g. "
+                        'filter {"errors_only": true}, or take them from a finding\'s evidence.'
+                    ) from None
+                if len(dump(result)) <= RESULT_BUDGET_CHARS:
+                    break
+                sizes = [len(dump(node)) + 1 for node in result.nodes]
+                if len(result.nodes) > 1:
+                    limit = min(len(result.nodes) - 1, _fit(sizes, RESULT_BUDGET_CHARS - 4000))
+                else:
+                    max_chars = max(50, max_chars // 4)
+            return result
+
+        result = await state.stores.call(paths, tree)
+        return tool_result(TraceResult(**result.model_dump(), trace_paths=[str(p) for p in paths]))

@@ -1,0 +1,46 @@
+"""What every tool receives from the server: settings, the run manager, open stores, and who
+is calling (the token's owner id over HTTP, None over stdio)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mcp.server.mcpserver import Context
+
+from halo_mcp.tools.manager import RunManager
+from halo_mcp.tools.stores import StoreCache
+
+
+@dataclass
+class ServerState:
+    """Yielded by the server's lifespan; one per server process."""
+
+    roots: list[Path] | None  # None: any readable path (stdio)
+    manager: RunManager
+    stores: StoreCache
+    engine_overrides: dict[str, Any]
+    progress_interval_s: float = 2.0
+
+
+def server_state(ctx: Context) -> ServerState:
+    return ctx.request_context.lifespan_context
+
+
+def caller_owner(ctx: Context) -> str | None:
+    """The owner id of the bearer token that made this request, or None (stdio, no auth)."""
+    from mcp.server.auth.middleware.auth_context import get_access_token
+
+    token = get_access_token()
+    if token is None:
+        request = getattr(ctx.request_context, "request", None)
+        scope = getattr(request, "scope", None) or {}
+        user = scope.get("user") if isinstance(scope, dict) else None
+        token = getattr(user, "access_token", None)
+    return token.client_id if token is not None else None
+
+
+def visible(owner: str | None, caller: str | None) -> bool:
+    """A caller with a token sees only its own runs; stdio (None) sees every run."""
+    return caller is None or owner == caller

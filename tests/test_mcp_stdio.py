@@ -1,0 +1,70 @@
+"""`halo-mcp serve` as a subprocess over stdio, as Claude Code, Codex or Cursor start it: the
+protocol alone on stdout, tools listed and callable; and the `--test` self-check."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from tests.mcp_support import make_traces
+
+
+@pytest.fixture
+def env(tmp_path):
+    values = {
+        **os.environ,
+        "HALO_CACHE_DIR": str(tmp_path / "cache"),
+        "HALO_DATA_DIR": str(tmp_path / "data"),
+    }
+    values.pop("OPENAI_API_KEY", None)
+    values.pop("OPENAI_BASE_URL", None)
+    return values
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_a_client_starts_the_server_over_stdio_and_queries_spans(env, tmp_path, mode):
+    traces = make_traces(tmp_path / "t")
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "halo_mcp", "serve"], env=env, cwd=str(tmp_path)
+    )
+    async with Client(params, mode=mode) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert {"analyze_traces", "query_spans", "get_run", "get_finding"} <= names
+        result = await client.call_tool(
+            "query_spans", {"trace_paths": ["t/traces.jsonl"], "limit": 1}
+        )
+        assert not result.is_error, result.content[0].text
+        assert result.structured_content["trace_paths"] == [str(traces.resolve())]
+        missing = await client.call_tool("analyze_traces", {"trace_paths": [str(traces)]})
+        assert missing.is_error and "OPENAI_API_KEY" in missing.content[0].text
+
+
+def test_serve_test_prints_one_health_line(env):
+    done = subprocess.run(
+        [sys.executable, "-m", "halo_mcp", "serve", "--test"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    [line] = done.stdout.splitlines()
+    assert line.startswith("halo-mcp serve: OK, 7 tools over stdio")
+    assert "query_spans" in line and "LLM credentials: MISSING" in line
+
+
+def test_a_bad_configuration_is_a_usage_error_on_stderr(env):
+    done = subprocess.run(
+        [sys.executable, "-m", "halo_mcp", "serve", "--http", "--host", "0.0.0.0"],
+        env={k: v for k, v in env.items() if k != "HALO_MCP_TOKEN"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert "HALO_MCP_TOKEN" in done.stderr
