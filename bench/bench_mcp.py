@@ -130,13 +130,17 @@ def main() -> None:
         generate(trace_file, traces=args.traces, seed=11)
 
     starts = cold_start(args.starts, env)
-    print(f"cold start to tools/list over stdio ({args.starts} runs): "
-          f"median {statistics.median(starts):.3f} s, min {min(starts):.3f} s, "
-          f"max {max(starts):.3f} s (goal < 1 s)")
+    print(
+        f"cold start to tools/list over stdio ({args.starts} runs): "
+        f"median {statistics.median(starts):.3f} s, min {min(starts):.3f} s, "
+        f"max {max(starts):.3f} s (goal < 1 s)"
+    )
 
     size_mb = trace_file.stat().st_size / 1e6
-    print(f"query_spans {json.dumps(QUERY)} on {trace_file.name} ({size_mb:.1f} MB), "
-          f"{args.queries} calls each:")
+    print(
+        f"query_spans {json.dumps(QUERY)} on {trace_file.name} ({size_mb:.1f} MB), "
+        f"{args.queries} calls each:"
+    )
     results = query_latency(trace_file, args.queries)
     for name, times in results.items():
         print(f"  {name:28s} {percentiles(times)}")

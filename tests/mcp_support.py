@@ -42,7 +42,10 @@ def script_analysis(fake_openai: Any, *, slow_s: float = 0.0, findings: list | N
     """Script one root agent: an overview, then (after `slow_s`) submit_findings."""
     submit = tool_call(
         "submit_findings",
-        {"findings": findings if findings is not None else [FINDING_DRAFT], "summary": "One issue."},
+        {
+            "findings": findings if findings is not None else [FINDING_DRAFT],
+            "summary": "One issue.",
+        },
     )
     steps: list[Any] = [tool_call("get_overview", {})]
     steps.append(delay(slow_s, then=submit) if slow_s else submit)

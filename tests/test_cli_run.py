@@ -3,6 +3,7 @@ openai client, and the fake OpenAI server on 127.0.0.1 playing the model."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -172,6 +173,15 @@ def test_bad_usage_exits_2_before_anything_is_recorded(
     assert json.loads(cli(capsys, "runs", "--json")[1]) == []
     assert engine_env.server.chat_requests == []
 
+    # A file that holds no span is bad input too; the attempt is kept as a failed run.
+    junk = tmp_path / "junk.jsonl"
+    junk.write_text('{"not": "a span"}\n')
+    code, out, err = cli(capsys, "run", str(junk), "-p", "x")
+    assert code == 2
+    assert "no valid span" in err and "junk.jsonl" in err
+    assert out == ""
+    assert engine_env.server.chat_requests == []
+
 
 def test_without_an_api_key_it_says_what_to_set_exits_2_and_writes_nothing(
     engine_env, traces: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -182,7 +192,7 @@ def test_without_an_api_key_it_says_what_to_set_exits_2_and_writes_nothing(
     report = tmp_path / "report.md"
     code, out, err = cli(capsys, "run", str(traces), "-p", "x", "-o", str(report))
     assert code == 2
-    for hint in ("OPENAI_API_KEY", "--api-key", "--base-url"):
+    for hint in ("OPENAI_API_KEY", "--api-key", "--base-url", "halo-mcp triage"):
         assert hint in err
     assert out == ""
     assert not report.exists()
@@ -261,3 +271,21 @@ def test_the_help_lists_every_option_of_the_original_cli() -> None:
     for option in options:
         assert re.search(rf"(^|[\s,\[]){re.escape(option)}\b", text), option
     assert "130" in text and "exit codes" in text
+
+
+def test_ctrl_c_that_also_stopped_an_index_builder_still_counts_as_an_interrupt() -> None:
+    # In a terminal Ctrl-C reaches the whole process group, helper processes included:
+    # their KeyboardInterrupt comes back wrapped in the engine's task group.
+    from halo_mcp.cli.run import _is_interrupt
+
+    try:
+        group_type = BaseExceptionGroup
+    except NameError:  # Python 3.10: anyio's backport
+        from exceptiongroup import BaseExceptionGroup as group_type
+
+    wrapped = group_type("task group", [KeyboardInterrupt()])
+    nested = group_type("outer", [wrapped, asyncio.CancelledError()])
+    assert _is_interrupt(KeyboardInterrupt())
+    assert _is_interrupt(nested)
+    assert not _is_interrupt(group_type("boom", [KeyboardInterrupt(), ValueError("real")]))
+    assert not _is_interrupt(ValueError("real"))

@@ -99,7 +99,7 @@ async def test_root_delegates_to_two_parallel_sub_agents_and_submits_verified_fi
     assert sorted(e.depth for e in started) == [0, 1, 1]
     assert {e.parent_agent_id for e in started if e.depth == 1} == {"root"}
     phases = {e.progress.phase for e in events if isinstance(e, ProgressUpdate)}
-    assert {"indexing", "exploring", "delegating", "reporting"} <= phases
+    assert {"indexing", "exploring", "delegating", "reporting", "done"} <= phases
     assert types(events).count("finding_accepted") == 2
 
     # The root saw both reports.
@@ -357,3 +357,57 @@ async def test_a_queued_run_whose_process_died_reads_as_interrupted(engine_env, 
     with sqlite3.connect(store.path) as db:
         db.execute("UPDATE runs SET pid=? WHERE id=?", (gone.pid, run.id))
     assert RunStore(engine_env.data_dir).get(run.id).status == RunStatus.interrupted
+
+
+async def test_leaving_an_aclosing_stream_early_cancels_the_run(engine_env, traces):
+    from contextlib import aclosing
+
+    from tests.fakes.openai_server import delay
+
+    engine_env.server.route(is_root, [delay(60)])
+    run_id = None
+    async with aclosing(stream_run([traces], "x", engine_env.settings())) as events:
+        async for event in events:
+            run_id = event.run_id
+            if isinstance(event, AgentStarted):
+                break
+    assert RunStore(engine_env.data_dir).get(run_id).status == RunStatus.cancelled
+
+
+async def test_ids_and_counts_from_tool_outputs_make_verified_findings(engine_env, traces):
+    """A responder that acts like a model: it reads the overview, counts the top error
+    signature, and cites the example ids the tools gave it."""
+    state: dict = {}
+
+    def model(request: dict):
+        if not is_root(request):
+            return None
+        results = [m["content"] for m in request["messages"] if m.get("role") == "tool"]
+        if not results:
+            return tool_call("get_overview", {})
+        if len(results) == 1:
+            top = json.loads(results[0])["error_signatures"][0]
+            state["sig"] = top
+            flt = {"name": top["span_name"], "errors_only": True}
+            return tool_call("count_spans", {"filter": flt})
+        sig, counted = state["sig"], json.loads(results[1])
+        evidence = [
+            {"trace_id": t, "span_id": s}
+            for t, s in zip(sig["example_trace_ids"], sig["example_span_ids"], strict=False)
+        ]
+        finding = finding_args(
+            f"{sig['span_name']} fails: {sig['message']}",
+            {"name": sig["span_name"], "errors_only": True},
+            evidence,
+        )
+        finding["description"] = f"{counted['traces']} of {counted['traces_in_scope']} traces"
+        return tool_call("submit_findings", {"findings": [finding], "summary": "s"})
+
+    engine_env.server.responder = model
+    run = await run_analysis([traces], "Diagnose errors", engine_env.settings())
+
+    assert run.status == RunStatus.finished
+    (finding,) = run.findings
+    assert finding.verified and finding.verification_notes == []
+    assert len(finding.evidence) == len(state["sig"]["example_trace_ids"])
+    assert finding.prevalence.traces_matched >= state["sig"]["traces"]

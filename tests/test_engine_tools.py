@@ -128,6 +128,9 @@ def test_bad_arguments_become_messages_saying_what_to_fix():
     assert args is None and "colour" in error
     args, error = parse_arguments(at.OverviewArgs, "")
     assert error is None
+    # A nested object sent as a JSON string is accepted as the object.
+    args, error = parse_arguments(at.CountArgs, '{"filter": "{\\"errors_only\\": true}"}')
+    assert error is None and args.filter.errors_only is True
 
 
 def test_only_the_root_can_submit_and_only_when_depth_allows_can_delegate():

@@ -10,6 +10,7 @@ import pytest
 from halo_mcp.store.formats import (
     BadLineError,
     SpanNotOnLineError,
+    parse_line,
     span_payload,
     span_payloads,
     span_text,
@@ -121,3 +122,21 @@ def test_asking_for_a_span_that_is_not_on_the_line_says_to_rebuild_the_index():
 def test_a_line_that_is_not_json_cannot_give_a_payload():
     with pytest.raises(BadLineError):
         span_payload(b'{"trace_id": "x", "span_', "x")
+
+
+def test_a_reused_buffer_is_never_served_from_the_last_parse():
+    first = line_of("halo_flat.jsonl", 0)
+    second = line_of("halo_flat.jsonl", 1)
+    buffer = bytearray(first)
+    assert parse_line(buffer)[0][1] == "00f067aa0ba902b7"
+    buffer[:] = second
+    assert parse_line(buffer)[0][1] == "1a2b3c4d5e6f7081"
+    assert span_payload(buffer, "1a2b3c4d5e6f7081").attributes["llm.model_name"] == "gpt-4o-mini"
+
+
+def test_payloads_of_the_line_just_parsed_match_a_fresh_parse():
+    line = line_of("otlp_collector.jsonl", 0)
+    rows = parse_line(line)
+    fresh = b" " + line  # same JSON, another object
+    for row in rows:
+        assert span_payload(line, row[1]) == span_payload(fresh, row[1])

@@ -172,3 +172,11 @@ def test_a_bad_server_name_or_url_is_refused_with_an_example() -> None:
         ServerSpec(name="my halo")
     with pytest.raises(ValueError, match=r"http://127\.0\.0\.1:8765/mcp"):
         ServerSpec(url="localhost:8765")
+
+
+def test_a_table_header_inside_a_multiline_string_is_not_mistaken_for_the_entry() -> None:
+    old = 'notes = """\n[mcp_servers.halo]\ncommand = "inside a string"\n"""\n'
+    text = merge(old, "codex", STDIO).text
+    assert text.startswith(old)
+    assert text.count("[mcp_servers.halo]") == 2  # the string's line and the real table
+    assert merge(text, "codex", STDIO).text == text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import anyio
 import pytest
 from mcp import Client
 
@@ -86,9 +87,7 @@ async def test_calling_analyze_again_with_the_run_id_waits_on_that_run(engine_en
             "analyze_traces", {"trace_paths": [str(traces)], "wait_seconds": 0}
         )
         run_id = first.structured_content["run_id"]
-        second = await client.call_tool(
-            "analyze_traces", {"run_id": run_id, "wait_seconds": 30}
-        )
+        second = await client.call_tool("analyze_traces", {"run_id": run_id, "wait_seconds": 30})
         assert second.structured_content["run_id"] == run_id
         assert second.structured_content["status"] == "finished"
         assert len(engine_env.server.chat_requests) == 2  # one run, not two
@@ -206,3 +205,32 @@ async def test_an_analysis_left_running_does_not_block_the_client(engine_env, tr
         assert result.structured_content["done"] is False
         assert "get_run(run_id=" in result.structured_content["next_step"]
         await client.call_tool("cancel_run", {"run_id": result.structured_content["run_id"]})
+
+
+async def test_a_client_that_stops_waiting_does_not_stop_the_analysis(engine_env, traces):
+    script_analysis(engine_env.server, slow_s=1.0)
+    async with Client(create_server(settings())) as client:
+        with anyio.move_on_after(0.5) as waited:  # the client gives up on the call
+            await client.call_tool(
+                "analyze_traces", {"trace_paths": [str(traces)], "wait_seconds": 30}
+            )
+        assert waited.cancelled_caught
+        [run] = (await client.call_tool("list_runs", {})).structured_content["runs"]
+        done = await _poll_until_done(client, run["run_id"])
+        assert done["status"] == "finished" and len(done["findings"]) == 1
+
+
+async def test_progress_messages_name_the_phase_and_the_agents_at_work(engine_env, traces):
+    script_analysis(engine_env.server, slow_s=1.0)
+    progress = ProgressLog()
+    async with Client(create_server(settings())) as client:
+        result = await client.call_tool(
+            "analyze_traces",
+            {"trace_paths": [str(traces)], "wait_seconds": 30},
+            progress_callback=progress,
+        )
+    assert result.structured_content["status"] == "finished"
+    running = [m for m in progress.messages if "agents running" in m]
+    assert running and any(m.startswith(("exploring", "indexing", "starting")) for m in running)
+    assert progress.events[-1][0] == 100.0 and progress.events[-1][1] == 100.0
+    assert progress.messages[-1] == "finished: 1 findings"

@@ -97,16 +97,12 @@ async def test_with_a_token_spans_are_queried_inside_the_roots_only(url, root, t
     async with client(url, TOKEN_A, mode) as session:
         tools = await session.list_tools()
         assert "query_spans" in {t.name for t in tools.tools}
-        good = await session.call_tool(
-            "query_spans", {"trace_paths": ["traces.jsonl"], "limit": 2}
-        )
+        good = await session.call_tool("query_spans", {"trace_paths": ["traces.jsonl"], "limit": 2})
         assert not good.is_error, good.content[0].text
         assert good.structured_content["trace_paths"] == [str(traces.resolve())]
         refused = await session.call_tool("query_spans", {"trace_paths": [str(outside)]})
         assert refused.is_error and "outside the allowed roots" in refused.content[0].text
-        dotdot = await session.call_tool(
-            "query_spans", {"trace_paths": ["../outside.jsonl"]}
-        )
+        dotdot = await session.call_tool("query_spans", {"trace_paths": ["../outside.jsonl"]})
         assert dotdot.is_error and "'..'" in dotdot.content[0].text
 
 

@@ -107,7 +107,15 @@ async def test_the_largest_query_result_stays_under_the_budget(traces):
             "query_spans",
             {
                 "trace_paths": [str(traces)],
-                "fields": ["trace_id", "span_id", "name", "input", "output", "attributes", "events"],
+                "fields": [
+                    "trace_id",
+                    "span_id",
+                    "name",
+                    "input",
+                    "output",
+                    "attributes",
+                    "events",
+                ],
                 "limit": 200,
                 "max_chars": 20000,
             },
@@ -118,8 +126,12 @@ async def test_the_largest_query_result_stays_under_the_budget(traces):
         assert page["next_cursor"]
         rest = await client.call_tool(
             "query_spans",
-            {"trace_paths": [str(traces)], "fields": ["span_id"], "limit": 200,
-             "cursor": page["next_cursor"]},
+            {
+                "trace_paths": [str(traces)],
+                "fields": ["span_id"],
+                "limit": 200,
+                "cursor": page["next_cursor"],
+            },
         )
         assert len(page["spans"]) + len(rest.structured_content["spans"]) == page["total"]
 

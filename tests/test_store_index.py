@@ -262,3 +262,21 @@ def test_concurrent_opens_build_once_and_agree(tmp_path: Path) -> None:
     with sqlite3.connect(indexes[0]) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert not [p for p in os.listdir(Path(cache) / "indexes") if ".tmp" in p]
+
+
+def test_a_file_repeating_another_is_reported_as_duplicates_not_an_error(tmp_path) -> None:
+    first = write(tmp_path / "a.jsonl", shop_traces())
+    backup = write(tmp_path / "a-backup.jsonl", shop_traces())
+    with open_store([first, backup]) as store:
+        assert store.report.duplicate_spans == 11
+        assert store.count().spans == 11
+
+
+def test_an_unwritable_cache_dir_is_a_store_error_saying_what_to_do(tmp_path) -> None:
+    from halo_mcp.store import StoreError
+
+    path = write(tmp_path / "a.jsonl", shop_traces())
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache dir should be")
+    with pytest.raises(StoreError, match="HALO_CACHE_DIR"):
+        open_store([path], cache_dir=blocker)

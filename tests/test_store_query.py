@@ -242,3 +242,39 @@ def test_text_search_scans_big_inputs_and_confirms_on_decoded_text(tmp_path, mon
         assert ids(store, text="haystack", kind=["chain", "tool"]) == ["q1-k"]
         assert ids(store, text='say "quoted"\\snext') == ["q1-x"]
         assert ids(store, text="CAFÉ") == ["q1-y"]
+
+
+def _otlp_span(span_id: str, parent: str, name: str, text: str, error: bool = False) -> dict:
+    return {
+        "traceId": "0af7651916cd43dd8448eb211c80319c",
+        "spanId": span_id,
+        "parentSpanId": parent,
+        "name": name,
+        "kind": 1,
+        "startTimeUnixNano": "1740823200000000000",
+        "endTimeUnixNano": "1740823201000000000",
+        "attributes": [{"key": "input.value", "value": {"stringValue": text}}],
+        "status": {"code": 2, "message": "boom"} if error else {"code": 1},
+    }
+
+
+def test_text_search_finds_the_right_span_on_a_line_holding_many(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("HALO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr("halo_mcp.store.store.SCAN_THRESHOLD", 1)
+    spans = [
+        _otlp_span("b7ad6b7169203331", "", "root", "nothing here"),
+        _otlp_span("00f067aa0ba902b7", "b7ad6b7169203331", "step", "the otter swims"),
+        _otlp_span("00f067aa0ba902b8", "b7ad6b7169203331", "step", "a beaver", error=True),
+    ]
+    envelope = {"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [
+        {"scope": {"name": "t"}, "spans": spans}]}]}  # fmt: skip
+    path = tmp_path / "otlp.jsonl"
+    path.write_text(json.dumps(envelope) + "\n")
+    with open_store([path]) as store:
+        assert store.report.files[0].format.startswith("otlp")
+        assert ids(store, text="otter") == ["00f067aa0ba902b7"]
+        assert ids(store, text="beaver|otter", errors_only=True) == ["00f067aa0ba902b8"]
+        assert ids(store, text="o.ter") == ["00f067aa0ba902b7"]
+        assert ids(store, attributes={"input.value": "a beaver"}) == ["00f067aa0ba902b8"]

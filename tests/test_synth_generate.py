@@ -6,6 +6,7 @@ store involved), so the manifest is verified against the bytes on disk.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import itertools
 import math
@@ -44,6 +45,13 @@ def _flat(attributes: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _hex_id(value: str) -> str:
+    """OTLP ids are hex, or base64 in sloppy (protobuf JSON) exports."""
+    if re.fullmatch(r"[0-9a-f]{16}|[0-9a-f]{32}", value):
+        return value
+    return base64.b64decode(value).hex()
+
+
 def _kind(attrs: dict[str, Any]) -> str:
     if "openinference.span.kind" in attrs:
         return _OI_KINDS.get(attrs["openinference.span.kind"], "chain")
@@ -69,8 +77,8 @@ def read_spans(path: Path) -> list[dict[str, Any]]:
                         attrs = _flat(raw["attributes"])
                         spans.append(
                             {
-                                "trace": raw["traceId"],
-                                "span": raw["spanId"],
+                                "trace": _hex_id(raw["traceId"]),
+                                "span": _hex_id(raw["spanId"]),
                                 "parent": raw.get("parentSpanId"),
                                 "kind": _kind(attrs),
                                 "tool": attrs.get("tool.name") or attrs.get("gen_ai.tool.name"),
@@ -447,3 +455,21 @@ def test_turning_one_mode_off_leaves_the_other_modes_planted_as_before(tmp_path:
     for name in MODE_NAMES:
         if name != "retry_loop":
             assert after.mode(name).planted_traces == before.mode(name).planted_traces, name
+
+
+def test_sloppy_otlp_runs_use_base64_ids_and_enum_names_like_protobuf_json(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "messy.otlp.jsonl"
+    manifest = generate(path, traces=120, seed=13, format="otlp", bad_lines=1)
+    assert manifest.messy_traces > 0
+    lines = path.read_bytes().removeprefix(b"\xef\xbb\xbf").split(b"\n")[:-1]
+    sloppy = []
+    for line in lines:
+        (resource,) = orjson.loads(line)["resourceSpans"]
+        spans = resource["scopeSpans"][0]["spans"]
+        if spans[0]["kind"] in ("SPAN_KIND_CLIENT", "SPAN_KIND_INTERNAL"):
+            sloppy.extend(spans)
+    assert sloppy
+    assert all(len(base64.b64decode(span["traceId"])) == 16 for span in sloppy)
+    assert len({_hex_id(span["traceId"]) for span in sloppy}) == manifest.messy_traces

@@ -8,6 +8,7 @@ import logging
 import sys
 
 import orjson
+import pytest
 
 from halo_mcp.engine.provider import ChatProvider
 from halo_mcp.engine.telemetry import (
@@ -24,6 +25,13 @@ from tests.telemetry_support import OtlpCollector, fake_agent, free_port
 
 CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 OTLP_ENVS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    """Each test chooses its exporter: no OTLP endpoint, default path, no capture."""
+    for name in (*OTLP_ENVS, "HALO_TELEMETRY_PATH", CAPTURE):
+        monkeypatch.delenv(name, raising=False)
 
 
 async def mini_run(
@@ -59,8 +67,6 @@ def rows(path):
 
 
 async def test_by_default_spans_go_to_a_jsonl_file_under_the_data_dir(engine_env, monkeypatch):
-    for name in (*OTLP_ENVS, "HALO_TELEMETRY_PATH"):
-        monkeypatch.delenv(name, raising=False)
     tel, _ = await mini_run(engine_env, run_id="run_abc")
     expected = engine_env.data_dir / "telemetry" / "run_abc.jsonl"
     assert tel.path == expected == output_path("run_abc")
@@ -69,8 +75,6 @@ async def test_by_default_spans_go_to_a_jsonl_file_under_the_data_dir(engine_env
 
 
 async def test_the_jsonl_is_halo_flat_jsonl_that_halo_mcp_reads_back(engine_env, monkeypatch):
-    for name in OTLP_ENVS:
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HALO_TELEMETRY_PATH", str(engine_env.data_dir / "out" / "t.jsonl"))
     tel, _ = await mini_run(engine_env)
     path = engine_env.data_dir / "out" / "t.jsonl"
@@ -121,7 +125,6 @@ async def test_the_jsonl_is_halo_flat_jsonl_that_halo_mcp_reads_back(engine_env,
 
 async def test_otlp_export_reaches_a_collector(engine_env, monkeypatch):
     with OtlpCollector() as collector:
-        monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint)
         tel, _ = await mini_run(engine_env)
         assert tel.path is None
@@ -146,7 +149,6 @@ async def test_otlp_export_reaches_a_collector(engine_env, monkeypatch):
 
 async def test_an_otlp_traces_endpoint_alone_is_enough(engine_env, monkeypatch):
     with OtlpCollector() as collector:
-        monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", collector.endpoint + "/v1/traces")
         await mini_run(engine_env)
         assert len(collector.spans()) == 5
@@ -176,8 +178,6 @@ async def test_without_the_otlp_package_it_warns_and_writes_the_file(
 
 
 async def test_an_unwritable_telemetry_path_does_not_fail_the_run(engine_env, monkeypatch, caplog):
-    for name in OTLP_ENVS:
-        monkeypatch.delenv(name, raising=False)
     blocker = engine_env.data_dir / "blocker"
     blocker.parent.mkdir(parents=True, exist_ok=True)
     blocker.write_text("a file, not a folder")
@@ -205,8 +205,6 @@ async def test_no_secret_reaches_any_exported_byte(engine_env, monkeypatch):
     key, header = engine_env.api_key, "hdr-secret-value-42"
     monkeypatch.setenv(CAPTURE, "true")
     prompt = f"use the key {key} please"
-    for name in OTLP_ENVS:
-        monkeypatch.delenv(name, raising=False)
     tel, _ = await mini_run(engine_env, prompt=prompt, extra_headers={"x-api-token": header})
     file_bytes = tel.path.read_bytes()
     assert b"use the key *** please" in file_bytes  # content was captured, key removed
@@ -235,8 +233,6 @@ async def test_no_secret_reaches_any_exported_byte(engine_env, monkeypatch):
 
 
 def test_the_cli_can_tell_where_a_runs_spans_go(engine_env, monkeypatch):
-    for name in (*OTLP_ENVS, "HALO_TELEMETRY_PATH"):
-        monkeypatch.delenv(name, raising=False)
     expected = engine_env.data_dir / "telemetry" / "run_later.jsonl"
     assert describe_output("run_later") == str(expected)
     folder = engine_env.data_dir / "spans"
@@ -247,8 +243,6 @@ def test_the_cli_can_tell_where_a_runs_spans_go(engine_env, monkeypatch):
 
 
 async def test_halo_mcp_can_analyze_its_own_run_through_its_store(engine_env, monkeypatch):
-    for name in (*OTLP_ENVS, "HALO_TELEMETRY_PATH"):
-        monkeypatch.delenv(name, raising=False)
     tel, _ = await mini_run(engine_env, run_id="run_self")
     with open_store([tel.path], cache_dir=engine_env.cache_dir) as store:
         assert store.report.bad_lines == 0

@@ -25,6 +25,12 @@ from tests.fakes.openai_server import reply, usage
 from tests.telemetry_support import fake_agent, one, parent_of
 
 
+@pytest.fixture(autouse=True)
+def no_capture(monkeypatch):
+    """Content capture is off unless a test turns it on."""
+    monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", raising=False)
+
+
 @pytest.fixture
 def memory(monkeypatch) -> InMemorySpanExporter:
     """Spans of runs started by run_scope are kept in memory."""

@@ -20,6 +20,12 @@ from tests.telemetry_support import fake_agent, memory_telemetry, named, one, pa
 CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 
 
+@pytest.fixture(autouse=True)
+def no_capture(monkeypatch):
+    """Content capture is off unless a test turns it on."""
+    monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", raising=False)
+
+
 async def _one_call(engine_env, messages=None, **settings_overrides):
     settings = engine_env.settings(telemetry=True, **settings_overrides)
     tel, exporter = memory_telemetry(settings)

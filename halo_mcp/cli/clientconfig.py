@@ -24,7 +24,11 @@ Client = Literal["claude-code", "cursor", "codex", "vscode"]
 CLIENTS: tuple[Client, ...] = ("claude-code", "cursor", "codex", "vscode")
 
 #: Variables the stdio server reads from its environment (see README "Configuration").
+#: Claude Code (`${VAR:-}`) and Codex (`env_vars`) forward them only when set.
 FORWARDED_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HALO_MODEL")
+#: Cursor and VS Code have no "only if set" form, and an unset optional variable must not
+#: become a bogus base URL or model: they forward the key alone (add others by hand).
+ALWAYS_SET_ENV = ("OPENAI_API_KEY",)
 #: The variable holding the bearer token for `halo-mcp serve --http`.
 DEFAULT_TOKEN_ENV = "HALO_MCP_TOKEN"
 #: Codex waits 10 s for startup and 60 s per tool call by default; analyses poll, but an
@@ -126,7 +130,7 @@ def _cursor(spec: ServerSpec) -> dict[str, Any]:
     return {
         "command": spec.command[0],
         "args": spec.command[1:],
-        "env": {name: f"${{env:{name}}}" for name in FORWARDED_ENV},
+        "env": {name: f"${{env:{name}}}" for name in ALWAYS_SET_ENV},
     }
 
 
@@ -140,7 +144,7 @@ def _vscode(spec: ServerSpec) -> dict[str, Any]:
         "type": "stdio",
         "command": spec.command[0],
         "args": spec.command[1:],
-        "env": {name: f"${{env:{name}}}" for name in FORWARDED_ENV},
+        "env": {name: f"${{env:{name}}}" for name in ALWAYS_SET_ENV},
     }
 
 

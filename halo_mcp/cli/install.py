@@ -47,9 +47,9 @@ where the entry goes:
   codex        project: ./.codex/config.toml   user: $CODEX_HOME/config.toml (~/.codex)
   vscode       project: ./.vscode/mcp.json     user: VS Code's user mcp.json, if found
 
-The API key is never written: the entry tells the client to pass OPENAI_API_KEY (and
-OPENAI_BASE_URL, HALO_MODEL) from its own environment. Running install twice changes
-nothing; other servers and settings in the file are kept.
+The API key is never written: the entry tells the client to pass OPENAI_API_KEY from its
+own environment (Claude Code and Codex also OPENAI_BASE_URL and HALO_MODEL when set).
+Running install twice changes nothing; other servers and settings in the file are kept.
 
 examples:
   halo-mcp install claude-code
@@ -63,8 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "install",
         help="Register the halo MCP server in Claude Code, Cursor, Codex or VS Code.",
         description=(
-            "Write or merge the halo server entry into a coding agent's MCP config: stdio"
-            " (`halo-mcp serve`, the default) or a running HTTP server (--http URL)."
+            "Write or merge the halo server entry into a coding agent's MCP config:\n"
+            "stdio (the client starts `halo-mcp serve`, the default) or a running\n"
+            "HTTP server (--http URL). What changed is shown on stderr."
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -175,13 +176,17 @@ def write_atomically(path: Path, text: str) -> None:
     """Replace `path` in one step (a crash leaves the old or the new file, never half),
     keeping the old file's permissions."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o777 if path.exists() else None
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+    else:  # what open() would have given a new file (mkstemp makes it 0600)
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -174,7 +174,7 @@ class ProgressRenderer:
         if self.live:
             self._clear()
             self._emit(text + "\n")
-            self._draw()
+            self._write_status(force=True)
         else:
             self._emit(f"[{self.now():%H:%M:%S}] {text}\n")
 

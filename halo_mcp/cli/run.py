@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,8 @@ results:
   stderr  live progress, then the run id and how to read a finding (halo-mcp show f_...)
 
 exit codes:
-  0 finished, 1 failed, 2 bad usage or input (missing file, bad header, no API key),
+  0 finished, 1 failed, 2 bad usage or input (missing file, file without spans,
+  bad header, no API key),
   130 interrupted (Ctrl-C cancels the run and records it as cancelled)
 
 environment:
@@ -224,19 +224,6 @@ def _dump_json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
-def _write_output(path: str, text: str) -> None:
-    """Write FILE in one step, so a failure never leaves a half-written report."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _no_key_message() -> str:
     message = (
         "halo-mcp run: no LLM credentials. Set OPENAI_API_KEY (export OPENAI_API_KEY=...),"
@@ -379,13 +366,32 @@ async def _execute(
     except asyncio.CancelledError:
         if not outcome.interrupted:
             raise
-    except Exception as exc:  # reported by _finish with a message for the user
-        outcome.error = exc
+    except BaseException as exc:
+        if outcome.interrupted or _is_interrupt(exc):
+            # Ctrl-C in a terminal also reaches helper processes (the index builders):
+            # their KeyboardInterrupt comes back as the run's error. It is still Ctrl-C.
+            outcome.interrupted = True
+        elif isinstance(exc, Exception):  # reported by _finish with a message for the user
+            outcome.error = exc
+        else:
+            raise
     finally:
         restore()
         if ticking is not None:
             ticking.cancel()
     return outcome
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    """KeyboardInterrupt, alone or inside exception groups (with cancellations)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    leaves = getattr(exc, "exceptions", None)  # an exception group (3.10: the backport)
+    if not isinstance(leaves, (list, tuple)) or not leaves:
+        return False
+    return any(_is_interrupt(e) for e in leaves) and all(
+        _is_interrupt(e) or isinstance(e, asyncio.CancelledError) for e in leaves
+    )
 
 
 def _install_interrupt_handler(loop: asyncio.AbstractEventLoop, callback: Any) -> Any:
@@ -422,7 +428,7 @@ def _finish(args: argparse.Namespace, settings: Any, outcome: _Outcome, redact: 
 
     run = outcome.run
     if outcome.interrupted:
-        run = _load_run(settings, outcome.run_id) or run
+        run = _record_cancelled(settings, outcome.run_id) or run
         if run is not None:
             _err(f"halo-mcp run: interrupted; {runview.summary_line(run)}")
             _err(f"What it found so far: halo-mcp show {run.id}")
@@ -437,9 +443,12 @@ def _finish(args: argparse.Namespace, settings: Any, outcome: _Outcome, redact: 
         return EXIT_FAILED
 
     failed = outcome.failed_error is not None
+    # A run that failed while loading its traces (no spans, no trace file, unreadable)
+    # failed on its input: exit 2 like a missing file, not 1 like a provider failure.
+    bad_input = failed and run.progress.phase == "indexing" and run.usage.calls == 0
     if args.json:
         _deliver(args, _dump_json(run.model_dump(mode="json")))
-    elif not failed or run.findings or run.report_markdown:
+    elif not failed or run.findings:  # a failed run still prints the findings it had
         _deliver(args, runview.render_report(run))
 
     if failed:
@@ -453,6 +462,8 @@ def _finish(args: argparse.Namespace, settings: Any, outcome: _Outcome, redact: 
         _err(f"report again: halo-mcp show {run.id}")
         if run.findings:
             _err(f"read a finding: halo-mcp show {run.findings[0].id}")
+    if bad_input:
+        return EXIT_USAGE
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -467,22 +478,40 @@ def _telemetry_output(run_id: str) -> str:
 
 def _deliver(args: argparse.Namespace, text: str) -> None:
     if args.output:
-        _write_output(args.output, text)
+        from halo_mcp.cli.install import write_atomically
+
+        try:
+            write_atomically(Path(args.output), text)  # never a half-written report
+        except OSError as exc:
+            _err(f"halo-mcp run: cannot write {args.output} ({exc}); the report goes to stdout.")
+            sys.stdout.write(text)
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
 
 
-def _load_run(settings: Any, run_id: str | None) -> Any:
+def _record_cancelled(settings: Any, run_id: str | None) -> Any:
+    """The interrupted run as stored, marked cancelled if the engine could not do it
+    (e.g. Ctrl-C also stopped an index builder and the run ended with that error)."""
     if not run_id:
         return None
+    from datetime import datetime, timezone
+
     from halo_mcp.engine.errors import UnknownRunError
+    from halo_mcp.engine.models import RunStatus
     from halo_mcp.engine.runstore import RunStore
 
+    store = RunStore(settings.data_dir)
     try:
-        return RunStore(settings.data_dir).get(run_id)
+        run = store.get(run_id)
     except UnknownRunError:
         return None
+    if run.status in (RunStatus.queued, RunStatus.running, RunStatus.interrupted):
+        run.status = RunStatus.cancelled
+        run.error = run.error or "Cancelled with Ctrl-C."
+        run.finished_at = run.finished_at or datetime.now(timezone.utc)
+        store.save(run)
+    return run
 
 
 # -------------------------------------------------------------------- runs, show

@@ -30,7 +30,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--http", action="store_true", help="serve Streamable HTTP, not stdio")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default {DEFAULT_PORT})"
+    )
     parser.add_argument(
         "--root",
         action="append",

@@ -13,13 +13,14 @@ held while a parent waits for its children, so delegation cannot deadlock.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from typing import Any
 
 import anyio
 
 from halo_mcp.engine import agent_tools as at
-from halo_mcp.engine import prompts
+from halo_mcp.engine import prompts, telemetry
 from halo_mcp.engine.compaction import compact, estimate_tokens
 from halo_mcp.engine.errors import EngineError
 from halo_mcp.engine.events import AgentFinished, AgentStarted, TextDelta, ToolCalled, ToolResult
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 EVENT_ARG_CHARS = 500
 EVENT_SUMMARY_CHARS = 200
 MAX_DELEGATES_PER_TURN = 10
+#: A runaway fan-out guard: agents one run may start, root included.
+MAX_AGENTS_PER_RUN = 100
 #: Sub-agent reports and syntheses shown to the parent are cut here (with a marker).
 REPORT_CHARS = 11_000
 
@@ -119,6 +122,7 @@ class Agent:
     async def run(self) -> str:
         s = self.state
         s.agents_running += 1
+        s.agents_started += 1
         if not self.is_root:
             s.sub_agents_running += 1
         s.emit(
@@ -132,7 +136,8 @@ class Agent:
         )
         s.report_progress()
         try:
-            await self._loop()
+            with telemetry.agent_span(self):  # an invoke_agent span when telemetry is on
+                await self._loop()
         finally:
             s.agents_running -= 1
             if not self.is_root:
@@ -307,12 +312,16 @@ class Agent:
                 True,
             )
         else:
-            text, is_error = await self._dispatch(call.name, call.arguments)
-        text = self._bounded(call.name, text)
-        if is_error:
-            text = "ERROR: " + text
+            with telemetry.tool_span(call.name, call.id, call.arguments) as span:
+                text, is_error = await self._dispatch(call.name, call.arguments)
+                text = self._bounded(call.name, text)
+                if is_error:
+                    text = "ERROR: " + text
+                span.result(text, is_error)
+        if over:
+            text = self._bounded(call.name, "ERROR: " + text)
         results[i] = text
-        first = text.split("\n", 1)[0]
+        first = result_summary(call.name, text)
         s.emit(
             ToolResult(
                 run_id=s.run_id,
@@ -407,6 +416,12 @@ class Agent:
 
     async def _tool_delegate(self, args: at.DelegateArgs) -> tuple[str, bool]:
         s = self.state
+        if s.agents_started >= MAX_AGENTS_PER_RUN:
+            return (
+                f"this run already started {MAX_AGENTS_PER_RUN} agents, the limit; do the "
+                "work yourself or combine tasks.",
+                True,
+            )
         child_id = s.child_id(self.agent_id)
         child = Agent(
             s, args.task, depth=self.depth + 1, agent_id=child_id, parent_id=self.agent_id
@@ -472,6 +487,34 @@ class Agent:
         return "recorded:\n" + "\n".join(lines)
 
 
+def result_summary(name: str, text: str) -> str:
+    """A one-line, human summary of a tool result for events (the CLI shows it)."""
+    first = text.split("\n", 1)[0]
+    if not first.startswith("{"):
+        return first
+    try:
+        data = json.loads(first)
+    except ValueError:
+        return first
+    if not isinstance(data, dict):
+        return first
+    if name == "get_overview" and "traces" in data:
+        return (
+            f"{data.get('traces')} traces, {data.get('spans')} spans, "
+            f"{data.get('error_spans')} error spans, "
+            f"{len(data.get('error_signatures') or [])} error signatures"
+        )
+    if name == "count_spans" and "spans" in data:
+        return f"{data['spans']} spans in {data.get('traces')}/{data.get('traces_in_scope')} traces"
+    if "spans_matched" in data:
+        return f"{data.get('returned')} matches shown, {data['spans_matched']} spans matched"
+    if "total" in data and "returned" in data:
+        return f"{data['returned']} of {data['total']} shown"
+    if "too_large_to_show" in data:
+        return f"summary only: {data['too_large_to_show']}"
+    return first
+
+
 def _findings_from_calls(calls: list[Any]) -> str:
     """A model that answers the forced final with a findings tool call anyway: use it."""
     for call in calls:
@@ -481,8 +524,6 @@ def _findings_from_calls(calls: list[Any]) -> str:
 
 
 def _loads_obj(text: str) -> Any:
-    import json
-
     start, end = text.find("{"), text.rfind("}")
     if start < 0 or end <= start:
         raise ValueError("no JSON object")

@@ -9,6 +9,8 @@ Individual long values carry the store's "[truncated: N chars]" marker.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import statistics
 from collections import Counter
@@ -17,10 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from halo_mcp.engine.findings import FindingDraft
-from halo_mcp.store.errors import UnknownIdError
 from halo_mcp.store.models import (
     DEFAULT_SPAN_FIELDS,
     SPAN_FIELDS,
@@ -67,6 +68,19 @@ class ToolContext:
 
 class _Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _decode_stringified_json(cls, data: Any) -> Any:
+        """Some models send nested objects as JSON strings ("filter": "{...}"): accept."""
+        if isinstance(data, dict):
+            for key, value in list(data.items()):
+                if isinstance(value, str) and value.strip()[:1] in ("{", "["):
+                    field = cls.model_fields.get(key)
+                    if field is not None and field.annotation is not str:
+                        with contextlib.suppress(ValueError):
+                            data[key] = json.loads(value)
+        return data
 
 
 class OverviewArgs(_Args):
@@ -548,10 +562,3 @@ STORE_TOOLS: dict[str, tuple[str, type[BaseModel], StoreTool]] = {
         search,
     ),
 }
-
-
-def known_error(exc: BaseException) -> bool:
-    """Errors a tool reports to the model as fixable (vs. bugs, which are logged too)."""
-    from halo_mcp.store.errors import StoreError
-
-    return isinstance(exc, StoreError | ValueError | UnknownIdError)

@@ -68,15 +68,20 @@ async def stream_run(
                 with anyio.CancelScope(shield=True):
                     await provider.aclose()
 
+    closed_early = False
     async with anyio.create_task_group() as tg:
         tg.start_soon(produce)
         try:
             async with receive:
                 async for event in receive:
-                    yield event
+                    try:
+                        yield event
+                    except GeneratorExit:  # aclose(): stop the run, then end quietly
+                        closed_early = True
+                        break
         finally:
             tg.cancel_scope.cancel()
-    if errors:
+    if errors and not closed_early:
         raise errors[0]
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from halo_mcp.engine import telemetry
 from halo_mcp.engine.agent import Agent
 from halo_mcp.engine.agent_tools import ToolBudgets, ToolContext
 from halo_mcp.engine.errors import EngineError, NoApiKeyError
@@ -189,38 +190,43 @@ async def _drive(
     store: TraceStore | None = None
     root: Agent | None = None
     traces_in_scope: int | None = None
-    emit(RunStarted(run_id=run.id))
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(recorder.flush_forever)
-            state.set_phase("indexing")
-            store = await anyio.to_thread.run_sync(
-                functools.partial(open_store, run.trace_paths, cache_dir=settings.cache_dir)
-            )
-            state.tools = ToolContext(store=store, budgets=budgets or ToolBudgets())
-            traces_in_scope = (await anyio.to_thread.run_sync(store.count)).traces_in_scope
-            state.set_phase("exploring")
-            root = Agent(state, _root_task(run.prompt, run.trace_paths, traces_in_scope))
-            await root.run()
-            state.set_phase("reporting")
-            tg.cancel_scope.cancel()
-        run.status = RunStatus.finished
-    except BaseException as exc:
-        error = first_error(exc)
-        if error is None:  # only cancellation: record it, then let it propagate
-            with anyio.CancelScope(shield=True):
-                run.status, run.error = RunStatus.cancelled, "The run was cancelled."
-                await _finish(run, state, recorder, runs, root, traces_in_scope, emit=None)
-                await _close(store, provider)
-            raise
-        if not isinstance(error, Exception):
-            raise
-        run.status, run.error = RunStatus.failed, _error_message(error, settings)
-        if not isinstance(error, EngineError | StoreError):
-            log.error("run %s failed", run.id, exc_info=error)
-    with anyio.CancelScope(shield=True):
-        await _finish(run, state, recorder, runs, root, traces_in_scope, emit=emit)
-        await _close(store, provider)
+    scope = telemetry.run_scope(settings, run.id, prompt=run.prompt, trace_paths=run.trace_paths)
+    async with scope as tel:  # spans of this run, when settings.telemetry is on
+        emit(RunStarted(run_id=run.id))
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(recorder.flush_forever)
+                state.set_phase("indexing")
+                # Indexing a big file takes a while: a cancel must not wait for it (the
+                # thread finishes on its own and leaves its index for the next run).
+                store = await anyio.to_thread.run_sync(
+                    functools.partial(open_store, run.trace_paths, cache_dir=settings.cache_dir),
+                    abandon_on_cancel=True,
+                )
+                state.tools = ToolContext(store=store, budgets=budgets or ToolBudgets())
+                traces_in_scope = (await anyio.to_thread.run_sync(store.count)).traces_in_scope
+                state.set_phase("exploring")
+                root = Agent(state, _root_task(run.prompt, run.trace_paths, traces_in_scope))
+                await root.run()
+                state.set_phase("reporting")
+                tg.cancel_scope.cancel()
+            run.status = RunStatus.finished
+        except BaseException as exc:
+            error = first_error(exc)
+            if error is None:  # only cancellation: record it, then let it propagate
+                with anyio.CancelScope(shield=True):
+                    run.status, run.error = RunStatus.cancelled, "The run was cancelled."
+                    await _finish(run, state, recorder, runs, root, traces_in_scope, None, tel)
+                    await _close(store, provider)
+                raise
+            if not isinstance(error, Exception):
+                raise
+            run.status, run.error = RunStatus.failed, _error_message(error, settings)
+            if not isinstance(error, EngineError | StoreError):
+                log.error("run %s failed", run.id, exc_info=error)
+        with anyio.CancelScope(shield=True):
+            await _finish(run, state, recorder, runs, root, traces_in_scope, emit, tel)
+            await _close(store, provider)
     return run
 
 
@@ -232,6 +238,7 @@ async def _finish(
     root: Agent | None,
     traces_in_scope: int | None,
     emit: Callable[[EngineEvent], None] | None,
+    tel: Any = None,
 ) -> None:
     """Write the end state: findings kept whatever happened, report, final events."""
     run.finished_at = _now()
@@ -243,7 +250,10 @@ async def _finish(
     if run.status != RunStatus.finished and state.sub_reports:
         for sub in state.sub_reports:
             notes.append((f"Sub-agent {sub.agent_id} report", f"Task: {sub.task}\n\n{sub.report}"))
-    state.phase = "done" if run.status == RunStatus.finished else state.phase
+    if run.status == RunStatus.finished:
+        if emit is not None:
+            state.set_phase("done")  # a last ProgressUpdate at 100%
+        state.phase = "done"
     run.progress = state.progress()
     if run.status != RunStatus.finished:
         run.progress.message = f"{run.status.value}: {clip(run.error or '', 200)[0]}"
@@ -254,6 +264,10 @@ async def _finish(
         turns=root.turns if root else None,
         notes=notes,
     )
+    try:
+        telemetry.record_run(tel, run)
+    except Exception:
+        log.warning("telemetry: could not record the end of run %s", run.id, exc_info=True)
     if emit is not None:
         if run.status == RunStatus.finished:
             emit(RunFinished(run_id=run.id, run=run))

@@ -39,6 +39,7 @@ class RunState:
     phase: str = "indexing"
     root_turn: int = 0
     agents_running: int = 0
+    agents_started: int = 0
     sub_agents_running: int = 0
     findings: dict[str, Finding] = field(default_factory=dict)  # by normalized title
     sub_reports: list[SubReport] = field(default_factory=list)
@@ -96,7 +97,8 @@ class RunState:
         else:
             subs = self.sub_agents_running
             prefix = f"{subs} sub-agent{'s' if subs != 1 else ''} exploring; " if subs else ""
-            message = f"{prefix}root turn {self.root_turn}/{max_turns}"
+            turn = f"root turn {self.root_turn}/{max_turns}" if self.root_turn else "starting"
+            message = prefix + turn
         return Progress(phase=self.phase, fraction=round(min(fraction, 1.0), 4), message=message)
 
     def set_phase(self, phase: str) -> None:

@@ -53,6 +53,8 @@ OUTLIER_FACTOR = 20.0
 OUTLIER_MIN_GROUP = 30
 OUTLIER_SAMPLE_ROWS = 200_000
 _NORMAL_TAIL_Z4 = 3.17e-5  # P(Z > 4) for a standard normal
+#: Fewer errors than this are never called bursty (too few to tell).
+BURST_MIN_ERRORS = 20
 #: Items whose trace sets overlap this much (Jaccard) are merged.
 MERGE_JACCARD = 0.9
 
@@ -83,6 +85,9 @@ _CONTEXT = re.compile(
     re.I,
 )
 _PLACEHOLDER = re.compile(r"'<S>'|\"<S>\"|<[A-Z]+>")
+#: Ids, uuids and numbers are one kind of volatile value for clustering: an all-digit hex
+#: id normalizes to <N>, a lettered one to <ID>, and they must not split a cluster.
+_VOLATILE = re.compile(r"<(?:ID|UUID)>")
 _ERROR_TYPE = re.compile(r"^\s*([A-Za-z_][\w.]{2,60})\s*:")
 _RULE_RE = re.compile(re.escape(RULE_TAG) + r"(\{.*\})\s*$", re.S)
 
@@ -211,7 +216,7 @@ def run_triage(store: TraceStore, *, max_items: int = MAX_ITEMS) -> TriageReport
     began = time.perf_counter()
     notes: list[str] = []
     with aggregates.reader(store) as conn:
-        ctx = _Context(conn)
+        ctx = AggregateContext(conn)
         total = ctx.total
         candidates: list[_Candidate] = []
         candidates += _cluster_items(ctx)
@@ -300,10 +305,10 @@ def rule_of(finding: Finding) -> TriageRule | None:
 def measure(store: TraceStore, rule: TriageRule, matcher: SpanFilter | None = None) -> Measurement:
     """Count one triage rule on a store (used by check; one aggregate pass per call)."""
     with aggregates.reader(store) as conn:
-        return measure_in(_Context(conn), rule, matcher, store)
+        return measure_in(AggregateContext(conn), rule, matcher, store)
 
 
-class _Context:
+class AggregateContext:
     """One read connection plus aggregates computed once and shared by the detectors."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -319,7 +324,7 @@ class _Context:
 
 
 def measure_in(
-    ctx: _Context, rule: TriageRule, matcher: SpanFilter | None, store: TraceStore | None
+    ctx: AggregateContext, rule: TriageRule, matcher: SpanFilter | None, store: TraceStore | None
 ) -> Measurement:
     conn = ctx.conn
     if rule.kind in ("error_cluster", "retry_storm"):
@@ -388,7 +393,8 @@ def error_clusters(conn: sqlite3.Connection) -> dict[tuple[str, str | None, str]
     for kind, tool, name, message, trace_id, span_id, start in aggregates.error_spans(conn):
         signature = normalized.get(message)
         if signature is None:
-            signature = mask_models(normalize_message(message), models) or "(no message)"
+            signature = _VOLATILE.sub("<N>", mask_models(normalize_message(message), models))
+            signature = signature or "(no message)"
             if len(normalized) < 100_000:
                 normalized[message] = signature
         key = (kind or "other", tool, signature)
@@ -416,12 +422,12 @@ def _storm_measure(cluster: _Cluster, min_count: int, total: int) -> Measurement
     return Measurement(traces, spans, examples, total)
 
 
-def _cluster_items(ctx: _Context) -> list[_Candidate]:
+def _cluster_items(ctx: AggregateContext) -> list[_Candidate]:
     t0, t1 = aggregates.time_range(ctx.conn)
     baseline = _bins_for_80(_all_start_bins(ctx.conn, t0, t1)) if t1 > t0 else None
     out = []
     for cluster in ctx.clusters.values():
-        err_type = _error_type(cluster.signature)
+        err_type = error_type(cluster.signature)
         who = _who(cluster.kind, cluster.tool_name)
         category = _cluster_category(cluster)
         measured = Measurement(set(cluster.per_trace), cluster.spans, cluster.examples)
@@ -523,7 +529,7 @@ def signature_regex(signature: str) -> str | None:
     return ".*".join(re.escape(p[:120]).replace("\\ ", " ") for p in chosen)
 
 
-def _error_type(signature: str) -> str:
+def error_type(signature: str) -> str:
     match = _ERROR_TYPE.match(signature)
     if match and "<" not in match.group(1):
         return match.group(1)
@@ -565,7 +571,7 @@ def _bins_for_80(counts: list[int]) -> int:
 def _burst_note(starts: list[int], t0: int, t1: int, baseline: int | None) -> str | None:
     """'Bursty' when 80% of the errors fall in a third of the time bins that 80% of all
     spans need (and at most a fifth of all bins)."""
-    if baseline is None or len(starts) < 8 or t1 <= t0:
+    if baseline is None or len(starts) < BURST_MIN_ERRORS or t1 <= t0:
         return None
     bins = 50
     width = (t1 - t0) // bins + 1
@@ -606,7 +612,7 @@ def _loops(conn: sqlite3.Connection, min_repeats: int, total: int) -> dict[str, 
     return out
 
 
-def _loop_items(ctx: _Context) -> list[_Candidate]:
+def _loop_items(ctx: AggregateContext) -> list[_Candidate]:
     out = []
     for tool, m in _loops(ctx.conn, MIN_REPEATS, ctx.total).items():
         all_errors = m.all_errors
@@ -658,32 +664,32 @@ def more_than_tail(observed: int, group_size: int) -> bool:
     return observed >= 3 and observed >= expected + 3 * math.sqrt(expected) + 3
 
 
-def _outlier_items(ctx: _Context) -> list[_Candidate]:
+def _outlier_items(ctx: AggregateContext) -> list[_Candidate]:
     out = []
-    for kind, metric in (
-        ("tool", "duration"),
-        ("llm", "duration"),
-        ("agent", "duration"),
-        ("llm", "tokens"),
-    ):
-        sample = aggregates.metric_sample(ctx.conn, kind, metric, OUTLIER_SAMPLE_ROWS)
-        sizes = aggregates.group_sizes(ctx.conn, kind)
-        for group, values in sorted(sample.items()):
-            threshold = outlier_threshold(values)
-            if threshold is None:
+    plan = (("tool", ("duration",)), ("llm", ("duration", "tokens")), ("agent", ("duration",)))
+    for kind, metrics in plan:
+        samples, step = aggregates.metric_samples(ctx.conn, kind, OUTLIER_SAMPLE_ROWS)
+        for metric in metrics:
+            sample = samples[metric]
+            thresholds = {g: t for g, v in sample.items() if (t := outlier_threshold(v))}
+            if not thresholds:
                 continue
-            spans, traces, top = aggregates.at_least(
-                ctx.conn, kind, group, metric, threshold, EXAMPLES
-            )
-            if not more_than_tail(spans, sizes.get(group, len(values))) or len(traces) < 2:
-                continue
-            median = int(_median(sorted(values)))
-            rule = TriageRule(
-                kind="outlier", span_kind=kind, group=group, metric=metric, threshold=threshold
-            )
-            out.append(
-                _outlier_candidate(kind, group, metric, threshold, median, rule, spans, traces, top)
-            )
+            hits = aggregates.over_thresholds(ctx.conn, kind, metric, thresholds)
+            for group, rows in sorted(hits.items()):
+                traces = {t for t, _, _ in rows}
+                if not more_than_tail(len(rows), len(sample[group]) * step) or len(traces) < 2:
+                    continue
+                top = sorted(rows, key=lambda r: -r[2])[:EXAMPLES]
+                threshold = thresholds[group]
+                median = int(_median(sorted(sample[group])))
+                rule = TriageRule(
+                    kind="outlier", span_kind=kind, group=group, metric=metric, threshold=threshold
+                )
+                out.append(
+                    _outlier_candidate(
+                        kind, group, metric, threshold, median, rule, len(rows), traces, top
+                    )
+                )
     return out
 
 
@@ -762,7 +768,7 @@ def missing_measure(missing: dict[str, str], total: int) -> Measurement:
     return Measurement(set(missing), len(missing), examples, total)
 
 
-def _final_answer_items(ctx: _Context, notes: list[str]) -> list[_Candidate]:
+def _final_answer_items(ctx: AggregateContext, notes: list[str]) -> list[_Candidate]:
     missing, roots = _missing_answers(ctx.conn)
     if not roots:
         notes.append("No root spans: runs without a final answer were not looked for.")
@@ -816,7 +822,7 @@ def _tool_failures(store: TraceStore, conn: sqlite3.Connection) -> list[ToolFail
     return tools
 
 
-def _tool_items(ctx: _Context, tools: list[ToolFailure]) -> list[_Candidate]:
+def _tool_items(ctx: AggregateContext, tools: list[ToolFailure]) -> list[_Candidate]:
     """A tool's overall failure rate, only when its errors span several signatures (else the
     error cluster already says it)."""
     per_tool: dict[str, int] = {}

@@ -80,33 +80,49 @@ def repeated_calls(conn: sqlite3.Connection, min_repeats: int) -> Iterator[tuple
     yield from _rows(cursor)
 
 
-def metric_sample(
-    conn: sqlite3.Connection, kind: str, metric: str, max_rows: int
-) -> dict[str, list[int]]:
-    """Values of `metric` (duration or tokens) per group of `kind` spans, an evenly spread
-    sample of at most about `max_rows` rows (every k-th row id), so memory stays bounded."""
-    column, group = METRIC_COLUMN[metric], GROUP_COLUMN[kind]
+def metric_samples(
+    conn: sqlite3.Connection, kind: str, max_rows: int
+) -> tuple[dict[str, dict[str, list[int]]], int]:
+    """Durations and token counts per group of `kind` spans, from an evenly spread sample of
+    at most about `max_rows` rows (every k-th row id), so memory stays bounded. Returns
+    ({metric: {group: values}}, k); tokens keep only spans that report some."""
+    group = GROUP_COLUMN[kind]
     total = conn.execute("SELECT COUNT(*) FROM spans WHERE kind = ?", (kind,)).fetchone()[0]
     step = max(1, total // max(1, max_rows))
-    extra = f"AND {column} > 0" if metric == "tokens" else ""
-    sql = f"SELECT {group}, {column} FROM spans WHERE kind = ? AND {group} IS NOT NULL {extra}" + (
-        " AND id % ? = 0" if step > 1 else ""
-    )
-    out: dict[str, list[int]] = {}
-    for name, value in conn.execute(sql, (kind, step) if step > 1 else (kind,)):
-        out.setdefault(name, []).append(int(value or 0))
+    sql = f"SELECT {group}, duration_ns, tokens FROM spans WHERE kind = ? AND {group} IS NOT NULL"
+    params: tuple[Any, ...] = (kind,)
+    if step > 1:
+        sql += " AND id % ? = 0"
+        params = (kind, step)
+    durations: dict[str, list[int]] = {}
+    tokens: dict[str, list[int]] = {}
+    for name, duration, count in conn.execute(sql, params):
+        durations.setdefault(name, []).append(int(duration or 0))
+        if count:
+            tokens.setdefault(name, []).append(int(count))
+    return {"duration": durations, "tokens": tokens}, step
+
+
+def over_thresholds(
+    conn: sqlite3.Connection, kind: str, metric: str, thresholds: dict[str, int]
+) -> dict[str, list[tuple[str, str, int]]]:
+    """Per group, the (trace_id, span_id, value) of `kind` spans whose metric is at least the
+    group's threshold: one scan for all groups."""
+    column, group = METRIC_COLUMN[metric], GROUP_COLUMN[kind]
+    out: dict[str, list[tuple[str, str, int]]] = {}
+    items = list(thresholds.items())
+    for i in range(0, len(items), 400):
+        chunk = items[i : i + 400]
+        values = ",".join("(?, ?)" for _ in chunk)
+        params: list[Any] = [v for pair in chunk for v in pair]
+        sql = (
+            f"WITH th(name, threshold) AS (VALUES {values}) "
+            f"SELECT s.{group}, s.trace_id, s.span_id, s.{column} FROM spans s "
+            f"JOIN th ON s.{group} = th.name WHERE s.kind = ? AND s.{column} >= th.threshold"
+        )
+        for name, trace_id, span_id, value in conn.execute(sql, (*params, kind)):
+            out.setdefault(name, []).append((trace_id, span_id, int(value or 0)))
     return out
-
-
-def group_sizes(conn: sqlite3.Connection, kind: str) -> dict[str, int]:
-    group = GROUP_COLUMN[kind]
-    return dict(
-        conn.execute(
-            f"SELECT {group}, COUNT(*) FROM spans WHERE kind = ? AND {group} IS NOT NULL "
-            f"GROUP BY {group}",
-            (kind,),
-        ).fetchall()
-    )
 
 
 def at_least(

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from halo_mcp.store.errors import InvalidFilterError
 
-BLOCK_BYTES = 32 << 20
+BLOCK_BYTES = 8 << 20
 _UNSAFE_ESCAPES = set("sSwWbBAZzntrfv0uUxN\\\"'/")
 _UNSAFE_CHARS = set('.^$"<>&/:\\')
 
@@ -81,17 +81,69 @@ def blocks(path: Path, gz: bool) -> Iterator[tuple[int, bytes]]:
             rest = data[cut:]
 
 
-def matching_lines(path: Path, gz: bool, rx: re.Pattern[bytes]) -> Iterator[tuple[int, bytes]]:
-    """(offset, line) of each line where `rx` matches the raw bytes; one regex pass."""
+_REGEX_META = set(".^$*+?{}[]|()\\")
+
+
+def block_matcher(raw_pattern: bytes) -> Callable[[bytes], Iterator[int]]:
+    """A function giving, in order, positions in a block where the (raw-safe) pattern
+    matches case-insensitively, at most one per line.
+
+    Plain words (or words joined by |) are found with bytes.find on the lowercased block;
+    a pattern without escapes runs case-sensitively on the lowercased block; anything else
+    runs with re.IGNORECASE. All three agree on ASCII, and raw-safe patterns are ASCII."""
+    pattern = raw_pattern.decode("ascii")
+    words = pattern.split("|")
+    if all(w and not (_REGEX_META & set(w)) for w in words):
+        needles = [w.lower().encode() for w in dict.fromkeys(words)]
+
+        def find_words(data: bytes) -> Iterator[int]:
+            low = data.lower()
+            hits: list[int] = []
+            for needle in needles:
+                i = low.find(needle)
+                while i >= 0:
+                    hits.append(i)
+                    end = low.find(b"\n", i)
+                    if end < 0:
+                        break
+                    i = low.find(needle, end + 1)
+            if len(needles) > 1:
+                hits.sort()
+            return iter(hits)
+
+        return find_words
+    if "\\" not in pattern:
+        rx = re.compile(pattern.lower().encode())
+        return lambda data: _positions(rx, data.lower())
+    rx = re.compile(raw_pattern, re.IGNORECASE)
+    return lambda data: _positions(rx, data)
+
+
+def _positions(rx: re.Pattern[bytes], data: bytes) -> Iterator[int]:
+    pos = 0
+    while True:
+        match = rx.search(data, pos)
+        if match is None:
+            return
+        yield match.start()
+        end = data.find(b"\n", match.end())
+        if end < 0:
+            return
+        pos = end + 1
+
+
+def matching_lines(
+    path: Path, gz: bool, matcher: Callable[[bytes], Iterator[int]]
+) -> Iterator[tuple[int, bytes]]:
+    """(offset, line) of each line where the matcher hits the raw bytes; one pass."""
     for base, data in blocks(path, gz):
-        pos = 0
-        search = rx.search
-        while True:
-            match = search(data, pos)
-            if match is None:
-                break
-            start = data.rfind(b"\n", 0, match.start()) + 1
-            end = data.find(b"\n", match.end())
+        last_start = -1
+        for position in matcher(data):
+            start = data.rfind(b"\n", 0, position) + 1
+            if start == last_start:
+                continue
+            last_start = start
+            end = data.find(b"\n", position)
             if end < 0:
                 end = len(data)
             line = data[start:end]
@@ -102,7 +154,6 @@ def matching_lines(path: Path, gz: bool, rx: re.Pattern[bytes]) -> Iterator[tupl
                 line = line[3:]
                 offset = 3
             yield offset, line
-            pos = end + 1
 
 
 def _number(value: Any) -> float | None:

@@ -262,7 +262,7 @@ def _refresh_signatures(conn: sqlite3.Connection) -> None:
         signature = normalized.get(message)
         if signature is None:
             signature = normalize_message(message)
-            if len(normalized) < 100_000:
+            if len(normalized) < 20_000:
                 normalized[message] = signature
         group = groups.get((name or "", signature))
         if group is None:

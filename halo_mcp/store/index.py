@@ -16,9 +16,13 @@ import logging
 import multiprocessing
 import os
 import sqlite3
+import threading
+import time
 from array import array
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool as BrokenExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,19 +186,22 @@ def _update(conn: sqlite3.Connection, plans: list[Plan], fresh: bool) -> None:
         work = [p for p in plans if p.action != "same"]
         pending = sum(p.state.size - p.from_offset for p in work)
         pool = _pool() if pending >= PARALLEL_MIN_BYTES and WORKERS > 1 else None
+        began = time.perf_counter()
         try:
             for plan in work:
                 _prepare_file(conn, plan)
                 _ingest_file(conn, plan, pool)
         finally:
             if pool is not None:
-                pool.close()
-                pool.join()
+                pool.shutdown(wait=True, cancel_futures=True)
+        log.info("parsed and inserted in %.2fs", time.perf_counter() - began)
         if fresh:
             for statement in INDEXES.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+        log.info("indexes at %.2fs", time.perf_counter() - began)
         derive.remove_duplicates(conn, None if fresh else old_max)
+        log.info("duplicates at %.2fs", time.perf_counter() - began)
         if not fresh:
             conn.execute(
                 "INSERT OR IGNORE INTO temp.affected "
@@ -202,7 +209,9 @@ def _update(conn: sqlite3.Connection, plans: list[Plan], fresh: bool) -> None:
                 (old_max,),
             )
         derive.refresh_traces(conn, all_traces=fresh)
+        log.info("traces at %.2fs", time.perf_counter() - began)
         derive.refresh_aggregates(conn)
+        log.info("aggregates at %.2fs", time.perf_counter() - began)
         conn.execute("INSERT OR REPLACE INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
         conn.execute("INSERT OR REPLACE INTO meta VALUES('complete', '1')")
         conn.execute("COMMIT")
@@ -218,9 +227,16 @@ def _last_id(conn: sqlite3.Connection) -> int:
     return row[0] if row else 0
 
 
-def _pool() -> multiprocessing.pool.Pool:
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
-    return multiprocessing.get_context(method).Pool(WORKERS)
+def _pool() -> Executor:
+    """Parser workers. Fork is instant and re-imports nothing, but is only safe while this
+    process runs a single thread (e.g. the CLI); a threaded host (the MCP server) gets
+    forkserver workers instead."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        method = "fork"
+    else:
+        method = "forkserver" if "forkserver" in methods else "spawn"
+    return ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context(method))
 
 
 def _prepare_file(conn: sqlite3.Connection, plan: Plan) -> None:
@@ -294,8 +310,10 @@ def _gz_blocks(path: Path) -> Iterator[tuple[bytes, int]]:
             rest = data[cut:]
 
 
-def _results(plan: Plan, pool: multiprocessing.pool.Pool | None) -> Iterator[SliceResult]:
-    """Slice results in file order; with a pool, at most WINDOW slices are in flight."""
+def _results(plan: Plan, pool: Executor | None) -> Iterator[SliceResult]:
+    """Slice results in file order; with a pool, at most WINDOW slices are in flight.
+
+    If the pool breaks (a worker could not start or died), the rest is parsed in-process."""
     path = str(plan.state.path)
     if plan.state.gz:
         tasks = ((parse_gz_block, (data, off)) for data, off in _gz_blocks(plan.state.path))
@@ -306,12 +324,32 @@ def _results(plan: Plan, pool: multiprocessing.pool.Pool | None) -> Iterator[Sli
             yield func(*args)
         return
     inflight: deque = deque()
+    broken = False
+
+    def take() -> SliceResult:
+        nonlocal broken
+        future, func, args = inflight.popleft()
+        if not broken:
+            try:
+                return future.result()
+            except BrokenExecutor:
+                log.warning("parser worker pool broke; parsing the rest in-process")
+                broken = True
+        return func(*args)
+
     for func, args in tasks:
-        inflight.append(pool.apply_async(func, args))
+        if broken:
+            inflight.append((None, func, args))
+        else:
+            try:
+                inflight.append((pool.submit(func, *args), func, args))
+            except (BrokenExecutor, RuntimeError):
+                broken = True
+                inflight.append((None, func, args))
         if len(inflight) >= WINDOW:
-            yield inflight.popleft().get()
+            yield take()
     while inflight:
-        yield inflight.popleft().get()
+        yield take()
 
 
 def _insert_sql(file_id: int, line_base: int) -> str:
@@ -325,9 +363,7 @@ def _insert_sql(file_id: int, line_base: int) -> str:
     )
 
 
-def _ingest_file(
-    conn: sqlite3.Connection, plan: Plan, pool: multiprocessing.pool.Pool | None
-) -> None:
+def _ingest_file(conn: sqlite3.Connection, plan: Plan, pool: Executor | None) -> None:
     fid = plan.file_id
     line_base = plan.from_line
     next_id = _last_id(conn) + 1

@@ -8,6 +8,7 @@ cheaply, and nothing outlives the slice: memory is bounded by the slice size.
 from __future__ import annotations
 
 import hashlib
+import re
 import zlib
 from dataclasses import dataclass, field
 
@@ -34,18 +35,29 @@ class SliceResult:
     gz_lines: list[tuple[int, bytes]] = field(default_factory=list)
 
 
+_FLAT_INPUT = re.compile(
+    rb'"(?:input\.value|gen_ai\.tool\.call\.arguments)":\s*"((?:[^"\\]|\\.)*)"'
+)
+
+
 def input_hash(line: bytes, span_id: str) -> int | None:
-    """A 63-bit hash of a tool span's input (arguments), so identical calls group in SQL."""
-    try:
-        payload = span_payload(line, span_id)
-    except Exception:
+    """A 63-bit hash of a tool span's input (arguments), so identical calls group in SQL.
+
+    A one-span line is hashed on the raw JSON string of its input attribute (no second
+    parse); other shapes go through the format layer's payload reader."""
+    data: bytes | None = None
+    match = _FLAT_INPUT.search(line)
+    if match is not None and line.count(b'"span_id"', 0, 4096) == 1:
+        data = match.group(1)
+    else:
+        try:
+            value = span_payload(line, span_id).input
+        except Exception:
+            return None
+        if value is not None:
+            data = value.encode("utf-8", "surrogatepass")
+    if data is None:
         return None
-    value = payload.input
-    if value is None:
-        return None
-    data = (
-        value.encode("utf-8", "surrogatepass") if isinstance(value, str) else repr(value).encode()
-    )
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") >> 1
 
 

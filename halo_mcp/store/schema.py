@@ -65,7 +65,6 @@ CREATE INDEX IF NOT EXISTS spans_duration ON spans(duration_ns);
 CREATE INDEX IF NOT EXISTS spans_tool ON spans(tool_name, status);
 CREATE INDEX IF NOT EXISTS spans_name ON spans(name);
 CREATE INDEX IF NOT EXISTS spans_status ON spans(status, start_ns);
-CREATE INDEX IF NOT EXISTS spans_file ON spans(file_id, offset);
 CREATE INDEX IF NOT EXISTS traces_start ON traces(start_ns);
 CREATE INDEX IF NOT EXISTS traces_duration ON traces(duration_ns);
 CREATE INDEX IF NOT EXISTS traces_errors ON traces(error_count);

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import sqlite3
 import threading
 import zlib
 from array import array
@@ -206,17 +207,15 @@ class TraceStore:
         return name, True
 
     def _scan_table(self, pattern: str, rx: Any, raw: bytes) -> str:
-        import re
-
         name, new = self._new_hit_table(query.query_key("scan", pattern))
         if not new:
             return name
         conn = self._conn()
-        rxb = re.compile(raw, re.IGNORECASE)
+        matcher = content.block_matcher(raw)
         batch: list[tuple[int]] = []
         for file_id, (path, gz) in sorted(self._files.items()):
             offsets, firsts = self._line_index(file_id)
-            for offset, line in content.matching_lines(path, gz, rxb):
+            for offset, line in content.matching_lines(path, gz, matcher):
                 i = bisect.bisect_left(offsets, offset)
                 if i >= len(offsets) or offsets[i] != offset:
                     continue
@@ -240,7 +239,8 @@ class TraceStore:
             return [(first_id, payloads[0][1])]
         by_id = dict(payloads)
         rows = self._conn().execute(
-            "SELECT id, span_id FROM spans WHERE file_id=? AND offset=?", (file_id, offset)
+            "SELECT id, span_id FROM spans WHERE id >= ? AND id < ? AND file_id = ? AND offset = ?",
+            (first_id, first_id + len(payloads), file_id, offset),
         )
         return [(rid, by_id[sid]) for rid, sid in rows if sid in by_id]
 
@@ -697,9 +697,12 @@ ACCEPTED_FORMATS = (
 
 
 def _check_spans(store: TraceStore) -> None:
-    """A file with no valid span is an error naming the file and why its lines failed."""
+    """A file with no valid span is an error naming the file and why its lines failed.
+    (A file whose spans all repeat another file's still held spans: that is reported as
+    duplicates, not as an error.)"""
+    parsed = dict(store._conn().execute("SELECT path, spans FROM files"))
     for report in store.report.files:
-        if report.spans > 0:
+        if parsed.get(report.path, 0) > 0:
             continue
         reasons = [
             f"line {b.line}: {b.reason}"
@@ -731,7 +734,14 @@ def open_store(
     """
     files = expand_paths(paths)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    db_path, reused = ensure_index(files, root)
+    try:
+        db_path, reused = ensure_index(files, root)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(
+            f"cannot build or read the trace index under {root} ({exc}); point HALO_CACHE_DIR "
+            "(or cache_dir=) at a writable directory with free space, or delete that "
+            "directory's indexes/ to rebuild"
+        ) from exc
     store = TraceStore(db_path, files, reused)
     try:
         _check_spans(store)

@@ -323,13 +323,13 @@ class _Agent:
             self.history.append({"role": "tool", "content": clipped})
 
 
-def _rate_limit_error(rng: random.Random, model: str) -> tuple[str, str]:
+def _rate_limit_error(rng: random.Random) -> tuple[str, str]:
     limit = rng.choice((500, 1000, 5000))
     return (
         "RateLimitError",
-        f"RateLimitError: Error code: 429 - Rate limit reached for requests on {model} in "
-        f"organization org-{rng.getrandbits(48):012x}: Limit {limit}, Used {limit}, "
-        f"Requested 1. Please try again in {rng.randint(20, 2000)}ms.",
+        "RateLimitError: Error code: 429 - Rate limit reached for requests in organization "
+        f"org-{rng.getrandbits(48):012x} on requests per min (RPM): Limit {limit}, Used "
+        f"{limit}, Requested 1. Please try again in {rng.randint(20, 2000)}ms.",
     )
 
 
@@ -423,7 +423,7 @@ def simulate(
     for index, step in enumerate(steps):
         if index == rate_limited_at:
             for _ in range(rng.randint(1, 3)):
-                run.llm(agent, error=_rate_limit_error(rng, spec.model))
+                run.llm(agent, error=_rate_limit_error(rng))
                 run.gap(200, 4000)  # backoff before the retry
         if index == overflow_at:
             agent.tokens += 140_000

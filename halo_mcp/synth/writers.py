@@ -8,11 +8,13 @@
 Spans are written in end order (children before parents), as exporters emit them.
 
 `messy=True` writes the same run the way sloppy exporters do, still valid: numbers as
-strings, `null` or `""` where a string or id was expected, enum names instead of ints.
+strings, `null` or `""` where a string or id was expected, enum names instead of ints,
+base64 ids in OTLP (as protobuf JSON writes them).
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -145,7 +147,10 @@ def otlp_lines(trace: SimTrace, convention: str, tiny: bool, messy: bool = False
                     ),
                 }
             ]
-        if messy:
+        if messy:  # protobuf-JSON style: base64 ids, enum names
+            for key in ("traceId", "spanId", "parentSpanId"):
+                if key in record:
+                    record[key] = base64.b64encode(bytes.fromhex(record[key])).decode()
             record["kind"] = "SPAN_KIND_CLIENT" if span.kind == "llm" else "SPAN_KIND_INTERNAL"
             code = record["status"].get("code")
             if code is not None:

@@ -112,7 +112,11 @@ def register(server: MCPServer) -> None:
         paths = [str(p) for p in resolve_trace_paths(trace_paths, state.roots)]
         overrides = {
             name: value
-            for name, value in (("model", model), ("max_depth", max_depth), ("max_turns", max_turns))
+            for name, value in (
+                ("model", model),
+                ("max_depth", max_depth),
+                ("max_turns", max_turns),
+            )
             if value is not None
         }
         text = (prompt or "").strip() or DEFAULT_PROMPT

@@ -105,9 +105,7 @@ def full_finding(finding: Any) -> FindingOut:
         matcher=finding.matcher,
         prevalence=prevalence,
         verified=finding.verified,
-        verification_notes=[clip(n, NOTE_CHARS)[0] for n in finding.verification_notes][
-            :MAX_NOTES
-        ],
+        verification_notes=[clip(n, NOTE_CHARS)[0] for n in finding.verification_notes][:MAX_NOTES],
         uri=finding_uri(finding.id),
         report_uri=report_uri(finding.run_id),
         **text,
@@ -164,7 +162,9 @@ def register(server: MCPServer) -> None:
             out,
             [
                 link(out.uri, f"finding {finding.id}", "This finding as JSON", "application/json"),
-                link(out.report_uri, f"report {finding.run_id}", "The run's report", "text/markdown"),
+                link(
+                    out.report_uri, f"report {finding.run_id}", "The run's report", "text/markdown"
+                ),
             ],
         )
 

@@ -152,8 +152,12 @@ class RunManager:
         self._waiting.append(run.run_id)
         assert self._tg is not None, "RunManager used outside its context"
         self._tg.start_soon(self._execute, run, settings)
-        log.info("run %s created (%d queued, %d running)", run.run_id, len(self._waiting),
-                 self.running_count)
+        log.info(
+            "run %s created (%d queued, %d running)",
+            run.run_id,
+            len(self._waiting),
+            self.running_count,
+        )
         return run, False
 
     async def _execute(self, run: LiveRun, settings: Any) -> None:

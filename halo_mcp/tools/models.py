@@ -13,7 +13,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema, field_serializer
 
-from halo_mcp.store.models import SPAN_FIELDS, SpanFilter, SpanPage, SpanSort, TraceTree
+from halo_mcp.store.models import (
+    SPAN_FIELDS,
+    SpanFilter,
+    SpanNode,
+    SpanPage,
+    SpanSort,
+    SpanView,
+    TraceTree,
+)
 
 # ----------------------------------------------------------------------------- arguments
 
@@ -232,9 +240,39 @@ class FindingOut(BaseModel):
     report_uri: str = Field(description="The run's markdown report.")
 
 
+def _omitted_not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A span's schema as results send it: unchosen fields are left out, never null.
+
+    Also cheaper for clients that validate structured content (no anyOf per field).
+    """
+    schema = _inline_refs(schema)
+    for prop in schema.get("properties", {}).values():
+        options = prop.pop("anyOf", None)
+        if options:
+            kept = [o for o in options if o.get("type") != "null"]
+            prop.update(kept[0] if len(kept) == 1 else {"anyOf": kept})
+        prop.pop("default", None)
+    return schema
+
+
+_SPAN_SCHEMA = _omitted_not_null(SpanView.model_json_schema())
+_NODE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "span": _SPAN_SCHEMA,
+        "depth": {"type": "integer"},
+        "children": {"type": "integer"},
+    },
+    "required": ["span", "depth"],
+}
+
+
 class SpanQueryResult(SpanPage):
     """One page of spans, plus the files they were read from."""
 
+    spans: Annotated[list[SpanView], WithJsonSchema({"type": "array", "items": _SPAN_SCHEMA})] = (
+        Field(description="The page's spans with the chosen fields; strings clipped.")
+    )
     trace_paths: list[str] = Field(description="The trace files queried, absolute.")
     limit_reduced_to: int | None = Field(
         None,
@@ -251,11 +289,17 @@ class SpanQueryResult(SpanPage):
 class TraceResult(TraceTree):
     """One trace as a depth-first span tree."""
 
+    nodes: Annotated[list[SpanNode], WithJsonSchema({"type": "array", "items": _NODE_SCHEMA})] = (
+        Field(description="Depth-first, children ordered by start time.")
+    )
     trace_paths: list[str] = Field(description="The trace files read, absolute.")
 
     @field_serializer("nodes")
     def _only_chosen_fields(self, nodes: list[Any]) -> list[dict[str, Any]]:
         return [
-            {**node.model_dump(mode="json"), "span": node.span.model_dump(mode="json", exclude_none=True)}
+            {
+                **node.model_dump(mode="json"),
+                "span": node.span.model_dump(mode="json", exclude_none=True),
+            }
             for node in nodes
         ]

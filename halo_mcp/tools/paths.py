@@ -29,7 +29,9 @@ def resolve_trace_paths(paths: Sequence[str], roots: Sequence[Path] | None) -> l
             "(files or directories of .jsonl/.json/.gz)."
         )
     if len(paths) > MAX_PATHS:
-        raise ToolError(f"Too many trace paths ({len(paths)}); pass at most {MAX_PATHS}, or a directory.")
+        raise ToolError(
+            f"Too many trace paths ({len(paths)}); pass at most {MAX_PATHS}, or a directory."
+        )
     resolved: list[Path] = []
     for raw in paths:
         path = _resolve_one(raw, roots)

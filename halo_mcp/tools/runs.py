@@ -38,7 +38,9 @@ PROMPT_CHARS = 300
 # ----------------------------------------------------------------------------- status
 
 
-def _next_step(run_id: str, status: str, position: int | None, findings: int, error: str | None) -> str:
+def _next_step(
+    run_id: str, status: str, position: int | None, findings: int, error: str | None
+) -> str:
     wait = f"call get_run(run_id='{run_id}', wait_seconds=50)"
     if status == "queued":
         ahead = f"{position} ahead" if position is not None else "waiting for a slot"
@@ -54,7 +56,8 @@ def _next_step(run_id: str, status: str, position: int | None, findings: int, er
     if status == "finished":
         return "Done, no failure mode found. Try a narrower prompt or more traces."
     if status == "failed":
-        return f"The run failed: {error or 'unknown error'}. Fix the cause, then call analyze_traces again."
+        reason = error or "unknown error"
+        return f"The run failed: {reason}. Fix the cause, then call analyze_traces again."
     if status == "cancelled":
         return "Cancelled. Call analyze_traces to start again."
     return "The process running it stopped before it finished. Call analyze_traces again."
@@ -95,7 +98,9 @@ def status_result(
         trace_paths=trace_paths[:20],
         prompt=clip(prompt, PROMPT_CHARS)[0],
         deduplicated=deduplicated,
-        findings=[summarize(f) for f in listed[:MAX_FINDINGS_LISTED]] if status == "finished" else None,
+        findings=[summarize(f) for f in listed[:MAX_FINDINGS_LISTED]]
+        if status == "finished"
+        else None,
         findings_omitted=max(0, len(listed) - MAX_FINDINGS_LISTED),
         report_uri=report_uri(run_id) if done else None,
         error=clip(error, 1000)[0] if error else None,
@@ -226,7 +231,9 @@ async def wait_for_run(
 def status_links(result: RunStatusResult) -> list[Any]:
     links = []
     if result.report_uri:
-        links.append(link(result.report_uri, f"report {result.run_id}", "Run report", "text/markdown"))
+        links.append(
+            link(result.report_uri, f"report {result.run_id}", "Run report", "text/markdown")
+        )
     for finding in result.findings or []:
         links.append(link(finding.uri, f"finding {finding.id}", finding.title, "application/json"))
     return links

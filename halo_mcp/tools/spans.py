@@ -21,9 +21,9 @@ from halo_mcp.tools.models import (
     FilterArg,
     Limit,
     MaxChars,
+    Sort,
     SpanFields,
     SpanQueryResult,
-    Sort,
     TracePaths,
     TraceResult,
 )

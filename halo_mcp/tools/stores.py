@@ -7,6 +7,7 @@ resolved paths, and runs every store call in a worker thread, one call per store
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -75,7 +76,6 @@ class StoreCache:
 
 
 def _close_quietly(store: Any) -> None:
-    try:
+    """Closing is best effort: an index left open is closed by garbage collection."""
+    with contextlib.suppress(Exception):
         store.close()
-    except Exception:  # closing is best effort; the index is rebuilt if needed
-        pass

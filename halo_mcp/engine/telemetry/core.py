@@ -44,7 +44,7 @@ SCOPE_NAME = "halo_mcp.engine"
 CONTENT_CHARS = 16_000  # each captured prompt/completion/argument/result value
 MESSAGE_CHARS = 300  # status and exception messages
 STACK_CHARS = 4_000
-CLOSE_TIMEOUT_S = 15.0
+CLOSE_TIMEOUT_S = 5.0  # then the flush goes on in the background
 EXPORT_TIMEOUT_MS = 10_000
 
 
@@ -150,7 +150,11 @@ class Telemetry:
                 secrets=secrets,
             )
             parent = parent or take_parent(run_id) or otel_context.get_current()
-            tel._start_run(settings, prompt, trace_paths, parent)
+            try:
+                tel._start_run(settings, prompt, trace_paths, parent)
+            except Exception:
+                tel.close(timeout_s=1.0)
+                raise
             if len(_outputs) >= _MAX_OUTPUTS:
                 _outputs.pop(next(iter(_outputs)))
             _outputs[run_id] = tel.output

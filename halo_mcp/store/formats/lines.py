@@ -255,12 +255,18 @@ def parse_line(line: bytes | str) -> list[tuple]:
         obj = load_line(line)  # BOM, NaN, big ints, bad UTF-8, blank; raises BadLineError
         if obj is _BLANK:
             return []
-    _last_parsed = (line, obj)
+    if type(line) is bytes or type(line) is str:  # immutable: identity means same content
+        _last_parsed = (line, obj)
     if type(obj) is dict and "span_id" in obj and "span_data" not in obj:
-        result = _safe_row(SPAN, obj, None)  # HALO: one span per line, the hot path
-        if type(result) is str:
-            raise BadLineError(result)
-        return [result]
+        try:
+            return [span_row(obj, None, False)]  # HALO: one span per line, the hot path
+        except BadLineError:
+            raise
+        except RecursionError:
+            raise BadLineError("span nested too deeply") from None
+        except Exception as exc:  # junk we did not foresee must not stop ingestion
+            logger.debug("unexpected %s while normalizing a span", type(exc).__name__)
+            raise BadLineError(f"span could not be read ({type(exc).__name__})") from None
     rows, bad, reason = _report(obj)
     if not rows and bad:
         raise BadLineError(reason or "no valid span")

@@ -236,18 +236,41 @@ def span_payloads(line: bytes | str) -> list[tuple[str, SpanPayload]]:
     return out
 
 
+# Span id -> entry for the last line asked about, so asking for several spans of one
+# OTLP envelope walks it once. Matched by identity, like the parse cache in lines.py.
+_last_index: tuple[Any, dict[str, Entry]] = (None, {})
+
+
+def _index(line: bytes | str) -> dict[str, Entry]:
+    global _last_index
+    last_line, index = _last_index
+    if last_line is line:
+        return index
+    index = {}
+    for entry in _entries(line):
+        try:
+            span_id = _entry_span_id(entry[0], entry[1])
+        except (RecursionError, TypeError, ValueError, AttributeError):
+            continue
+        if span_id is not None and span_id not in index:
+            index[span_id] = entry
+    if type(line) is bytes or type(line) is str:  # immutable: identity means same content
+        _last_index = (line, index)
+    return index
+
+
 def span_payload(line: bytes | str, span_id: str) -> SpanPayload:
     """The content of span `span_id` (normalized id, as in the row) on this line.
 
     Raises BadLineError when the line is not JSON, SpanNotOnLineError when the span is
     not on it (the file changed since indexing: rebuild the index).
     """
-    for flavor, item, context in _entries(line):
+    entry = _index(line).get(span_id)
+    if entry is not None:
         try:
-            if _entry_span_id(flavor, item) == span_id:
-                return _payload(flavor, item, context)
+            return _payload(*entry)
         except (RecursionError, TypeError, ValueError, AttributeError):
-            continue
+            pass
     raise SpanNotOnLineError(
         f"span {span_id} is not on this line; the file changed since it was indexed, "
         "so rebuild the index"

@@ -1,0 +1,193 @@
+"""triage_traces and check_findings: the deterministic half of the loop (no LLM, no key).
+
+triage_traces counts a trace set's failure symptoms in seconds; check_findings recounts a
+finished run's findings (or triage items) on new traces and gives a verdict per finding.
+Both results stay under RESULT_BUDGET_CHARS: items and evidence are trimmed, and the
+result says so.
+
+Register with the server: `from halo_mcp.tools import triage` and add `triage` to the
+modules whose `register(server)` the server calls.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, ToolAnnotations
+from pydantic import Field
+
+from halo_mcp.engine.check import CheckReport
+from halo_mcp.engine.triage import TriageReport
+from halo_mcp.tools.models import RunId, TracePaths
+from halo_mcp.tools.paths import resolve_trace_paths
+from halo_mcp.tools.results import RESULT_BUDGET_CHARS, dump, tool_result
+from halo_mcp.tools.state import caller_owner, server_state, visible
+
+MAX_FINDINGS = 100
+
+
+class TriageResult(TriageReport):
+    summary: str = Field(description="The same triage as short text, ranked.")
+    items_trimmed: bool = Field(
+        False, description="True when items or evidence were cut to keep the result small."
+    )
+
+
+class CheckResult(CheckReport):
+    results_trimmed: bool = Field(
+        False, description="True when examples were cut to keep the result small."
+    )
+
+
+MaxItems = Annotated[
+    int, Field(ge=1, le=50, description="Most triage items to return, best ranked first.")
+]
+BaselinePaths = Annotated[
+    list[str] | None,
+    Field(
+        description=(
+            "Optional: the OLD traces. 'Before' is then recounted on them (same counting "
+            "as 'after'); without it the prevalence recorded with each finding is used. "
+            "Required when run_id is omitted: the baseline is then triaged first."
+        ),
+        max_length=64,
+    ),
+]
+FindingIds = Annotated[
+    list[str] | None,
+    Field(description="Optional: check only these finding ids of the run.", max_length=100),
+]
+
+_READ = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+
+
+def fit_triage(
+    report: TriageReport, summary: str, budget: int = RESULT_BUDGET_CHARS
+) -> TriageResult:
+    """The report as a tool result under `budget`: fewer evidence, then fewer items."""
+    result = TriageResult(**report.model_dump(), summary=summary)
+    evidence = 5
+    while len(dump(result)) > budget and (evidence > 1 or len(result.items) > 1):
+        result.items_trimmed = True
+        if evidence > 1:
+            evidence -= 2
+            for item in result.items:
+                item.evidence = item.evidence[: max(1, evidence)]
+        else:
+            result.items = result.items[: max(1, len(result.items) * 2 // 3)]
+            result.truncated = True
+    return result
+
+
+def fit_check(report: CheckReport, budget: int = RESULT_BUDGET_CHARS) -> CheckResult:
+    result = CheckResult(**report.model_dump())
+    while len(dump(result)) > budget and any(r.still_matching for r in result.results):
+        result.results_trimmed = True
+        for r in result.results:
+            r.still_matching = r.still_matching[: max(0, len(r.still_matching) - 1)]
+    return result
+
+
+def register(server: MCPServer) -> None:
+    @server.tool(title="Triage traces (no LLM)", annotations=_READ)
+    async def triage_traces(
+        trace_paths: TracePaths, ctx: Context, max_items: MaxItems = 15
+    ) -> Annotated[CallToolResult, TriageResult]:
+        """Count the failure symptoms of a trace set in seconds, with no LLM and no API key:
+        error clusters, loops (identical tool calls repeated in a trace), retry storms, runs
+        stopped at a turn limit, runs without a final answer, latency and token outliers, and
+        tools by failure rate. Each item has the shape of a finding (source 'triage'):
+        matcher (pass it to query_spans as `filter`), prevalence (traces affected / traces),
+        evidence ids. It counts symptoms, not causes: use analyze_traces for why. Save item
+        ids to recheck them later with check_findings."""
+        from halo_mcp.engine.triage import run_triage, triage_summary
+
+        state = server_state(ctx)
+        paths = resolve_trace_paths(trace_paths, state.roots)
+        await ctx.report_progress(0, 1, "triaging (indexing first if the files are new)")
+        report = await state.stores.call(paths, lambda s: run_triage(s, max_items=max_items))
+        await ctx.report_progress(1, 1, "triage done")
+        return tool_result(fit_triage(report, triage_summary(report)))
+
+    @server.tool(title="Check findings against new traces", annotations=_READ)
+    async def check_findings(
+        trace_paths: TracePaths,
+        ctx: Context,
+        run_id: Annotated[
+            RunId | None,
+            Field(description="The run whose findings to check; omit to triage baseline_paths."),
+        ] = None,
+        baseline_paths: BaselinePaths = None,
+        finding_ids: FindingIds = None,
+    ) -> Annotated[CallToolResult, CheckResult]:
+        """After a fix: recount each finding of a finished run on NEW traces (trace_paths)
+        with its matcher and report before vs after (traces affected / in scope) and a
+        verdict: resolved, improved, unchanged, worse, inconclusive (too few cases to tell),
+        unknown (no matcher or no baseline). Verdicts use a two-proportion test (alpha 0.05)
+        and a change of at least 25%. Without run_id, the baseline_paths are triaged first
+        and the triage items are checked. Each result lists spans that still match."""
+        from halo_mcp.engine.check import check_findings as check
+        from halo_mcp.engine.check import recount_prevalence
+        from halo_mcp.engine.triage import run_triage
+
+        state = server_state(ctx)
+        new_paths = resolve_trace_paths(trace_paths, state.roots)
+        old_paths = resolve_trace_paths(baseline_paths, state.roots) if baseline_paths else None
+        if run_id is None and old_paths is None:
+            raise ToolError(
+                "Pass run_id (a finished run whose findings to check; see list_runs) or "
+                "baseline_paths (old traces to triage and compare with trace_paths)."
+            )
+        label = None
+        if run_id is not None:
+            findings = await _run_findings(state, run_id, caller_owner(ctx))
+        else:
+            await ctx.report_progress(0, 2, "triaging the baseline traces")
+            findings = (await state.stores.call(old_paths, run_triage)).items
+            label = "triage of the baseline traces " + ", ".join(map(str, old_paths))
+        if finding_ids:
+            wanted = set(finding_ids)
+            findings = [f for f in findings if f.id in wanted]
+            if not findings:
+                raise ToolError(
+                    "None of finding_ids belongs to this run; omit finding_ids to check all."
+                )
+        findings = findings[:MAX_FINDINGS]
+        if not findings:
+            raise ToolError("Nothing to check: the run has no findings.")
+        if old_paths is not None and run_id is not None:
+            await ctx.report_progress(0, 2, "recounting on the baseline traces")
+            findings = await state.stores.call(old_paths, lambda s: recount_prevalence(findings, s))
+            label = "recount on the baseline traces " + ", ".join(map(str, old_paths))
+        await ctx.report_progress(1, 2, "recounting on the new traces")
+        report = await state.stores.call(
+            new_paths, lambda s: check(findings, s, run_id=run_id, baseline_label=label)
+        )
+        await ctx.report_progress(2, 2, "check done")
+        return tool_result(fit_check(report))
+
+
+async def _run_findings(state: Any, run_id: str, caller: str | None) -> list[Any]:
+    from halo_mcp.engine.errors import UnknownRunError
+
+    store = state.manager.store
+    try:
+        run = await anyio.to_thread.run_sync(store.get, run_id)
+    except UnknownRunError as exc:
+        raise ToolError(str(exc)) from None
+    if not visible(run.owner, caller):
+        raise ToolError(f"No run with id {run_id!r}. List your runs with list_runs.")
+    if not run.status.done:
+        raise ToolError(
+            f"Run {run_id} is still {run.status.value}; wait for it to finish (get_run), then "
+            "check its findings."
+        )
+    return list(run.findings)
+
+
+__all__ = ["CheckResult", "TriageResult", "fit_check", "fit_triage", "register"]
