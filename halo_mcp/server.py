@@ -24,7 +24,7 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from halo_mcp import __version__
-from halo_mcp.tools import analyze, findings, prompts, runs, spans
+from halo_mcp.tools import analyze, findings, prompts, runs, spans, triage
 from halo_mcp.tools.analyze import engine_settings_factory
 from halo_mcp.tools.manager import RunManager
 from halo_mcp.tools.paths import normalize_roots
@@ -44,7 +44,8 @@ Workflow:
 2. When finished, read findings (most severe first) with get_finding(finding_id): root cause,
    suggested harness change, how to validate it, evidence.
 3. See concrete cases with query_spans(trace_paths, filter=<finding.matcher>) and get_trace
-   (deterministic, no LLM, fast), then edit the harness.
+   (deterministic, no LLM, fast; trace_overview lists names and error signatures to filter
+   on), then edit the harness.
 Large artifacts are resources: halo://runs/{run_id}/report (markdown) and
 halo://findings/{finding_id} (JSON). Errors say what to do next."""
 
@@ -186,7 +187,7 @@ def create_server(settings: ServerSettings | None = None) -> MCPServer:
         log_level="WARNING",
         **auth_kwargs,
     )
-    for module in (analyze, runs, findings, spans, prompts):
+    for module in (analyze, runs, findings, spans, triage, prompts):
         module.register(server)
     return server
 

@@ -164,3 +164,18 @@ def test_findings_of_a_stored_run_are_checked_by_their_matchers(releases, tmp_pa
     turn = verdicts[triage_item.id]
     assert turn.method == "error_cluster" and turn.verdict == "unchanged"
     assert report.run_id == run.id
+
+
+def test_a_lower_rate_is_improved_and_a_higher_one_worse(releases):
+    _, _, old_store, _, root = releases
+    items = [i for i in run_triage(old_store).items if i.category == "tool-error"]
+    assert items
+    verdicts = {}
+    for name, rate in (("fewer", 0.03), ("more", 0.35)):
+        path = root / f"{name}.jsonl"
+        generate(path, traces=400, seed=33, profile="tiny", failure_rates={"tool_arg_error": rate})
+        with open_store([path], cache_dir=root / "cache") as store:
+            verdicts[name] = check_findings(items, store).results[0]
+    assert verdicts["fewer"].verdict == "improved", verdicts["fewer"].reason
+    assert verdicts["fewer"].relative_change < -0.25
+    assert verdicts["more"].verdict == "worse", verdicts["more"].reason

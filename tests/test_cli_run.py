@@ -289,3 +289,45 @@ def test_ctrl_c_that_also_stopped_an_index_builder_still_counts_as_an_interrupt(
     assert _is_interrupt(nested)
     assert not _is_interrupt(group_type("boom", [KeyboardInterrupt(), ValueError("real")]))
     assert not _is_interrupt(ValueError("real"))
+
+
+def test_on_a_terminal_progress_is_one_line_rewritten_in_place(
+    engine_env, traces: Path, tmp_path: Path
+) -> None:
+    import pty  # POSIX: the suite runs on Linux and macOS
+    import select
+
+    script_one_finding(engine_env, traces)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "halo_mcp", "run", str(traces), "-p", "x"],
+        env=engine_env.env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+    try:
+        while True:
+            ready, _, _ = select.select([leader], [], [], TIMEOUT)
+            assert ready, "no output from the run"
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # the terminal closed: the process is done
+                break
+            if not data:
+                break
+            chunks.append(data)
+        out, _ = proc.communicate(timeout=TIMEOUT)
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            proc.kill()
+    terminal = b"".join(chunks).decode()
+    assert proc.returncode == 0
+    assert FINDING_TITLE in out
+    assert "\r\x1b[2K" in terminal  # the status line is redrawn in place
+    assert not re.search(r"^\[\d\d:\d\d:\d\d\] ", terminal, re.MULTILINE)  # no log lines
+    assert re.search(r"finished 100% \| 0 agents \| \d+ turns", terminal)

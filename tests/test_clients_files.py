@@ -106,31 +106,24 @@ def test_claude_mcp_add_lines_start_halo_mcp_serve_and_keep_the_key_unexpanded()
     assert stdio, "a stdio `claude mcp add ... -- halo-mcp serve` line"
     for argv in stdio:
         assert argv[argv.index("--") + 1 :] == ["halo-mcp", "serve"]
-        env = argv[argv.index("-e") + 1]
+        env = argv[argv.index("--env") + 1]
+        assert argv.index("--env") < argv.index("halo")  # options before the name
         assert env == "OPENAI_API_KEY=${OPENAI_API_KEY}"  # single-quoted: not expanded
     http = [line for line in lines if "--transport http" in line]
     assert http and HTTP_URL in http[0]
+    for line in (line for line in lines if line.startswith("claude mcp add-json")):
+        server = json.loads(shlex.split(line)[-1])
+        assert [server["command"], *server["args"]] == ["halo-mcp", "serve"]
+        assert server["env"]["OPENAI_API_KEY"] == "${OPENAI_API_KEY}"
 
 
 def _halo_tools() -> set[str]:
-    """Tool names served by `halo-mcp serve`, plus those of every tool module in
-    halo_mcp.tools (a module may land before the server registers it)."""
-    import importlib
-    import pkgutil
-
+    """Tool names served by `halo-mcp serve`."""
     import anyio
-    from mcp.server.mcpserver import MCPServer
 
-    import halo_mcp.tools
     from halo_mcp.server import create_server
 
-    probe = MCPServer("probe")
-    for info in pkgutil.iter_modules(halo_mcp.tools.__path__):
-        module = importlib.import_module(f"halo_mcp.tools.{info.name}")
-        if callable(getattr(module, "register", None)):
-            module.register(probe)
-    servers = (create_server(), probe)
-    return {t.name for server in servers for t in anyio.run(server.list_tools)}
+    return {t.name for t in anyio.run(create_server().list_tools)}
 
 
 def test_the_skill_has_frontmatter_and_names_only_tools_that_exist() -> None:

@@ -140,6 +140,9 @@ async def test_cancel_stops_a_running_analysis_and_is_recorded(engine_env, trace
             "analyze_traces", {"trace_paths": [str(traces)], "wait_seconds": 0.3}
         )
         run_id = started.structured_content["run_id"]
+        early = await client.read_resource(f"halo://runs/{run_id}/report")
+        assert "Still running" in early.contents[0].text  # and how to wait:
+        assert f"get_run(run_id='{run_id}'" in early.contents[0].text
         cancelled = await client.call_tool("cancel_run", {"run_id": run_id})
         assert not cancelled.is_error
         assert cancelled.structured_content["status"] == "cancelled"
@@ -234,3 +237,66 @@ async def test_progress_messages_name_the_phase_and_the_agents_at_work(engine_en
     assert running and any(m.startswith(("exploring", "indexing", "starting")) for m in running)
     assert progress.events[-1][0] == 100.0 and progress.events[-1][1] == 100.0
     assert progress.messages[-1] == "finished: 1 findings"
+
+
+async def test_a_run_that_fails_says_why_and_what_to_do(engine_env, tmp_path):
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_text("this is not a trace\n")
+    async with Client(create_server(settings())) as client:
+        result = await client.call_tool(
+            "analyze_traces", {"trace_paths": [str(garbage)], "wait_seconds": 30}
+        )
+    status = result.structured_content
+    assert status["status"] == "failed" and status["done"] is True
+    assert str(garbage) in status["error"]
+    assert status["next_step"].startswith("The run failed:")
+    assert engine_env.server.chat_requests == []  # no LLM call for unreadable traces
+
+
+def test_the_largest_finding_and_run_status_stay_under_the_budget():
+    """Huge texts, 100 evidence items, 100 findings: results are cut and say what they left."""
+    from datetime import datetime, timezone
+
+    from halo_mcp.engine.models import Evidence, Finding, Prevalence, Severity
+    from halo_mcp.tools.findings import full_finding
+    from halo_mcp.tools.results import RESULT_BUDGET_CHARS, dump
+    from halo_mcp.tools.runs import status_result
+
+    long = "x" * 20_000
+    findings = [
+        Finding(
+            id=f"f_{i}",
+            run_id="run_big",
+            title=long,
+            category="tool-error",
+            severity=Severity.high,
+            description=long,
+            root_cause=long,
+            suggested_change=long,
+            validation=long,
+            evidence=[Evidence(trace_id="t" * 64, span_id="s" * 32, excerpt=long)] * 100,
+            prevalence=Prevalence(traces_matched=5, traces_in_scope=10, spans_matched=7),
+            verification_notes=[long] * 50,
+        )
+        for i in range(100)
+    ]
+    whole = full_finding(findings[0])
+    assert len(dump(whole)) <= RESULT_BUDGET_CHARS
+    assert whole.evidence_omitted == 75 and "…[truncated: 20000 chars]" in whole.root_cause
+    status = status_result(
+        run_id="run_big",
+        status="finished",
+        created_at=datetime.now(timezone.utc),
+        finished_at=datetime.now(timezone.utc),
+        phase="done",
+        fraction=1.0,
+        message=long,
+        usage={},
+        agents_running=0,
+        trace_paths=[long] * 64,
+        prompt=long,
+        findings=findings,
+        error=None,
+    )
+    assert len(dump(status)) <= RESULT_BUDGET_CHARS
+    assert status.findings_omitted == 70

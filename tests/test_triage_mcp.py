@@ -1,5 +1,5 @@
-"""triage_traces and check_findings through the real MCP client, registered on the real
-server the way server.py registers every tool module; no LLM and no API key involved."""
+"""triage_traces and check_findings through the real MCP client on the real server; no LLM
+and no API key involved."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from halo_mcp.engine.models import Finding, Prevalence, RunStatus, Severity
 from halo_mcp.engine.runstore import RunStore
 from halo_mcp.server import create_server
 from halo_mcp.synth import generate
-from halo_mcp.tools import triage as triage_tools
 from halo_mcp.tools.results import RESULT_BUDGET_CHARS
 from tests.mcp_support import settings
 
@@ -30,9 +29,7 @@ def env(tmp_path, monkeypatch):
 
 
 def server():
-    srv = create_server(settings())
-    triage_tools.register(srv)  # the one line server.py needs
-    return srv
+    return create_server(settings())
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -310,15 +311,15 @@ def run_command(args: argparse.Namespace) -> int:
     return _finish(args, settings, outcome, redact)
 
 
+@dataclass
 class _Outcome:
     """How the streaming ended: the final run, or the reason there is none."""
 
-    def __init__(self) -> None:
-        self.run_id: str | None = None
-        self.run: Any = None  # RunRecord
-        self.failed_error: str | None = None
-        self.interrupted = False
-        self.error: BaseException | None = None
+    run_id: str | None = None
+    run: Any = None  # RunRecord
+    failed_error: str | None = None
+    interrupted: bool = False
+    error: BaseException | None = None
 
 
 async def _execute(
@@ -341,7 +342,10 @@ async def _execute(
                     if isinstance(event, RunFailed):
                         outcome.failed_error = event.error
                 if renderer is not None:
-                    renderer.handle(event)
+                    try:
+                        renderer.handle(event)
+                    except Exception:  # progress is cosmetic: never let it stop the run
+                        logging.getLogger(__name__).debug("progress failed", exc_info=True)
 
     async def ticker() -> None:
         while True:

@@ -69,6 +69,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--model", help="LLM model for analyses (default: HALO_MODEL or built-in)")
     parser.add_argument(
+        "--telemetry",
+        action="store_true",
+        help="trace each analysis with OpenTelemetry (also HALO_TELEMETRY=1); spans join the "
+        "caller's trace when a request carries a traceparent in _meta",
+    )
+    parser.add_argument(
         "--test", action="store_true", help="start the server over stdio, list its tools, report"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
@@ -84,7 +90,9 @@ def build_settings(args: argparse.Namespace) -> Any:
         tokens = [SecretStr(t.strip()) for t in args.token.split(",") if t.strip()]
     else:
         tokens = tokens_from_env(args.token_env)
-    overrides = {"model": args.model} if args.model else {}
+    overrides: dict[str, Any] = {"model": args.model} if args.model else {}
+    if args.telemetry:
+        overrides["telemetry"] = True
     return ServerSettings(
         transport="http" if args.http else "stdio",
         host=args.host,

@@ -9,10 +9,12 @@ starts from :func:`triage_summary` and spends its turns on why.
 Detectors: error signature clusters (runs stopped at a turn/step limit, rate limits and
 context overflows are error clusters with their own category), retry storms (>= 3 errors
 of one cluster in a trace), loops (one tool called >= 3 times with identical input in a
-trace), latency and token outliers per tool/model/agent (robust z-score on log values,
+trace), runs that pile up at the top LLM-call count of their agent (a silent step limit),
+latency and token outliers per tool/model/agent (robust z-score on log values,
 plus a factor over the median and a count above what a log-normal tail explains), runs
 whose root span ends with no output (no final answer), and tools by failure rate.
-Items that select the same traces are merged into one.
+Items that select the same traces (or, within a category, nearly contained traces) are
+merged into one.
 
 Each item's rule (what exactly was counted) travels in its `validation` text after
 ``[triage-rule]``, so `check` can recompute it on new traces even when the item was saved
@@ -51,8 +53,13 @@ MIN_STORM_ERRORS = 3
 OUTLIER_Z = 4.0
 OUTLIER_FACTOR = 20.0
 OUTLIER_MIN_GROUP = 30
-OUTLIER_SAMPLE_ROWS = 200_000
+OUTLIER_SAMPLE_ROWS = 50_000
 _NORMAL_TAIL_Z4 = 3.17e-5  # P(Z > 4) for a standard normal
+#: Root spans read first to see whether any run ends without an answer; all are read only
+#: when one of them does (so a clean large set costs a bounded number of reads).
+ROOT_SAMPLE = 2000
+#: Runs piled at the top LLM-call count that make it a step limit (see step_cap).
+STEP_CAP_MIN_TRACES = 5
 #: Fewer errors than this are never called bursty (too few to tell).
 BURST_MIN_ERRORS = 20
 #: Items whose trace sets overlap this much (Jaccard) are merged.
@@ -88,6 +95,7 @@ _PLACEHOLDER = re.compile(r"'<S>'|\"<S>\"|<[A-Z]+>")
 #: Ids, uuids and numbers are one kind of volatile value for clustering: an all-digit hex
 #: id normalizes to <N>, a lettered one to <ID>, and they must not split a cluster.
 _VOLATILE = re.compile(r"<(?:ID|UUID)>")
+_GLUED = re.compile(r"[\w-]*<N>[\w-]*")
 _ERROR_TYPE = re.compile(r"^\s*([A-Za-z_][\w.]{2,60})\s*:")
 _RULE_RE = re.compile(re.escape(RULE_TAG) + r"(\{.*\})\s*$", re.S)
 
@@ -124,7 +132,13 @@ class TriageRule(BaseModel):
     """What a triage item counted, precisely enough to count it again on other traces."""
 
     kind: Literal[
-        "error_cluster", "retry_storm", "repeated_call", "outlier", "no_final_answer", "matcher"
+        "error_cluster",
+        "retry_storm",
+        "repeated_call",
+        "outlier",
+        "no_final_answer",
+        "step_cap",
+        "matcher",
     ]
     span_kind: str | None = None
     tool_name: str | None = None
@@ -132,7 +146,10 @@ class TriageRule(BaseModel):
     group: str | None = Field(None, description="Outliers: the tool, model or agent name.")
     metric: Literal["duration", "tokens"] | None = None
     threshold: int | None = Field(None, description="Outliers: ns (duration) or tokens.")
-    min_count: int | None = Field(None, description="Per-trace minimum (loops, storms).")
+    min_count: int | None = Field(
+        None, description="Per-trace minimum (loops, storms; step caps: LLM calls of an agent)."
+    )
+    names: list[str] | None = Field(None, description="Step caps: the agents concerned.")
 
 
 class ToolFailure(BaseModel):
@@ -221,9 +238,10 @@ def run_triage(store: TraceStore, *, max_items: int = MAX_ITEMS) -> TriageReport
         candidates: list[_Candidate] = []
         candidates += _cluster_items(ctx)
         candidates += _loop_items(ctx)
+        candidates += _step_cap_items(ctx)
         candidates += _outlier_items(ctx)
         candidates += _final_answer_items(ctx, notes)
-        tools = _tool_failures(store, conn)
+        tools = _tool_failures(conn)
         candidates += _tool_items(ctx, tools)
         error_spans = conn.execute("SELECT COUNT(*) FROM spans WHERE status='error'").fetchone()[0]
         spans = conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0]
@@ -232,8 +250,6 @@ def run_triage(store: TraceStore, *, max_items: int = MAX_ITEMS) -> TriageReport
     merged = _merge(candidates)
     merged.sort(key=lambda c: (-_score(c), -len(c.measure.traces), c.title))
     items = [_to_finding(c) for c in merged[:max_items]]
-    if not items:
-        notes.append("No symptom found: no error span, loop, outlier or missing answer.")
     return TriageReport(
         paths=[str(p) for p in store.paths],
         traces=total,
@@ -347,6 +363,8 @@ def measure_in(
     if rule.kind == "no_final_answer":
         missing, _roots = _missing_answers(conn)
         return missing_measure(missing, ctx.total)
+    if rule.kind == "step_cap":
+        return _step_cap_measure(conn, set(rule.names or ()), rule.min_count or 1, ctx.total)
     if matcher is None or store is None:
         raise ValueError("a matcher rule needs the finding's matcher and a store")
     return count_matcher(store, matcher)
@@ -385,6 +403,14 @@ def mask_models(signature: str, models: Iterable[str]) -> str:
     return signature
 
 
+def cluster_signature(message: str | None, models: Iterable[str]) -> str:
+    """The store's normalized message, with models masked and every volatile value (number,
+    id, uuid, with the word glued to it such as 'org-') as one <N>: 'org-908ef936f582' and
+    'org-135744476639' normalize differently in the store but are the same error."""
+    text = mask_models(normalize_message(message), models)
+    return _GLUED.sub("<N>", _VOLATILE.sub("<N>", text))
+
+
 def error_clusters(conn: sqlite3.Connection) -> dict[tuple[str, str | None, str], _Cluster]:
     """Every error span grouped by (kind, tool, normalized message with models masked)."""
     models = aggregates.model_names(conn)
@@ -393,7 +419,7 @@ def error_clusters(conn: sqlite3.Connection) -> dict[tuple[str, str | None, str]
     for kind, tool, name, message, trace_id, span_id, start in aggregates.error_spans(conn):
         signature = normalized.get(message)
         if signature is None:
-            signature = _VOLATILE.sub("<N>", mask_models(normalize_message(message), models))
+            signature = cluster_signature(message, models)
             signature = signature or "(no message)"
             if len(normalized) < 100_000:
                 normalized[message] = signature
@@ -636,6 +662,77 @@ def _loop_items(ctx: AggregateContext) -> list[_Candidate]:
     return out
 
 
+# -- runs stopped at a step limit -------------------------------------------------------
+
+
+def step_cap(histogram: dict[int, int]) -> int | None:
+    """The number of LLM calls where an agent's runs pile up at the very top of their
+    distribution (a silent turn/step limit), or None. The top count must hold at least
+    STEP_CAP_MIN_TRACES runs, more than twice the runs of each of the two counts below, and
+    be at least twice the median count (a short agent that always ends after 3 calls by
+    design is not cut by a limit)."""
+    if not histogram:
+        return None
+    top = max(histogram)
+    at_top = histogram[top]
+    below = max(histogram.get(top - 1, 0), histogram.get(top - 2, 0))
+    half, seen, typical = sum(histogram.values()) / 2, 0, top
+    for calls in sorted(histogram):  # the median count, from the histogram
+        seen += histogram[calls]
+        if seen >= half:
+            typical = calls
+            break
+    if at_top >= STEP_CAP_MIN_TRACES and at_top > 2 * below and top >= max(5, 2 * typical):
+        return top
+    return None
+
+
+def _step_cap_measure(
+    conn: sqlite3.Connection, agents: set[str], cap: int, total: int
+) -> Measurement:
+    m = Measurement(set(), 0, traces_in_scope=total)
+    for trace_id, agent, calls in aggregates.llm_calls_per_agent(conn):
+        if agent in agents and calls >= cap:
+            m.spans += calls
+            if trace_id not in m.traces and len(m.examples) < EXAMPLES:
+                m.examples.append(_evidence(trace_id, None, f"{agent}: {calls} LLM calls"))
+            m.traces.add(trace_id)
+    return m
+
+
+def _step_cap_items(ctx: AggregateContext) -> list[_Candidate]:
+    histograms: dict[str, dict[int, int]] = {}
+    for _, agent, calls in aggregates.llm_calls_per_agent(ctx.conn):
+        hist = histograms.setdefault(agent, {})
+        hist[calls] = hist.get(calls, 0) + 1
+    by_cap: dict[int, list[str]] = {}
+    for agent, hist in sorted(histograms.items()):
+        cap = step_cap(hist)
+        if cap is not None:
+            by_cap.setdefault(cap, []).append(agent)
+    out = []
+    for cap, agents in sorted(by_cap.items()):
+        m = _step_cap_measure(ctx.conn, set(agents), cap, ctx.total)
+        names = ", ".join(agents)
+        out.append(
+            _Candidate(
+                category="turn-limit",
+                severity=Severity.high,
+                title=f"Runs stop at exactly {cap} LLM calls ({names}): a step limit",
+                description=(
+                    f"In {len(m.traces)} traces {names} made exactly {cap} successful LLM "
+                    "calls, the most any run made, and far more runs end there than just "
+                    "below: these runs were cut by a turn/step limit."
+                ),
+                rule=TriageRule(kind="step_cap", min_count=cap, names=agents),
+                matcher=SpanFilter(kind=["llm"], agent=agents[0]) if len(agents) == 1 else None,
+                exact=False,
+                measure=m,
+            )
+        )
+    return out
+
+
 # -- outliers ----------------------------------------------------------------------------
 
 
@@ -749,11 +846,12 @@ def _fmt_ms(ms: float) -> str:
 # -- runs without a final answer ---------------------------------------------------------
 
 
-def _missing_answers(conn: sqlite3.Connection) -> tuple[dict[str, str], int]:
-    """Traces whose root span has no output ({trace: root span}), and the roots read."""
+def _missing_answers(conn: sqlite3.Connection, every: int = 1) -> tuple[dict[str, str], int]:
+    """Traces whose root span has no output ({trace: root span}), and the roots read
+    (about one in `every`)."""
     missing: dict[str, str] = {}
     roots = 0
-    for trace_id, span_id, output in aggregates.root_outputs(conn):
+    for trace_id, span_id, output in aggregates.root_outputs(conn, every):
         roots += 1
         if output is None or not str(output).strip():
             missing.setdefault(trace_id, span_id)
@@ -769,7 +867,16 @@ def missing_measure(missing: dict[str, str], total: int) -> Measurement:
 
 
 def _final_answer_items(ctx: AggregateContext, notes: list[str]) -> list[_Candidate]:
-    missing, roots = _missing_answers(ctx.conn)
+    every = max(1, ctx.total // ROOT_SAMPLE)
+    missing, roots = _missing_answers(ctx.conn, every)
+    if every > 1 and missing and len(missing) <= roots / 2:
+        missing, roots = _missing_answers(ctx.conn)  # some do: count them all, exactly
+    elif every > 1 and not missing and roots:
+        notes.append(
+            f"Runs without a final answer: none in a sample of {roots} root spans, so the "
+            f"other {ctx.total - roots} were not read (rate under ~{3 / roots:.2%})."
+        )
+        return []
     if not roots:
         notes.append("No root spans: runs without a final answer were not looked for.")
         return []
@@ -802,7 +909,7 @@ def _final_answer_items(ctx: AggregateContext, notes: list[str]) -> list[_Candid
 # -- tools by failure rate ---------------------------------------------------------------
 
 
-def _tool_failures(store: TraceStore, conn: sqlite3.Connection) -> list[ToolFailure]:
+def _tool_failures(conn: sqlite3.Connection) -> list[ToolFailure]:
     traces = aggregates.tool_error_traces(conn)
     rows = conn.execute(
         "SELECT tool_name, COUNT(*), SUM(status = 'error') FROM spans "
@@ -878,7 +985,7 @@ def _merge(candidates: list[_Candidate]) -> list[_Candidate]:
     kept: list[_Candidate] = []
     for cand in ordered:
         for keep in kept:
-            if _jaccard(keep.measure.traces, cand.measure.traces) >= MERGE_JACCARD:
+            if _same_traces(keep, cand):
                 keep.also.append(f"{cand.category}: {cand.title}")
                 break
         else:
@@ -888,6 +995,15 @@ def _merge(candidates: list[_Candidate]) -> list[_Candidate]:
 
 def _category_rank(category: str) -> int:
     return _CATEGORY_ORDER.index(category) if category in _CATEGORY_ORDER else len(_CATEGORY_ORDER)
+
+
+def _same_traces(keep: _Candidate, cand: _Candidate) -> bool:
+    """Nearly the same traces; or, within one category, nearly contained in the kept ones."""
+    a, b = keep.measure.traces, cand.measure.traces
+    if _jaccard(a, b) >= MERGE_JACCARD:
+        return True
+    smaller = min(len(a), len(b))
+    return keep.category == cand.category and smaller > 0 and len(a & b) / smaller >= 0.9
 
 
 def _jaccard(a: set[str], b: set[str]) -> float:

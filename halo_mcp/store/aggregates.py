@@ -146,6 +146,15 @@ def at_least(
     return spans, traces, top
 
 
+def llm_calls_per_agent(conn: sqlite3.Connection) -> Iterator[tuple[str, str, int]]:
+    """(trace_id, agent, successful LLM calls) per agent of each trace: the turns it took."""
+    cursor = conn.execute(
+        "SELECT trace_id, agent, COUNT(*) FROM spans WHERE kind = 'llm' AND agent IS NOT NULL "
+        "AND status != 'error' GROUP BY trace_id, agent"
+    )
+    yield from _rows(cursor)
+
+
 def tool_error_traces(conn: sqlite3.Connection) -> dict[str, int]:
     """Per tool, the number of traces with at least one failed call of it."""
     return dict(
@@ -156,17 +165,19 @@ def tool_error_traces(conn: sqlite3.Connection) -> dict[str, int]:
     )
 
 
-def root_outputs(conn: sqlite3.Connection) -> Iterator[tuple[str, str, str | None]]:
-    """(trace_id, span_id, output or None) of every root span (no parent), read by offset in
-    file order. The one aggregate that reads payloads: one small read per trace."""
+def root_outputs(conn: sqlite3.Connection, every: int = 1) -> Iterator[tuple[str, str, str | None]]:
+    """(trace_id, span_id, output or None) of every root span (no parent), or of about one
+    in `every`, read by offset in file order. The one aggregate that reads payloads: one
+    small read per trace."""
     files = {
         fid: (Path(path), bool(gz))
         for fid, path, gz in conn.execute("SELECT file_id, path, gz FROM files")
     }
     handles: dict[int, Any] = {}
+    sample = f" AND id % {int(every)} = 0" if every > 1 else ""
     cursor = conn.execute(
         "SELECT trace_id, span_id, file_id, offset, length FROM spans "
-        "WHERE parent_span_id IS NULL ORDER BY file_id, offset"
+        f"WHERE parent_span_id IS NULL{sample} ORDER BY file_id, offset"
     )
     try:
         for trace_id, span_id, file_id, offset, length in _rows(cursor):

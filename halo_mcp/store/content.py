@@ -18,8 +18,6 @@ from typing import Any
 from halo_mcp.store.errors import InvalidFilterError
 
 BLOCK_BYTES = 8 << 20
-_UNSAFE_ESCAPES = set("sSwWbBAZzntrfv0uUxN\\\"'/")
-_UNSAFE_CHARS = set('.^$"<>&/:\\')
 
 
 def compile_text(pattern: str) -> re.Pattern[str]:
@@ -31,29 +29,122 @@ def compile_text(pattern: str) -> re.Pattern[str]:
         ) from None
 
 
+# How one decoded character may appear in a raw JSON line: itself, an escape (\n, \", six
+# bytes for \u00e9) or 2-4 UTF-8 bytes. Each widening is a plain byte class (no nested
+# alternation under a quantifier), so the raw scan stays linear.
+_WIDE = {
+    ".": (rb".", rb"(?:.{1,6})"),
+    "S": (rb"\S", rb"(?:\S{1,6})"),
+    "w": (rb"[\w\\\x80-\xff]", rb"(?:[\w\\\x80-\xff]{1,6})"),
+    "W": (rb".", rb"(?:.{1,6})"),
+    "D": (rb".", rb"(?:.{1,6})"),
+}
+_SPACE = rb"(?:[ \t\r\f\v]|\\[nrtfb]|\\u[0-9a-fA-F]{4}|[\x80-\xff]{2,3})"
+_OUTSIDE = {
+    "^": b"",
+    "$": b"",
+    '"': rb'\\"',
+    "/": rb"\\?/",
+    "<": rb"(?:<|\\u003c)",
+    ">": rb"(?:>|\\u003e)",
+    "&": rb"(?:&|\\u0026)",
+}
+_ESCAPES = {
+    "s": _SPACE,
+    "d": rb"\d",
+    "b": b"",
+    "B": b"",
+    "n": rb"\\n",
+    "t": rb"\\t",
+    "r": rb"\\r",
+    '"': rb'\\"',
+    "\\": rb"\\\\",
+    "/": rb"\\?/",
+}
+_CLASS_ESCAPES = set("d.-[]()*+?{}|$^ ")
+_CLASS_UNSAFE = set('"/<>&\\:')
+
+
 def raw_safe(pattern: str) -> bytes | None:
-    """The pattern as bytes when matching it on raw JSON lines cannot miss a match on the
-    decoded text (no construct that could match an escaped character, a line end, or
-    text that the decoded view adds); else None."""
-    if (
-        not pattern
-        or not pattern.isascii()
-        or "[^" in pattern
-        or "(?" in pattern.replace("(?:", "")
-    ):
+    r"""A bytes pattern that matches a raw JSON line wherever `pattern` could match the
+    span's decoded text (a superset: matches are confirmed on the decoded text), or None
+    when no such rewrite is known (then spans are tested one by one).
+
+    Constructs that could match an escaped character (`.`, `\s`, `"`...) are widened to
+    also match its escape; anchors and word boundaries are dropped; `key: value` (how the
+    decoded view renders attributes) also matches `"key":"value"`. Non-ASCII text, negated
+    classes, lookarounds and backreferences are not rewritten. Known blind spot: a match
+    spanning the `role: content` rendering of flattened chat messages."""
+    if not pattern or not pattern.isascii() or "(?" in pattern.replace("(?:", ""):
         return None
-    i = 0
-    while i < len(pattern):
+    out = bytearray()
+    i, n = 0, len(pattern)
+    while i < n:
         char = pattern[i]
         if char == "\\":
-            if i + 1 >= len(pattern) or pattern[i + 1] in _UNSAFE_ESCAPES:
+            if i + 1 >= n:
+                return None
+            nxt = pattern[i + 1]
+            if nxt in _WIDE:
+                out += _widen(nxt, pattern, i + 2)
+            elif nxt in _ESCAPES:
+                out += _ESCAPES[nxt]
+            elif nxt.isalnum() or nxt == "_":
+                return None  # \A, \Z, \1, \x41, \u00e9...: not rewritten
+            else:
+                out += ("\\" + nxt).encode()
+            i += 2
+        elif char == "[":
+            end = _class_end(pattern, i)
+            if end is None:
+                return None
+            out += pattern[i : end + 1].encode()
+            i = end + 1
+        elif pattern.startswith("(?:", i):
+            out += b"(?:"
+            i += 3
+        elif char == ":":
+            # The decoded view renders attributes as `key: value`; raw JSON has "key":"value".
+            out += rb'"?\s*:\s*"?'
+            i += 2 if pattern[i + 1 : i + 2] == " " else 1
+        elif ord(char) < 32:
+            return None
+        elif char == ".":
+            out += _widen(".", pattern, i + 1)
+            i += 1
+        else:
+            out += _OUTSIDE.get(char, char.encode())
+            i += 1
+    return bytes(out) or None
+
+
+def _widen(atom: str, pattern: str, after: int) -> bytes:
+    """The raw form of `.`/`\\S`/`\\w`/...: one byte class when a * or + follows (any number
+    of raw bytes), else a group of 1 to 6 raw bytes."""
+    repeated, single = _WIDE[atom]
+    return repeated if pattern[after : after + 1] in ("*", "+") else single
+
+
+def _class_end(pattern: str, start: int) -> int | None:
+    """Index of the `]` closing a safe character class starting at `start`, else None."""
+    i = start + 1
+    if i < len(pattern) and pattern[i] == "^":
+        return None
+    if i < len(pattern) and pattern[i] == "]":
+        i += 1
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "]":
+            return i
+        if char == "\\":
+            if i + 1 >= len(pattern) or pattern[i + 1] not in _CLASS_ESCAPES:
                 return None
             i += 2
             continue
-        if char in _UNSAFE_CHARS or ord(char) < 32:
+        if char in _CLASS_UNSAFE:
             return None
         i += 1
-    return pattern.encode()
+    return None
 
 
 def blocks(path: Path, gz: bool) -> Iterator[tuple[int, bytes]]:

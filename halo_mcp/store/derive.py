@@ -18,17 +18,30 @@ MAX_SIGNATURES = 50
 EXAMPLES = 3
 _ANCESTOR_STEPS = 256
 
-# Columns read per span by the trace pass, and their positions.
-_TRACE_COLUMNS = (
-    "id, trace_id, span_id, parent_span_id, name, status, error_message, start_ns, end_ns, "
-    "service, agent, model, input_tokens, output_tokens"
+# Columns read per span by the inheritance pass, and their positions.
+_INHERIT_COLUMNS = (
+    "id, trace_id, span_id, parent_span_id, agent, service, kind, model, tool_name, status, "
+    "input_tokens, output_tokens"
 )
-ID, TRACE, SPAN, PARENT, NAME, STATUS, MESSAGE, START, END, SERVICE, AGENT, MODEL, TIN, TOUT = (
-    range(14)
-)
+ID, TRACE, SPAN, PARENT, AGENT, SERVICE, KIND, MODEL, TOOL, STATUS, TIN, TOUT = range(12)
 
 
-def remove_duplicates(conn: sqlite3.Connection, old_max: int | None) -> None:
+#: (kind, service, agent, model, tool, is_error) -> [spans, input tokens, output tokens]
+Groups = dict[tuple, list[int]]
+
+
+def merge_groups(into: Groups, more: Groups) -> None:
+    for key, (count, tin, tout) in more.items():
+        slot = into.get(key)
+        if slot is None:
+            into[key] = [count, tin, tout]
+        else:
+            slot[0] += count
+            slot[1] += tin
+            slot[2] += tout
+
+
+def remove_duplicates(conn: sqlite3.Connection, old_max: int | None) -> int:
     """Keep the first span of each (trace_id, span_id); count the others per file.
 
     With `old_max`, only spans inserted after it can be duplicates (an extension)."""
@@ -48,63 +61,116 @@ def remove_duplicates(conn: sqlite3.Connection, old_max: int | None) -> None:
             "AND o.span_id = s.span_id AND o.id < s.id)",
             (old_max,),
         )
-    if conn.execute("SELECT 1 FROM temp.dups LIMIT 1").fetchone() is None:
-        return
+    removed = conn.execute("SELECT COUNT(*) FROM temp.dups").fetchone()[0]
+    if not removed:
+        return 0
     conn.execute(
         "UPDATE files SET duplicates = duplicates + "
         "(SELECT COUNT(*) FROM temp.dups d WHERE d.file_id = files.file_id)"
     )
     conn.execute("DELETE FROM spans WHERE id IN (SELECT id FROM temp.dups)")
+    return removed
 
 
-def refresh_traces(conn: sqlite3.Connection, all_traces: bool) -> None:
-    """Fill inherited agent/service and (re)write the summary of every affected trace."""
+def refresh_traces(conn: sqlite3.Connection, all_traces: bool) -> Groups:
+    """Fill inherited agent/service, then (re)write the summary of every affected trace.
+
+    Summaries are SQL aggregates (C speed); only traces with spans lacking an agent or
+    service go through Python, to walk up their parent chains."""
+    scope = "" if all_traces else "AND trace_id IN (SELECT trace_id FROM temp.affected)"
+    changes = _inherit_missing(conn, scope)
+    if all_traces:
+        conn.execute("DELETE FROM traces")
+    else:
+        conn.execute("DELETE FROM traces WHERE trace_id IN (SELECT trace_id FROM temp.affected)")
+    conn.execute(
+        "INSERT INTO traces(trace_id, span_count, error_count, start_ns, end_ns, duration_ns, "
+        "input_tokens, output_tokens, agents, models, has_root, orphans) "
+        "SELECT trace_id, COUNT(*), SUM(status = 'error'), MIN(start_ns), MAX(end_ns), "
+        "MAX(0, MAX(end_ns) - MIN(start_ns)), SUM(COALESCE(input_tokens, 0)), "
+        "SUM(COALESCE(output_tokens, 0)), "
+        "json_group_array(DISTINCT agent) FILTER (WHERE agent IS NOT NULL), "
+        "json_group_array(DISTINCT model) FILTER (WHERE model IS NOT NULL), 0, 0 "
+        f"FROM spans WHERE 1 {scope} GROUP BY trace_id"
+    )
+    # The earliest root names the trace (bare columns come from the MIN row).
+    conn.execute(
+        "UPDATE traces SET root_name = r.name, service = r.service, has_root = 1 FROM ("
+        "SELECT trace_id, name, service, MIN(start_ns) FROM spans "
+        f"WHERE parent_span_id IS NULL {scope} GROUP BY trace_id) AS r "
+        "WHERE traces.trace_id = r.trace_id"
+    )
+    conn.execute(
+        "UPDATE traces SET service = (SELECT s.service FROM spans s "
+        "WHERE s.trace_id = traces.trace_id AND s.service IS NOT NULL "
+        "ORDER BY s.start_ns LIMIT 1) "
+        f"WHERE service IS NULL {scope}"
+    )
+    conn.execute(
+        "UPDATE traces SET first_error_span_id = e.span_id, first_error_name = e.name, "
+        "first_error_message = e.error_message FROM ("
+        "SELECT trace_id, span_id, name, error_message, MIN(start_ns) FROM spans "
+        f"WHERE status = 'error' {scope} GROUP BY trace_id) AS e "
+        "WHERE traces.trace_id = e.trace_id"
+    )
+    conn.execute(
+        "UPDATE traces SET orphans = o.n FROM ("
+        "SELECT c.trace_id, COUNT(*) AS n FROM spans c WHERE c.parent_span_id IS NOT NULL "
+        f"{scope.replace('trace_id IN', 'c.trace_id IN')} AND NOT EXISTS ("
+        "SELECT 1 FROM spans p WHERE p.trace_id = c.trace_id AND p.span_id = c.parent_span_id)"
+        " GROUP BY c.trace_id) AS o WHERE traces.trace_id = o.trace_id"
+    )
+    return changes
+
+
+def _inherit_missing(conn: sqlite3.Connection, scope: str) -> Groups:
+    """Give spans without agent/service the value of their nearest ancestor having one.
+
+    Returns the change in span-group counts (old groups -1, new groups +1)."""
+    changes: Groups = {}
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS need(trace_id TEXT PRIMARY KEY)")
+    conn.execute("DELETE FROM temp.need")
+    conn.execute(
+        "INSERT INTO temp.need SELECT DISTINCT trace_id FROM spans "
+        f"WHERE parent_span_id IS NOT NULL AND (agent IS NULL OR service IS NULL) {scope}"
+    )
     conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS inherit(id INTEGER PRIMARY KEY, agent TEXT, service TEXT)"
     )
     conn.execute("DELETE FROM temp.inherit")
-    if all_traces:
-        conn.execute("DELETE FROM traces")
-        where = ""
-    else:
-        conn.execute("DELETE FROM traces WHERE trace_id IN (SELECT trace_id FROM temp.affected)")
-        where = "WHERE trace_id IN (SELECT trace_id FROM temp.affected)"
-    cursor = conn.execute(f"SELECT {_TRACE_COLUMNS} FROM spans {where} ORDER BY trace_id")
-    summaries: list[tuple] = []
-    inherited: list[tuple] = []
+    cursor = conn.execute(
+        f"SELECT {_INHERIT_COLUMNS} FROM spans "
+        "WHERE trace_id IN (SELECT trace_id FROM temp.need) ORDER BY trace_id"
+    )
+    batch: list[tuple] = []
     for _, group in itertools.groupby(_stream(cursor), key=lambda r: r[TRACE]):
         rows = list(group)
-        summaries.append(_summarize(rows, inherited))
-        if len(summaries) >= 5000:
-            _flush(conn, summaries, inherited)
-    _flush(conn, summaries, inherited)
+        agents = _inherit(rows, AGENT)
+        services = _inherit(rows, SERVICE)
+        for row in rows:
+            agent = agents.get(row[ID])
+            service = services.get(row[ID])
+            if agent is not None or service is not None:
+                new_agent, new_service = agent or row[AGENT], service or row[SERVICE]
+                batch.append((row[ID], new_agent, new_service))
+                kind, model, tool, error = row[KIND], row[MODEL], row[TOOL], row[STATUS] == "error"
+                tin, tout = row[TIN] or 0, row[TOUT] or 0
+                merge_groups(
+                    changes,
+                    {(kind, row[SERVICE], row[AGENT], model, tool, error): [-1, -tin, -tout]},
+                )
+                merge_groups(
+                    changes, {(kind, new_service, new_agent, model, tool, error): [1, tin, tout]}
+                )
+        if len(batch) >= 10000:
+            conn.executemany("INSERT INTO temp.inherit VALUES(?,?,?)", batch)
+            batch.clear()
+    conn.executemany("INSERT INTO temp.inherit VALUES(?,?,?)", batch)
     conn.execute(
         "UPDATE spans SET agent = i.agent, service = i.service FROM temp.inherit i "
         "WHERE spans.id = i.id"
     )
-
-
-def _stream(cursor: sqlite3.Cursor) -> Any:
-    while True:
-        batch = cursor.fetchmany(10000)
-        if not batch:
-            return
-        yield from batch
-
-
-def _flush(conn: sqlite3.Connection, summaries: list[tuple], inherited: list[tuple]) -> None:
-    if summaries:
-        conn.executemany(
-            "INSERT INTO traces(trace_id, root_name, service, agents, models, span_count, "
-            "error_count, start_ns, end_ns, duration_ns, input_tokens, output_tokens, "
-            "first_error_span_id, first_error_name, first_error_message, has_root, orphans) "
-            "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            summaries,
-        )
-        summaries.clear()
-    if inherited:
-        conn.executemany("INSERT OR REPLACE INTO temp.inherit VALUES(?,?,?)", inherited)
-        inherited.clear()
+    return changes
 
 
 def _inherit(rows: Sequence[tuple], col: int) -> dict[int, Any]:
@@ -138,75 +204,37 @@ def _inherit(rows: Sequence[tuple], col: int) -> dict[int, Any]:
     return found
 
 
-def _summarize(rows: list[tuple], inherited: list[tuple]) -> tuple:
-    if len(rows) > 1:
-        agents = _inherit(rows, AGENT)
-        services = _inherit(rows, SERVICE)
-        if agents or services:
-            fixed = []
-            for row in rows:
-                agent = agents.get(row[ID])
-                service = services.get(row[ID])
-                if agent is None and service is None:
-                    fixed.append(row)
-                    continue
-                values = list(row)
-                if agent is not None:
-                    values[AGENT] = agent
-                if service is not None:
-                    values[SERVICE] = service
-                inherited.append((row[ID], values[AGENT], values[SERVICE]))
-                fixed.append(tuple(values))
-            rows = fixed
-        rows.sort(key=lambda r: (r[START] or 0, r[ID]))
-        span_ids = {r[SPAN] for r in rows}
-    else:
-        span_ids = {rows[0][SPAN]}
-    roots = [r for r in rows if r[PARENT] is None]
-    orphans = sum(1 for r in rows if r[PARENT] is not None and r[PARENT] not in span_ids)
-    root = roots[0] if roots else None
-    errors = [r for r in rows if r[STATUS] == "error"]
-    first_error = errors[0] if errors else None
-    agents_seen = list(dict.fromkeys(r[AGENT] for r in rows if r[AGENT]))
-    models_seen = list(dict.fromkeys(r[MODEL] for r in rows if r[MODEL]))
-    service = (
-        root[SERVICE]
-        if root and root[SERVICE]
-        else next((r[SERVICE] for r in rows if r[SERVICE]), None)
-    )
-    start = min((r[START] for r in rows if r[START] is not None), default=0)
-    end = max((r[END] for r in rows if r[END] is not None), default=start)
+def _stream(cursor: sqlite3.Cursor) -> Any:
+    while True:
+        batch = cursor.fetchmany(10000)
+        if not batch:
+            return
+        yield from batch
+
+
+def _sql_groups(conn: sqlite3.Connection) -> Any:
     return (
-        rows[0][TRACE],
-        root[NAME] if root else None,
-        service,
-        orjson.dumps(agents_seen).decode(),
-        orjson.dumps(models_seen).decode(),
-        len(rows),
-        len(errors),
-        start,
-        end,
-        max(0, end - start),
-        sum(r[TIN] or 0 for r in rows),
-        sum(r[TOUT] or 0 for r in rows),
-        first_error[SPAN] if first_error else None,
-        first_error[NAME] if first_error else None,
-        first_error[MESSAGE] if first_error else None,
-        1 if roots else 0,
-        orphans,
+        (*key, count, tin, tout)
+        for *key, count, tin, tout in conn.execute(
+            "SELECT kind, service, agent, model, tool_name, status = 'error', COUNT(*), "
+            "SUM(COALESCE(input_tokens, 0)), SUM(COALESCE(output_tokens, 0)) FROM spans "
+            "GROUP BY 1, 2, 3, 4, 5, 6"
+        )
     )
 
 
-def refresh_aggregates(conn: sqlite3.Connection) -> None:
-    """Rewrite the dims, signatures and meta counts from spans and traces."""
+def refresh_aggregates(conn: sqlite3.Connection, groups: Groups | None = None) -> None:
+    """Rewrite the dims, signatures and meta counts from spans and traces. `groups`, when
+    given, are the span-group counts already known (saves a scan of every span)."""
     conn.execute("DELETE FROM dims")
     totals: dict[tuple[str, str], list[int]] = {}
     tokens_in = tokens_out = spans = error_spans = 0
-    for kind, service, agent, model, tool, is_error, count, tin, tout in conn.execute(
-        "SELECT kind, service, agent, model, tool_name, status = 'error', COUNT(*), "
-        "SUM(COALESCE(input_tokens, 0)), SUM(COALESCE(output_tokens, 0)) FROM spans "
-        "GROUP BY 1, 2, 3, 4, 5, 6"
-    ):
+    rows = (
+        _sql_groups(conn)
+        if groups is None
+        else ((*key, c, i, o) for key, (c, i, o) in groups.items() if c)
+    )
+    for kind, service, agent, model, tool, is_error, count, tin, tout in rows:
         errors = count if is_error else 0
         spans += count
         error_spans += errors

@@ -4,7 +4,13 @@ One SQLite database per input set lives in the cache dir. Opening checks each fi
 fingerprint: unchanged files are reused as is (no read beyond a few KB), files that only
 grew are extended (only the new bytes are parsed), other changed files are re-parsed.
 A lock file serializes builders across processes; a first build happens in a temporary
-database renamed into place, so no reader ever sees a half-built index.
+database renamed into place, so no reader ever sees a half-built index; later updates
+happen in place in one transaction (WAL mode: readers keep a consistent snapshot).
+
+Big inputs are parsed by a pool of worker processes over byte ranges cut at line ends;
+the main process only inserts packed rows. `.gz` files cannot be read back by offset, so
+their lines are also kept zlib-compressed in the index (`gz_lines`), and a `.gz` file
+that changed in any way is parsed again rather than extended.
 """
 
 from __future__ import annotations
@@ -187,31 +193,38 @@ def _update(conn: sqlite3.Connection, plans: list[Plan], fresh: bool) -> None:
         pending = sum(p.state.size - p.from_offset for p in work)
         pool = _pool() if pending >= PARALLEL_MIN_BYTES and WORKERS > 1 else None
         began = time.perf_counter()
+        groups: derive.Groups = {}
         try:
             for plan in work:
                 _prepare_file(conn, plan)
-                _ingest_file(conn, plan, pool)
+                _ingest_file(conn, plan, pool, groups)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-        log.info("parsed and inserted in %.2fs", time.perf_counter() - began)
+        log.debug("parsed and inserted in %.2fs", time.perf_counter() - began)
         if fresh:
             for statement in INDEXES.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-        log.info("indexes at %.2fs", time.perf_counter() - began)
-        derive.remove_duplicates(conn, None if fresh else old_max)
-        log.info("duplicates at %.2fs", time.perf_counter() - began)
+        log.debug("indexes at %.2fs", time.perf_counter() - began)
+        removed = derive.remove_duplicates(conn, None if fresh else old_max)
+        log.debug("duplicates at %.2fs", time.perf_counter() - began)
         if not fresh:
             conn.execute(
                 "INSERT OR IGNORE INTO temp.affected "
                 "SELECT DISTINCT trace_id FROM spans WHERE id > ?",
                 (old_max,),
             )
-        derive.refresh_traces(conn, all_traces=fresh)
-        log.info("traces at %.2fs", time.perf_counter() - began)
-        derive.refresh_aggregates(conn)
-        log.info("aggregates at %.2fs", time.perf_counter() - began)
+        changes = derive.refresh_traces(conn, all_traces=fresh)
+        log.debug("traces at %.2fs", time.perf_counter() - began)
+        # Span-group counts from the parsers are exact for a fresh build without duplicates
+        # (adjusted for inherited agent/service); otherwise recount them in SQL.
+        if fresh and not removed:
+            derive.merge_groups(groups, changes)
+            derive.refresh_aggregates(conn, groups)
+        else:
+            derive.refresh_aggregates(conn)
+        log.debug("aggregates at %.2fs", time.perf_counter() - began)
         conn.execute("INSERT OR REPLACE INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
         conn.execute("INSERT OR REPLACE INTO meta VALUES('complete', '1')")
         conn.execute("COMMIT")
@@ -363,7 +376,9 @@ def _insert_sql(file_id: int, line_base: int) -> str:
     )
 
 
-def _ingest_file(conn: sqlite3.Connection, plan: Plan, pool: Executor | None) -> None:
+def _ingest_file(
+    conn: sqlite3.Connection, plan: Plan, pool: Executor | None, groups: derive.Groups
+) -> None:
     fid = plan.file_id
     line_base = plan.from_line
     next_id = _last_id(conn) + 1
@@ -393,6 +408,7 @@ def _ingest_file(conn: sqlite3.Connection, plan: Plan, pool: Executor | None) ->
                     "INSERT INTO bad_lines VALUES(?,?,?)", (fid, line_base + rel_line + 1, reason)
                 )
                 kept_bad += 1
+        derive.merge_groups(groups, result.groups)
         fmt = fmt or result.format
         next_id += len(result.rows)
         spans += len(result.rows)

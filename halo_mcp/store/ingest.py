@@ -33,6 +33,8 @@ class SliceResult:
     bad_examples: list[tuple[int, str]] = field(default_factory=list)
     format: str | None = None
     gz_lines: list[tuple[int, bytes]] = field(default_factory=list)
+    #: (kind, service, agent, model, tool, is_error) -> [spans, input tokens, output tokens]
+    groups: dict[tuple, list[int]] = field(default_factory=dict)
 
 
 _FLAT_INPUT = re.compile(
@@ -108,9 +110,17 @@ def parse_block(data: bytes, base_offset: int, keep_raw: bool = False) -> SliceR
         length = stop - start
         out.line_offsets.append(offset)
         out.line_first_row.append(len(rows))
+        groups = out.groups
         for fields in parsed:
             digest = input_hash(line, fields[_SPAN_ID]) if fields[_KIND] == "tool" else None
             rows.append((*fields, line_no, offset, length, digest))
+            key = (fields[4], fields[9], fields[10], fields[11], fields[12], fields[5] == "error")
+            slot = groups.get(key)
+            if slot is None:
+                slot = groups[key] = [0, 0, 0]
+            slot[0] += 1
+            slot[1] += fields[13] or 0
+            slot[2] += fields[14] or 0
         if keep_raw:
             out.gz_lines.append((offset, zlib.compress(line, 1)))
     out.lines = line_no + 1

@@ -168,7 +168,9 @@ class SpanFilter(BaseModel):
             try:
                 re.compile(value)
             except re.error as exc:
-                raise ValueError(f"text is not a valid regex ({exc}); escape special chars")
+                raise ValueError(
+                    f"text is not a valid regex ({exc}); escape special chars"
+                ) from None
         return value
 
     def is_empty(self) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Columns of `spans` written by the bulk insert, in order (ROW_FIELDS then location).
 SPAN_COLUMNS = (

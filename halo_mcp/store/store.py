@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import logging
 import sqlite3
 import threading
 import zlib
@@ -51,6 +52,8 @@ from halo_mcp.store.models import (
     TraceTree,
 )
 from halo_mcp.store.query import COL, SELECT_ROW, Clipper
+
+log = logging.getLogger(__name__)
 
 #: Above this many SQL candidates, a safe text regex scans the raw files instead.
 SCAN_THRESHOLD = 5000
@@ -696,13 +699,19 @@ ACCEPTED_FORMATS = (
 )
 
 
-def _check_spans(store: TraceStore) -> None:
-    """A file with no valid span is an error naming the file and why its lines failed.
-    (A file whose spans all repeat another file's still held spans: that is reported as
-    duplicates, not as an error.)"""
+def _check_spans(store: TraceStore, named: set[str]) -> None:
+    """A file named on its own with no valid span is an error naming the file and why its
+    lines failed; so is an input with no span at all. A file found inside a directory
+    that holds no span (a manifest, a config) is skipped with a warning and stays listed
+    in the report. (A file whose spans all repeat another file's did hold spans: that is
+    reported as duplicates, not as an error.)"""
     parsed = dict(store._conn().execute("SELECT path, spans FROM files"))
+    anything = any(parsed.values())
     for report in store.report.files:
         if parsed.get(report.path, 0) > 0:
+            continue
+        if anything and report.path not in named:
+            log.warning("skipping %s: no valid span in it", report.path)
             continue
         reasons = [
             f"line {b.line}: {b.reason}"
@@ -743,8 +752,9 @@ def open_store(
             "directory's indexes/ to rebuild"
         ) from exc
     store = TraceStore(db_path, files, reused)
+    named = {str(Path(p).expanduser().resolve()) for p in paths if Path(p).is_file()}
     try:
-        _check_spans(store)
+        _check_spans(store, named)
     except NoSpansError:
         store.close()
         raise

@@ -28,11 +28,11 @@ DEFAULT_PROMPT = (
 
 NO_CREDENTIALS = (
     "No LLM credentials configured for the halo-mcp server: set OPENAI_API_KEY (and "
-    "OPENAI_BASE_URL for an OpenAI-compatible endpoint) in the server's environment, e.g. the "
-    '"env" block of your MCP client config ({"mcpServers": {"halo": {"command": "halo-mcp", '
-    '"args": ["serve"], "env": {"OPENAI_API_KEY": "sk-..."}}}}) or `claude mcp add -e '
-    "OPENAI_API_KEY=sk-... halo -- halo-mcp serve`, then restart the server. query_spans and "
-    "get_trace work without credentials."
+    "OPENAI_BASE_URL for an OpenAI-compatible endpoint) in the server's environment and forward "
+    'it from your shell rather than writing the key into a file: "env": {"OPENAI_API_KEY": '
+    '"${OPENAI_API_KEY}"} in .mcp.json, or `halo-mcp install <client>`, which writes that for '
+    "Claude Code, Cursor, Codex and VS Code; then restart the server. query_spans, get_trace "
+    "and triage_traces work without credentials."
 )
 
 
@@ -46,6 +46,10 @@ def engine_settings_factory(base_overrides: dict[str, Any]):
 
         try:
             settings = EngineSettings.from_env(**{**base_overrides, **overrides})
+            if not settings.telemetry:
+                from halo_mcp.engine.telemetry import env_enabled
+
+                settings.telemetry = env_enabled()
         except ValidationError as exc:
             raise ToolError(f"Invalid analysis settings: {exc.errors()[0]['msg']}.") from None
         if settings.api_key is None and settings.base_url is None:
@@ -120,6 +124,8 @@ def register(server: MCPServer) -> None:
             if value is not None
         }
         text = (prompt or "").strip() or DEFAULT_PROMPT
-        run, deduplicated = await state.manager.start(paths, text, overrides, caller_owner(ctx))
+        run, deduplicated = await state.manager.start(
+            paths, text, overrides, caller_owner(ctx), request_meta=ctx.request_context.meta
+        )
         result = await wait_for_run(ctx, run.run_id, wait_seconds, deduplicated=deduplicated)
         return tool_result(result, status_links(result))

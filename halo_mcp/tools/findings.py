@@ -22,7 +22,14 @@ from halo_mcp.tools.models import (
     FindingSummary,
     PrevalenceOut,
 )
-from halo_mcp.tools.results import finding_uri, link, report_uri, tool_result
+from halo_mcp.tools.results import (
+    RESULT_BUDGET_CHARS,
+    dump,
+    finding_uri,
+    link,
+    report_uri,
+    tool_result,
+)
 from halo_mcp.tools.state import ServerState, caller_owner, server_state, visible
 
 TEXT_CHARS = 4000
@@ -51,7 +58,7 @@ def summarize(finding: Any) -> FindingSummary:
         id=finding.id,
         title=clip(finding.title, 200)[0],
         severity=_value(finding.severity),
-        category=finding.category,
+        category=clip(finding.category, 100)[0],
         prevalence=prevalence_text(finding),
         verified=finding.verified,
         uri=finding_uri(finding.id),
@@ -93,12 +100,12 @@ def full_finding(finding: Any) -> FindingOut:
             spans_matched=p.spans_matched,
             rate=round(rate, 4),
         )
-    return FindingOut(
+    out = FindingOut(
         id=finding.id,
         run_id=finding.run_id,
         source=finding.source,
         title=clip(finding.title, 300)[0],
-        category=finding.category,
+        category=clip(finding.category, 100)[0],
         severity=_value(finding.severity),
         evidence=evidence,
         evidence_omitted=max(0, len(finding.evidence) - MAX_EVIDENCE),
@@ -110,6 +117,18 @@ def full_finding(finding: Any) -> FindingOut:
         report_uri=report_uri(finding.run_id),
         **text,
     )
+    return _within_budget(out)
+
+
+def _within_budget(out: FindingOut) -> FindingOut:
+    """Last guard (huge ids or matcher lists): drop evidence, then the matcher, and say so."""
+    while len(dump(out)) > RESULT_BUDGET_CHARS and out.evidence:
+        out.evidence.pop()
+        out.evidence_omitted += 1
+    if len(dump(out)) > RESULT_BUDGET_CHARS and out.matcher is not None:
+        out.matcher = None
+        out.verification_notes.append(f"Matcher too large to show here; read {out.uri}.")
+    return out
 
 
 async def load_finding(state: ServerState, finding_id: str, caller: str | None) -> Any:

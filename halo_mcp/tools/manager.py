@@ -26,6 +26,8 @@ from anyio.abc import TaskGroup
 log = logging.getLogger(__name__)
 
 RunKey = tuple[Any, ...]
+#: Ended runs whose live state is kept in memory (the run store has them all).
+KEEP_DONE = 100
 
 
 @dataclass
@@ -75,6 +77,7 @@ class RunManager:
         self._inflight: dict[RunKey, str] = {}
         self._tg: TaskGroup | None = None
         self._store: Any = None
+        self._start_lock = anyio.Lock()  # dedupe check and registration are one step
 
     async def __aenter__(self) -> RunManager:
         self._tg = anyio.create_task_group()
@@ -114,10 +117,6 @@ class RunManager:
         except ValueError:
             return None
 
-    @property
-    def running_count(self) -> int:
-        return sum(1 for r in self._runs.values() if r.status == "running" and not r.is_done)
-
     # ------------------------------------------------------------------ start
 
     async def start(
@@ -126,39 +125,51 @@ class RunManager:
         prompt: str,
         overrides: dict[str, Any],
         owner: str | None,
+        request_meta: Any = None,
     ) -> tuple[LiveRun, bool]:
         """Start a run, or return the identical one in flight. Returns (run, deduplicated).
+
+        With telemetry on, a `traceparent` in `request_meta` (the request's `_meta`) makes the
+        run's spans join the caller's trace.
 
         Raises whatever `settings_factory` raises (e.g. a ToolError for missing credentials).
         """
         key: RunKey = (owner, tuple(trace_paths), prompt.strip(), tuple(sorted(overrides.items())))
-        existing = self._inflight.get(key)
-        if existing and not self._runs[existing].is_done:
-            return self._runs[existing], True
-        settings = self._settings_factory(overrides)
-        record = await anyio.to_thread.run_sync(
-            lambda: self.store.create(prompt, trace_paths, settings.public_dict(), owner=owner)
-        )
-        run = LiveRun(
-            run_id=record.id,
-            key=key,
-            owner=owner,
-            prompt=prompt,
-            trace_paths=list(trace_paths),
-            created_at=record.created_at,
-        )
-        self._runs[run.run_id] = run
-        self._inflight[key] = run.run_id
-        self._waiting.append(run.run_id)
+        async with self._start_lock:
+            existing = self._inflight.get(key)
+            if existing and not self._runs[existing].is_done:
+                return self._runs[existing], True
+            settings = self._settings_factory(overrides)
+            record = await anyio.to_thread.run_sync(
+                lambda: self.store.create(prompt, trace_paths, settings.public_dict(), owner=owner)
+            )
+            run = LiveRun(
+                run_id=record.id,
+                key=key,
+                owner=owner,
+                prompt=prompt,
+                trace_paths=list(trace_paths),
+                created_at=record.created_at,
+            )
+            self._runs[run.run_id] = run
+            self._inflight[key] = run.run_id
+            self._waiting.append(run.run_id)
+            self._forget_old_runs()
+        if settings.telemetry:
+            from halo_mcp.engine import telemetry
+
+            telemetry.register_parent(record.id, telemetry.context_from_meta(request_meta))
         assert self._tg is not None, "RunManager used outside its context"
         self._tg.start_soon(self._execute, run, settings)
-        log.info(
-            "run %s created (%d queued, %d running)",
-            run.run_id,
-            len(self._waiting),
-            self.running_count,
-        )
+        log.info("run %s created (%d queued)", run.run_id, len(self._waiting))
         return run, False
+
+    def _forget_old_runs(self) -> None:
+        """Keep the live state of the last KEEP_DONE ended runs; older ones are read from the
+        run store, so a long-lived server does not grow without bound."""
+        done = [run_id for run_id, run in self._runs.items() if run.is_done]
+        for run_id in done[: max(0, len(done) - KEEP_DONE)]:
+            del self._runs[run_id]
 
     async def _execute(self, run: LiveRun, settings: Any) -> None:
         with run.scope:
@@ -174,8 +185,6 @@ class RunManager:
             finally:
                 if run.run_id in self._waiting:
                     self._waiting.remove(run.run_id)
-        if run.run_id in self._waiting:
-            self._waiting.remove(run.run_id)
         if run.scope.cancelled_caught or run.status in ("queued", "running"):
             if run.scope.cancelled_caught:
                 run.status = "cancelled"

@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema, field_se
 
 from halo_mcp.store.models import (
     SPAN_FIELDS,
+    Overview,
     SpanFilter,
     SpanNode,
     SpanPage,
@@ -303,3 +304,12 @@ class TraceResult(TraceTree):
             }
             for node in nodes
         ]
+
+
+class OverviewResult(Overview):
+    """What the trace files hold: counts, names to filter on, and the top error signatures."""
+
+    trace_paths: list[str] = Field(description="The trace files read, absolute.")
+    lists_cut_at: int | None = Field(
+        None, description="Set when long lists (tools, agents, signatures) were cut to this."
+    )

@@ -95,7 +95,7 @@ def status_result(
         elapsed_s=round(max(0.0, (end - created_at).total_seconds()), 1),
         usage=UsageOut(**usage),
         agents_running=agents_running if not done else 0,
-        trace_paths=trace_paths[:20],
+        trace_paths=[clip(path, 300)[0] for path in trace_paths[:20]],
         prompt=clip(prompt, PROMPT_CHARS)[0],
         deduplicated=deduplicated,
         findings=[summarize(f) for f in listed[:MAX_FINDINGS_LISTED]]
@@ -183,15 +183,19 @@ def _progress_message(result: RunStatusResult, findings_so_far: int) -> str:
 
 
 class _Progress:
-    """Sends progress notifications; values never go backwards (the spec requires increase)."""
+    """Sends progress notifications. Each value is higher than the last (the spec requires
+    it) and below 100 until the run is done."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.last = -1.0
 
     async def send(self, result: RunStatusResult, findings_so_far: int) -> None:
-        value = 100.0 if result.done else min(99.9, result.progress.fraction * 100)
-        value = max(value, self.last + 0.01)
+        if result.done:
+            value = 100.0
+        else:  # creep towards (never reaching) 100 while the engine's fraction stands still
+            value = max(min(99.0, result.progress.fraction * 100), self.last)
+            value += (99.99 - value) * 0.01
         self.last = value
         await self.ctx.report_progress(value, 100.0, _progress_message(result, findings_so_far))
 
@@ -320,7 +324,7 @@ def register(server: MCPServer) -> None:
                     status=live.status if live else record.status.value,  # type: ignore[arg-type]
                     created_at=record.created_at,
                     prompt=clip(record.prompt, 120)[0],
-                    trace_paths=record.trace_paths[:5],
+                    trace_paths=[clip(path, 300)[0] for path in record.trace_paths[:5]],
                     findings=len(live.findings if live else record.findings),
                 )
             )

@@ -16,11 +16,13 @@ from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field, ValidationError
 
 from halo_mcp.store.models import DEFAULT_SPAN_FIELDS, SPAN_FIELDS, SPAN_SORTS, SpanFilter
+from halo_mcp.store.textlimit import clip
 from halo_mcp.tools.models import (
     Cursor,
     FilterArg,
     Limit,
     MaxChars,
+    OverviewResult,
     Sort,
     SpanFields,
     SpanQueryResult,
@@ -108,6 +110,31 @@ def query_page(
     return page, reduced
 
 
+_OVERVIEW_LISTS = ("files", "services", "agents", "models", "tools", "span_kinds")
+
+
+def bounded_overview(overview: Any, trace_paths: list[str]) -> OverviewResult:
+    """The overview with long lists cut (most frequent first, as the store orders them)."""
+    data = overview.model_dump()
+    for cap in (50, 20, 5):
+        cut = any(len(data[name]) > cap for name in (*_OVERVIEW_LISTS, "error_signatures"))
+        result = OverviewResult(
+            **{
+                **data,
+                **{name: data[name][:cap] for name in _OVERVIEW_LISTS},
+                "error_signatures": [
+                    {**sig, "message": clip(sig["message"], 300)[0]}
+                    for sig in data["error_signatures"][:cap]
+                ],
+            },
+            trace_paths=trace_paths,
+            lists_cut_at=cap if cut else None,
+        )
+        if len(dump(result)) <= RESULT_BUDGET_CHARS:
+            break
+    return result
+
+
 _READ = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
@@ -156,6 +183,19 @@ def register(server: MCPServer) -> None:
             limit_reduced_to=reduced,
         )
         return tool_result(result)
+
+    @server.tool(title="Overview of trace files", annotations=_READ)
+    async def trace_overview(
+        trace_paths: TracePaths, ctx: Context
+    ) -> Annotated[CallToolResult, OverviewResult]:
+        """What the trace files hold, without an LLM: trace, span and error counts, time range,
+        services, agents, models, tools (calls and errors), span kinds, tokens, and the top
+        error signatures (grouped messages with example trace and span ids). Use it to pick
+        names and ids for query_spans filters."""
+        state = server_state(ctx)
+        paths = resolve_trace_paths(trace_paths, state.roots)
+        overview = await state.stores.call(paths, lambda store: store.overview())
+        return tool_result(bounded_overview(overview, [str(p) for p in paths]))
 
     @server.tool(title="Get one trace as a span tree", annotations=_READ)
     async def get_trace(

@@ -144,7 +144,7 @@ class ToolSpan:
             span.set_attribute(A.OUTPUT_VALUE, value)
         if is_error:
             # The engine's own message to the model (what went wrong, how to fix the call).
-            first = text.strip().split("\n", 1)[0] or "tool error"
+            first = text.strip().removeprefix("ERROR: ").split("\n", 1)[0] or "tool error"
             span.set_attribute(A.ERROR_TYPE, "tool_error")
             span.set_status(Status(StatusCode.ERROR, clip(tel.redact(first), MESSAGE_CHARS)[0]))
 
