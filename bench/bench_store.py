@@ -178,7 +178,7 @@ def bench(kind: str, size_mb: float, data_dir: Path, reps: int) -> list[str]:
     cache = data_dir / f"cache-{path.stem}"
     shutil.rmtree(cache, ignore_errors=True)
     size = path.stat().st_size
-    floor = orjson_pass(path)
+    floor = min(orjson_pass(path) for _ in range(2))  # the best of two: the machine is shared
     built, build_peak = run_child("build", path, cache, reps)
     served, _ = run_child("serve", path, cache, reps)
     regex_floor = regex_pass(path, REGEX)
