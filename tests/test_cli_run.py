@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -189,14 +190,23 @@ def test_without_an_api_key_it_says_what_to_set_exits_2_and_writes_nothing(
 ) -> None:  # fmt: skip
     monkeypatch.delenv("OPENAI_API_KEY")
     monkeypatch.delenv("OPENAI_BASE_URL")
+    spaced = tmp_path / "more traces" / "it's here.jsonl"
+    spaced.parent.mkdir()
+    spaced.write_bytes(traces.read_bytes())
     report = tmp_path / "report.md"
-    code, out, err = cli(capsys, "run", str(traces), "-p", "x", "-o", str(report))
+    code, out, err = cli(capsys, "run", str(traces), str(spaced), "-p", "x", "-o", str(report))
     assert code == 2
     for hint in ("OPENAI_API_KEY", "--api-key", "--base-url", "halo-mcp triage"):
         assert hint in err
     assert out == ""
     assert not report.exists()
     assert json.loads(cli(capsys, "runs", "--json")[1]) == []
+
+    # The offer is the exact command for the same traces, quoted for a shell: it runs.
+    command = f"halo-mcp triage {shlex.quote(str(traces))} {shlex.quote(str(spaced))}"
+    assert command in err.splitlines()[-1]
+    code, out, _ = cli(capsys, *shlex.split(command)[1:])
+    assert code == 0 and "read_file" in out
 
 
 def test_headers_and_flags_reach_the_provider_and_secrets_stay_hidden(

@@ -8,7 +8,6 @@ import math
 
 import pytest
 
-from halo_mcp.engine import triage as triage_module
 from halo_mcp.engine.triage import (
     RULE_TAG,
     outlier_threshold,
@@ -18,6 +17,7 @@ from halo_mcp.engine.triage import (
     step_cap,
     triage_summary,
 )
+from halo_mcp.engine.triage import answers as answers_module
 from halo_mcp.store import open_store
 from halo_mcp.synth import NO_FAILURES, generate
 
@@ -158,7 +158,7 @@ def test_outlier_threshold_needs_a_sample_and_sits_far_above_the_median():
 def test_on_large_sets_root_spans_are_sampled_first_and_counted_exactly_when_needed(
     planted, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(triage_module, "ROOT_SAMPLE", 40)
+    monkeypatch.setattr(answers_module, "ROOT_SAMPLE", 40)
     _, store, _ = planted
     report = run_triage(store)
     turn = next(i for i in report.items if i.category == "turn-limit")

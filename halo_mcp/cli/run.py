@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -225,18 +225,16 @@ def _dump_json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
-def _no_key_message() -> str:
-    message = (
+def _no_key_message(trace_paths: Sequence[str]) -> str:
+    """Say that no LLM is configured and offer the triage of the same traces, as a command
+    line that can be pasted as is."""
+    triage = " ".join(["halo-mcp", "triage", *(shlex.quote(str(p)) for p in trace_paths)])
+    return (
         "halo-mcp run: no LLM credentials. Set OPENAI_API_KEY (export OPENAI_API_KEY=...),"
         " or pass --api-key KEY, or --base-url URL for an OpenAI-compatible server that"
-        " needs no key (e.g. a local one)."
+        " needs no key (e.g. a local one). Without a key, the deterministic triage (no LLM)"
+        f" gives a first look at these traces now:\n  {triage}"
     )
-    if importlib.util.find_spec("halo_mcp.cli.triage") is not None:
-        message += (
-            " Without a key, `halo-mcp triage TRACE_PATH...` gives a deterministic first"
-            " look (no LLM)."
-        )
-    return message
 
 
 # --------------------------------------------------------------------------- run
@@ -418,7 +416,7 @@ def _finish(args: argparse.Namespace, settings: Any, outcome: _Outcome, redact: 
 
     error = outcome.error
     if isinstance(error, NoApiKeyError):
-        _err(_no_key_message())
+        _err(_no_key_message(args.trace_paths))
         return EXIT_USAGE
     if isinstance(error, StoreError):
         _err(f"halo-mcp run: {redact(str(error))}")

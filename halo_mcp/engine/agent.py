@@ -93,7 +93,10 @@ class Agent:
         depth: int = 0,
         agent_id: str = "root",
         parent_id: str | None = None,
+        context: str | None = None,
     ) -> None:
+        """`context` (e.g. the triage summary) joins the first user message but not the
+        task shown in events, which stays short."""
         self.state = state
         self.task = task
         self.depth = depth
@@ -110,7 +113,7 @@ class Agent:
         )
         self.messages: list[dict[str, Any]] = [
             {"role": "system", "content": system},
-            {"role": "user", "content": task},
+            {"role": "user", "content": f"{task}\n\n{context}" if context else task},
         ]
         self.turns = 0
         self.done = False

@@ -73,8 +73,20 @@ add_findings records findings as you go and tells you their verified prevalence;
 under the same title to replace one. submit_findings ends the run: it records any last
 findings and the summary. Prefer a few well-evidenced, recurring failure modes over many
 weak ones. You must end the run with submit_findings before your turns run out.
-"""
+{triage}"""
 )
+
+#: Heads the triage block appended to the root's first message.
+TRIAGE_HEADER = "Triage (deterministic counts from the trace index, no LLM):"
+
+_TRIAGE_NOTE = """
+Triage. Your first message may carry a triage: deterministic counts of symptoms (error
+clusters, loops, step limits, retry storms, outliers, runs without an answer) computed from
+the index without an LLM. Its rates are exact, so do not spend turns recounting them; take
+them as your starting point: explain why they happen (the root cause in the harness),
+confirm each with evidence from the traces, and look for what counting cannot see (wrong
+answers, bad tool arguments, giving up early, poor planning).
+"""
 
 SUB_PROMPT = (
     SUB_AGENT_MARKER
@@ -131,7 +143,7 @@ def root_system_prompt(can_delegate: bool) -> str:
         if can_delegate
         else "not available in this run; do the investigation yourself."
     )
-    return ROOT_PROMPT.format(strategy=_strategy(), delegation=delegation)
+    return ROOT_PROMPT.format(strategy=_strategy(), delegation=delegation, triage=_TRIAGE_NOTE)
 
 
 def sub_system_prompt(can_delegate: bool) -> str:
@@ -145,6 +157,11 @@ def sub_system_prompt(can_delegate: bool) -> str:
 
 def _strategy() -> str:
     return _STRATEGY.format(filter_doc=span_filter_doc())
+
+
+def triage_context(summary: str) -> str:
+    """The triage block of the root's first message (the root prompt explains its use)."""
+    return f"{TRIAGE_HEADER}\n{summary}"
 
 
 def budget_note(turn: int, max_turns: int, is_root: bool) -> str:

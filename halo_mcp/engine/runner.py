@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from halo_mcp.engine import telemetry
+from halo_mcp.engine import prompts, telemetry
 from halo_mcp.engine.agent import Agent
 from halo_mcp.engine.agent_tools import ToolBudgets, ToolContext
 from halo_mcp.engine.errors import EngineError, NoApiKeyError
@@ -36,6 +36,7 @@ from halo_mcp.engine.report import render_report
 from halo_mcp.engine.runstore import RunStore, open_run_store
 from halo_mcp.engine.settings import EngineSettings
 from halo_mcp.engine.state import RunState
+from halo_mcp.engine.triage import run_triage, triage_summary
 from halo_mcp.store.errors import StoreError
 from halo_mcp.store.store import TraceStore, open_store
 from halo_mcp.store.textlimit import clip
@@ -205,8 +206,11 @@ async def _drive(
                 )
                 state.tools = ToolContext(store=store, budgets=budgets or ToolBudgets())
                 traces_in_scope = (await anyio.to_thread.run_sync(store.count)).traces_in_scope
+                state.set_phase("triage")
+                triage = await _triage_context(store, run.id)
                 state.set_phase("exploring")
-                root = Agent(state, _root_task(run.prompt, run.trace_paths, traces_in_scope))
+                task = _root_task(run.prompt, run.trace_paths, traces_in_scope)
+                root = Agent(state, task, context=triage)
                 await root.run()
                 state.set_phase("reporting")
                 tg.cancel_scope.cancel()
@@ -290,6 +294,17 @@ async def _close(store: TraceStore | None, provider: Any) -> None:
         await provider.aclose()
     except Exception:
         log.debug("closing the provider failed", exc_info=True)
+
+
+async def _triage_context(store: TraceStore, run_id: str) -> str | None:
+    """The triage summary for the root's first message, or None if triage failed: the
+    root then starts from the overview alone (a run never fails because of triage)."""
+    try:
+        report = await anyio.to_thread.run_sync(run_triage, store, abandon_on_cancel=True)
+        return prompts.triage_context(triage_summary(report))
+    except Exception:
+        log.warning("run %s: triage failed; the root starts without it", run_id, exc_info=True)
+        return None
 
 
 def _root_task(prompt: str, paths: Sequence[str], traces: int | None) -> str:

@@ -18,7 +18,7 @@ from halo_mcp.engine.events import EngineEvent, FindingAccepted, ProgressUpdate
 from halo_mcp.engine.models import Finding, Progress, Usage
 from halo_mcp.engine.settings import EngineSettings
 
-_PHASE_FLOOR = {"queued": 0.0, "indexing": 0.01, "reporting": 0.95, "done": 1.0}
+_PHASE_FLOOR = {"queued": 0.0, "indexing": 0.01, "triage": 0.03, "reporting": 0.95, "done": 1.0}
 
 
 @dataclass
@@ -90,6 +90,8 @@ class RunState:
             fraction = 0.05 + 0.88 * min(1.0, self.root_turn / max_turns)
         if self.phase == "indexing":
             message = "indexing traces"
+        elif self.phase == "triage":
+            message = "counting symptoms (deterministic triage)"
         elif self.phase == "reporting":
             message = "verifying findings and writing the report"
         elif self.phase == "done":

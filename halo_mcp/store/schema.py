@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 
 #: Columns of `spans` written by the bulk insert, in order (ROW_FIELDS then location).
 SPAN_COLUMNS = (
@@ -62,9 +62,10 @@ CREATE INDEX IF NOT EXISTS spans_trace ON spans(trace_id, span_id);
 CREATE INDEX IF NOT EXISTS spans_span ON spans(span_id);
 CREATE INDEX IF NOT EXISTS spans_start ON spans(start_ns);
 CREATE INDEX IF NOT EXISTS spans_duration ON spans(duration_ns);
-CREATE INDEX IF NOT EXISTS spans_tool ON spans(tool_name, status);
+CREATE INDEX IF NOT EXISTS spans_tool ON spans(tool_name, status, start_ns)
+    WHERE tool_name IS NOT NULL;
 CREATE INDEX IF NOT EXISTS spans_name ON spans(name);
-CREATE INDEX IF NOT EXISTS spans_status ON spans(status, start_ns);
+CREATE INDEX IF NOT EXISTS spans_errors ON spans(start_ns) WHERE status = 'error';
 CREATE INDEX IF NOT EXISTS traces_start ON traces(start_ns);
 CREATE INDEX IF NOT EXISTS traces_duration ON traces(duration_ns);
 CREATE INDEX IF NOT EXISTS traces_errors ON traces(error_count);

@@ -1,0 +1,23 @@
+"""One read connection plus the aggregates several detectors (and check) share."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from halo_mcp.engine.triage.errors import Cluster, ClusterKey, error_clusters
+from halo_mcp.store import aggregates
+
+
+class AggregateContext:
+    """One read connection plus aggregates computed once and shared by the detectors."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.total = aggregates.trace_total(conn)
+        self._clusters: dict[ClusterKey, Cluster] | None = None
+
+    @property
+    def clusters(self) -> dict[ClusterKey, Cluster]:
+        if self._clusters is None:
+            self._clusters = error_clusters(self.conn)
+        return self._clusters

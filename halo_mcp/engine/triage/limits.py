@@ -1,0 +1,87 @@
+"""Runs stopped at a silent step limit: an agent's runs piling up at the top LLM-call count.
+
+(Limits that raise an error, such as MaxTurnsExceeded, are error clusters of category
+turn-limit; see errors.py.)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+from halo_mcp.engine.models import Severity
+from halo_mcp.engine.triage.models import Candidate, Measurement, TriageRule
+from halo_mcp.store import aggregates
+from halo_mcp.store.models import SpanFilter
+
+if TYPE_CHECKING:
+    from halo_mcp.engine.triage.context import AggregateContext
+
+#: Runs piled at the top LLM-call count that make it a step limit (see step_cap).
+STEP_CAP_MIN_TRACES = 5
+
+
+def step_cap(histogram: dict[int, int]) -> int | None:
+    """The number of LLM calls where an agent's runs pile up at the very top of their
+    distribution (a silent turn/step limit), or None. The top count must hold at least
+    STEP_CAP_MIN_TRACES runs, more than twice the runs of each of the two counts below, and
+    be at least twice the median count (a short agent that always ends after 3 calls by
+    design is not cut by a limit)."""
+    if not histogram:
+        return None
+    top = max(histogram)
+    at_top = histogram[top]
+    below = max(histogram.get(top - 1, 0), histogram.get(top - 2, 0))
+    half, seen, typical = sum(histogram.values()) / 2, 0, top
+    for calls in sorted(histogram):  # the median count, from the histogram
+        seen += histogram[calls]
+        if seen >= half:
+            typical = calls
+            break
+    if at_top >= STEP_CAP_MIN_TRACES and at_top > 2 * below and top >= max(5, 2 * typical):
+        return top
+    return None
+
+
+def step_cap_measure(
+    conn: sqlite3.Connection, agents: set[str], cap: int, total: int
+) -> Measurement:
+    """The traces where one of `agents` made at least `cap` LLM calls."""
+    m = Measurement(set(), 0, traces_in_scope=total)
+    for trace_id, agent, calls in aggregates.llm_calls_per_agent(conn):
+        if agent in agents and calls >= cap:
+            m.add(trace_id, calls, None, f"{agent}: {calls} LLM calls")
+    return m
+
+
+def step_cap_items(ctx: AggregateContext) -> list[Candidate]:
+    histograms: dict[str, dict[int, int]] = {}
+    for _, agent, calls in aggregates.llm_calls_per_agent(ctx.conn):
+        hist = histograms.setdefault(agent, {})
+        hist[calls] = hist.get(calls, 0) + 1
+    by_cap: dict[int, list[str]] = {}
+    for agent, hist in sorted(histograms.items()):
+        cap = step_cap(hist)
+        if cap is not None:
+            by_cap.setdefault(cap, []).append(agent)
+    out = []
+    for cap, agents in sorted(by_cap.items()):
+        m = step_cap_measure(ctx.conn, set(agents), cap, ctx.total)
+        names = ", ".join(agents)
+        out.append(
+            Candidate(
+                category="turn-limit",
+                severity=Severity.high,
+                title=f"Runs stop at exactly {cap} LLM calls ({names}): a step limit",
+                description=(
+                    f"In {len(m.traces)} traces {names} made exactly {cap} successful LLM "
+                    "calls, the most any run made, and far more runs end there than just "
+                    "below: these runs were cut by a turn/step limit."
+                ),
+                rule=TriageRule(kind="step_cap", min_count=cap, names=agents),
+                matcher=SpanFilter(kind=["llm"], agent=agents[0]) if len(agents) == 1 else None,
+                exact=False,
+                measure=m,
+            )
+        )
+    return out

@@ -1,0 +1,57 @@
+"""Loops: one tool called at least MIN_REPEATS times with identical input in a trace."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+from halo_mcp.engine.models import Severity
+from halo_mcp.engine.triage.models import Candidate, Measurement, TriageRule
+from halo_mcp.store import aggregates
+from halo_mcp.store.models import SpanFilter
+
+if TYPE_CHECKING:
+    from halo_mcp.engine.triage.context import AggregateContext
+
+#: Identical calls of one tool in one trace that make a loop.
+MIN_REPEATS = 3
+
+
+def loops(conn: sqlite3.Connection, min_repeats: int, total: int) -> dict[str, Measurement]:
+    """Per tool: the traces where it got identical input at least `min_repeats` times."""
+    out: dict[str, Measurement] = {}
+    errors: dict[str, int] = {}
+    for trace_id, tool, calls, error_calls, span_ids in aggregates.repeated_calls(
+        conn, min_repeats
+    ):
+        m = out.setdefault(tool, Measurement(set(), 0, traces_in_scope=total))
+        errors[tool] = errors.get(tool, 0) + (error_calls or 0)
+        first = (span_ids or "").split(" ")[0] or None
+        m.add(trace_id, calls, first, f"{tool} called {calls} times with identical input")
+    for tool, m in out.items():
+        m.all_errors = errors.get(tool, 0) == m.spans
+    return out
+
+
+def loop_items(ctx: AggregateContext) -> list[Candidate]:
+    out = []
+    for tool, m in loops(ctx.conn, MIN_REPEATS, ctx.total).items():
+        all_errors = m.all_errors
+        out.append(
+            Candidate(
+                category="loop",
+                severity=Severity.high,
+                title=f"Loop: {tool} called >= {MIN_REPEATS} times with identical input",
+                description=(
+                    f"In {len(m.traces)} traces the agent calls {tool} at least {MIN_REPEATS} "
+                    f"times with the same input ({m.spans} calls in all"
+                    + (", every one of them failing" if all_errors else "")
+                    + "): it repeats instead of changing course."
+                ),
+                rule=TriageRule(kind="repeated_call", tool_name=tool, min_count=MIN_REPEATS),
+                matcher=SpanFilter(kind=["tool"], tool_name=tool, errors_only=all_errors),
+                exact=False,
+                measure=m,
+            )
+        )
+    return out

@@ -1,0 +1,88 @@
+"""Tools by failure rate, and an item for a tool whose errors span several signatures
+(with one signature, its error cluster already says it)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+from halo_mcp.engine.models import Severity
+from halo_mcp.engine.triage.models import (
+    EXAMPLES,
+    Candidate,
+    Measurement,
+    ToolFailure,
+    TriageRule,
+    evidence,
+)
+from halo_mcp.store import aggregates
+from halo_mcp.store.models import SpanFilter
+
+if TYPE_CHECKING:
+    from halo_mcp.engine.triage.context import AggregateContext
+
+
+def tool_failures(conn: sqlite3.Connection) -> list[ToolFailure]:
+    """Every tool with its calls, failures and traces with failures, worst first."""
+    traces = aggregates.tool_error_traces(conn)
+    rows = conn.execute(
+        "SELECT tool_name, COUNT(*), SUM(status = 'error') FROM spans "
+        "WHERE tool_name IS NOT NULL GROUP BY tool_name"
+    ).fetchall()
+    tools = [
+        ToolFailure(
+            name=name,
+            calls=calls,
+            errors=errors or 0,
+            failure_rate=round((errors or 0) / calls, 4) if calls else 0.0,
+            traces_with_errors=traces.get(name, 0),
+        )
+        for name, calls, errors in rows
+    ]
+    tools.sort(key=lambda t: (-t.failure_rate, -t.errors, t.name))
+    return tools
+
+
+def tool_items(ctx: AggregateContext, tools: list[ToolFailure]) -> list[Candidate]:
+    """A tool's overall failure rate, only when its errors span several signatures (else the
+    error cluster already says it)."""
+    per_tool: dict[str, int] = {}
+    for _, tool, _ in ctx.clusters:
+        if tool:
+            per_tool[tool] = per_tool.get(tool, 0) + 1
+    out = []
+    for tool in tools:
+        if tool.errors == 0 or per_tool.get(tool.name, 0) < 2:
+            continue
+        traces = {
+            r[0]
+            for r in ctx.conn.execute(
+                "SELECT DISTINCT trace_id FROM spans WHERE tool_name = ? AND status = 'error'",
+                (tool.name,),
+            )
+        }
+        examples = [
+            evidence(t, s, m)
+            for t, s, m in ctx.conn.execute(
+                "SELECT trace_id, span_id, error_message FROM spans WHERE tool_name = ? AND "
+                "status = 'error' LIMIT ?",
+                (tool.name, EXAMPLES),
+            )
+        ]
+        out.append(
+            Candidate(
+                category="tool-error",
+                severity=Severity.high if tool.failure_rate >= 0.1 else Severity.medium,
+                title=f"Tool {tool.name} fails in {tool.failure_rate:.1%} of its calls",
+                description=(
+                    f"{tool.errors} of {tool.calls} calls of {tool.name} fail, in "
+                    f"{len(traces)} traces, with {per_tool[tool.name]} different error "
+                    "signatures."
+                ),
+                rule=TriageRule(kind="matcher"),
+                matcher=SpanFilter(kind=["tool"], tool_name=tool.name, errors_only=True),
+                exact=True,
+                measure=Measurement(traces, tool.errors, examples),
+            )
+        )
+    return out
