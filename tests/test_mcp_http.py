@@ -3,7 +3,7 @@ request size limit, trace paths confined to the roots, and runs private to each 
 
 from __future__ import annotations
 
-import httpx
+import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -59,7 +59,7 @@ def client(url: str, token: str, mode: str = "auto") -> Client:
 
 
 async def test_a_request_without_a_valid_token_is_refused_with_401(url):
-    async with httpx.AsyncClient() as http:
+    async with httpx2.AsyncClient() as http:
         missing = await http.post(url, json=INIT, headers=ACCEPT)
         wrong = await http.post(
             url, json=INIT, headers={**ACCEPT, "Authorization": "Bearer not-the-token"}
@@ -74,7 +74,7 @@ async def test_a_request_without_a_valid_token_is_refused_with_401(url):
 
 async def test_a_foreign_host_or_origin_is_refused_even_with_a_token(url):
     auth = {**ACCEPT, "Authorization": f"Bearer {TOKEN_A}"}
-    async with httpx.AsyncClient() as http:
+    async with httpx2.AsyncClient() as http:
         host = await http.post(url, json=INIT, headers={**auth, "Host": "evil.example:8765"})
         origin = await http.post(url, json=INIT, headers={**auth, "Origin": "http://evil.example"})
     assert host.status_code == 421
@@ -83,7 +83,7 @@ async def test_a_foreign_host_or_origin_is_refused_even_with_a_token(url):
 
 async def test_an_oversized_request_body_is_refused_with_413(url):
     big = {**INIT, "params": {**INIT["params"], "padding": "x" * 100_000}}
-    async with httpx.AsyncClient() as http:
+    async with httpx2.AsyncClient() as http:
         response = await http.post(
             url, json=big, headers={**ACCEPT, "Authorization": f"Bearer {TOKEN_A}"}
         )

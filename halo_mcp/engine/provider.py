@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-import httpx
+import httpx2
 import openai
 
 from halo_mcp.engine.errors import NoApiKeyError, ProviderError
@@ -283,9 +283,9 @@ class ChatProvider:
                     _absorb(result, chunk, relay)
             finally:
                 await stream.close()
-        except (openai.APITimeoutError, httpx.TimeoutException):
+        except (openai.APITimeoutError, httpx2.TimeoutException):
             raise _Retryable(f"timed out after {self.settings.request_timeout_s:g}s") from None
-        except (openai.APIConnectionError, httpx.TransportError) as exc:
+        except (openai.APIConnectionError, httpx2.TransportError) as exc:
             raise _Retryable(f"connection error: {_cause(exc)}") from None
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
@@ -413,7 +413,7 @@ def _backoff(failures: int, retry_after: float | None) -> float:
     return ceiling * random.uniform(0.5, 1.0)
 
 
-def _retry_after(response: httpx.Response | None) -> float | None:
+def _retry_after(response: httpx2.Response | None) -> float | None:
     """Seconds from retry-after-ms, or Retry-After as seconds or an HTTP date."""
     if response is None:
         return None

@@ -8,11 +8,11 @@ cheaply, and nothing outlives the slice: memory is bounded by the slice size.
 from __future__ import annotations
 
 import hashlib
-import re
 import zlib
 from dataclasses import dataclass, field
 
 from halo_mcp.store.formats import BadLineError, detect_format, parse_line, span_payload
+from halo_mcp.store.formats.lines import parsed_object
 
 BOM = b"\xef\xbb\xbf"
 _KIND = 4  # ROW_FIELDS index of "kind"
@@ -37,29 +37,40 @@ class SliceResult:
     groups: dict[tuple, list[int]] = field(default_factory=dict)
 
 
-_FLAT_INPUT = re.compile(
-    rb'"(?:input\.value|gen_ai\.tool\.call\.arguments)":\s*"((?:[^"\\]|\\.)*)"'
-)
+_FLAT_INPUT_KEYS = ("input.value", "gen_ai.tool.call.arguments")
+
+
+def _flat_input(line: bytes) -> str | None:
+    """A HALO flat span's input string, read from the JSON parse_line just made (no second
+    parse); None when the line has another shape (the payload reader then decides)."""
+    obj = parsed_object(line)
+    if type(obj) is not dict:
+        return None
+    attrs = obj.get("attributes")
+    if type(attrs) is not dict:
+        return None
+    for key in _FLAT_INPUT_KEYS:
+        value = attrs.get(key)
+        if value is None or value == "":
+            continue
+        return value if type(value) is str else None
+    return None
 
 
 def input_hash(line: bytes, span_id: str) -> int | None:
     """A 63-bit hash of a tool span's input (arguments), so identical calls group in SQL.
 
-    A one-span line is hashed on the raw JSON string of its input attribute (no second
-    parse); other shapes go through the format layer's payload reader."""
-    data: bytes | None = None
-    match = _FLAT_INPUT.search(line)
-    if match is not None and line.count(b'"span_id"', 0, 4096) == 1:
-        data = match.group(1)
-    else:
+    The hash is over the decoded input text, the same whichever path reads it: a HALO
+    flat line's string attribute directly, other shapes through the payload reader."""
+    value = _flat_input(line)
+    if value is None:
         try:
             value = span_payload(line, span_id).input
         except Exception:
             return None
-        if value is not None:
-            data = value.encode("utf-8", "surrogatepass")
-    if data is None:
-        return None
+        if value is None:
+            return None
+    data = value.encode("utf-8", "surrogatepass")
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") >> 1
 
 
@@ -88,7 +99,7 @@ def parse_block(data: bytes, base_offset: int, keep_raw: bool = False) -> SliceR
         if base_offset + start == 0 and data.startswith(BOM):
             start += 3
         line = data[start:stop]
-        if not line.strip():
+        if line[:1] != b"{" and not line.strip():  # strip() copies: only for odd lines
             continue
         try:
             parsed = parse_line(line)

@@ -183,6 +183,13 @@ def walk_line(line: bytes | str) -> list[Entry]:
     return out
 
 
+def parsed_object(line: bytes | str) -> Any:
+    """The JSON parse_line made of this very line object (identity), else None: lets the
+    caller read more of the line without parsing it twice."""
+    last_line, last_obj = _last_parsed
+    return last_obj if last_line is line and last_obj is not _BLANK else None
+
+
 def _row(flavor: str, item: Any, context: Any) -> tuple:
     if flavor == SPAN:
         return span_row(item, None, False)
