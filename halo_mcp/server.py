@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mcp.server.mcpserver import MCPServer
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 
 from halo_mcp import __version__
 from halo_mcp.tools import analyze, findings, prompts, runs, spans, triage
 from halo_mcp.tools.analyze import engine_settings_factory
+from halo_mcp.tools.arguments import invalid_arguments
 from halo_mcp.tools.manager import RunManager
 from halo_mcp.tools.paths import normalize_roots
 from halo_mcp.tools.state import ServerState
@@ -133,6 +135,25 @@ class StaticTokenVerifier:
         return AccessToken(token="(redacted)", client_id=match, scopes=[])
 
 
+class HaloServer(MCPServer):
+    """MCPServer whose argument errors name the argument, what is allowed and the next step.
+
+    The SDK validates every call's arguments in one place and raises a ToolError caused by
+    pydantic's ValidationError; this is the one place to reword it for every tool.
+    """
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
+                raise
+            tool = self._tool_manager.get_tool(name)
+            schema = tool.parameters if tool is not None else None
+            raise invalid_arguments(name, cause, schema) from cause
+
+
 def _lifespan(settings: ServerSettings, roots: list[Path] | None):
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[ServerState]:
@@ -177,7 +198,7 @@ def create_server(settings: ServerSettings | None = None) -> MCPServer:
                 resource_server_url=None,
             ),
         }
-    server = MCPServer(
+    server = HaloServer(
         "halo-mcp",
         title="HALO trace analysis",
         description="Finds the systemic failure modes of an LLM agent harness in its traces.",

@@ -52,7 +52,19 @@ def test_noise_and_tiny_changes_on_huge_samples_are_unchanged():
     assert decide(prev(29, 300), prev(38, 300)).verdict == "unchanged"  # not significant
     tiny = decide(prev(100_000, 1_000_000), prev(95_000, 1_000_000))  # significant, only 5%
     assert tiny.p_value < 0.05 and tiny.verdict == "unchanged"
-    assert decide(prev(0, 300), prev(0, 500)).verdict == "unchanged"
+
+
+def test_a_matcher_that_matched_nothing_before_is_unknown_not_unchanged():
+    decision = decide(prev(0, 260), prev(0, 50))
+    assert decision.verdict == "unknown" and decision.p_value is None
+    assert "matched nothing in the baseline (0/260 traces)" in decision.reason
+    assert "nothing to compare" in decision.reason
+
+
+def test_a_few_matches_appearing_from_nothing_are_inconclusive_many_are_worse():
+    few = decide(prev(0, 300), prev(1, 300))
+    assert few.verdict == "inconclusive" and "matched nothing in the baseline" in few.reason
+    assert decide(prev(0, 300), prev(30, 300)).verdict == "worse"
 
 
 def test_no_baseline_or_no_new_traces_is_unknown():
@@ -148,6 +160,8 @@ def test_findings_of_a_stored_run_are_checked_by_their_matchers(releases, tmp_pa
         _engine_finding(run.id, "loop", loop.matcher, prev(loop.planted_traces, 400)),
         _engine_finding(run.id, "bad-path", arg.matcher, prev(arg.planted_traces, 400)),
         _engine_finding(run.id, "no-matcher", None, prev(5, 400)),
+        # unverified: its matcher selected nothing when the run verified it
+        _engine_finding(run.id, "matches-nothing", {"tool_name": "no_such_tool"}, prev(0, 400)),
         triage_item.model_copy(update={"run_id": run.id}),  # a triage item saved as a Finding
     ]
     run.status, run.finished_at = RunStatus.finished, datetime.now(timezone.utc)
@@ -161,6 +175,8 @@ def test_findings_of_a_stored_run_are_checked_by_their_matchers(releases, tmp_pa
     assert verdicts["f_bad-path"].still_matching[0].span_id
     assert verdicts["f_no-matcher"].verdict == "unknown"
     assert "no matcher" in verdicts["f_no-matcher"].reason
+    nothing = verdicts["f_matches-nothing"]
+    assert nothing.verdict == "unknown" and "matched nothing in the baseline" in nothing.reason
     turn = verdicts[triage_item.id]
     assert turn.method == "error_cluster" and turn.verdict == "unchanged"
     assert report.run_id == run.id

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from halo_mcp.engine import NoApiKeyError, RunStatus, RunStore, run_analysis, stream_run
-from halo_mcp.engine.events import AgentFinished, RunFinished
+from halo_mcp.engine.events import AgentFinished, AgentStarted, ProgressUpdate, RunFinished
 from halo_mcp.engine.prompts import SYNTHESIS_PROMPT
 from halo_mcp.engine.settings import EngineSettings
 from tests.engine_helpers import (
@@ -56,6 +56,67 @@ async def test_one_parallel_slot_does_not_deadlock_parents_waiting_on_children(e
     assert run.status == RunStatus.finished
     last_root = [r for r in server.chat_requests if is_root(r.json)][-1]
     assert {"one done", "two done"} <= {m.split("\n", 1)[1] for m in tool_messages(last_root)}
+
+
+async def test_max_parallel_bounds_the_sub_agents_running_at_once(engine_env, traces):
+    server = engine_env.server
+    ids = error_span(traces, engine_env.cache_dir)
+    tasks = [f"TASK{n}" for n in range(1, 6)]
+    for task in tasks:
+        server.route(
+            lambda r, task=task: is_sub(r, task),
+            [tool_call("get_overview", {}), reply(f"{task} done")],
+        )
+    server.route(
+        is_root,
+        [tool_calls([("delegate", {"task": t}) for t in tasks]), _submit(*ids)],
+    )
+    running: set[str] = set()
+    most = 0
+    finished: list[str] = []
+    messages: list[str] = []
+    settings = engine_env.settings(max_parallel=2)
+    async for event in stream_run([traces], "x", settings):
+        if isinstance(event, ProgressUpdate):
+            messages.append(event.progress.message)
+        if isinstance(event, AgentStarted) and event.depth > 0:
+            running.add(event.agent_id)
+            most = max(most, len(running))
+        elif isinstance(event, AgentFinished) and event.agent_id != "root":
+            running.discard(event.agent_id)
+            finished.append(event.summary)
+        last = event
+
+    assert isinstance(last, RunFinished)
+    assert most == 2  # both slots used, never a third sub-agent
+    assert sorted(finished) == [f"{t} done" for t in tasks]
+    assert any("waiting for a slot" in m for m in messages)  # the others queued, visibly
+    last_root = [r for r in server.chat_requests if is_root(r.json)][-1]
+    assert len(tool_messages(last_root)) == 5
+
+
+async def test_one_slot_and_nested_delegation_at_max_depth_does_not_deadlock(engine_env, traces):
+    server = engine_env.server
+    ids = error_span(traces, engine_env.cache_dir)
+    server.route(lambda r: is_sub(r, "INNER-A"), [reply("a done")])
+    server.route(lambda r: is_sub(r, "INNER-B"), [reply("b done")])
+    server.route(
+        lambda r: is_sub(r, "OUTER"),
+        [
+            tool_calls([("delegate", {"task": "INNER-A"}), ("delegate", {"task": "INNER-B"})]),
+            reply("outer done with a and b"),
+        ],
+    )
+    server.route(is_root, [tool_call("delegate", {"task": "OUTER"}), _submit(*ids)])
+    events = [
+        e async for e in stream_run([traces], "x", engine_env.settings(max_parallel=1, max_depth=2))
+    ]
+
+    assert isinstance(events[-1], RunFinished)
+    depths = {e.agent_id: e.depth for e in events if isinstance(e, AgentStarted)}
+    assert depths == {"root": 0, "root.1": 1, "root.1.1": 2, "root.1.2": 2}
+    last_outer = [r for r in server.chat_requests if is_sub(r.json, "OUTER")][-1]
+    assert {"a done", "b done"} <= {m.split("\n", 1)[1] for m in tool_messages(last_outer)}
 
 
 async def test_sub_agents_at_the_depth_limit_cannot_delegate(engine_env, traces):

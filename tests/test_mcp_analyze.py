@@ -133,9 +133,10 @@ async def test_a_run_beyond_the_concurrency_limit_waits_in_the_queue(engine_env,
         await client.call_tool("cancel_run", {"run_id": first.structured_content["run_id"]})
 
 
-async def test_cancel_stops_a_running_analysis_and_is_recorded(engine_env, traces):
+@pytest.mark.parametrize("mode", MODES)
+async def test_cancel_stops_a_running_analysis_and_is_recorded(engine_env, traces, mode):
     engine_env.server.script([delay(5, then=reply("too late"))])
-    async with Client(create_server(settings())) as client:
+    async with Client(create_server(settings()), mode=mode) as client:
         started = await client.call_tool(
             "analyze_traces", {"trace_paths": [str(traces)], "wait_seconds": 0.3}
         )
@@ -169,12 +170,13 @@ async def test_a_finished_run_is_readable_from_a_new_server_process(engine_env, 
         assert len(status.structured_content["findings"]) == 1
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_no_credentials_is_an_error_that_says_which_variable_to_set(
-    engine_env, traces, monkeypatch
+    engine_env, traces, monkeypatch, mode
 ):
     monkeypatch.delenv("OPENAI_API_KEY")
     monkeypatch.delenv("OPENAI_BASE_URL")
-    async with Client(create_server(settings())) as client:
+    async with Client(create_server(settings()), mode=mode) as client:
         result = await client.call_tool("analyze_traces", {"trace_paths": [str(traces)]})
     assert result.is_error
     text = result.content[0].text
@@ -239,10 +241,11 @@ async def test_progress_messages_name_the_phase_and_the_agents_at_work(engine_en
     assert progress.messages[-1] == "finished: 1 findings"
 
 
-async def test_a_run_that_fails_says_why_and_what_to_do(engine_env, tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_run_that_fails_says_why_and_what_to_do(engine_env, tmp_path, mode):
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_text("this is not a trace\n")
-    async with Client(create_server(settings())) as client:
+    async with Client(create_server(settings()), mode=mode) as client:
         result = await client.call_tool(
             "analyze_traces", {"trace_paths": [str(garbage)], "wait_seconds": 30}
         )

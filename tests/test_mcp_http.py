@@ -125,6 +125,14 @@ async def test_each_token_sees_only_its_own_runs(engine_env, url, traces):
         assert finding.is_error
         cancel = await bob.call_tool("cancel_run", {"run_id": run["run_id"]})
         assert cancel.is_error
+        for run_id in (run["run_id"], "run_unknown"):  # a foreign id reads like an unknown one
+            check = await bob.call_tool(
+                "check_findings", {"trace_paths": [str(traces)], "run_id": run_id}
+            )
+            text = check.content[0].text
+            assert check.is_error and "You have no runs yet" in text and "list_runs" in text
+            assert text.count(run["run_id"]) == (run_id == run["run_id"])  # only as asked
+            assert str(engine_env.data_dir) not in text and ".sqlite" not in text
     owners = {token_owner(TOKEN_A), token_owner(TOKEN_B)}
     assert len(owners) == 2 and all(TOKEN_A not in o and TOKEN_B not in o for o in owners)
 

@@ -5,6 +5,7 @@ prompt and the instructions. None of this needs an LLM."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import pytest
 from mcp import Client
@@ -274,8 +275,9 @@ async def test_the_analyze_and_fix_prompt_walks_through_the_whole_loop(env, mode
     assert '"/data/t.jsonl"' in text
 
 
-async def test_resource_templates_for_reports_and_findings_are_listed(env):
-    async with Client(create_server(settings())) as client:
+@pytest.mark.parametrize("mode", MODES)
+async def test_resource_templates_for_reports_and_findings_are_listed(env, mode):
+    async with Client(create_server(settings()), mode=mode) as client:
         templates = (await client.list_resource_templates()).resource_templates
         assert {t.uri_template for t in templates} == {
             "halo://runs/{run_id}/report",
@@ -283,3 +285,31 @@ async def test_resource_templates_for_reports_and_findings_are_listed(env):
         }
         with pytest.raises(Exception, match="list_runs"):
             await client.read_resource("halo://runs/run_missing/report")
+
+
+def test_the_size_a_budget_measures_is_the_size_of_the_text_sent():
+    """Nulls count: a result's text is exactly the JSON its budget was measured on."""
+    from halo_mcp.tools.models import RunList, RunStatusResult
+    from halo_mcp.tools.results import dump, tool_result
+    from halo_mcp.tools.runs import status_result
+
+    status = status_result(
+        run_id="run_x",
+        status="running",
+        created_at=datetime.now(timezone.utc),
+        finished_at=None,
+        phase="exploring",
+        fraction=0.5,
+        message="",
+        usage={},
+        agents_running=1,
+        trace_paths=["/t.jsonl"],
+        prompt="why?",
+        findings=[],
+        error=None,
+    )
+    for model in (status, RunList(runs=[], more=False)):
+        sent = tool_result(model)
+        assert sent.content[0].text == dump(model)
+        assert json.loads(sent.content[0].text) == sent.structured_content
+    assert isinstance(status, RunStatusResult) and '"report_uri":null' in dump(status)

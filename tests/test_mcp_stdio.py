@@ -61,6 +61,19 @@ def test_serve_test_prints_one_health_line(env):
     assert "LLM credentials: MISSING" in line
 
 
+def test_serve_test_reports_a_server_that_fails_to_start_on_stderr(env, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "halo_mcp", "serve", "--test", "--root", str(tmp_path / "no")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    assert "FAILED to start over stdio" in done.stderr and "halo-mcp serve -v" in done.stderr
+    assert "is not a directory" in done.stderr  # the server's own error, also on stderr
+
+
 def test_a_bad_configuration_is_a_usage_error_on_stderr(env):
     done = subprocess.run(
         [sys.executable, "-m", "halo_mcp", "serve", "--http", "--host", "0.0.0.0"],

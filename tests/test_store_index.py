@@ -7,6 +7,7 @@ import gzip
 import json
 import multiprocessing
 import os
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -243,6 +244,8 @@ def test_parallel_build_gives_the_same_index_as_a_serial_one(tmp_path, monkeypat
     monkeypatch.setattr(index_module, "WORKERS", 2)
     with open_store([path], cache_dir=tmp_path / "parallel") as parallel:
         assert parallel.overview().model_dump() == expected
+        # Workers hand their rows over in scratch SQLite files, which are gone afterwards.
+        assert not [p for p in (tmp_path / "parallel").rglob("*") if ".w" in p.name]
         assert parallel.report.bad_line_examples[0].line == len(spans) + 1
         tree = parallel.trace_tree("p59")
         assert [n.span.span_id for n in tree.nodes] == ["p59-a", "p59-l", "p59-t"]
@@ -299,3 +302,25 @@ def test_an_unwritable_cache_dir_is_a_store_error_saying_what_to_do(tmp_path) ->
     blocker.write_text("a file where the cache dir should be")
     with pytest.raises(StoreError, match="HALO_CACHE_DIR"):
         open_store([path], cache_dir=blocker)
+
+
+def test_parser_workers_leave_ctrl_c_to_the_parent() -> None:
+    pool = index_module._pool()
+    try:
+        assert pool.submit(signal.getsignal, signal.SIGINT).result() == signal.SIG_IGN
+    finally:
+        pool.shutdown()
+
+
+def test_identical_tool_inputs_group_whatever_the_attribute_shape(tmp_path: Path) -> None:
+    args = '{"path": "/tmp/a b\\n", "quote": "say \\"hi\\""}'
+    flat = tool("r1", "r1-t1", "r1-a", 1, 2, "read", args=args)
+    nested = tool("r1", "r1-t2", "r1-a", 3, 4, "read")
+    del nested["attributes"]["input.value"]
+    nested["attributes"]["input"] = {"value": args}
+    other = tool("r1", "r1-t3", "r1-a", 5, 6, "read", args='{"path": "/tmp/other"}')
+    path = write(tmp_path / "r.jsonl", [agent("r1", "r1-a", "w"), flat, nested, other])
+    with open_store([path], cache_dir=tmp_path / "cache") as store:
+        repeats = store.repeated_tool_calls(min_repeats=2)
+    assert [(r.trace_id, r.tool_name, r.calls) for r in repeats] == [("r1", "read", 2)]
+    assert sorted(repeats[0].example_span_ids) == ["r1-t1", "r1-t2"]

@@ -316,3 +316,21 @@ def test_patterns_a_raw_scan_could_miss_are_tested_span_by_span(pattern: str) ->
     from halo_mcp.store.content import raw_safe
 
     assert raw_safe(pattern) is None
+
+
+def test_a_search_within_one_trace_does_not_scan_the_whole_file(store, monkeypatch) -> None:
+    def no_scan(*args, **kwargs):
+        raise AssertionError("the whole file was scanned for a search within one trace")
+
+    monkeypatch.setattr("halo_mcp.store.content.matching_lines", no_scan)
+    result = store.search("(?i)TIMEOUT after", filter=SpanFilter(trace_ids=["t2"]))
+    assert result.spans_matched == 3
+    assert {m.trace_id for m in result.matches} == {"t2"}
+    assert store.search("timeout after", filter=SpanFilter(trace_ids=["t1"])).matches == []
+
+
+def test_a_leading_case_flag_still_allows_the_fast_raw_scan() -> None:
+    from halo_mcp.store.content import raw_safe
+
+    assert raw_safe("(?i)timed out|rate limit") == raw_safe("timed out|rate limit") is not None
+    assert raw_safe("(?s)timed out") is None

@@ -30,7 +30,20 @@ def test_triage_prints_ranked_items_without_any_api_key(env, capsys):
     out = capsys.readouterr().out
     assert "no LLM" in out and "250 traces" in out
     assert "loop" in out and "turn-limit" in out and "Tools by failure rate" in out
-    assert "halo-mcp check" in out
+    assert "halo-mcp check" in out and "[triage-rule]" not in out
+
+
+def test_a_triage_item_shown_as_text_explains_its_rule_without_the_json(env):
+    from halo_mcp.cli.runview import render_finding
+    from halo_mcp.engine.triage import run_triage
+    from halo_mcp.store import open_store
+
+    with open_store([env / "old.jsonl"], cache_dir=env / "cache") as store:
+        loop = next(i for i in run_triage(store).items if i.category == "loop")
+    text = render_finding(loop)
+    assert "[triage-rule]" not in text and '"repeated_call"' not in text
+    assert "Counted by the triage rule: traces where" in text
+    assert "The matcher only selects the scope" in text  # the description, in full
 
 
 def test_a_saved_triage_is_checked_against_new_traces(env, capsys):

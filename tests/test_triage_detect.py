@@ -8,12 +8,15 @@ import math
 
 import pytest
 
+from halo_mcp.engine.check import check_findings
 from halo_mcp.engine.triage import (
     RULE_TAG,
     outlier_threshold,
+    readable_validation,
     rule_of,
     run_triage,
     signature_regex,
+    split_validation,
     step_cap,
     triage_summary,
 )
@@ -119,6 +122,43 @@ def test_symptoms_get_their_categories_and_are_ranked_by_rate_times_severity(pla
     assert "without a final answer" in turn.description  # merged: same traces
     failing = [t.name for t in report.tools if t.errors]
     assert failing == ["http_get", "read_file"]  # by failure rate
+
+
+def test_a_loop_item_says_its_matcher_is_the_scope_and_the_rule_counts_the_loop(planted):
+    _, store, report = planted
+    loop = next(i for i in report.items if i.category == "loop")
+    tool = loop.matcher.tool_name
+    scope = f"every {'failing ' if loop.matcher.errors_only else ''}call of tool {tool}"
+    loop_rule = f"traces where {tool} is called at least 3 times with identical input"
+    assert f"The matcher only selects the scope ({scope})" in loop.description
+    assert f"the count ({loop_rule}) is computed by the triage rule" in loop.description
+    note = loop.verification_notes[-1]
+    assert f"selects the scope only: {scope}" in note and "`halo-mcp check`" in note
+    # the scope holds at least the counted traces and spans; check recounts with the rule
+    counted = store.count(loop.matcher)
+    assert counted.traces >= loop.prevalence.traces_matched
+    assert counted.spans >= loop.prevalence.spans_matched
+    result = check_findings([loop], store).results[0]
+    assert result.method == "repeated_call" and result.after == loop.prevalence
+
+
+def test_the_rule_json_stays_out_of_the_readable_validation(planted):
+    _, _, report = planted
+    for item in report.items:
+        readable = readable_validation(item.validation)
+        assert RULE_TAG not in readable and '{"kind"' not in readable, item.title
+        assert readable.startswith("After the fix, collect new traces")
+        assert "Counted by the triage rule: " in readable
+        assert split_validation(item.validation) == (
+            item.validation.split(RULE_TAG)[0].rstrip(),
+            rule_of(item),
+        )
+    loop = next(i for i in report.items if i.category == "loop")
+    assert readable_validation(loop.validation).endswith(
+        f"Counted by the triage rule: traces where {loop.matcher.tool_name} is called at "
+        "least 3 times with identical input."
+    )
+    assert readable_validation("Count the matcher again.") == "Count the matcher again."
 
 
 def test_the_summary_is_bounded_and_names_every_item(planted):

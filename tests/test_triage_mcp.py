@@ -100,3 +100,17 @@ async def test_check_findings_of_a_finished_run(env):
     assert checked["still_matching"]
     assert missing.is_error and "run_nope" in missing.content[0].text
     assert neither.is_error and "baseline_paths" in neither.content[0].text
+
+
+async def test_checking_a_run_without_findings_says_what_to_check_instead(env):
+    runs = RunStore(env / "data")
+    run = runs.create("why?", [str(env / "old.jsonl")], {})
+    run.status = RunStatus.finished
+    runs.save(run)
+    async with Client(server()) as client:
+        result = await client.call_tool(
+            "check_findings", {"trace_paths": [str(env / "new.jsonl")], "run_id": run.id}
+        )
+    text = result.content[0].text
+    assert result.is_error and f"run {run.id} has no findings" in text
+    assert "list_runs" in text and "baseline_paths" in text

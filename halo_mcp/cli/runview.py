@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from halo_mcp.cli.output import table
 from halo_mcp.cli.progress import format_elapsed, format_tokens
 from halo_mcp.engine.models import Finding, RunRecord
+from halo_mcp.engine.triage.describe import readable_validation
 from halo_mcp.store.textlimit import clip
 
 #: Longest excerpt shown per evidence item in `show FINDING_ID`.
@@ -89,7 +90,7 @@ def render_finding(finding: Finding) -> str:
         "",
         "## How to validate",
         "",
-        finding.validation,
+        readable_validation(finding.validation),
     ]
     if finding.matcher is not None:
         matcher = finding.matcher.model_dump_json(exclude_none=True, exclude_defaults=True)

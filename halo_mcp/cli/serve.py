@@ -21,7 +21,7 @@ DEFAULT_PORT = 8765
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve",
-        help="run the MCP server (stdio; --http for Streamable HTTP)",
+        help="Run the MCP server over stdio, or Streamable HTTP with --http.",
         description=(
             "Serve halo-mcp's tools over MCP. Over stdio (the default) stdout carries only the "
             "protocol and logs go to stderr. With --http, clients connect to "
@@ -147,10 +147,23 @@ def self_test(args: argparse.Namespace) -> int:
     try:
         line, ok = anyio.run(_probe, _server_args(args))
     except Exception as exc:  # the server did not start or did not answer
-        print(f"halo-mcp serve: FAILED to start over stdio: {exc!r}")
+        print(
+            f"halo-mcp serve: FAILED to start over stdio: {_leaf(exc)!r}. Run `halo-mcp serve "
+            "-v` (with the same flags) to see the server's own error on stderr.",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     print(line)
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real error inside (possibly nested) exception groups."""
+    inner = getattr(exc, "exceptions", None)  # ExceptionGroup (3.11+) or anyio's on 3.10
+    while isinstance(inner, (list, tuple)) and inner and isinstance(inner[0], BaseException):
+        exc = inner[0]
+        inner = getattr(exc, "exceptions", None)
+    return exc
 
 
 async def _probe(server_args: list[str]) -> tuple[str, bool]:

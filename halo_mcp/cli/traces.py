@@ -42,12 +42,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--kind", action="append", help="agent, llm, tool, chain, guardrail, other (repeatable)."
     )
     query.add_argument("--errors", action="store_true", help="Only spans with error status.")
-    query.add_argument("--service")
-    query.add_argument("--agent")
-    query.add_argument("--model")
+    query.add_argument("--service", help="Service name (service.name), exact.")
+    query.add_argument("--agent", help="Name of the agent that ran the span, exact.")
+    query.add_argument("--model", help="LLM model name, exact.")
     query.add_argument("--tool", help="Tool name, exact.")
-    query.add_argument("--min-duration-ms", type=float)
-    query.add_argument("--max-duration-ms", type=float)
+    query.add_argument(
+        "--min-duration-ms", type=float, metavar="MS", help="Spans lasting at least MS ms."
+    )
+    query.add_argument(
+        "--max-duration-ms", type=float, metavar="MS", help="Spans lasting at most MS ms."
+    )
     query.add_argument("--since", help="Spans starting at or after this ISO-8601 time.")
     query.add_argument("--until", help="Spans starting before this ISO-8601 time.")
     query.add_argument(
@@ -57,12 +61,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     query.add_argument(
         "--sort",
         default="start_time",
-        help="start_time, -start_time, duration, -duration, tokens, -tokens.",
+        help="Order: start_time, -start_time, duration, -duration, tokens, -tokens ('-' for "
+        "descending; default start_time).",
     )
-    query.add_argument("--limit", type=int, default=20)
+    query.add_argument(
+        "--limit", type=int, default=20, metavar="N", help="Spans per page, 1-10000 (default 20)."
+    )
     query.add_argument("--cursor", help="The next-page cursor printed by the previous call.")
-    query.add_argument("--fields", help="Comma-separated fields (see the error for the list).")
-    query.add_argument("--max-chars", type=int, default=2000, help="Cut strings at N chars.")
+    query.add_argument(
+        "--fields",
+        metavar="F1,F2",
+        help="Comma-separated span fields to show; valid: "
+        # halo_mcp.store.models.SPAN_FIELDS, spelled out to keep `--help` fast
+        "trace_id, span_id, parent_span_id, name, kind, status, error_message, start_time, "
+        "duration_ms, service, agent, model, tool_name, input_tokens, output_tokens, "
+        "session_id, source, input, output, attributes, events (default: all but service, "
+        "session_id, source and the content fields input, output, attributes, events).",
+    )
+    query.add_argument(
+        "--max-chars",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="Cut each string at N chars (default 2000).",
+    )
     query.set_defaults(handler=run_query)
 
 

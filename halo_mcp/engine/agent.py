@@ -6,8 +6,11 @@ tool, arguments failing the schema, a store error) returns to the model as a too
 can fix. The root ends the run with submit_findings; a sub-agent ends by replying with
 its report. Out of turns, the agent is asked once more with tools disabled.
 
-Concurrency: `state.limiter` (max_parallel) bounds in-flight provider calls only, never
-held while a parent waits for its children, so delegation cannot deadlock.
+Concurrency: at most `max_parallel` sub-agents run at once. A sub-agent takes one of
+`state.agent_slots` when it starts and gives it back when it ends; a parent gives its slot
+back while it waits on its children and takes it again after, so nesting cannot deadlock
+(even with one slot). The root holds no slot. `state.limiter` bounds provider calls in
+flight (see RunState); it is never held while waiting on children either.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from halo_mcp.engine.errors import EngineError
 from halo_mcp.engine.events import AgentFinished, AgentStarted, TextDelta, ToolCalled, ToolResult
 from halo_mcp.engine.excgroups import first_error
 from halo_mcp.engine.findings import parse_drafts, parse_final_json, verify
+from halo_mcp.engine.models import Finding
 from halo_mcp.engine.provider import ContextLengthError, InvalidRequestError
 from halo_mcp.engine.schemas import parse_arguments, tool_schema
 from halo_mcp.engine.state import RunState, SubReport
@@ -119,25 +123,31 @@ class Agent:
         self.done = False
         self.report = ""
         self.compactions = 0
+        self.holds_slot = False
 
     # ------------------------------------------------------------------- loop
 
     async def run(self) -> str:
+        """Wait for a slot (sub-agents), run the loop, give the slot back."""
         s = self.state
-        s.agents_running += 1
         s.agents_started += 1
         if not self.is_root:
+            s.sub_agents_waiting += 1
+            try:
+                await self._take_slot()
+            finally:
+                s.sub_agents_waiting -= 1
+        try:
+            return await self._run_with_slot()
+        finally:
+            self._give_slot()
+
+    async def _run_with_slot(self) -> str:
+        s = self.state
+        s.agents_running += 1
+        if not self.is_root:
             s.sub_agents_running += 1
-        s.emit(
-            AgentStarted(
-                run_id=s.run_id,
-                agent_id=self.agent_id,
-                parent_agent_id=self.parent_id,
-                depth=self.depth,
-                task=clip(self.task, 1000)[0],
-            )
-        )
-        s.report_progress()
+        self._emit_lifecycle(started=True)
         try:
             with telemetry.agent_span(self):  # an invoke_agent span when telemetry is on
                 await self._loop()
@@ -145,17 +155,26 @@ class Agent:
             s.agents_running -= 1
             if not self.is_root:
                 s.sub_agents_running -= 1
-            s.emit(
-                AgentFinished(
-                    run_id=s.run_id,
-                    agent_id=self.agent_id,
-                    parent_agent_id=self.parent_id,
-                    turns=self.turns,
-                    summary=clip(self.report, 500)[0],
-                )
-            )
-            s.report_progress()
+            self._emit_lifecycle(started=False)
         return self.report
+
+    def _emit_lifecycle(self, *, started: bool) -> None:
+        s = self.state
+        who = self._who()
+        if started:
+            s.emit(AgentStarted(**who, depth=self.depth, task=clip(self.task, 1000)[0]))
+        else:
+            s.emit(AgentFinished(**who, turns=self.turns, summary=clip(self.report, 500)[0]))
+        s.report_progress()
+
+    async def _take_slot(self) -> None:
+        await self.state.agent_slots.acquire()
+        self.holds_slot = True
+
+    def _give_slot(self) -> None:
+        if self.holds_slot:
+            self.holds_slot = False
+            self.state.agent_slots.release()
 
     async def _loop(self) -> None:
         max_turns = self.state.settings.max_turns
@@ -212,10 +231,7 @@ class Agent:
             pass
         drafts, problems = parse_drafts(items)
         for draft in drafts:
-            finding = await anyio.to_thread.run_sync(
-                functools.partial(verify, s.tools.store, draft, s.run_id)
-            )
-            s.accept(finding, self.agent_id, self.parent_id)
+            await self._verify_and_accept(draft)
         if problems:
             s.unstructured_final = "\n".join(problems)
         self.report = s.summary
@@ -252,14 +268,7 @@ class Agent:
                     raise
 
     def _on_text(self, text: str) -> None:
-        self.state.emit(
-            TextDelta(
-                run_id=self.state.run_id,
-                agent_id=self.agent_id,
-                parent_agent_id=self.parent_id,
-                text=text,
-            )
-        )
+        self.state.emit(TextDelta(**self._who(), text=text))
 
     async def _maybe_compact(self) -> None:
         if estimate_tokens(self.messages) > self.state.settings.context_budget_tokens:
@@ -284,6 +293,10 @@ class Agent:
     async def _run_tools(self, calls: list[Any]) -> list[dict[str, Any]]:
         results: list[str] = [""] * len(calls)
         delegates = 0
+        # A parent waiting on its children lends them its slot (no deadlock when nested).
+        waits = self.holds_slot and any(call.name == "delegate" for call in calls)
+        if waits:
+            self._give_slot()
         async with anyio.create_task_group() as tg:
             for i, call in enumerate(calls):
                 over = False
@@ -291,6 +304,8 @@ class Agent:
                     delegates += 1
                     over = delegates > MAX_DELEGATES_PER_TURN
                 tg.start_soon(self._run_one, i, call, results, over)
+        if waits:
+            await self._take_slot()
         return [
             {"role": "tool", "tool_call_id": call.id, "content": results[i]}
             for i, call in enumerate(calls)
@@ -298,44 +313,42 @@ class Agent:
 
     async def _run_one(self, i: int, call: Any, results: list[str], over: bool) -> None:
         s = self.state
-        s.emit(
-            ToolCalled(
-                run_id=s.run_id,
-                agent_id=self.agent_id,
-                parent_agent_id=self.parent_id,
-                tool=clip(call.name or "", 100)[0],
-                arguments=clip(call.arguments or "", EVENT_ARG_CHARS)[0],
-                turn=self.turns,
-            )
-        )
-        if over:
-            text, is_error = (
-                f"at most {MAX_DELEGATES_PER_TURN} delegate calls per reply; this one was "
-                "not started. Combine tasks or delegate it next turn.",
-                True,
-            )
-        else:
-            with telemetry.tool_span(call.name, call.id, call.arguments) as span:
-                text, is_error = await self._dispatch(call.name, call.arguments)
-                text = self._bounded(call.name, text)
-                if is_error:
-                    text = "ERROR: " + text
-                span.result(text, is_error)
-        if over:
-            text = self._bounded(call.name, "ERROR: " + text)
+        tool = clip(call.name or "", 100)[0]
+        arguments = clip(call.arguments or "", EVENT_ARG_CHARS)[0]
+        s.emit(ToolCalled(**self._who(), tool=tool, arguments=arguments, turn=self.turns))
+        text, is_error = await self._result_of(call, over)
         results[i] = text
-        first = result_summary(call.name, text)
         s.emit(
             ToolResult(
-                run_id=s.run_id,
-                agent_id=self.agent_id,
-                parent_agent_id=self.parent_id,
-                tool=clip(call.name or "", 100)[0],
-                summary=clip(first, EVENT_SUMMARY_CHARS)[0],
+                **self._who(),
+                tool=tool,
+                summary=clip(result_summary(call.name, text), EVENT_SUMMARY_CHARS)[0],
                 size_bytes=len(text.encode()),
                 is_error=is_error,
             )
         )
+
+    async def _result_of(self, call: Any, over: bool) -> tuple[str, bool]:
+        """The tool result as the model sees it: errors prefixed, size within budget."""
+        if over:
+            refused = (
+                f"at most {MAX_DELEGATES_PER_TURN} delegate calls per reply; this one was "
+                "not started. Combine tasks or delegate it next turn."
+            )
+            return self._bounded(call.name, "ERROR: " + refused), True
+        with telemetry.tool_span(call.name, call.id, call.arguments) as span:
+            text, is_error = await self._dispatch(call.name, call.arguments)
+            text = self._bounded(call.name, ("ERROR: " if is_error else "") + text)
+            span.result(text, is_error)
+        return text, is_error
+
+    def _who(self) -> dict[str, Any]:
+        """The fields naming this agent in every event it emits."""
+        return {
+            "run_id": self.state.run_id,
+            "agent_id": self.agent_id,
+            "parent_agent_id": self.parent_id,
+        }
 
     def _bounded(self, name: str, text: str) -> str:
         """The last guard on output size: tools keep under budget; anything else is cut
@@ -466,14 +479,18 @@ class Agent:
         self.done = True
         return text + "\nRun submitted.", False
 
-    async def _record(self, drafts: list[Any]) -> str:
+    async def _verify_and_accept(self, draft: Any) -> Finding:
+        """Verify a draft against the store (ids, matcher, prevalence) and record it."""
         s = self.state
+        finding = await anyio.to_thread.run_sync(
+            functools.partial(verify, s.tools.store, draft, s.run_id)
+        )
+        return s.accept(finding, self.agent_id, self.parent_id)
+
+    async def _record(self, drafts: list[Any]) -> str:
         lines = []
         for draft in drafts:
-            finding = await anyio.to_thread.run_sync(
-                functools.partial(verify, s.tools.store, draft, s.run_id)
-            )
-            finding = s.accept(finding, self.agent_id, self.parent_id)
+            finding = await self._verify_and_accept(draft)
             p = finding.prevalence
             prevalence = (
                 f"{p.traces_matched}/{p.traces_in_scope} traces, {p.spans_matched} spans"

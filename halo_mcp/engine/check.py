@@ -14,12 +14,15 @@ a huge sample is not reported as a fix.
 - improved: the rate went down, significantly and by at least 25%.
 - worse: the rate went up, significantly and by at least 25% (or it appeared from 0).
 - unchanged: anything else with enough data to tell.
-- inconclusive: no match after, but too few matches before for the drop to be significant.
-- unknown: no baseline, no valid matcher, or an empty new trace set.
+- inconclusive: no match after, but too few matches before for the drop to be significant;
+  or no match before and a few after, too few for the rise to be significant.
+- unknown: no baseline, no valid matcher, an empty new trace set, or a matcher that
+  matched nothing before and nothing after (0/N -> 0/M: nothing to compare).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -124,49 +127,48 @@ def decide(
         )
     x1, n1 = before.traces_matched, before.traces_in_scope
     x2, n2 = after.traces_matched, after.traces_in_scope
+    if x1 == 0 and x2 == 0:
+        return Decision(
+            verdict="unknown",
+            reason=(
+                f"The matcher matched nothing in the baseline (0/{n1} traces) and matches "
+                f"nothing now (0/{n2}), so there is nothing to compare: it probably does not "
+                "select this failure (an unverified finding). Fix the matcher, then check again."
+            ),
+        )
     p = two_proportion_p(x1, n1, x2, n2)
     r1, r2 = x1 / n1, x2 / n2
     rel = (r2 - r1) / r1 if r1 > 0 else None
     significant = p < alpha
     big = rel is None or abs(rel) >= min_relative_change
     was, now = _fmt(before), _fmt(after)
+
+    def decision(verdict: Verdict, reason: str) -> Decision:
+        return Decision(verdict=verdict, p_value=p, relative_change=rel, reason=reason)
+
     if x2 == 0 and x1 > 0:
         if significant:
-            return Decision(
-                verdict="resolved",
-                p_value=p,
-                relative_change=rel,
-                reason=f"No trace matches any more (was {was}); the drop is significant "
-                f"(p={p:.2g}).",
+            return decision(
+                "resolved",
+                f"No trace matches any more (was {was}); the drop is significant (p={p:.2g}).",
             )
-        return Decision(
-            verdict="inconclusive",
-            p_value=p,
-            relative_change=rel,
-            reason=f"No trace matches now, but {was} before is too few to call it resolved "
+        return decision(
+            "inconclusive",
+            f"No trace matches now, but {was} before is too few to call it resolved "
             f"(p={p:.2g}); check again on more traces.",
         )
     if significant and big and r2 < r1:
-        return Decision(
-            verdict="improved",
-            p_value=p,
-            relative_change=rel,
-            reason=f"Rate fell from {was} to {now} (p={p:.2g}).",
-        )
+        return decision("improved", f"Rate fell from {was} to {now} (p={p:.2g}).")
     if significant and big and r2 > r1:
-        return Decision(
-            verdict="worse",
-            p_value=p,
-            relative_change=rel,
-            reason=f"Rate rose from {was} to {now} (p={p:.2g}).",
+        return decision("worse", f"Rate rose from {was} to {now} (p={p:.2g}).")
+    if x1 == 0:
+        return decision(
+            "inconclusive",
+            f"The matcher matched nothing in the baseline ({was}) and now matches {now}: "
+            f"too few to call it worse (p={p:.2g}); check again on more traces.",
         )
     why = "not significant" if not significant else "change under 25% of the old rate"
-    return Decision(
-        verdict="unchanged",
-        p_value=p,
-        relative_change=rel,
-        reason=f"{was} before vs {now} now ({why}, p={p:.2g}).",
-    )
+    return decision("unchanged", f"{was} before vs {now} now ({why}, p={p:.2g}).")
 
 
 def _fmt(prev: Prevalence) -> str:
@@ -208,7 +210,8 @@ class CheckReport(BaseModel):
     rule: str = Field(
         default=(
             "two-sided two-proportion test on trace rates (Fisher exact for <= 2000 matched "
-            "traces, pooled z beyond), alpha 0.05, and a change of at least 25% of the old rate"
+            "traces, pooled z beyond), alpha 0.05, and a change of at least 25% of the old rate; "
+            "a matcher that matched nothing before and nothing after gives 'unknown'"
         ),
         description="How verdicts are decided.",
     )
@@ -227,16 +230,14 @@ def check_findings(
     """Recount each finding on `new_store` (and on `baseline_store` when given, else use its
     recorded prevalence as 'before') and decide a verdict per finding."""
     began = time.perf_counter()
-    with aggregates.reader(new_store) as new_conn:
+    with aggregates.reader(new_store) as new_conn, contextlib.ExitStack() as stack:
         new_ctx = triage.AggregateContext(new_conn)
+        old_ctx = None
         if baseline_store is not None:
-            with aggregates.reader(baseline_store) as old_conn:
-                old_ctx = triage.AggregateContext(old_conn)
-                results = [
-                    _check_one(f, new_store, new_ctx, baseline_store, old_ctx) for f in findings
-                ]
-        else:
-            results = [_check_one(f, new_store, new_ctx, None, None) for f in findings]
+            old_ctx = triage.AggregateContext(
+                stack.enter_context(aggregates.reader(baseline_store))
+            )
+        results = [_check_one(f, new_store, new_ctx, baseline_store, old_ctx) for f in findings]
         total = new_ctx.total
     elapsed = (time.perf_counter() - began) * 1000
     counts = {v: 0 for v in VERDICTS}
@@ -267,9 +268,7 @@ def _check_one(
     old_store: TraceStore | None,
     old_ctx: triage.AggregateContext | None,
 ) -> FindingCheck:
-    rule = triage.rule_of(finding)
-    if rule is None and finding.matcher is not None:
-        rule = triage.TriageRule(kind="matcher")
+    rule = _rule_for(finding)
     base = {
         "finding_id": finding.id,
         "source": finding.source,
@@ -314,6 +313,14 @@ def _check_one(
     )
 
 
+def _rule_for(finding: Finding) -> triage.TriageRule | None:
+    """How a finding is recounted: its triage rule, else its matcher, else not at all."""
+    rule = triage.rule_of(finding)
+    if rule is None and finding.matcher is not None:
+        rule = triage.TriageRule(kind="matcher")
+    return rule
+
+
 def _similar_errors(ctx: triage.AggregateContext, rule: triage.TriageRule) -> str:
     """A warning when the exact error is gone but the same error type from the same place
     still occurs with another message (the fix may only have changed the wording)."""
@@ -341,9 +348,7 @@ def recount_prevalence(findings: Sequence[Finding], store: TraceStore) -> list[F
     with aggregates.reader(store) as conn:
         ctx = triage.AggregateContext(conn)
         for finding in findings:
-            rule = triage.rule_of(finding)
-            if rule is None and finding.matcher is not None:
-                rule = triage.TriageRule(kind="matcher")
+            rule = _rule_for(finding)
             if rule is None:
                 out.append(finding)
                 continue

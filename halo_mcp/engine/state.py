@@ -36,11 +36,13 @@ class RunState:
     tools: ToolContext | None = None
     emit: Callable[[EngineEvent], None] = lambda event: None
     limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
+    agent_slots: anyio.Semaphore = field(default_factory=lambda: anyio.Semaphore(1))
     phase: str = "indexing"
     root_turn: int = 0
     agents_running: int = 0
     agents_started: int = 0
     sub_agents_running: int = 0
+    sub_agents_waiting: int = 0
     findings: dict[str, Finding] = field(default_factory=dict)  # by normalized title
     sub_reports: list[SubReport] = field(default_factory=list)
     summary: str = ""
@@ -49,7 +51,13 @@ class RunState:
     _child_counters: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.limiter = anyio.CapacityLimiter(self.settings.max_parallel)
+        # max_parallel sub-agents hold a slot at once (a parent waiting on its children
+        # gives its slot back meanwhile, see Agent). Provider calls get one more than
+        # that, for the root: one agent's reply can fan out into parallel synthesize
+        # calls, and this keeps the requests in flight to the endpoint bounded too. Neither
+        # is held while waiting on children, so nesting cannot deadlock.
+        self.agent_slots = anyio.Semaphore(self.settings.max_parallel)
+        self.limiter = anyio.CapacityLimiter(self.settings.max_parallel + 1)
 
     # -- ids
 
@@ -97,8 +105,10 @@ class RunState:
         elif self.phase == "done":
             message = "done"
         else:
-            subs = self.sub_agents_running
+            subs, waiting = self.sub_agents_running, self.sub_agents_waiting
             prefix = f"{subs} sub-agent{'s' if subs != 1 else ''} exploring; " if subs else ""
+            if waiting:
+                prefix += f"{waiting} waiting for a slot (max_parallel); "
             turn = f"root turn {self.root_turn}/{max_turns}" if self.root_turn else "starting"
             message = prefix + turn
         return Progress(phase=self.phase, fraction=round(min(fraction, 1.0), 4), message=message)

@@ -75,6 +75,8 @@ def raw_safe(pattern: str) -> bytes | None:
     decoded view renders attributes) also matches `"key":"value"`. Non-ASCII text, negated
     classes, lookarounds and backreferences are not rewritten. Known blind spot: a match
     spanning the `role: content` rendering of flattened chat messages."""
+    if pattern.startswith("(?i)"):
+        pattern = pattern[4:]  # texts are always matched ignoring case
     if not pattern or not pattern.isascii() or "(?" in pattern.replace("(?:", ""):
         return None
     out = bytearray()

@@ -72,13 +72,14 @@ def remove_duplicates(conn: sqlite3.Connection, old_max: int | None) -> int:
     return removed
 
 
-def refresh_traces(conn: sqlite3.Connection, all_traces: bool) -> Groups:
+def refresh_traces(conn: sqlite3.Connection, all_traces: bool, inherit: bool = True) -> Groups:
     """Fill inherited agent/service, then (re)write the summary of every affected trace.
 
     Summaries are SQL aggregates (C speed); only traces with spans lacking an agent or
-    service go through Python, to walk up their parent chains."""
+    service go through Python, to walk up their parent chains. `inherit=False` skips that
+    search when the caller knows no span lacks them (saves a scan of every span)."""
     scope = "" if all_traces else "AND trace_id IN (SELECT trace_id FROM temp.affected)"
-    changes = _inherit_missing(conn, scope)
+    changes = _inherit_missing(conn, scope) if inherit else {}
     if all_traces:
         conn.execute("DELETE FROM traces")
     else:

@@ -7,10 +7,13 @@ A lock file serializes builders across processes; a first build happens in a tem
 database renamed into place, so no reader ever sees a half-built index; later updates
 happen in place in one transaction (WAL mode: readers keep a consistent snapshot).
 
-Big inputs are parsed by a pool of worker processes over byte ranges cut at line ends;
-the main process only inserts packed rows. `.gz` files cannot be read back by offset, so
-their lines are also kept zlib-compressed in the index (`gz_lines`), and a `.gz` file
-that changed in any way is parsed again rather than extended.
+Big inputs are parsed by a pool of worker processes over byte ranges cut at line ends.
+In a fresh build each worker also inserts its rows into a scratch SQLite file that the
+main process copies in C (ATTACH + INSERT SELECT), so both cores parse and insert while
+the main process does almost nothing per row; extensions get the rows pickled back.
+`.gz` files cannot be read back by offset, so their lines are also kept zlib-compressed
+in the index (`gz_lines`), and a `.gz` file that changed in any way is parsed again
+rather than extended.
 """
 
 from __future__ import annotations
@@ -19,18 +22,17 @@ import contextlib
 import fcntl
 import gzip
 import logging
-import multiprocessing
 import os
+import signal
 import sqlite3
 import threading
 import time
 from array import array
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool as BrokenExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from halo_mcp.store import derive
 from halo_mcp.store.files import HASH_BYTES, FileState, file_state, hash_range, set_key
@@ -39,8 +41,12 @@ from halo_mcp.store.ingest import (
     SliceResult,
     parse_gz_block,
     parse_range,
+    parse_range_to_db,
 )
-from halo_mcp.store.schema import INDEXES, SCHEMA_VERSION, TABLES
+from halo_mcp.store.schema import INDEXES, SCHEMA_VERSION, SPAN_COLUMNS, TABLES
+
+if TYPE_CHECKING:  # the pool machinery is imported when a build needs it (cold start)
+    from concurrent.futures import Executor
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +185,9 @@ def _build_fresh(db_path: Path, states: list[FileState]) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        for leftover in tmp.parent.glob(f"{tmp.name}.w*"):  # scratch files of a failed build
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
 
 
 def _update(conn: sqlite3.Connection, plans: list[Plan], fresh: bool) -> None:
@@ -194,10 +203,13 @@ def _update(conn: sqlite3.Connection, plans: list[Plan], fresh: bool) -> None:
         pool = _pool() if pending >= PARALLEL_MIN_BYTES and WORKERS > 1 else None
         began = time.perf_counter()
         groups: derive.Groups = {}
+        orphaned_names = 0
         try:
             for plan in work:
                 _prepare_file(conn, plan)
-                _ingest_file(conn, plan, pool, groups)
+                orphaned_names += _ingest_file(
+                    conn, plan, pool, groups, scratch=fresh and pool is not None
+                )
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -215,7 +227,9 @@ def _update(conn: sqlite3.Connection, plans: list[Plan], fresh: bool) -> None:
                 "SELECT DISTINCT trace_id FROM spans WHERE id > ?",
                 (old_max,),
             )
-        changes = derive.refresh_traces(conn, all_traces=fresh)
+        changes = derive.refresh_traces(
+            conn, all_traces=fresh, inherit=not fresh or orphaned_names > 0
+        )
         log.debug("traces at %.2fs", time.perf_counter() - began)
         # Span-group counts from the parsers are exact for a fresh build without duplicates
         # (adjusted for inherited agent/service); otherwise recount them in SQL.
@@ -244,12 +258,23 @@ def _pool() -> Executor:
     """Parser workers. Fork is instant and re-imports nothing, but is only safe while this
     process runs a single thread (e.g. the CLI); a threaded host (the MCP server) gets
     forkserver workers instead."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     methods = multiprocessing.get_all_start_methods()
     if "fork" in methods and threading.active_count() == 1:
         method = "fork"
     else:
         method = "forkserver" if "forkserver" in methods else "spawn"
-    return ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context(method))
+    return ProcessPoolExecutor(
+        WORKERS, mp_context=multiprocessing.get_context(method), initializer=_worker_init
+    )
+
+
+def _worker_init() -> None:
+    """Workers ignore Ctrl-C: the parent gets it, cancels the build and shuts them down
+    (otherwise every worker dies with its own KeyboardInterrupt traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _prepare_file(conn: sqlite3.Connection, plan: Plan) -> None:
@@ -323,19 +348,30 @@ def _gz_blocks(path: Path) -> Iterator[tuple[bytes, int]]:
             rest = data[cut:]
 
 
-def _results(plan: Plan, pool: Executor | None) -> Iterator[SliceResult]:
+def _results(
+    plan: Plan, pool: Executor | None, scratch: str | None = None
+) -> Iterator[SliceResult]:
     """Slice results in file order; with a pool, at most WINDOW slices are in flight.
 
-    If the pool breaks (a worker could not start or died), the rest is parsed in-process."""
+    With `scratch` (a path prefix), plain-file slices write their rows to scratch SQLite
+    files instead of returning them. If the pool breaks (a worker could not start or
+    died), the rest is parsed in-process."""
     path = str(plan.state.path)
     if plan.state.gz:
         tasks = ((parse_gz_block, (data, off)) for data, off in _gz_blocks(plan.state.path))
+    elif scratch is not None:
+        tasks = (
+            (parse_range_to_db, (path, a, b, f"{scratch}.{i}"))
+            for i, (a, b) in enumerate(_slices(plan))
+        )
     else:
         tasks = ((parse_range, (path, a, b)) for a, b in _slices(plan))
     if pool is None:
         for func, args in tasks:
             yield func(*args)
         return
+    from concurrent.futures.process import BrokenProcessPool as BrokenExecutor
+
     inflight: deque = deque()
     broken = False
 
@@ -366,19 +402,60 @@ def _results(plan: Plan, pool: Executor | None) -> Iterator[SliceResult]:
 
 
 def _insert_sql(file_id: int, line_base: int) -> str:
-    params = ",".join(f"?{i}" for i in range(1, 17))
+    """The bulk insert of SliceResult rows (SPAN_COLUMNS order); SQL adds the file id, the
+    absolute line number, the duration and the token total."""
+    n = len(SPAN_COLUMNS)
+    values = [f"?{i}" for i in range(1, n + 1)]
+    col = {name: i + 1 for i, name in enumerate(SPAN_COLUMNS)}
+    values[col["line"] - 1] = f"?{col['line']} + {int(line_base) + 1}"
+    start, end = col["start_ns"], col["end_ns"]
+    tin, tout = col["input_tokens"], col["output_tokens"]
     return (
-        "INSERT INTO spans(trace_id, span_id, parent_span_id, name, kind, status, "
-        "error_message, start_ns, end_ns, service, agent, model, tool_name, input_tokens, "
-        "output_tokens, session_id, line, offset, length, input_hash, file_id, duration_ns, "
-        f"tokens) VALUES({params}, ?17 + {int(line_base) + 1}, ?18, ?19, ?20, {int(file_id)}, "
-        "MAX(0, COALESCE(?9, 0) - COALESCE(?8, 0)), COALESCE(?14, 0) + COALESCE(?15, 0))"
+        f"INSERT INTO spans({', '.join(SPAN_COLUMNS)}, file_id, duration_ns, tokens) "
+        f"VALUES({', '.join(values)}, {int(file_id)}, "
+        f"MAX(0, COALESCE(?{end}, 0) - COALESCE(?{start}, 0)), "
+        f"COALESCE(?{tin}, 0) + COALESCE(?{tout}, 0))"
     )
 
 
-def _ingest_file(
-    conn: sqlite3.Connection, plan: Plan, pool: Executor | None, groups: derive.Groups
+def _merge_scratch(
+    conn: sqlite3.Connection, db_path: str, file_id: int, line_base: int, first_id: int
 ) -> None:
+    """Copy a worker's scratch table into `spans` (ids from `first_id`, in order), in C.
+
+    ATTACH/DETACH cannot happen inside the build's transaction, so this is only used for
+    a fresh build (a temporary database nobody reads until it is complete and renamed):
+    the open transaction is committed and a new one begun."""
+    names = ", ".join(SPAN_COLUMNS)
+    picks = ", ".join(
+        f"line + {int(line_base) + 1}" if name == "line" else name for name in SPAN_COLUMNS
+    )
+    conn.execute("COMMIT")
+    conn.execute("ATTACH ? AS scratch", (db_path,))
+    try:
+        conn.execute(
+            f"INSERT INTO main.spans(id, {names}, file_id, duration_ns, tokens) "
+            f"SELECT rowid + {int(first_id) - 1}, {picks}, {int(file_id)}, "
+            "MAX(0, COALESCE(end_ns, 0) - COALESCE(start_ns, 0)), "
+            "COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) "
+            "FROM scratch.spans ORDER BY rowid"
+        )
+    finally:
+        conn.execute("DETACH scratch")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(db_path)
+        conn.execute("BEGIN IMMEDIATE")
+
+
+def _ingest_file(
+    conn: sqlite3.Connection,
+    plan: Plan,
+    pool: Executor | None,
+    groups: derive.Groups,
+    scratch: bool = False,
+) -> int:
+    """Parse and insert what `plan` asks for. Returns how many of the new spans have a
+    parent but lack an agent or a service (see derive.refresh_traces)."""
     fid = plan.file_id
     line_base = plan.from_line
     next_id = _last_id(conn) + 1
@@ -386,11 +463,19 @@ def _ingest_file(
         "SELECT COALESCE(MAX(seq), -1) + 1 FROM line_index WHERE file_id=?", (fid,)
     ).fetchone()[0]
     kept_bad = conn.execute("SELECT COUNT(*) FROM bad_lines").fetchone()[0]
-    spans = bad = 0
+    spans = bad = orphaned_names = 0
     fmt = None
-    for result in _results(plan, pool):
-        if result.rows:
+    prefix = None
+    if scratch and not plan.state.gz:
+        main_path = conn.execute("PRAGMA database_list").fetchone()[2]
+        prefix = f"{main_path}.w{fid}"
+    for result in _results(plan, pool, prefix):
+        rows = result.row_count if result.db_path else len(result.rows)
+        if result.db_path:
+            _merge_scratch(conn, result.db_path, fid, line_base, next_id)
+        elif result.rows:
             conn.executemany(_insert_sql(fid, line_base), result.rows)
+        if rows:
             offsets = array("q", result.line_offsets)
             firsts = array("q", (next_id + i for i in result.line_first_row))
             conn.execute(
@@ -410,8 +495,9 @@ def _ingest_file(
                 kept_bad += 1
         derive.merge_groups(groups, result.groups)
         fmt = fmt or result.format
-        next_id += len(result.rows)
-        spans += len(result.rows)
+        next_id += rows
+        spans += rows
+        orphaned_names += result.orphaned_names
         bad += result.bad_lines
         line_base += result.lines
     state = plan.state
@@ -434,3 +520,4 @@ def _ingest_file(
             fid,
         ),
     )
+    return orphaned_names

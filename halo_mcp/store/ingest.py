@@ -8,15 +8,20 @@ cheaply, and nothing outlives the slice: memory is bounded by the slice size.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import zlib
 from dataclasses import dataclass, field
 
 from halo_mcp.store.formats import BadLineError, detect_format, parse_line, span_payload
-from halo_mcp.store.formats.lines import parsed_object
+from halo_mcp.store.formats.lines import ROW_FIELDS, parsed_object
+from halo_mcp.store.schema import SPAN_COLUMNS
 
 BOM = b"\xef\xbb\xbf"
-_KIND = 4  # ROW_FIELDS index of "kind"
-_SPAN_ID = 1
+_KIND = ROW_FIELDS.index("kind")
+_SPAN_ID = ROW_FIELDS.index("span_id")
+_PARENT = ROW_FIELDS.index("parent_span_id")
+_AGENT = ROW_FIELDS.index("agent")
+_SERVICE = ROW_FIELDS.index("service")
 MAX_BAD_EXAMPLES = 20
 
 
@@ -35,6 +40,13 @@ class SliceResult:
     gz_lines: list[tuple[int, bytes]] = field(default_factory=list)
     #: (kind, service, agent, model, tool, is_error) -> [spans, input tokens, output tokens]
     groups: dict[tuple, list[int]] = field(default_factory=dict)
+    #: When the rows were written to a scratch SQLite file instead (see parse_range_to_db):
+    #: its path and how many rows its `spans` table holds, in order.
+    db_path: str | None = None
+    row_count: int = 0
+    #: Spans with a parent but no agent or service: only then must a build look for
+    #: values to inherit from ancestors.
+    orphaned_names: int = 0
 
 
 _FLAT_INPUT_KEYS = ("input.value", "gen_ai.tool.call.arguments")
@@ -132,6 +144,8 @@ def parse_block(data: bytes, base_offset: int, keep_raw: bool = False) -> SliceR
             slot[0] += 1
             slot[1] += fields[13] or 0
             slot[2] += fields[14] or 0
+            if fields[_PARENT] is not None and (fields[_AGENT] is None or fields[_SERVICE] is None):
+                out.orphaned_names += 1
         if keep_raw:
             out.gz_lines.append((offset, zlib.compress(line, 1)))
     out.lines = line_no + 1
@@ -150,6 +164,28 @@ def parse_range(path: str, start: int, stop: int) -> SliceResult:
         handle.seek(start)
         data = handle.read(stop - start)
     return parse_block(data, start)
+
+
+def parse_range_to_db(path: str, start: int, stop: int, db_path: str) -> SliceResult:
+    """parse_range, with the rows written to a new SQLite file at `db_path` rather than
+    returned: the worker pays for the insert (in parallel) instead of the main process
+    unpickling and inserting row by row; the main process copies the table in C."""
+    result = parse_range(path, start, stop)
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=OFF")
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute(f"CREATE TABLE spans({', '.join(SPAN_COLUMNS)})")
+        marks = ", ".join("?" * len(SPAN_COLUMNS))
+        conn.execute("BEGIN")
+        conn.executemany(f"INSERT INTO spans VALUES({marks})", result.rows)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    result.db_path = db_path
+    result.row_count = len(result.rows)
+    result.rows = []
+    return result
 
 
 def parse_gz_block(data: bytes, base_offset: int) -> SliceResult:

@@ -98,21 +98,12 @@ SPAN_FIELDS = (
     "attributes",
     "events",
 )
-DEFAULT_SPAN_FIELDS = (
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "kind",
-    "status",
-    "error_message",
-    "start_time",
-    "duration_ms",
-    "agent",
-    "model",
-    "tool_name",
-    "input_tokens",
-    "output_tokens",
+#: The fields of a span query result when the caller does not choose: the row's facts
+#: without the ones rarely needed at a glance or read from the source file.
+DEFAULT_SPAN_FIELDS = tuple(
+    name
+    for name in SPAN_FIELDS
+    if name not in ("service", "session_id", "source", "input", "output", "attributes", "events")
 )
 
 AttributeValue = str | int | float | bool

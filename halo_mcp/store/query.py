@@ -23,34 +23,12 @@ from halo_mcp.store.models import (
     SpanView,
     StatusCode,
 )
+from halo_mcp.store.schema import SPAN_COLUMNS
 from halo_mcp.store.textlimit import clip
 
-#: Columns selected for every span row, in this order.
-ROW_COLUMNS = (
-    "id",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "kind",
-    "status",
-    "error_message",
-    "start_ns",
-    "end_ns",
-    "duration_ns",
-    "service",
-    "agent",
-    "model",
-    "tool_name",
-    "input_tokens",
-    "output_tokens",
-    "session_id",
-    "file_id",
-    "line",
-    "offset",
-    "length",
-    "tokens",
-)
+#: Columns selected for every span row, in this order (the stored columns, plus the ones
+#: SQL derives at insert time and the row id).
+ROW_COLUMNS = ("id", *SPAN_COLUMNS[:-1], "file_id", "duration_ns", "tokens")
 COL = {name: i for i, name in enumerate(ROW_COLUMNS)}
 SELECT_ROW = "SELECT " + ", ".join(f"s.{c}" for c in ROW_COLUMNS) + " FROM spans s"
 

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
+from halo_mcp.store.formats.lines import ROW_FIELDS
+
 SCHEMA_VERSION = 4
 
-#: Columns of `spans` written by the bulk insert, in order (ROW_FIELDS then location).
-SPAN_COLUMNS = (
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "kind",
-    "status",
-    "error_message",
-    "start_ns",
-    "end_ns",
-    "service",
-    "agent",
-    "model",
-    "tool_name",
-    "input_tokens",
-    "output_tokens",
-    "session_id",
-    "line",
-    "offset",
-    "length",
-    "input_hash",
-)
+#: Columns of `spans` written by the bulk insert, in order: the parsers' row fields, then
+#: where the span lives in its file and its input hash (ingest.py appends those four).
+SPAN_COLUMNS = (*ROW_FIELDS, "line", "offset", "length", "input_hash")
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);

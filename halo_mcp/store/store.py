@@ -539,10 +539,15 @@ class TraceStore:
         rx = content.compile_text(pattern)
         query.check_limit(limit)
         flt = self._filter(filter)
-        clauses, params = self._where(flt)
-        more, more_params = self._where(SpanFilter(text=pattern))
-        clauses += more[-1:]
-        params += more_params
+        if flt.text is None:
+            # One filter: a narrow filter (a trace id...) then tests its few spans instead
+            # of scanning every file for the pattern first.
+            clauses, params = self._where(flt.model_copy(update={"text": pattern}))
+        else:
+            clauses, params = self._where(flt)
+            more, more_params = self._where(SpanFilter(text=pattern))
+            clauses += more[-1:]
+            params += more_params
         where = " AND ".join(clauses)
         conn = self._conn()
         total = conn.execute(f"SELECT COUNT(*) FROM spans s WHERE {where}", params).fetchone()[0]

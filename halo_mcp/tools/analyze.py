@@ -15,7 +15,7 @@ from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from halo_mcp.tools.models import RunId, RunStatusResult, TracePaths, WaitSeconds
-from halo_mcp.tools.paths import resolve_trace_paths
+from halo_mcp.tools.paths import resolve_paths
 from halo_mcp.tools.results import tool_result
 from halo_mcp.tools.runs import status_links, wait_for_run
 from halo_mcp.tools.state import caller_owner, server_state
@@ -113,7 +113,7 @@ def register(server: MCPServer) -> None:
                 "to wait on an earlier one (list_runs lists them)."
             )
         state = server_state(ctx)
-        paths = [str(p) for p in resolve_trace_paths(trace_paths, state.roots)]
+        paths = [str(p) for p in await resolve_paths(trace_paths, state.roots)]
         overrides = {
             name: value
             for name, value in (

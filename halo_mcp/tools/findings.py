@@ -139,7 +139,7 @@ async def load_finding(state: ServerState, finding_id: str, caller: str | None) 
                 return finding
     from halo_mcp.engine.errors import UnknownFindingError, UnknownRunError
 
-    store = state.manager.store
+    store = await state.manager.open_store()
 
     def lookup() -> Any:
         finding = store.get_finding(finding_id)

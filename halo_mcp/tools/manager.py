@@ -78,6 +78,7 @@ class RunManager:
         self._tg: TaskGroup | None = None
         self._store: Any = None
         self._start_lock = anyio.Lock()  # dedupe check and registration are one step
+        self._store_lock = anyio.Lock()
 
     async def __aenter__(self) -> RunManager:
         self._tg = anyio.create_task_group()
@@ -96,11 +97,20 @@ class RunManager:
 
     @property
     def store(self) -> Any:
-        """The engine's RunStore (imported and opened on first use)."""
+        """The engine's RunStore (imported and opened on first use). Opening creates the data
+        directory and connects to SQLite: from async code use `open_store()` instead."""
         if self._store is None:
             from halo_mcp.engine.runstore import RunStore
 
             self._store = RunStore(self._data_dir)
+        return self._store
+
+    async def open_store(self) -> Any:
+        """The RunStore, opened in a worker thread on first use (never on the event loop)."""
+        if self._store is None:
+            async with self._store_lock:
+                if self._store is None:
+                    await anyio.to_thread.run_sync(lambda: self.store)
         return self._store
 
     def live(self, run_id: str) -> LiveRun | None:
@@ -140,8 +150,9 @@ class RunManager:
             if existing and not self._runs[existing].is_done:
                 return self._runs[existing], True
             settings = self._settings_factory(overrides)
+            store = await self.open_store()
             record = await anyio.to_thread.run_sync(
-                lambda: self.store.create(prompt, trace_paths, settings.public_dict(), owner=owner)
+                lambda: store.create(prompt, trace_paths, settings.public_dict(), owner=owner)
             )
             run = LiveRun(
                 run_id=record.id,
@@ -199,6 +210,7 @@ class RunManager:
     async def _consume(self, run: LiveRun, settings: Any) -> None:
         from halo_mcp.engine.runner import execute_run
 
+        store = await self.open_store()
         record = await execute_run(
             run.trace_paths,
             run.prompt,
@@ -206,7 +218,7 @@ class RunManager:
             run_id=run.run_id,
             owner=run.owner,
             on_event=lambda event: apply_event(run, event),
-            run_store=self.store,
+            run_store=store,
         )
         apply_record(run, record)
 

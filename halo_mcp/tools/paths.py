@@ -12,9 +12,16 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
 MAX_PATHS = 64
+
+
+async def resolve_paths(paths: Sequence[str], roots: Sequence[Path] | None) -> list[Path]:
+    """`resolve_trace_paths` in a worker thread: it stats files, which can block on slow or
+    network file systems, and async tools must never block the event loop."""
+    return await anyio.to_thread.run_sync(resolve_trace_paths, list(paths), roots)
 
 
 def resolve_trace_paths(paths: Sequence[str], roots: Sequence[Path] | None) -> list[Path]:

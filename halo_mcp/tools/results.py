@@ -19,13 +19,14 @@ RESULT_BUDGET_CHARS = 40_000
 
 
 def dump(model: BaseModel) -> str:
-    """Compact JSON without nulls: how big a value is in a result (for budgets)."""
-    return orjson.dumps(model.model_dump(mode="json", exclude_none=True)).decode()
+    """The exact text a tool result carries for `model` (compact JSON, nulls included), so a
+    budget measured with it bounds what is sent."""
+    return orjson.dumps(model.model_dump(mode="json")).decode()
 
 
 def tool_result(model: BaseModel, links: Sequence[ResourceLink] = ()) -> CallToolResult:
-    data = model.model_dump(mode="json")
-    text = orjson.dumps(data).decode()
+    text = dump(model)
+    data = orjson.loads(text)
     return CallToolResult(
         content=[TextContent(type="text", text=text), *links],
         structured_content=data,

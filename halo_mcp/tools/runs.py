@@ -151,7 +151,7 @@ async def load_record(state: ServerState, run_id: str, caller: str | None) -> An
     """The stored run, or a ToolError listing a few runs the caller may ask about."""
     from halo_mcp.engine.errors import UnknownRunError
 
-    store = state.manager.store
+    store = await state.manager.open_store()
     try:
         record = await anyio.to_thread.run_sync(store.get, run_id)
     except UnknownRunError:
@@ -310,7 +310,7 @@ def register(server: MCPServer) -> None:
 
         state = server_state(ctx)
         caller = caller_owner(ctx)
-        store = state.manager.store
+        store = await state.manager.open_store()
         wanted = RunStatus(status) if status else None
         records = await anyio.to_thread.run_sync(
             lambda: store.list(limit + 1, owner=caller, status=wanted)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any
 
+import orjson
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ToolAnnotations
@@ -29,7 +30,7 @@ from halo_mcp.tools.models import (
     TracePaths,
     TraceResult,
 )
-from halo_mcp.tools.paths import resolve_trace_paths
+from halo_mcp.tools.paths import resolve_paths
 from halo_mcp.tools.results import RESULT_BUDGET_CHARS, dump, tool_result
 from halo_mcp.tools.state import server_state
 
@@ -71,6 +72,11 @@ def _fit(sizes: Sequence[int], budget: int) -> int:
     return max(1, count)
 
 
+def _span_size(span: Any) -> int:
+    """Characters one span adds to a result (only its chosen fields are sent)."""
+    return len(orjson.dumps(span.model_dump(mode="json", exclude_none=True))) + 1
+
+
 def query_page(
     store: Any,
     span_filter: SpanFilter | None,
@@ -80,9 +86,10 @@ def query_page(
     limit: int,
     cursor: str | None,
     max_chars: int,
+    trace_paths: list[str],
     budget: int = RESULT_BUDGET_CHARS,
-) -> tuple[Any, int | None]:
-    """One page within the budget; returns (page, reduced limit or None)."""
+) -> SpanQueryResult:
+    """One page as the tool result, measured as sent, within the budget."""
     from halo_mcp.store.errors import InvalidFilterError
 
     reduced: int | None = None
@@ -98,16 +105,19 @@ def query_page(
             )
         except InvalidFilterError as exc:
             raise _invalid_query(exc) from None
-        size = len(dump(page))
+        result = SpanQueryResult(
+            **page.model_dump(), trace_paths=trace_paths, limit_reduced_to=reduced
+        )
+        size = len(dump(result))
         if size <= budget:
-            return page, reduced
+            return result
         if len(page.spans) > 1:
-            sizes = [len(dump(span)) + 1 for span in page.spans]
-            limit = min(len(page.spans) - 1, _fit(sizes, budget - 2000))
+            sizes = [_span_size(span) for span in page.spans]
+            limit = min(len(page.spans) - 1, _fit(sizes, budget - (size - sum(sizes)) - 500))
             reduced = limit
         else:  # one span too large: cut its strings harder
             max_chars = max(50, max_chars // 4)
-    return page, reduced
+    return result
 
 
 _OVERVIEW_LISTS = ("files", "services", "agents", "models", "tools", "span_kinds")
@@ -162,10 +172,10 @@ def register(server: MCPServer) -> None:
         'output', 'attributes' or 'events' to `fields` for content (clipped at max_chars).
         For one trace's full tree use get_trace."""
         state = server_state(ctx)
-        paths = resolve_trace_paths(trace_paths, state.roots)
+        paths = await resolve_paths(trace_paths, state.roots)
         span_filter = parse_filter(filter)
         chosen = list(dict.fromkeys(fields)) if fields else list(DEFAULT_SPAN_FIELDS)
-        page, reduced = await state.stores.call(
+        result = await state.stores.call(
             paths,
             lambda store: query_page(
                 store,
@@ -175,12 +185,8 @@ def register(server: MCPServer) -> None:
                 limit=limit,
                 cursor=cursor,
                 max_chars=max_chars,
+                trace_paths=[str(p) for p in paths],
             ),
-        )
-        result = SpanQueryResult(
-            **page.model_dump(),
-            trace_paths=[str(p) for p in paths],
-            limit_reduced_to=reduced,
         )
         return tool_result(result)
 
@@ -193,7 +199,7 @@ def register(server: MCPServer) -> None:
         error signatures (grouped messages with example trace and span ids). Use it to pick
         names and ids for query_spans filters."""
         state = server_state(ctx)
-        paths = resolve_trace_paths(trace_paths, state.roots)
+        paths = await resolve_paths(trace_paths, state.roots)
         overview = await state.stores.call(paths, lambda store: store.overview())
         return tool_result(bounded_overview(overview, [str(p) for p in paths]))
 
@@ -214,14 +220,14 @@ def register(server: MCPServer) -> None:
         from halo_mcp.store.errors import InvalidFilterError, UnknownIdError
 
         state = server_state(ctx)
-        paths = resolve_trace_paths(trace_paths, state.roots)
+        paths = await resolve_paths(trace_paths, state.roots)
         chosen = list(dict.fromkeys(fields)) if fields else list(DEFAULT_SPAN_FIELDS)
 
-        def tree(store: Any) -> Any:
+        def tree(store: Any) -> TraceResult:
             nonlocal limit, max_chars
             for _ in range(4):
                 try:
-                    result = store.trace_tree(
+                    found = store.trace_tree(
                         trace_id, fields=chosen, max_chars=max_chars, limit=limit
                     )
                 except InvalidFilterError as exc:
@@ -232,14 +238,19 @@ def register(server: MCPServer) -> None:
                         "Find trace ids with query_spans (every span has trace_id), e.g. "
                         'filter {"errors_only": true}, or take them from a finding\'s evidence.'
                     ) from None
-                if len(dump(result)) <= RESULT_BUDGET_CHARS:
+                result = TraceResult(**found.model_dump(), trace_paths=[str(p) for p in paths])
+                size = len(dump(result))
+                if size <= RESULT_BUDGET_CHARS:
                     break
-                sizes = [len(dump(node)) + 1 for node in result.nodes]
-                if len(result.nodes) > 1:
-                    limit = min(len(result.nodes) - 1, _fit(sizes, RESULT_BUDGET_CHARS - 4000))
+                sizes = [
+                    len(dump(node)) - len(dump(node.span)) + _span_size(node.span)
+                    for node in found.nodes
+                ]
+                if len(found.nodes) > 1:
+                    room = RESULT_BUDGET_CHARS - (size - sum(sizes)) - 500
+                    limit = min(len(found.nodes) - 1, _fit(sizes, room))
                 else:
                     max_chars = max(50, max_chars // 4)
             return result
 
-        result = await state.stores.call(paths, tree)
-        return tool_result(TraceResult(**result.model_dump(), trace_paths=[str(p) for p in paths]))
+        return tool_result(await state.stores.call(paths, tree))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ToolAnnotations
@@ -22,9 +21,10 @@ from pydantic import Field
 from halo_mcp.engine.check import CheckReport
 from halo_mcp.engine.triage import TriageReport
 from halo_mcp.tools.models import RunId, TracePaths
-from halo_mcp.tools.paths import resolve_trace_paths
+from halo_mcp.tools.paths import resolve_paths
 from halo_mcp.tools.results import RESULT_BUDGET_CHARS, dump, tool_result
-from halo_mcp.tools.state import caller_owner, server_state, visible
+from halo_mcp.tools.runs import load_record
+from halo_mcp.tools.state import caller_owner, server_state
 
 MAX_FINDINGS = 100
 
@@ -93,6 +93,20 @@ def fit_check(report: CheckReport, budget: int = RESULT_BUDGET_CHARS) -> CheckRe
     return result
 
 
+def _nothing_to_check(run_id: str | None) -> str:
+    if run_id is not None:
+        return (
+            f"Nothing to check: run {run_id} has no findings (its analysis reported no failure "
+            "mode). Pick a run with findings (list_runs, then get_run), or omit run_id and pass "
+            "baseline_paths (the old traces) to compare their triage with trace_paths."
+        )
+    return (
+        "Nothing to check: triage found no failure symptom in baseline_paths. Check that they "
+        "are the traces from before the fix (trace_overview shows what they hold), or run "
+        "analyze_traces on them to get findings, then check_findings with its run_id."
+    )
+
+
 def register(server: MCPServer) -> None:
     @server.tool(title="Triage traces (no LLM)", annotations=_READ)
     async def triage_traces(
@@ -108,7 +122,7 @@ def register(server: MCPServer) -> None:
         from halo_mcp.engine.triage import run_triage, triage_summary
 
         state = server_state(ctx)
-        paths = resolve_trace_paths(trace_paths, state.roots)
+        paths = await resolve_paths(trace_paths, state.roots)
         await ctx.report_progress(0, 1, "triaging (indexing first if the files are new)")
         report = await state.stores.call(paths, lambda s: run_triage(s, max_items=max_items))
         await ctx.report_progress(1, 1, "triage done")
@@ -136,8 +150,8 @@ def register(server: MCPServer) -> None:
         from halo_mcp.engine.triage import run_triage
 
         state = server_state(ctx)
-        new_paths = resolve_trace_paths(trace_paths, state.roots)
-        old_paths = resolve_trace_paths(baseline_paths, state.roots) if baseline_paths else None
+        new_paths = await resolve_paths(trace_paths, state.roots)
+        old_paths = await resolve_paths(baseline_paths, state.roots) if baseline_paths else None
         if run_id is None and old_paths is None:
             raise ToolError(
                 "Pass run_id (a finished run whose findings to check; see list_runs) or "
@@ -159,7 +173,7 @@ def register(server: MCPServer) -> None:
                 )
         findings = findings[:MAX_FINDINGS]
         if not findings:
-            raise ToolError("Nothing to check: the run has no findings.")
+            raise ToolError(_nothing_to_check(run_id))
         if old_paths is not None and run_id is not None:
             await ctx.report_progress(0, 2, "recounting on the baseline traces")
             findings = await state.stores.call(old_paths, lambda s: recount_prevalence(findings, s))
@@ -173,21 +187,15 @@ def register(server: MCPServer) -> None:
 
 
 async def _run_findings(state: Any, run_id: str, caller: str | None) -> list[Any]:
-    from halo_mcp.engine.errors import UnknownRunError
-
-    store = state.manager.store
-    try:
-        run = await anyio.to_thread.run_sync(store.get, run_id)
-    except UnknownRunError as exc:
-        raise ToolError(str(exc)) from None
-    if not visible(run.owner, caller):
-        raise ToolError(f"No run with id {run_id!r}. List your runs with list_runs.")
-    if not run.status.done:
+    """The findings of a finished run the caller may see. An unknown or foreign id gets the
+    same message as get_run (only the caller's own recent runs, no server paths)."""
+    record = await load_record(state, run_id, caller)
+    if not record.status.done:
         raise ToolError(
-            f"Run {run_id} is still {run.status.value}; wait for it to finish (get_run), then "
+            f"Run {run_id} is still {record.status.value}; wait for it to finish (get_run), then "
             "check its findings."
         )
-    return list(run.findings)
+    return list(record.findings)
 
 
 __all__ = ["CheckResult", "TriageResult", "fit_check", "fit_triage", "register"]

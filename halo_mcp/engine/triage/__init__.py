@@ -14,11 +14,12 @@ One module per idea:
   a final answer), tools.py (tools by failure rate);
 - rank.py: merging items over the same traces, ranking, conversion to findings;
 - measure.py: recounting an item's rule on other traces (for check);
-- summary.py: the bounded text for an agent's prompt; run.py: `run_triage`.
+- summary.py: the bounded text for an agent's prompt; run.py: `run_triage`;
+- describe.py: rules and matchers in words, and `validation` without the rule JSON.
 
 Each item's rule (what exactly was counted) travels in its `validation` text after
 ``[triage-rule]``, so `check` can recompute it on new traces even when the item was saved
-as a plain Finding.
+as a plain Finding; text renderings show :func:`readable_validation` instead.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ from __future__ import annotations
 from halo_mcp.engine.triage.answers import ROOT_SAMPLE, missing_measure
 from halo_mcp.engine.triage.bursts import BURST_MIN_ERRORS
 from halo_mcp.engine.triage.context import AggregateContext
+from halo_mcp.engine.triage.describe import (
+    describe_rule,
+    describe_scope,
+    readable_validation,
+    split_validation,
+)
 from halo_mcp.engine.triage.errors import (
     MIN_STORM_ERRORS,
     cluster_signature,
@@ -81,6 +88,8 @@ __all__ = [
     "TriageRule",
     "cluster_signature",
     "count_matcher",
+    "describe_rule",
+    "describe_scope",
     "error_clusters",
     "error_type",
     "mask_models",
@@ -89,9 +98,11 @@ __all__ = [
     "missing_measure",
     "more_than_tail",
     "outlier_threshold",
+    "readable_validation",
     "rule_of",
     "run_triage",
     "signature_regex",
+    "split_validation",
     "step_cap",
     "triage_summary",
 ]

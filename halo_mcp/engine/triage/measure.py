@@ -3,17 +3,15 @@ finding's prevalence before and after a fix."""
 
 from __future__ import annotations
 
-import re
-
 from halo_mcp.engine.models import Finding
 from halo_mcp.engine.triage.answers import missing_answers, missing_measure
 from halo_mcp.engine.triage.context import AggregateContext
+from halo_mcp.engine.triage.describe import split_validation
 from halo_mcp.engine.triage.errors import MIN_STORM_ERRORS, storm_measure
 from halo_mcp.engine.triage.limits import step_cap_measure
 from halo_mcp.engine.triage.loops import MIN_REPEATS, loops
 from halo_mcp.engine.triage.models import (
     EXAMPLES,
-    RULE_TAG,
     Measurement,
     TriageRule,
     evidence,
@@ -23,18 +21,10 @@ from halo_mcp.store import aggregates
 from halo_mcp.store.models import SpanFilter
 from halo_mcp.store.store import TraceStore
 
-_RULE_RE = re.compile(re.escape(RULE_TAG) + r"(\{.*\})\s*$", re.S)
-
 
 def rule_of(finding: Finding) -> TriageRule | None:
     """The triage rule carried by a finding (None for engine findings)."""
-    match = _RULE_RE.search(finding.validation or "")
-    if not match:
-        return None
-    try:
-        return TriageRule.model_validate_json(match.group(1))
-    except ValueError:
-        return None
+    return split_validation(finding.validation)[1]
 
 
 def measure(store: TraceStore, rule: TriageRule, matcher: SpanFilter | None = None) -> Measurement:

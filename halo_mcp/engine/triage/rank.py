@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 
 from halo_mcp.engine.models import Finding, Severity
+from halo_mcp.engine.triage.describe import describe_rule, describe_scope
 from halo_mcp.engine.triage.models import (
     EXAMPLES,
     RULE_TAG,
@@ -122,15 +123,27 @@ def _item_id(rule: TriageRule, category: str) -> str:
 
 def to_finding(cand: Candidate) -> Finding:
     description = cand.description
+    counted = describe_rule(cand.rule)
+    if not cand.exact and cand.matcher is not None:
+        description += (
+            f" The matcher only selects the scope ({describe_scope(cand.matcher)}); the "
+            f"count ({counted}) is computed by the triage rule."
+        )
     if cand.also:
         description += " The same traces also show: " + "; ".join(cand.also) + "."
     notes = ["From deterministic triage (no LLM): counted from the trace index."]
     if cand.exact:
         notes.append("The matcher selects exactly the counted spans.")
     else:
+        scope = (
+            f"The matcher selects the scope only: {describe_scope(cand.matcher)}, which can "
+            "hold more than the counted spans."
+            if cand.matcher is not None
+            else "This item has no matcher."
+        )
         notes.append(
-            "The matcher is the scope only; the count comes from the rule in `validation` "
-            "(check_findings / `halo-mcp check` recompute it)."
+            f"{scope} The count ({counted}) is computed by the triage rule carried in "
+            "`validation`; `halo-mcp check` (MCP: check_findings) recounts it with that rule."
         )
     return Finding(
         id=_item_id(cand.rule, cand.category),

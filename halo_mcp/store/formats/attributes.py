@@ -97,11 +97,10 @@ def _flatten_into(out: dict[str, Any], prefix: str, value: dict, depth: int) -> 
 
 def flatten(value: dict[str, Any]) -> dict[str, Any]:
     """Nested dicts -> dotted keys. Returns `value` itself when already flat (the common case)."""
-    for inner in value.values():
-        if type(inner) is dict:
-            out: dict[str, Any] = {}
-            _flatten_into(out, "", value, 0)
-            return out
+    if dict in map(type, value.values()):  # one C-level pass over the values
+        out: dict[str, Any] = {}
+        _flatten_into(out, "", value, 0)
+        return out
     return value
 
 

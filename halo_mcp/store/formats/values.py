@@ -107,7 +107,16 @@ def time_ns(value: Any) -> int | None:
     and OTLP's 19-digit nanosecond strings."""
     if type(value) is str:
         size = len(value)
-        if size == 30 and value[29] == "Z" and value[19] == ".":
+        if size == 30 and value[29] == "Z" and value[19] == "." and value[16] == ":":
+            # Cached per hour: nearly every span starts in a new second, rarely a new hour.
+            hour = _hour_cache.get(value[:14])
+            if hour is None:
+                hour = _cache_hour(value[:14])
+            minute = _SIXTY.get(value[14:16])
+            second = _SIXTY.get(value[17:19])
+            fraction = value[20:29]
+            if hour >= 0 and minute is not None and second is not None and fraction.isdigit():
+                return (hour + minute * 60 + second) * 1_000_000_000 + int(fraction)
             base = _head_cache.get(value[:19])
             if base is not None:
                 try:
@@ -121,6 +130,25 @@ def time_ns(value: Any) -> int | None:
                 return None
             return ns if ns <= INT64_MAX else None
     return to_ns(value)
+
+
+_hour_cache: dict[str, int] = {}
+_SIXTY = {f"{i:02d}": i for i in range(60)}
+
+
+def _cache_hour(head: str) -> int:
+    """Unix seconds of an hour's start from 'YYYY-MM-DDTHH:' (cached), or -1 when the
+    hour is not understood or out of the cached range (the general path decides)."""
+    try:
+        base = _parse_head(head + "00:00")
+    except ValueError:
+        base = -1
+    if not 0 <= base < _MAX_CACHED_SECONDS:
+        base = -1
+    if len(_hour_cache) >= _CACHE_LIMIT:
+        _hour_cache.clear()
+    _hour_cache[head] = base
+    return base
 
 
 def _iso_slow(text: str, base: int) -> int:
