@@ -46,8 +46,7 @@ def _problem(where: str, err: Any, prop: dict[str, Any] | None) -> str:
     if err.get("type") == "missing":
         text = f"`{where}` is required"
     else:
-        got = clip(_short(err.get("input")), VALUE_CHARS)[0]
-        text = f"`{where}`: {err.get('msg', 'invalid value')} (got {got})"
+        text = f"`{where}`: {err.get('msg', 'invalid value')} (got {_short(err.get('input'))})"
     if err.get("type") in ("literal_error", "enum"):
         return text  # pydantic's message already lists the allowed values
     allowed = _allowed(prop)
