@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from halo_mcp.store.models import SpanFilter
+from halo_mcp.store.models import SpanFilter, TextEnum
 
 
-class Severity(str, Enum):
+class Severity(TextEnum):
     critical = "critical"
     high = "high"
     medium = "medium"
@@ -61,7 +60,7 @@ class Finding(BaseModel):
     )
 
 
-class RunStatus(str, Enum):
+class RunStatus(TextEnum):
     queued = "queued"
     running = "running"
     finished = "finished"
@@ -88,7 +87,9 @@ class Usage(BaseModel):
 
 
 class Progress(BaseModel):
-    phase: str = Field(description="e.g. indexing, exploring, delegating, reporting, done.")
+    phase: str = Field(
+        description="e.g. queued, indexing, triage, exploring, delegating, reporting, done."
+    )
     fraction: float = Field(ge=0.0, le=1.0)
     message: str = ""
 

@@ -15,7 +15,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
-class SpanKind(str, Enum):
+class TextEnum(str, Enum):
+    """A str enum that prints as its value on every Python (3.11+ would print 'Cls.member')."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class SpanKind(TextEnum):
     """What a span does in an agent harness, unified across conventions."""
 
     agent = "agent"
@@ -26,7 +36,7 @@ class SpanKind(str, Enum):
     other = "other"
 
 
-class StatusCode(str, Enum):
+class StatusCode(TextEnum):
     ok = "ok"
     error = "error"
     unset = "unset"

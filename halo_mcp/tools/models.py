@@ -2,8 +2,8 @@
 
 Argument aliases are `Annotated` types with bounds and descriptions, so every tool that takes
 "trace paths" or "how long to wait" says it the same way. Result models become the tools'
-`outputSchema`; they mirror the engine's models (kept here so that `halo-mcp serve` starts
-without importing the engine) and stay small: the full report and findings are resources.
+`outputSchema`; they reuse the engine's small models (usage, progress, status) and stay
+small: the full report and findings are resources.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema, field_serializer
 
+from halo_mcp.engine.models import Progress, RunStatus, Usage
 from halo_mcp.store.models import (
     SPAN_FIELDS,
     Overview,
@@ -123,25 +124,6 @@ FilterArg = Annotated[dict[str, Any] | None, WithJsonSchema(span_filter_schema()
 
 # ----------------------------------------------------------------------------- results
 
-RunState = Literal["queued", "running", "finished", "failed", "cancelled", "interrupted"]
-
-
-class UsageOut(BaseModel):
-    """LLM usage so far (all agents)."""
-
-    input_tokens: int = 0
-    cached_input_tokens: int = 0
-    output_tokens: int = 0
-    reasoning_tokens: int = 0
-    calls: int = 0
-    retries: int = 0
-
-
-class ProgressOut(BaseModel):
-    phase: str = Field(description="e.g. queued, indexing, exploring, reporting, done.")
-    fraction: float = Field(ge=0.0, le=1.0)
-    message: str = ""
-
 
 class FindingSummary(BaseModel):
     """One failure mode in brief; get_finding(id) returns the whole finding."""
@@ -159,14 +141,14 @@ class RunStatusResult(BaseModel):
     """A run's status; when it is finished, its findings in brief and the report's link."""
 
     run_id: str
-    status: RunState
+    status: RunStatus
     done: bool = Field(description="True when the run will not change any more.")
     queue_position: int | None = Field(
         None, description="Runs ahead of this one while it is queued."
     )
-    progress: ProgressOut
+    progress: Progress
     elapsed_s: float = Field(description="Seconds since the run was created.")
-    usage: UsageOut
+    usage: Usage
     agents_running: int = 0
     trace_paths: list[str]
     prompt: str
@@ -184,7 +166,7 @@ class RunStatusResult(BaseModel):
 
 class RunListItem(BaseModel):
     run_id: str
-    status: RunState
+    status: RunStatus
     created_at: datetime
     prompt: str
     trace_paths: list[str]
@@ -198,7 +180,7 @@ class RunList(BaseModel):
 
 class CancelResult(BaseModel):
     run_id: str
-    status: RunState
+    status: RunStatus
     message: str
 
 

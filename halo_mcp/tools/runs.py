@@ -14,18 +14,16 @@ from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
+from halo_mcp.engine.models import Progress, RunStatus, Usage
 from halo_mcp.store.textlimit import clip
 from halo_mcp.tools.findings import by_severity, summarize
 from halo_mcp.tools.manager import LiveRun
 from halo_mcp.tools.models import (
     CancelResult,
-    ProgressOut,
     RunId,
     RunList,
     RunListItem,
-    RunState,
     RunStatusResult,
-    UsageOut,
     WaitSeconds,
 )
 from halo_mcp.tools.results import link, report_uri, tool_result
@@ -89,11 +87,11 @@ def status_result(
         status=status,  # type: ignore[arg-type]
         done=done,
         queue_position=position if status == "queued" else None,
-        progress=ProgressOut(
+        progress=Progress(
             phase=phase, fraction=min(1.0, max(0.0, fraction)), message=clip(message, 300)[0]
         ),
         elapsed_s=round(max(0.0, (end - created_at).total_seconds()), 1),
-        usage=UsageOut(**usage),
+        usage=Usage(**usage),
         agents_running=agents_running if not done else 0,
         trace_paths=[clip(path, 300)[0] for path in trace_paths[:20]],
         prompt=clip(prompt, PROMPT_CHARS)[0],
@@ -302,7 +300,7 @@ def register(server: MCPServer) -> None:
     async def list_runs(
         ctx: Context,
         limit: Annotated[int, Field(ge=1, le=50, description="How many runs, newest first.")] = 10,
-        status: Annotated[RunState | None, Field(description="Only runs in this status.")] = None,
+        status: Annotated[RunStatus | None, Field(description="Only runs in this status.")] = None,
     ) -> Annotated[CallToolResult, RunList]:
         """Recent analysis runs, newest first, with their status and number of findings. Use a
         run id with get_run (status, findings) or cancel_run."""
