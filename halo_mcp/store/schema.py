@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from halo_mcp.store.formats.lines import ROW_FIELDS
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5  # 5: tool input hashes are over the decoded text on every path
 
 #: Columns of `spans` written by the bulk insert, in order: the parsers' row fields, then
 #: where the span lives in its file and its input hash (ingest.py appends those four).
