@@ -115,9 +115,12 @@ def refresh_traces(conn: sqlite3.Connection, all_traces: bool, inherit: bool = T
         f"INDEXED BY spans_errors WHERE status = 'error' {scope} GROUP BY trace_id) AS e "
         "WHERE traces.trace_id = e.trace_id"
     )
+    # For every trace, a plain scan + temp b-tree beats walking the trace index (~30% at
+    # 1.3M spans: index order costs a table lookup per span); a scoped update needs the index.
+    hint = "NOT INDEXED " if all_traces else ""
     conn.execute(
         "UPDATE traces SET orphans = o.n FROM ("
-        "SELECT c.trace_id, COUNT(*) AS n FROM spans c WHERE c.parent_span_id IS NOT NULL "
+        f"SELECT c.trace_id, COUNT(*) AS n FROM spans c {hint}WHERE c.parent_span_id IS NOT NULL "
         f"{scope.replace('trace_id IN', 'c.trace_id IN')} AND NOT EXISTS ("
         "SELECT 1 FROM spans p WHERE p.trace_id = c.trace_id AND p.span_id = c.parent_span_id)"
         " GROUP BY c.trace_id) AS o WHERE traces.trace_id = o.trace_id"
