@@ -122,30 +122,29 @@ def _claude_code(spec: ServerSpec) -> dict[str, Any]:
 
 
 def _cursor(spec: ServerSpec) -> dict[str, Any]:
-    if spec.url:
-        out: dict[str, Any] = {"url": spec.url}
-        if spec.token_env:
-            out["headers"] = {"Authorization": f"Bearer ${{env:{spec.token_env}}}"}
-        return out
-    return {
-        "command": spec.command[0],
-        "args": spec.command[1:],
-        "env": {name: f"${{env:{name}}}" for name in ALWAYS_SET_ENV},
-    }
+    return _env_interpolating(spec, transport_type=False)
 
 
 def _vscode(spec: ServerSpec) -> dict[str, Any]:
+    return _env_interpolating(spec, transport_type=True)
+
+
+def _env_interpolating(spec: ServerSpec, *, transport_type: bool) -> dict[str, Any]:
+    """Cursor and VS Code share one entry shape (`${env:NAME}` interpolation); VS Code also
+    names the transport in a `type` key."""
     if spec.url:
-        out: dict[str, Any] = {"type": "http", "url": spec.url}
+        out: dict[str, Any] = {"type": "http"} if transport_type else {}
+        out["url"] = spec.url
         if spec.token_env:
             out["headers"] = {"Authorization": f"Bearer ${{env:{spec.token_env}}}"}
         return out
-    return {
-        "type": "stdio",
+    out = {"type": "stdio"} if transport_type else {}
+    out |= {
         "command": spec.command[0],
         "args": spec.command[1:],
         "env": {name: f"${{env:{name}}}" for name in ALWAYS_SET_ENV},
     }
+    return out
 
 
 def _codex(spec: ServerSpec) -> dict[str, Any]:
