@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from mcp.types import ToolAnnotations
 from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema, field_serializer
 
 from halo_mcp.engine.models import Progress, RunStatus, Usage
@@ -23,6 +24,12 @@ from halo_mcp.store.models import (
     SpanSort,
     SpanView,
     TraceTree,
+)
+
+#: Annotations of every tool that only reads (traces, runs, findings): honest hints the
+#: client shows and may use to skip confirmation.
+READ_ONLY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
 )
 
 # ----------------------------------------------------------------------------- arguments

@@ -19,6 +19,7 @@ from halo_mcp.store.textlimit import clip
 from halo_mcp.tools.findings import by_severity, summarize
 from halo_mcp.tools.manager import LiveRun
 from halo_mcp.tools.models import (
+    READ_ONLY,
     CancelResult,
     RunId,
     RunList,
@@ -243,13 +244,9 @@ def status_links(result: RunStatusResult) -> list[Any]:
 
 # ----------------------------------------------------------------------------- tools
 
-_READ = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-)
-
 
 def register(server: MCPServer) -> None:
-    @server.tool(title="Get an analysis run", annotations=_READ)
+    @server.tool(title="Get an analysis run", annotations=READ_ONLY)
     async def get_run(
         run_id: RunId, ctx: Context, wait_seconds: WaitSeconds = 25
     ) -> Annotated[CallToolResult, RunStatusResult]:
@@ -296,7 +293,7 @@ def register(server: MCPServer) -> None:
             )
         )
 
-    @server.tool(title="List analysis runs", annotations=_READ)
+    @server.tool(title="List analysis runs", annotations=READ_ONLY)
     async def list_runs(
         ctx: Context,
         limit: Annotated[int, Field(ge=1, le=50, description="How many runs, newest first.")] = 10,

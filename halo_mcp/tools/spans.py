@@ -13,12 +13,13 @@ from typing import Annotated, Any
 import orjson
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, ToolAnnotations
+from mcp_types import CallToolResult
 from pydantic import Field, ValidationError
 
 from halo_mcp.store.models import DEFAULT_SPAN_FIELDS, SPAN_FIELDS, SPAN_SORTS, SpanFilter
 from halo_mcp.store.textlimit import clip
 from halo_mcp.tools.models import (
+    READ_ONLY,
     Cursor,
     FilterArg,
     Limit,
@@ -145,13 +146,8 @@ def bounded_overview(overview: Any, trace_paths: list[str]) -> OverviewResult:
     return result
 
 
-_READ = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-)
-
-
 def register(server: MCPServer) -> None:
-    @server.tool(title="Query spans", annotations=_READ)
+    @server.tool(title="Query spans", annotations=READ_ONLY)
     async def query_spans(
         trace_paths: TracePaths,
         ctx: Context,
@@ -190,7 +186,7 @@ def register(server: MCPServer) -> None:
         )
         return tool_result(result)
 
-    @server.tool(title="Overview of trace files", annotations=_READ)
+    @server.tool(title="Overview of trace files", annotations=READ_ONLY)
     async def trace_overview(
         trace_paths: TracePaths, ctx: Context
     ) -> Annotated[CallToolResult, OverviewResult]:
@@ -203,7 +199,7 @@ def register(server: MCPServer) -> None:
         overview = await state.stores.call(paths, lambda store: store.overview())
         return tool_result(bounded_overview(overview, [str(p) for p in paths]))
 
-    @server.tool(title="Get one trace as a span tree", annotations=_READ)
+    @server.tool(title="Get one trace as a span tree", annotations=READ_ONLY)
     async def get_trace(
         trace_paths: TracePaths,
         trace_id: Annotated[str, Field(min_length=1, max_length=200, description="The trace id.")],

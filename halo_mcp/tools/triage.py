@@ -15,12 +15,12 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, ToolAnnotations
+from mcp_types import CallToolResult
 from pydantic import Field
 
 from halo_mcp.engine.check import CheckReport
 from halo_mcp.engine.triage import TriageReport
-from halo_mcp.tools.models import RunId, TracePaths
+from halo_mcp.tools.models import READ_ONLY, RunId, TracePaths
 from halo_mcp.tools.paths import resolve_paths
 from halo_mcp.tools.results import RESULT_BUDGET_CHARS, dump, tool_result
 from halo_mcp.tools.runs import load_record
@@ -60,10 +60,6 @@ FindingIds = Annotated[
     list[str] | None,
     Field(description="Optional: check only these finding ids of the run.", max_length=100),
 ]
-
-_READ = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-)
 
 
 def fit_triage(
@@ -108,7 +104,7 @@ def _nothing_to_check(run_id: str | None) -> str:
 
 
 def register(server: MCPServer) -> None:
-    @server.tool(title="Triage traces (no LLM)", annotations=_READ)
+    @server.tool(title="Triage traces (no LLM)", annotations=READ_ONLY)
     async def triage_traces(
         trace_paths: TracePaths, ctx: Context, max_items: MaxItems = 15
     ) -> Annotated[CallToolResult, TriageResult]:
@@ -128,7 +124,7 @@ def register(server: MCPServer) -> None:
         await ctx.report_progress(1, 1, "triage done")
         return tool_result(fit_triage(report, triage_summary(report)))
 
-    @server.tool(title="Check findings against new traces", annotations=_READ)
+    @server.tool(title="Check findings against new traces", annotations=READ_ONLY)
     async def check_findings(
         trace_paths: TracePaths,
         ctx: Context,
