@@ -244,8 +244,10 @@ def test_parallel_build_gives_the_same_index_as_a_serial_one(tmp_path, monkeypat
     monkeypatch.setattr(index_module, "WORKERS", 2)
     with open_store([path], cache_dir=tmp_path / "parallel") as parallel:
         assert parallel.overview().model_dump() == expected
-        # Workers hand their rows over in scratch SQLite files, which are gone afterwards.
-        assert not [p for p in (tmp_path / "parallel").rglob("*") if ".w" in p.name]
+        # Each worker built one shard file; no temporary file is left behind.
+        names = [p.name for p in (tmp_path / "parallel" / "indexes").iterdir()]
+        assert sum(name.endswith((".s1", ".s2")) for name in names) == 2
+        assert not [name for name in names if ".tmp" in name]
         assert parallel.report.bad_line_examples[0].line == len(spans) + 1
         tree = parallel.trace_tree("p59")
         assert [n.span.span_id for n in tree.nodes] == ["p59-a", "p59-l", "p59-t"]

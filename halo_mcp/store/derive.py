@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from halo_mcp.store.shards import span_tables
 from halo_mcp.store.signatures import normalize_message
 
 MAX_SIGNATURES = 50
@@ -41,25 +42,55 @@ def merge_groups(into: Groups, more: Groups) -> None:
             slot[2] += tout
 
 
-def remove_duplicates(conn: sqlite3.Connection, old_max: int | None) -> int:
+#: The spans of the traces being refreshed (see gather_scope).
+SCOPE = "temp.scope_spans"
+
+
+def gather_scope(conn: sqlite3.Connection) -> None:
+    """Copy every span of the traces in temp.affected into temp.scope_spans, from every
+    span table. Scoped refreshes read this small table: over the `spans` view of a
+    sharded index, SQLite would not push their subqueries into the shards and would
+    read every span instead."""
+    columns = [row[1] for row in conn.execute("PRAGMA main.table_info(spans)")]
+    conn.execute("DROP TABLE IF EXISTS temp.scope_spans")
+    rest = ", ".join(c for c in columns if c != "id")
+    conn.execute(f"CREATE TEMP TABLE scope_spans(id INTEGER PRIMARY KEY, {rest})")
+    for table in span_tables(conn):
+        conn.execute(
+            f"INSERT INTO temp.scope_spans SELECT {', '.join(columns)} FROM {table} "
+            "WHERE trace_id IN (SELECT trace_id FROM temp.affected)"
+        )
+    conn.execute("CREATE INDEX temp.scope_trace ON scope_spans(trace_id, span_id)")
+    conn.execute("CREATE INDEX temp.scope_errors ON scope_spans(start_ns) WHERE status = 'error'")
+
+
+def _tables(conn: sqlite3.Connection, source: str) -> list[str]:
+    """The tables a change to `source`'s rows must reach: the span tables, and the scope
+    copy itself when reading from it."""
+    return span_tables(conn) + ([source] if source != "spans" else [])
+
+
+def remove_duplicates(
+    conn: sqlite3.Connection, *, after: int | None = None, source: str = "spans"
+) -> int:
     """Keep the first span of each (trace_id, span_id); count the others per file.
 
-    With `old_max`, only spans inserted after it can be duplicates (an extension)."""
+    With `after`, only spans with a larger id can be duplicates (an extension)."""
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS dups(id INTEGER PRIMARY KEY, file_id INTEGER)")
     conn.execute("DELETE FROM temp.dups")
-    if old_max is None:
+    if after is None:
         conn.execute(
             "INSERT INTO temp.dups SELECT s.id, s.file_id FROM (SELECT trace_id, span_id, "
-            "MIN(id) AS keep FROM spans GROUP BY trace_id, span_id HAVING COUNT(*) > 1) g "
-            "JOIN spans s ON s.trace_id = g.trace_id AND s.span_id = g.span_id "
+            f"MIN(id) AS keep FROM {source} GROUP BY trace_id, span_id HAVING COUNT(*) > 1) g "
+            f"JOIN {source} s ON s.trace_id = g.trace_id AND s.span_id = g.span_id "
             "AND s.id <> g.keep"
         )
     else:
         conn.execute(
-            "INSERT INTO temp.dups SELECT s.id, s.file_id FROM spans s WHERE s.id > ? AND "
-            "EXISTS (SELECT 1 FROM spans o WHERE o.trace_id = s.trace_id "
+            f"INSERT INTO temp.dups SELECT s.id, s.file_id FROM {source} s WHERE s.id > ? AND "
+            f"EXISTS (SELECT 1 FROM {source} o WHERE o.trace_id = s.trace_id "
             "AND o.span_id = s.span_id AND o.id < s.id)",
-            (old_max,),
+            (after,),
         )
     removed = conn.execute("SELECT COUNT(*) FROM temp.dups").fetchone()[0]
     if not removed:
@@ -68,18 +99,25 @@ def remove_duplicates(conn: sqlite3.Connection, old_max: int | None) -> int:
         "UPDATE files SET duplicates = duplicates + "
         "(SELECT COUNT(*) FROM temp.dups d WHERE d.file_id = files.file_id)"
     )
-    conn.execute("DELETE FROM spans WHERE id IN (SELECT id FROM temp.dups)")
+    for table in _tables(conn, source):
+        conn.execute(f"DELETE FROM {table} WHERE id IN (SELECT id FROM temp.dups)")
     return removed
 
 
-def refresh_traces(conn: sqlite3.Connection, all_traces: bool, inherit: bool = True) -> Groups:
-    """Fill inherited agent/service, then (re)write the summary of every affected trace.
+def refresh_traces(
+    conn: sqlite3.Connection, all_traces: bool, inherit: bool = True, source: str = "spans"
+) -> Groups:
+    """Fill inherited agent/service, then (re)write the summary of every affected trace
+    (of every trace with `all_traces`, else of those in temp.affected, read from `source`).
 
     Summaries are SQL aggregates (C speed); only traces with spans lacking an agent or
     service go through Python, to walk up their parent chains. `inherit=False` skips that
     search when the caller knows no span lacks them (saves a scan of every span)."""
     scope = "" if all_traces else "AND trace_id IN (SELECT trace_id FROM temp.affected)"
-    changes = _inherit_missing(conn, scope) if inherit else {}
+    # For every trace, a plain scan + temp b-tree beats walking the trace index (~30% at
+    # 1.3M spans: index order costs a table lookup per span); a scoped update needs the index.
+    hint = "NOT INDEXED " if all_traces else ""
+    changes = _inherit_missing(conn, scope, source) if inherit else {}
     if all_traces:
         conn.execute("DELETE FROM traces")
     else:
@@ -92,43 +130,44 @@ def refresh_traces(conn: sqlite3.Connection, all_traces: bool, inherit: bool = T
         "SUM(COALESCE(output_tokens, 0)), "
         "json_group_array(DISTINCT agent) FILTER (WHERE agent IS NOT NULL), "
         "json_group_array(DISTINCT model) FILTER (WHERE model IS NOT NULL), 0, 0 "
-        f"FROM spans WHERE 1 {scope} GROUP BY trace_id"
+        f"FROM {source} WHERE 1 {scope} GROUP BY trace_id"
     )
     # The earliest root names the trace (bare columns come from the MIN row). A scan beats
     # walking the trace index here: roots are few, index order costs a lookup per span.
     conn.execute(
         "UPDATE traces SET root_name = r.name, service = r.service, has_root = 1 FROM ("
-        "SELECT trace_id, name, service, MIN(start_ns) FROM spans NOT INDEXED "
+        f"SELECT trace_id, name, service, MIN(start_ns) FROM {source} {hint}"
         f"WHERE parent_span_id IS NULL {scope} GROUP BY trace_id) AS r "
         "WHERE traces.trace_id = r.trace_id"
     )
     conn.execute(
-        "UPDATE traces SET service = (SELECT s.service FROM spans s "
+        f"UPDATE traces SET service = (SELECT s.service FROM {source} s "
         "WHERE s.trace_id = traces.trace_id AND s.service IS NOT NULL "
         "ORDER BY s.start_ns LIMIT 1) "
         f"WHERE service IS NULL {scope}"
     )
+    # Hints only for a whole build: scoped updates read the `spans` view of a sharded index
+    # (no hints allowed there) and are best served by the trace index anyway.
+    errors_hint = "INDEXED BY spans_errors " if all_traces else ""
     conn.execute(
         "UPDATE traces SET first_error_span_id = e.span_id, first_error_name = e.name, "
         "first_error_message = e.error_message FROM ("
-        "SELECT trace_id, span_id, name, error_message, MIN(start_ns) FROM spans "
-        f"INDEXED BY spans_errors WHERE status = 'error' {scope} GROUP BY trace_id) AS e "
+        f"SELECT trace_id, span_id, name, error_message, MIN(start_ns) FROM {source} "
+        f"{errors_hint}WHERE status = 'error' {scope} GROUP BY trace_id) AS e "
         "WHERE traces.trace_id = e.trace_id"
     )
-    # For every trace, a plain scan + temp b-tree beats walking the trace index (~30% at
-    # 1.3M spans: index order costs a table lookup per span); a scoped update needs the index.
-    hint = "NOT INDEXED " if all_traces else ""
     conn.execute(
         "UPDATE traces SET orphans = o.n FROM ("
-        f"SELECT c.trace_id, COUNT(*) AS n FROM spans c {hint}WHERE c.parent_span_id IS NOT NULL "
+        f"SELECT c.trace_id, COUNT(*) AS n FROM {source} c {hint}"
+        "WHERE c.parent_span_id IS NOT NULL "
         f"{scope.replace('trace_id IN', 'c.trace_id IN')} AND NOT EXISTS ("
-        "SELECT 1 FROM spans p WHERE p.trace_id = c.trace_id AND p.span_id = c.parent_span_id)"
+        f"SELECT 1 FROM {source} p WHERE p.trace_id = c.trace_id AND p.span_id = c.parent_span_id)"
         " GROUP BY c.trace_id) AS o WHERE traces.trace_id = o.trace_id"
     )
     return changes
 
 
-def _inherit_missing(conn: sqlite3.Connection, scope: str) -> Groups:
+def _inherit_missing(conn: sqlite3.Connection, scope: str, source: str) -> Groups:
     """Give spans without agent/service the value of their nearest ancestor having one.
 
     Returns the change in span-group counts (old groups -1, new groups +1)."""
@@ -136,7 +175,7 @@ def _inherit_missing(conn: sqlite3.Connection, scope: str) -> Groups:
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS need(trace_id TEXT PRIMARY KEY)")
     conn.execute("DELETE FROM temp.need")
     conn.execute(
-        "INSERT INTO temp.need SELECT DISTINCT trace_id FROM spans "
+        f"INSERT INTO temp.need SELECT DISTINCT trace_id FROM {source} "
         f"WHERE parent_span_id IS NOT NULL AND (agent IS NULL OR service IS NULL) {scope}"
     )
     conn.execute(
@@ -144,7 +183,7 @@ def _inherit_missing(conn: sqlite3.Connection, scope: str) -> Groups:
     )
     conn.execute("DELETE FROM temp.inherit")
     cursor = conn.execute(
-        f"SELECT {_INHERIT_COLUMNS} FROM spans "
+        f"SELECT {_INHERIT_COLUMNS} FROM {source} "
         "WHERE trace_id IN (SELECT trace_id FROM temp.need) ORDER BY trace_id"
     )
     batch: list[tuple] = []
@@ -171,10 +210,11 @@ def _inherit_missing(conn: sqlite3.Connection, scope: str) -> Groups:
             conn.executemany("INSERT INTO temp.inherit VALUES(?,?,?)", batch)
             batch.clear()
     conn.executemany("INSERT INTO temp.inherit VALUES(?,?,?)", batch)
-    conn.execute(
-        "UPDATE spans SET agent = i.agent, service = i.service FROM temp.inherit i "
-        "WHERE spans.id = i.id"
-    )
+    for table in _tables(conn, source):
+        conn.execute(
+            f"UPDATE {table} SET agent = i.agent, service = i.service FROM temp.inherit i "
+            f"WHERE {table}.id = i.id"
+        )
     return changes
 
 

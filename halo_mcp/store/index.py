@@ -7,10 +7,10 @@ A lock file serializes builders across processes; a first build happens in a tem
 database renamed into place, so no reader ever sees a half-built index; later updates
 happen in place in one transaction (WAL mode: readers keep a consistent snapshot).
 
-Big inputs are parsed by a pool of worker processes over byte ranges cut at line ends.
-In a fresh build each worker also inserts its rows into a scratch SQLite file that the
-main process copies in C (ATTACH + INSERT SELECT), so both cores parse and insert while
-the main process does almost nothing per row; extensions get the rows pickled back.
+Big inputs are built in parallel: each worker process turns one contiguous run of the
+input into a complete shard file (rows, indexes, duplicates, trace summaries; see
+shard_build.py) and the main file lists the shards (see shards.py). Extensions add their
+rows to the main file's own `spans` table, parsed by the workers slice by slice.
 `.gz` files cannot be read back by offset, so their lines are also kept zlib-compressed
 in the index (`gz_lines`), and a `.gz` file that changed in any way is parsed again
 rather than extended.
@@ -23,6 +23,7 @@ import fcntl
 import gzip
 import logging
 import os
+import secrets
 import signal
 import sqlite3
 import threading
@@ -39,11 +40,19 @@ from halo_mcp.store.files import HASH_BYTES, FileState, file_state, hash_range, 
 from halo_mcp.store.ingest import (
     MAX_BAD_EXAMPLES,
     SliceResult,
+    insert_sql,
     parse_gz_block,
     parse_range,
-    parse_range_to_db,
 )
-from halo_mcp.store.schema import INDEXES, SCHEMA_VERSION, SPAN_COLUMNS, TABLES
+from halo_mcp.store.schema import (
+    SCHEMA_VERSION,
+    SPAN_INDEXES,
+    TABLES,
+    TRACE_INDEXES,
+    create_indexes,
+)
+from halo_mcp.store.shard_build import Segment, ShardResult, build_shard
+from halo_mcp.store.shards import MAX_SHARDS, attach_shards, shard_names, span_tables
 
 if TYPE_CHECKING:  # the pool machinery is imported when a build needs it (cold start)
     from concurrent.futures import Executor
@@ -53,7 +62,7 @@ log = logging.getLogger(__name__)
 SLICE_BYTES = 8 << 20
 #: Inputs smaller than this are parsed in-process (a worker pool costs more than it saves).
 PARALLEL_MIN_BYTES = 16 << 20
-WORKERS = max(1, min(4, os.cpu_count() or 1))
+WORKERS = max(1, min(4, MAX_SHARDS, os.cpu_count() or 1))
 WINDOW = 2 * WORKERS + 1
 
 
@@ -74,7 +83,14 @@ def index_path(cache_dir: Path, files: list[Path]) -> Path:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=60)
+    """A connection to an index file (URI filenames on, so shards attach read-only)."""
+    conn = sqlite3.connect(
+        Path(path).absolute().as_uri(),
+        uri=True,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=60,
+    )
     conn.execute("PRAGMA busy_timeout=60000")
     return conn
 
@@ -147,29 +163,46 @@ def ensure_index(files: list[Path], cache_dir: Path) -> tuple[Path, bool]:
     with build_lock(db_path):
         states = [file_state(p) for p in files]
         plans = None
+        sharded = False
         if db_path.exists():
             with contextlib.closing(connect(db_path)) as conn:
                 plans = plan_updates(conn, states)
+                sharded = bool(shard_names(conn))
             if plans is None:
                 log.warning("index %s is stale or unreadable: rebuilding it", db_path)
-                for suffix in ("", "-wal", "-shm"):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(str(db_path) + suffix)
-        if plans is None:
+        if plans is not None and all(p.action == "same" for p in plans):
+            return db_path, True
+        # Shard files are written once: a changed (not just grown) file means a new build.
+        if plans is None or (sharded and any(p.action == "rebuild" for p in plans)):
             _build_fresh(db_path, states)
             return db_path, False
-        if all(p.action == "same" for p in plans):
-            return db_path, True
         with contextlib.closing(connect(db_path)) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA main.journal_mode=WAL")
+            attach_shards(conn, db_path, readonly=False)
             _update(conn, plans, fresh=False)
     return db_path, False
 
 
+def _remove_index(db_path: Path, keep: str | None = None) -> None:
+    """Delete an index file with its WAL and its shards (all but those named `keep`)."""
+    if keep is None:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(str(db_path) + suffix)
+    for shard in db_path.parent.glob(f"{db_path.name}.*.s*"):
+        if keep is None or not shard.name.startswith(f"{db_path.name}.{keep}."):
+            with contextlib.suppress(FileNotFoundError):
+                shard.unlink()
+
+
 def _build_fresh(db_path: Path, states: list[FileState]) -> None:
+    """Build the index in a temporary file (plus new shard files) and rename it into
+    place: readers see the old index or the new one, never a half-built one."""
     tmp = db_path.with_name(f"{db_path.name}.tmp{os.getpid()}")
+    token = secrets.token_hex(4)
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
+    done = False
     try:
         conn = connect(tmp)
         try:
@@ -177,17 +210,28 @@ def _build_fresh(db_path: Path, states: list[FileState]) -> None:
             conn.execute("PRAGMA synchronous=OFF")
             conn.execute("PRAGMA cache_size=-65536")
             conn.executescript(TABLES)
-            _update(conn, [Plan(s, "new") for s in states], fresh=True)
-            conn.execute("PRAGMA journal_mode=WAL")
+            plans = [Plan(s, "new") for s in states]
+            plain = sum(s.size for s in states if not s.gz)
+            if WORKERS > 1 and plain and plain >= PARALLEL_MIN_BYTES:
+                _build_sharded(conn, plans, db_path, token)
+            else:
+                _update(conn, plans, fresh=True)
+            conn.execute("PRAGMA main.journal_mode=WAL")
         finally:
             conn.close()
+        for suffix in ("-wal", "-shm"):  # an old index's WAL must not meet the new file
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(str(db_path) + suffix)
         os.replace(tmp, db_path)
+        done = True
+        _remove_index(db_path, keep=token)  # the shards of the index just replaced
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        for leftover in tmp.parent.glob(f"{tmp.name}.w*"):  # scratch files of a failed build
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
+        if not done:
+            for shard in db_path.parent.glob(f"{db_path.name}.{token}.s*"):
+                with contextlib.suppress(FileNotFoundError):
+                    shard.unlink()
 
 
 def _update(conn: sqlite3.Connection, plans: list[Plan], fresh: bool) -> None:
@@ -207,29 +251,27 @@ def _update(conn: sqlite3.Connection, plans: list[Plan], fresh: bool) -> None:
         try:
             for plan in work:
                 _prepare_file(conn, plan)
-                orphaned_names += _ingest_file(
-                    conn, plan, pool, groups, scratch=fresh and pool is not None
-                )
+                orphaned_names += _ingest_file(conn, plan, pool, groups)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
         log.debug("parsed and inserted in %.2fs", time.perf_counter() - began)
         if fresh:
-            for statement in INDEXES.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            create_indexes(conn, SPAN_INDEXES)
+            create_indexes(conn, TRACE_INDEXES)
         log.debug("indexes at %.2fs", time.perf_counter() - began)
-        removed = derive.remove_duplicates(conn, None if fresh else old_max)
-        log.debug("duplicates at %.2fs", time.perf_counter() - began)
-        if not fresh:
+        if fresh:
+            removed = derive.remove_duplicates(conn)
+            changes = derive.refresh_traces(conn, all_traces=True, inherit=orphaned_names > 0)
+        else:
             conn.execute(
                 "INSERT OR IGNORE INTO temp.affected "
-                "SELECT DISTINCT trace_id FROM spans WHERE id > ?",
+                "SELECT DISTINCT trace_id FROM main.spans WHERE id > ?",
                 (old_max,),
             )
-        changes = derive.refresh_traces(
-            conn, all_traces=fresh, inherit=not fresh or orphaned_names > 0
-        )
+            derive.gather_scope(conn)
+            removed = derive.remove_duplicates(conn, after=old_max, source=derive.SCOPE)
+            changes = derive.refresh_traces(conn, all_traces=False, source=derive.SCOPE)
         log.debug("traces at %.2fs", time.perf_counter() - began)
         # Span-group counts from the parsers are exact for a fresh build without duplicates
         # (adjusted for inherited agent/service); otherwise recount them in SQL.
@@ -239,13 +281,215 @@ def _update(conn: sqlite3.Connection, plans: list[Plan], fresh: bool) -> None:
         else:
             derive.refresh_aggregates(conn)
         log.debug("aggregates at %.2fs", time.perf_counter() - began)
-        conn.execute("INSERT OR REPLACE INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
-        conn.execute("INSERT OR REPLACE INTO meta VALUES('complete', '1')")
+        _mark_complete(conn)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _mark_complete(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT OR REPLACE INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
+    conn.execute("INSERT OR REPLACE INTO meta VALUES('complete', '1')")
+
+
+def _cut(plans: list[Plan], parts: int) -> list[list[Segment]]:
+    """Plain files as `parts` runs of about equal bytes, cut at line ends (a run may span
+    several files; a file may span several runs)."""
+    total = sum(p.state.size for p in plans)
+    target = max(1, -(-total // parts))
+    runs: list[list[Segment]] = [[]]
+    room = target
+    for plan in plans:
+        path, size, start = str(plan.state.path), plan.state.size, 0
+        with open(path, "rb") as handle:
+            while start < size:
+                if room <= 0 and len(runs) < parts:
+                    runs.append([])
+                    room = target
+                stop = size if len(runs) == parts else min(size, start + room)
+                if stop < size:
+                    handle.seek(stop)
+                    handle.readline()
+                    stop = min(handle.tell(), size)
+                runs[-1].append(Segment(plan.file_id, path, start, stop))
+                room -= stop - start
+                start = stop
+    return [run for run in runs if run]
+
+
+def _run_shards(runs: list[list[Segment]], db_path: Path, token: str) -> list[ShardResult]:
+    """Build one shard per run on the worker pool (in-process if the pool breaks)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    paths = [db_path.with_name(f"{db_path.name}.{token}.s{k}") for k in range(1, len(runs) + 1)]
+    pool = _pool()
+    try:
+        futures = [
+            pool.submit(build_shard, k, str(path), run)
+            for k, (path, run) in enumerate(zip(paths, runs, strict=True), 1)
+        ]
+        results = []
+        for k, future in enumerate(futures, 1):
+            try:
+                results.append(future.result())
+            except BrokenProcessPool:
+                log.warning("parser worker pool broke; building shard %d in-process", k)
+                with contextlib.suppress(FileNotFoundError):
+                    paths[k - 1].unlink()
+                results.append(build_shard(k, str(paths[k - 1]), runs[k - 1]))
+        return results
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _build_sharded(conn: sqlite3.Connection, plans: list[Plan], db_path: Path, token: str) -> None:
+    """A fresh parallel build: shards for the plain files, main.spans for `.gz` files."""
+    began = time.perf_counter()
+    conn.execute("BEGIN")
+    for plan in plans:
+        _prepare_file(conn, plan)
+    conn.execute("COMMIT")
+    plain = [p for p in plans if not p.state.gz]
+    results = _run_shards(_cut(plain, WORKERS), db_path, token)
+    log.debug("shards built at %.2fs", time.perf_counter() - began)
+    conn.execute("BEGIN")
+    groups: derive.Groups = {}
+    _record_shards(conn, plain, results, db_path, token)
+    for result in results:
+        derive.merge_groups(groups, result.groups)
+    # main.spans ids follow the shards' (ties in a sort break by id): .gz rows, extensions.
+    last = max(r.last_id for r in results)
+    conn.execute("INSERT INTO sqlite_sequence(name, seq) VALUES('spans', ?)", (last,))
+    for plan in plans:
+        if plan.state.gz:
+            _ingest_file(conn, plan, None, groups)
+    create_indexes(conn, SPAN_INDEXES)
+    conn.execute("COMMIT")
+    attach_shards(conn, db_path, readonly=False)
+    conn.execute("BEGIN")
+    try:
+        removed = sum(r.duplicates for r in results)
+        for table in span_tables(conn)[1:]:
+            schema = table.split(".")[0]
+            conn.executemany(
+                "UPDATE files SET duplicates = duplicates + ? WHERE file_id = ?",
+                conn.execute(
+                    f"SELECT duplicates, file_id FROM {schema}.files WHERE duplicates > 0"
+                ).fetchall(),
+            )
+        removed += _join_shard_traces(conn, groups)
+        log.debug("traces joined at %.2fs", time.perf_counter() - began)
+        create_indexes(conn, TRACE_INDEXES)
+        derive.refresh_aggregates(conn, None if removed else groups)
+        log.debug("aggregates at %.2fs", time.perf_counter() - began)
+        _mark_complete(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _record_shards(
+    conn: sqlite3.Connection,
+    plans: list[Plan],
+    results: list[ShardResult],
+    db_path: Path,
+    token: str,
+) -> None:
+    """Stitch the shards' per-segment results into files, line_index, bad_lines, shards.
+
+    Lines: a shard numbers lines from its first segment's start, so the main file records
+    how many lines of that file came before (the `spans` view adds it)."""
+    lines: dict[int, int] = {}
+    seqs: dict[int, int] = {}
+    spans: dict[int, int] = {}
+    bad: dict[int, int] = {}
+    formats: dict[int, str] = {}
+    kept_bad = conn.execute("SELECT COUNT(*) FROM bad_lines").fetchone()[0]
+    for result in results:
+        first = result.segments[0]
+        base = lines.get(first.file_id, 0)
+        conn.execute(
+            "INSERT INTO shards VALUES(?, ?, ?, ?)",
+            (result.shard, f"{db_path.name}.{token}.s{result.shard}", first.file_id, base),
+        )
+        for segment in result.segments:
+            fid = segment.file_id
+            base = lines.get(fid, 0)
+            for offsets, firsts in segment.line_index:
+                seq = seqs.get(fid, 0)
+                conn.execute("INSERT INTO line_index VALUES(?,?,?,?)", (fid, seq, offsets, firsts))
+                seqs[fid] = seq + 1
+            for line, reason in segment.bad_examples:
+                if kept_bad < MAX_BAD_EXAMPLES:
+                    row = (fid, base + line + 1, reason)
+                    conn.execute("INSERT INTO bad_lines VALUES(?,?,?)", row)
+                    kept_bad += 1
+            lines[fid] = base + segment.lines
+            spans[fid] = spans.get(fid, 0) + segment.spans
+            bad[fid] = bad.get(fid, 0) + segment.bad_lines
+            if segment.format and fid not in formats:
+                formats[fid] = segment.format
+    for plan in plans:
+        fid, state = plan.file_id, plan.state
+        conn.execute(
+            "UPDATE files SET size=?, mtime_ns=?, inode=?, head_hash=?, tail_hash=?, "
+            "bytes_indexed=?, lines_indexed=?, spans=?, bad_lines=?, format=? WHERE file_id=?",
+            (
+                state.size,
+                state.mtime_ns,
+                state.inode,
+                state.head_hash,
+                hash_range(state.path, state.size - HASH_BYTES, state.size),
+                state.size,
+                lines.get(fid, 0),
+                spans.get(fid, 0),
+                bad.get(fid, 0),
+                formats.get(fid),
+                fid,
+            ),
+        )
+
+
+def _join_shard_traces(conn: sqlite3.Connection, groups: derive.Groups) -> int:
+    """Fill main.traces from the shards' summaries. A trace whose spans sit in several
+    span tables (a run boundary cut it, or several files hold it) is summarized again over
+    all its spans, after dropping duplicates across tables. Returns duplicates removed."""
+    tables = span_tables(conn)
+    shard_traces = [f"{t.split('.')[0]}.traces" for t in tables[1:]]
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS affected(trace_id TEXT PRIMARY KEY)")
+    conn.execute("DELETE FROM temp.affected")
+    everywhere = " UNION ALL ".join(
+        [
+            "SELECT DISTINCT trace_id FROM main.spans",
+            *(f"SELECT trace_id FROM {t}" for t in shard_traces),
+        ]
+    )
+    conn.execute(
+        f"INSERT INTO temp.affected SELECT trace_id FROM ({everywhere}) "
+        "GROUP BY trace_id HAVING COUNT(*) > 1"
+    )
+    conn.execute("INSERT OR IGNORE INTO temp.affected SELECT DISTINCT trace_id FROM main.spans")
+    columns = (
+        "trace_id, root_name, service, agents, models, span_count, error_count, start_ns, "
+        "end_ns, duration_ns, input_tokens, output_tokens, first_error_span_id, "
+        "first_error_name, first_error_message, has_root, orphans"
+    )
+    for table in shard_traces:
+        conn.execute(
+            f"INSERT INTO main.traces({columns}) SELECT {columns} FROM {table} "
+            "WHERE trace_id NOT IN (SELECT trace_id FROM temp.affected)"
+        )
+    if conn.execute("SELECT COUNT(*) FROM temp.affected").fetchone()[0] == 0:
+        return 0
+    derive.gather_scope(conn)
+    removed = derive.remove_duplicates(conn, source=derive.SCOPE)
+    changes = derive.refresh_traces(conn, all_traces=False, source=derive.SCOPE)
+    derive.merge_groups(groups, changes)
+    return removed
 
 
 def _last_id(conn: sqlite3.Connection) -> int:
@@ -348,22 +592,13 @@ def _gz_blocks(path: Path) -> Iterator[tuple[bytes, int]]:
             rest = data[cut:]
 
 
-def _results(
-    plan: Plan, pool: Executor | None, scratch: str | None = None
-) -> Iterator[SliceResult]:
+def _results(plan: Plan, pool: Executor | None) -> Iterator[SliceResult]:
     """Slice results in file order; with a pool, at most WINDOW slices are in flight.
 
-    With `scratch` (a path prefix), plain-file slices write their rows to scratch SQLite
-    files instead of returning them. If the pool breaks (a worker could not start or
-    died), the rest is parsed in-process."""
+    If the pool breaks (a worker could not start or died), the rest is parsed in-process."""
     path = str(plan.state.path)
     if plan.state.gz:
         tasks = ((parse_gz_block, (data, off)) for data, off in _gz_blocks(plan.state.path))
-    elif scratch is not None:
-        tasks = (
-            (parse_range_to_db, (path, a, b, f"{scratch}.{i}"))
-            for i, (a, b) in enumerate(_slices(plan))
-        )
     else:
         tasks = ((parse_range, (path, a, b)) for a, b in _slices(plan))
     if pool is None:
@@ -401,58 +636,11 @@ def _results(
         yield take()
 
 
-def _insert_sql(file_id: int, line_base: int) -> str:
-    """The bulk insert of SliceResult rows (SPAN_COLUMNS order); SQL adds the file id, the
-    absolute line number, the duration and the token total."""
-    n = len(SPAN_COLUMNS)
-    values = [f"?{i}" for i in range(1, n + 1)]
-    col = {name: i + 1 for i, name in enumerate(SPAN_COLUMNS)}
-    values[col["line"] - 1] = f"?{col['line']} + {int(line_base) + 1}"
-    start, end = col["start_ns"], col["end_ns"]
-    tin, tout = col["input_tokens"], col["output_tokens"]
-    return (
-        f"INSERT INTO spans({', '.join(SPAN_COLUMNS)}, file_id, duration_ns, tokens) "
-        f"VALUES({', '.join(values)}, {int(file_id)}, "
-        f"MAX(0, COALESCE(?{end}, 0) - COALESCE(?{start}, 0)), "
-        f"COALESCE(?{tin}, 0) + COALESCE(?{tout}, 0))"
-    )
-
-
-def _merge_scratch(
-    conn: sqlite3.Connection, db_path: str, file_id: int, line_base: int, first_id: int
-) -> None:
-    """Copy a worker's scratch table into `spans` (ids from `first_id`, in order), in C.
-
-    ATTACH/DETACH cannot happen inside the build's transaction, so this is only used for
-    a fresh build (a temporary database nobody reads until it is complete and renamed):
-    the open transaction is committed and a new one begun."""
-    names = ", ".join(SPAN_COLUMNS)
-    picks = ", ".join(
-        f"line + {int(line_base) + 1}" if name == "line" else name for name in SPAN_COLUMNS
-    )
-    conn.execute("COMMIT")
-    conn.execute("ATTACH ? AS scratch", (db_path,))
-    try:
-        conn.execute(
-            f"INSERT INTO main.spans(id, {names}, file_id, duration_ns, tokens) "
-            f"SELECT rowid + {int(first_id) - 1}, {picks}, {int(file_id)}, "
-            "MAX(0, COALESCE(end_ns, 0) - COALESCE(start_ns, 0)), "
-            "COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0) "
-            "FROM scratch.spans ORDER BY rowid"
-        )
-    finally:
-        conn.execute("DETACH scratch")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(db_path)
-        conn.execute("BEGIN IMMEDIATE")
-
-
 def _ingest_file(
     conn: sqlite3.Connection,
     plan: Plan,
     pool: Executor | None,
     groups: derive.Groups,
-    scratch: bool = False,
 ) -> int:
     """Parse and insert what `plan` asks for. Returns how many of the new spans have a
     parent but lack an agent or a service (see derive.refresh_traces)."""
@@ -465,16 +653,10 @@ def _ingest_file(
     kept_bad = conn.execute("SELECT COUNT(*) FROM bad_lines").fetchone()[0]
     spans = bad = orphaned_names = 0
     fmt = None
-    prefix = None
-    if scratch and not plan.state.gz:
-        main_path = conn.execute("PRAGMA database_list").fetchone()[2]
-        prefix = f"{main_path}.w{fid}"
-    for result in _results(plan, pool, prefix):
-        rows = result.row_count if result.db_path else len(result.rows)
-        if result.db_path:
-            _merge_scratch(conn, result.db_path, fid, line_base, next_id)
-        elif result.rows:
-            conn.executemany(_insert_sql(fid, line_base), result.rows)
+    for result in _results(plan, pool):
+        rows = len(result.rows)
+        if rows:
+            conn.executemany(insert_sql(fid, line_base), result.rows)
         if rows:
             offsets = array("q", result.line_offsets)
             firsts = array("q", (next_id + i for i in result.line_first_row))

@@ -8,7 +8,6 @@ cheaply, and nothing outlives the slice: memory is bounded by the slice size.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import zlib
 from dataclasses import dataclass, field
 
@@ -40,10 +39,6 @@ class SliceResult:
     gz_lines: list[tuple[int, bytes]] = field(default_factory=list)
     #: (kind, service, agent, model, tool, is_error) -> [spans, input tokens, output tokens]
     groups: dict[tuple, list[int]] = field(default_factory=dict)
-    #: When the rows were written to a scratch SQLite file instead (see parse_range_to_db):
-    #: its path and how many rows its `spans` table holds, in order.
-    db_path: str | None = None
-    row_count: int = 0
     #: Spans with a parent but no agent or service: only then must a build look for
     #: values to inherit from ancestors.
     orphaned_names: int = 0
@@ -166,26 +161,21 @@ def parse_range(path: str, start: int, stop: int) -> SliceResult:
     return parse_block(data, start)
 
 
-def parse_range_to_db(path: str, start: int, stop: int, db_path: str) -> SliceResult:
-    """parse_range, with the rows written to a new SQLite file at `db_path` rather than
-    returned: the worker pays for the insert (in parallel) instead of the main process
-    unpickling and inserting row by row; the main process copies the table in C."""
-    result = parse_range(path, start, stop)
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode=OFF")
-        conn.execute("PRAGMA synchronous=OFF")
-        conn.execute(f"CREATE TABLE spans({', '.join(SPAN_COLUMNS)})")
-        marks = ", ".join("?" * len(SPAN_COLUMNS))
-        conn.execute("BEGIN")
-        conn.executemany(f"INSERT INTO spans VALUES({marks})", result.rows)
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-    result.db_path = db_path
-    result.row_count = len(result.rows)
-    result.rows = []
-    return result
+def insert_sql(file_id: int, line_base: int) -> str:
+    """The bulk insert of SliceResult rows (SPAN_COLUMNS order); SQL adds the file id, the
+    absolute line number, the duration and the token total."""
+    n = len(SPAN_COLUMNS)
+    values = [f"?{i}" for i in range(1, n + 1)]
+    col = {name: i + 1 for i, name in enumerate(SPAN_COLUMNS)}
+    values[col["line"] - 1] = f"?{col['line']} + {int(line_base) + 1}"
+    start, end = col["start_ns"], col["end_ns"]
+    tin, tout = col["input_tokens"], col["output_tokens"]
+    return (
+        f"INSERT INTO main.spans({', '.join(SPAN_COLUMNS)}, file_id, duration_ns, tokens) "
+        f"VALUES({', '.join(values)}, {int(file_id)}, "
+        f"MAX(0, COALESCE(?{end}, 0) - COALESCE(?{start}, 0)), "
+        f"COALESCE(?{tin}, 0) + COALESCE(?{tout}, 0))"
+    )
 
 
 def parse_gz_block(data: bytes, base_offset: int) -> SliceResult:

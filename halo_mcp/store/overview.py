@@ -88,7 +88,7 @@ def _names(conn: sqlite3.Connection, dim: str, limit: int = TOP_NAMES) -> list[N
 
 
 def _sample_traces(conn: sqlite3.Connection) -> list[str]:
-    """A few trace ids: examples of the top error signatures first, then the earliest ids."""
+    """A few trace ids: examples of the top error signatures first, then the smallest ids."""
     sample: list[str] = []
     for (examples,) in conn.execute(
         "SELECT example_trace_ids FROM signatures ORDER BY rank LIMIT ?", (SAMPLE_TRACES,)
@@ -98,7 +98,7 @@ def _sample_traces(conn: sqlite3.Connection) -> list[str]:
             sample.append(ids[0])
         if len(sample) >= 2:
             break
-    for (trace_id,) in conn.execute("SELECT trace_id FROM traces ORDER BY id LIMIT ?", (10,)):
+    for (trace_id,) in conn.execute("SELECT trace_id FROM traces ORDER BY trace_id LIMIT ?", (10,)):
         if len(sample) >= SAMPLE_TRACES:
             break
         if trace_id not in sample:

@@ -30,7 +30,8 @@ from halo_mcp.store.textlimit import clip
 #: SQL derives at insert time and the row id).
 ROW_COLUMNS = ("id", *SPAN_COLUMNS[:-1], "file_id", "duration_ns", "tokens")
 COL = {name: i for i, name in enumerate(ROW_COLUMNS)}
-SELECT_ROW = "SELECT " + ", ".join(f"s.{c}" for c in ROW_COLUMNS) + " FROM spans s"
+#: The SELECT list of a full span row (alias `s`), in ROW_COLUMNS order.
+ROW_SELECT = "SELECT " + ", ".join(f"s.{c}" for c in ROW_COLUMNS)
 
 SPAN_SORT_SQL = {
     "start_time": ("start_ns", "ASC"),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from halo_mcp.store.formats.lines import ROW_FIELDS
 
-SCHEMA_VERSION = 5  # 5: tool input hashes are over the decoded text on every path
+SCHEMA_VERSION = 6  # 6: parallel builds keep their spans in shard files (see shards.py)
 
 #: Columns of `spans` written by the bulk insert, in order: the parsers' row fields, then
 #: where the span lives in its file and its input hash (ingest.py appends those four).
@@ -37,9 +39,12 @@ CREATE TABLE IF NOT EXISTS traces(
 CREATE TABLE IF NOT EXISTS dims(dim TEXT, name TEXT, count INTEGER, errors INTEGER);
 CREATE TABLE IF NOT EXISTS signatures(rank INTEGER PRIMARY KEY, span_name TEXT, message TEXT,
     traces INTEGER, spans INTEGER, example_trace_ids TEXT, example_span_ids TEXT);
+CREATE TABLE IF NOT EXISTS shards(shard INTEGER PRIMARY KEY, name TEXT NOT NULL,
+    line_file_id INTEGER, line_base INTEGER);
 """
 
-INDEXES = """
+#: The span indexes: every span table has them (main's and each shard's).
+SPAN_INDEXES = """
 CREATE INDEX IF NOT EXISTS spans_trace ON spans(trace_id, span_id);
 CREATE INDEX IF NOT EXISTS spans_span ON spans(span_id);
 CREATE INDEX IF NOT EXISTS spans_start ON spans(start_ns);
@@ -48,7 +53,17 @@ CREATE INDEX IF NOT EXISTS spans_tool ON spans(tool_name, status, start_ns)
     WHERE tool_name IS NOT NULL;
 CREATE INDEX IF NOT EXISTS spans_name ON spans(name);
 CREATE INDEX IF NOT EXISTS spans_errors ON spans(start_ns) WHERE status = 'error';
+"""
+
+TRACE_INDEXES = """
 CREATE INDEX IF NOT EXISTS traces_start ON traces(start_ns);
 CREATE INDEX IF NOT EXISTS traces_duration ON traces(duration_ns);
 CREATE INDEX IF NOT EXISTS traces_errors ON traces(error_count);
 """
+
+
+def create_indexes(conn: sqlite3.Connection, script: str) -> None:
+    """Run each CREATE INDEX of `script` (SPAN_INDEXES or TRACE_INDEXES)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)

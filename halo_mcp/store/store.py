@@ -51,7 +51,8 @@ from halo_mcp.store.models import (
     TraceSummary,
     TraceTree,
 )
-from halo_mcp.store.query import COL, SELECT_ROW, Clipper
+from halo_mcp.store.query import COL, ROW_SELECT, Clipper
+from halo_mcp.store.shards import attach_shards, span_source, spans_where
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,14 @@ class TraceStore:
         if conn is None:
             conn = connect(self.index_path)
             conn.execute("PRAGMA temp_store=FILE")
+            try:
+                attach_shards(conn, self.index_path)
+            except sqlite3.OperationalError as exc:  # a rebuild replaced the index meanwhile
+                conn.close()
+                raise StoreError(
+                    f"the trace index {self.index_path} was rebuilt while open ({exc}); "
+                    "open the store again"
+                ) from None
             self._local.conn = conn
             self._local.hits = OrderedDict()
             with self._guard:
@@ -188,11 +197,10 @@ class TraceStore:
         return [*clauses, f"s.id IN (SELECT id FROM temp.{table})"], params
 
     def _candidates(self, clauses: list[str], params: list[Any]) -> int:
-        sql = (
-            f"SELECT COUNT(*) FROM (SELECT 1 FROM spans s WHERE {' AND '.join(clauses)} "
-            f"LIMIT {SCAN_THRESHOLD + 1})"
-        )
-        return self._conn().execute(sql, params).fetchone()[0]
+        conn = self._conn()
+        source, params = spans_where(conn, clauses, params, "s.id")
+        sql = f"SELECT COUNT(*) FROM (SELECT 1 FROM {source} LIMIT {SCAN_THRESHOLD + 1})"
+        return conn.execute(sql, params).fetchone()[0]
 
     def _new_hit_table(self, key: str) -> tuple[str, bool]:
         hits: OrderedDict = self._local.hits
@@ -271,12 +279,9 @@ class TraceStore:
         if not new:
             return name
         conn = self._conn()
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = conn.execute(
-            f"SELECT s.id, s.span_id, s.file_id, s.offset, s.length FROM spans s {where} "
-            "ORDER BY s.file_id, s.offset",
-            params,
-        )
+        columns = "s.id, s.span_id, s.file_id, s.offset, s.length"
+        source, params = spans_where(conn, clauses, params, columns)
+        rows = conn.execute(f"SELECT {columns} FROM {source} ORDER BY s.file_id, s.offset", params)
         handles: dict = {}
         batch: list[tuple[int]] = []
         last_key = None
@@ -337,12 +342,13 @@ class TraceStore:
             clause, extra = query.keyset(column, direction, key, row_id, "s")
             page_clauses.append(clause)
             page_params += extra
-        where = f" WHERE {' AND '.join(page_clauses)}" if page_clauses else ""
+        conn = self._conn()
+        source, page_params = spans_where(conn, page_clauses, page_params)
         sql = (
-            f"{SELECT_ROW}{where} ORDER BY s.{column} {direction}, s.id {direction} "
+            f"{ROW_SELECT} FROM {source} ORDER BY s.{column} {direction}, s.id {direction} "
             f"LIMIT {limit + 1}"
         )
-        rows = self._conn().execute(sql, page_params).fetchall()
+        rows = conn.execute(sql, page_params).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
         views, clipped = self._views(rows, fields, max_chars)
@@ -376,8 +382,9 @@ class TraceStore:
     def _count_spans(self, clauses: list[str], params: list[Any]) -> int:
         if not clauses:
             return self._span_total
-        sql = f"SELECT COUNT(*) FROM spans s WHERE {' AND '.join(clauses)}"
-        return self._conn().execute(sql, params).fetchone()[0]
+        conn = self._conn()
+        source, params = spans_where(conn, clauses, params, "s.id")
+        return conn.execute(f"SELECT COUNT(*) FROM {source}", params).fetchone()[0]
 
     def count(self, filter: SpanFilter | None = None) -> MatchCount:
         """How many spans and traces `filter` selects, and how many traces exist."""
@@ -387,15 +394,11 @@ class TraceStore:
             return MatchCount(
                 spans=self._span_total, traces=self._trace_total, traces_in_scope=self._trace_total
             )
-        spans, traces = (
-            self._conn()
-            .execute(
-                "SELECT COUNT(*), COUNT(DISTINCT s.trace_id) FROM spans s "
-                f"WHERE {' AND '.join(clauses)}",
-                params,
-            )
-            .fetchone()
-        )
+        conn = self._conn()
+        source, params = spans_where(conn, clauses, params, "s.trace_id")
+        spans, traces = conn.execute(
+            f"SELECT COUNT(*), COUNT(DISTINCT s.trace_id) FROM {source}", params
+        ).fetchone()
         return MatchCount(spans=spans, traces=traces, traces_in_scope=self._trace_total)
 
     # -- traces ----------------------------------------------------------------------------
@@ -414,11 +417,10 @@ class TraceStore:
         query.check_limit(limit)
         clauses, params = self._where(flt)
         outer: list[str] = []
-        if clauses:
-            outer.append(
-                f"t.trace_id IN (SELECT s.trace_id FROM spans s WHERE {' AND '.join(clauses)})"
-            )
         conn = self._conn()
+        if clauses:
+            source, params = spans_where(conn, clauses, params, "s.trace_id")
+            outer.append(f"t.trace_id IN (SELECT s.trace_id FROM {source})")
         if outer:
             total = conn.execute(
                 f"SELECT COUNT(*) FROM traces t WHERE {outer[0]}", params
@@ -475,7 +477,10 @@ class TraceStore:
         summary = self.trace_summary(trace_id)
         rows = (
             self._conn()
-            .execute(f"{SELECT_ROW} WHERE s.trace_id = ? ORDER BY s.start_ns, s.id", (trace_id,))
+            .execute(
+                f"{ROW_SELECT} FROM spans s WHERE s.trace_id = ? ORDER BY s.start_ns, s.id",
+                (trace_id,),
+            )
             .fetchall()
         )
         span_ids = {r[COL["span_id"]] for r in rows}
@@ -511,7 +516,10 @@ class TraceStore:
         """The span's raw payload as parsed from its source line (read by offset)."""
         row = (
             self._conn()
-            .execute(f"{SELECT_ROW} WHERE s.trace_id = ? AND s.span_id = ?", (trace_id, span_id))
+            .execute(
+                f"{ROW_SELECT} FROM spans s WHERE s.trace_id = ? AND s.span_id = ?",
+                (trace_id, span_id),
+            )
             .fetchone()
         )
         if row is None:
@@ -548,11 +556,12 @@ class TraceStore:
             more, more_params = self._where(SpanFilter(text=pattern))
             clauses += more[-1:]
             params += more_params
-        where = " AND ".join(clauses)
         conn = self._conn()
-        total = conn.execute(f"SELECT COUNT(*) FROM spans s WHERE {where}", params).fetchone()[0]
+        counted, count_params = spans_where(conn, clauses, params, "s.id")
+        total = conn.execute(f"SELECT COUNT(*) FROM {counted}", count_params).fetchone()[0]
+        source, params = spans_where(conn, clauses, params)
         rows = conn.execute(
-            f"{SELECT_ROW} WHERE {where} ORDER BY s.start_ns, s.id LIMIT {limit}", params
+            f"{ROW_SELECT} FROM {source} ORDER BY s.start_ns, s.id LIMIT {limit}", params
         ).fetchall()
         matches = []
         handles: dict = {}
@@ -608,9 +617,11 @@ class TraceStore:
     def repeated_tool_calls(self, min_repeats: int = 3, limit: int = 50) -> list[RepeatedToolCall]:
         """Traces where one tool was called with identical input at least `min_repeats`
         times (retry loops), most repeated first."""
-        rows = self._conn().execute(
+        conn = self._conn()
+        source = span_source(conn, "trace_id, tool_name, input_hash, span_id")
+        rows = conn.execute(
             "SELECT trace_id, tool_name, COUNT(*) AS calls, group_concat(span_id, ' ') "
-            "FROM spans WHERE input_hash IS NOT NULL AND tool_name IS NOT NULL "
+            f"FROM {source} WHERE input_hash IS NOT NULL AND tool_name IS NOT NULL "
             "GROUP BY trace_id, tool_name, input_hash HAVING calls >= ? "
             "ORDER BY calls DESC, trace_id LIMIT ?",
             (max(2, int(min_repeats)), int(limit)),
@@ -620,7 +631,7 @@ class TraceStore:
                 trace_id=trace_id,
                 tool_name=tool,
                 calls=calls,
-                example_span_ids=(span_ids or "").split(" ")[:5],
+                example_span_ids=sorted((span_ids or "").split(" "))[:5],  # stable examples
             )
             for trace_id, tool, calls, span_ids in rows
         ]

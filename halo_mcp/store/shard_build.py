@@ -1,0 +1,141 @@
+"""Building one shard of a parallel index (runs in a worker process).
+
+A parallel build cuts the input into one contiguous run of bytes per worker (line-aligned,
+possibly over several files). Each worker parses its run block by block, appends the rows
+to its own SQLite file, then builds that file's span indexes, drops duplicate spans and
+summarizes its traces: everything that costs per span happens here, on every core at
+once. The main process only stitches the small results together (see index.py) and fixes
+up the few traces whose spans fell into more than one shard.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from array import array
+from dataclasses import dataclass, field
+
+from halo_mcp.store import derive
+from halo_mcp.store.ingest import MAX_BAD_EXAMPLES, insert_sql, parse_block
+from halo_mcp.store.schema import SPAN_INDEXES, TABLES, create_indexes
+from halo_mcp.store.shards import shard_ids
+
+BLOCK_BYTES = 8 << 20
+
+
+@dataclass
+class Segment:
+    """Bytes [start, stop) of one plain file, cut at line ends."""
+
+    file_id: int
+    path: str
+    start: int
+    stop: int
+
+
+@dataclass
+class SegmentResult:
+    """What a shard learned about one segment. Line numbers are relative to the segment's
+    first line (0-based): only the main process knows how many lines came before it."""
+
+    file_id: int
+    lines: int = 0
+    spans: int = 0
+    bad_lines: int = 0
+    bad_examples: list[tuple[int, str]] = field(default_factory=list)
+    format: str | None = None
+    #: (line offsets, id of each line's first span) per block, as packed int64 arrays.
+    line_index: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+@dataclass
+class ShardResult:
+    shard: int
+    segments: list[SegmentResult]
+    #: Span-group counts (see derive.Groups), with the shard's inheritance applied.
+    groups: derive.Groups
+    spans: int
+    duplicates: int
+    last_id: int
+
+
+def _blocks(segment: Segment):  # -> Iterator[tuple[bytes, int]]
+    """The segment in blocks of about BLOCK_BYTES cut after a newline."""
+    with open(segment.path, "rb") as handle:
+        handle.seek(segment.start)
+        offset = segment.start
+        rest = b""
+        while offset < segment.stop:
+            chunk = handle.read(min(BLOCK_BYTES, segment.stop - offset))
+            if not chunk:
+                break
+            offset += len(chunk)
+            data = rest + chunk if rest else chunk
+            cut = len(data) if offset >= segment.stop else data.rfind(b"\n") + 1
+            if cut == 0:
+                rest = data
+                continue
+            yield data[:cut], offset - len(data)
+            rest = data[cut:]
+        if rest:
+            yield rest, offset - len(rest)
+
+
+def build_shard(shard: int, db_path: str, segments: list[Segment]) -> ShardResult:
+    """Parse `segments` into a new index file at `db_path` with ids from shard_ids(shard)."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=OFF")
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.executescript(TABLES)
+        first_id = shard_ids(shard)
+        conn.execute("INSERT INTO sqlite_sequence(name, seq) VALUES('spans', ?)", (first_id,))
+        next_id = first_id + 1
+        groups: derive.Groups = {}
+        orphaned = 0
+        results = []
+        conn.execute("BEGIN")
+        for segment in segments:
+            conn.execute(
+                "INSERT OR IGNORE INTO files(file_id, path, duplicates) VALUES(?, ?, 0)",
+                (segment.file_id, segment.path),
+            )
+            out = SegmentResult(segment.file_id)
+            for data, offset in _blocks(segment):
+                block = parse_block(data, offset)
+                if block.rows:
+                    conn.executemany(insert_sql(segment.file_id, out.lines), block.rows)
+                    out.line_index.append(
+                        (
+                            array("q", block.line_offsets).tobytes(),
+                            array("q", (next_id + i for i in block.line_first_row)).tobytes(),
+                        )
+                    )
+                for line, reason in block.bad_examples:
+                    if len(out.bad_examples) < MAX_BAD_EXAMPLES:
+                        out.bad_examples.append((out.lines + line, reason))
+                derive.merge_groups(groups, block.groups)
+                out.format = out.format or block.format
+                next_id += len(block.rows)
+                out.spans += len(block.rows)
+                out.bad_lines += block.bad_lines
+                out.lines += block.lines
+                orphaned += block.orphaned_names
+            results.append(out)
+        conn.execute("COMMIT")
+        create_indexes(conn, SPAN_INDEXES)
+        conn.execute("BEGIN")
+        removed = derive.remove_duplicates(conn)
+        changes = derive.refresh_traces(conn, all_traces=True, inherit=orphaned > 0)
+        conn.execute("COMMIT")
+        derive.merge_groups(groups, changes)
+        return ShardResult(
+            shard=shard,
+            segments=results,
+            groups=groups,
+            spans=next_id - first_id - 1 - removed,
+            duplicates=removed,
+            last_id=next_id - 1,
+        )
+    finally:
+        conn.close()
