@@ -52,7 +52,13 @@ from halo_mcp.store.schema import (
     create_indexes,
 )
 from halo_mcp.store.shard_build import Segment, ShardResult, build_shard
-from halo_mcp.store.shards import MAX_SHARDS, attach_shards, shard_names, span_tables
+from halo_mcp.store.shards import (
+    MAX_SHARDS,
+    attach_shards,
+    shard_ids,
+    shard_names,
+    span_tables,
+)
 
 if TYPE_CHECKING:  # the pool machinery is imported when a build needs it (cold start)
     from concurrent.futures import Executor
@@ -354,13 +360,20 @@ def _build_sharded(conn: sqlite3.Connection, plans: list[Plan], db_path: Path, t
     plain = [p for p in plans if not p.state.gz]
     results = _run_shards(_cut(plain, WORKERS), db_path, token)
     log.debug("shards built at %.2fs", time.perf_counter() - began)
+    for result in results:
+        log.debug(
+            "shard %d: %d spans; parse+insert %.2fs, indexes %.2fs, traces %.2fs",
+            result.shard,
+            result.spans,
+            *result.seconds,
+        )
     conn.execute("BEGIN")
     groups: derive.Groups = {}
     _record_shards(conn, plain, results, db_path, token)
     for result in results:
         derive.merge_groups(groups, result.groups)
     # main.spans ids follow the shards' (ties in a sort break by id): .gz rows, extensions.
-    last = max(r.last_id for r in results)
+    last = shard_ids(len(results) + 1)
     conn.execute("INSERT INTO sqlite_sequence(name, seq) VALUES('spans', ?)", (last,))
     for plan in plans:
         if plan.state.gz:

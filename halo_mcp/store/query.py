@@ -230,7 +230,7 @@ def make_view(
     row: Sequence[Any],
     fields: Sequence[str],
     clipper: Clipper,
-    path_of: Callable[[int], str],
+    source_of: Callable[[Sequence[Any]], SpanSource],
     payload_of: Callable[[Sequence[Any]], Any],
 ) -> SpanView:
     """A SpanView holding just `fields`; content fields come from `payload_of(row)`."""
@@ -259,12 +259,7 @@ def make_view(
         elif name == "status":
             values[name] = _status(row[COL["status"]])
         elif name == "source":
-            values[name] = SpanSource(
-                file=path_of(row[COL["file_id"]]),
-                line=row[COL["line"]],
-                offset=row[COL["offset"]],
-                length=row[COL["length"]],
-            )
+            values[name] = source_of(row)
         elif name in ("input_tokens", "output_tokens"):
             values[name] = row[COL[name]]
         else:

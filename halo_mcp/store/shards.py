@@ -24,9 +24,13 @@ SHARD_PREFIX = "s"
 MAX_SHARDS = 8
 
 
+SHARD_BITS = 40
+
+
 def shard_ids(shard: int) -> int:
-    """The first span id of a shard: shards never share ids with each other or main."""
-    return shard << 40
+    """Span ids of shard k start above this: shards never share ids with each other or
+    with the main file, whose rows after a sharded build start at shard_ids(shards + 1)."""
+    return shard << SHARD_BITS
 
 
 def shard_names(conn: sqlite3.Connection) -> list[tuple[int, str]]:
@@ -37,15 +41,23 @@ def shard_names(conn: sqlite3.Connection) -> list[tuple[int, str]]:
         return []
 
 
-def _line_fixes(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
-    """Schema -> (file id, lines before): a shard numbers the lines of its first file from
-    where its run starts, the main file knows how many lines came before."""
-    return {
-        f"{SHARD_PREFIX}{int(shard)}": (int(file_id), int(base))
-        for shard, file_id, base in conn.execute(
+def line_fixes(conn: sqlite3.Connection) -> dict[int, tuple[int, int]]:
+    """Shard -> (file id, lines before). A shard numbers the lines of its first file from
+    where its run starts; readers add the lines before (see shard_of) when they show one.
+    Kept out of the view: an expression in an arm stops SQLite from merging the arms'
+    index orders for ORDER BY ... LIMIT."""
+    try:
+        rows = conn.execute(
             "SELECT shard, line_file_id, line_base FROM main.shards WHERE line_base > 0"
-        )
-    }
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    return {int(shard): (int(file_id), int(base)) for shard, file_id, base in rows}
+
+
+def shard_of(span_id: int) -> int:
+    """The shard holding the span row with this id (0: the main file's own table)."""
+    return span_id >> SHARD_BITS
 
 
 def attach_shards(conn: sqlite3.Connection, db_path: Path, readonly: bool = True) -> int:
@@ -81,28 +93,13 @@ def span_tables(conn: sqlite3.Connection) -> list[str]:
     return ["main.spans", *(f"{s}.spans" for s in shards)]
 
 
-def _all_columns(conn: sqlite3.Connection, table: str, fixes: dict) -> str:
-    """Every column of a span table, with the shard's line numbers made absolute."""
-    fix = fixes.get(table.split(".")[0])
-    if fix is None:
-        return "*"
-    return ", ".join(
-        f"CASE WHEN file_id = {fix[0]} THEN line + {fix[1]} ELSE line END AS line"
-        if column == "line"
-        else column
-        for column in (row[1] for row in conn.execute("PRAGMA main.table_info(spans)"))
-    )
-
-
 def define_view(conn: sqlite3.Connection) -> None:
     """(Re)define temp.spans as the UNION ALL of every span table."""
     tables = span_tables(conn)
     conn.execute("DROP VIEW IF EXISTS temp.spans")
-    if len(tables) == 1:
-        return
-    fixes = _line_fixes(conn)
-    arms = " UNION ALL ".join(f"SELECT {_all_columns(conn, t, fixes)} FROM {t}" for t in tables)
-    conn.execute(f"CREATE TEMP VIEW spans AS {arms}")
+    if len(tables) > 1:
+        arms = " UNION ALL ".join(f"SELECT * FROM {t}" for t in tables)
+        conn.execute(f"CREATE TEMP VIEW spans AS {arms}")
 
 
 def spans_where(
@@ -118,11 +115,7 @@ def spans_where(
     tables = span_tables(conn)
     if len(tables) == 1:
         return f"spans s{where}", list(params)
-    fixes = _line_fixes(conn) if columns == "*" else {}
-    arms = [
-        f"SELECT {_all_columns(conn, t, fixes) if columns == '*' else columns} FROM {t} s{where}"
-        for t in tables
-    ]
+    arms = [f"SELECT {columns} FROM {t} s{where}" for t in tables]
     return "(" + " UNION ALL ".join(arms) + ") s", list(params) * len(tables)
 
 
@@ -136,3 +129,17 @@ def span_source(conn: sqlite3.Connection, columns: str) -> str:
     if len(tables) == 1:
         return "spans"
     return "(" + " UNION ALL ".join(f"SELECT {columns} FROM {t}" for t in tables) + ")"
+
+
+def count_where(
+    conn: sqlite3.Connection, clauses: list[str], params: list, limit: int | None = None
+) -> int:
+    """How many spans match every clause (alias `s`), counting at most `limit` + 1 per
+    table when given. Each table counts on its own (a sum of scalar subqueries), so its
+    covering indexes answer without rows flowing through a UNION ALL."""
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    cap = f" LIMIT {int(limit) + 1}" if limit is not None else ""
+    tables = span_tables(conn)
+    parts = [f"(SELECT COUNT(*) FROM (SELECT 1 FROM {t} s{where}{cap}))" for t in tables]
+    row = conn.execute("SELECT " + " + ".join(parts), list(params) * len(tables)).fetchone()
+    return int(row[0])

@@ -46,13 +46,21 @@ from halo_mcp.store.models import (
     SpanNode,
     SpanPage,
     SpanSort,
+    SpanSource,
     TracePage,
     TraceSort,
     TraceSummary,
     TraceTree,
 )
 from halo_mcp.store.query import COL, ROW_SELECT, Clipper
-from halo_mcp.store.shards import attach_shards, span_source, spans_where
+from halo_mcp.store.shards import (
+    attach_shards,
+    count_where,
+    line_fixes,
+    shard_of,
+    span_source,
+    spans_where,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +104,7 @@ class TraceStore:
             fid: (Path(path), bool(gz))
             for fid, path, gz in conn.execute("SELECT file_id, path, gz FROM files")
         }
+        self._line_fixes = line_fixes(conn)
         self.report = overview.load_report(conn, db_path, reused)
         self._span_total = self.report.spans
         self._trace_total = overview.meta_int(overview.read_meta(conn), "traces")
@@ -125,6 +134,19 @@ class TraceStore:
 
     def _path_of(self, file_id: int) -> str:
         return str(self._files[file_id][0])
+
+    def _source(self, row: Sequence[Any]) -> SpanSource:
+        """Where a span row lives; shard rows count lines from where their shard starts."""
+        file_id, line = row[COL["file_id"]], row[COL["line"]]
+        fix = self._line_fixes.get(shard_of(row[COL["id"]]))
+        if fix is not None and fix[0] == file_id and line is not None:
+            line += fix[1]
+        return SpanSource(
+            file=self._path_of(file_id),
+            line=line,
+            offset=row[COL["offset"]],
+            length=row[COL["length"]],
+        )
 
     def _read_line(self, file_id: int, offset: int, length: int, handles: dict) -> bytes:
         path, gz = self._files[file_id]
@@ -197,10 +219,7 @@ class TraceStore:
         return [*clauses, f"s.id IN (SELECT id FROM temp.{table})"], params
 
     def _candidates(self, clauses: list[str], params: list[Any]) -> int:
-        conn = self._conn()
-        source, params = spans_where(conn, clauses, params, "s.id")
-        sql = f"SELECT COUNT(*) FROM (SELECT 1 FROM {source} LIMIT {SCAN_THRESHOLD + 1})"
-        return conn.execute(sql, params).fetchone()[0]
+        return count_where(self._conn(), clauses, params, limit=SCAN_THRESHOLD)
 
     def _new_hit_table(self, key: str) -> tuple[str, bool]:
         hits: OrderedDict = self._local.hits
@@ -370,7 +389,7 @@ class TraceStore:
         try:
             views = [
                 query.make_view(
-                    row, fields, clipper, self._path_of, lambda r: self._payload(r, handles)
+                    row, fields, clipper, self._source, lambda r: self._payload(r, handles)
                 )
                 for row in rows
             ]
@@ -382,9 +401,7 @@ class TraceStore:
     def _count_spans(self, clauses: list[str], params: list[Any]) -> int:
         if not clauses:
             return self._span_total
-        conn = self._conn()
-        source, params = spans_where(conn, clauses, params, "s.id")
-        return conn.execute(f"SELECT COUNT(*) FROM {source}", params).fetchone()[0]
+        return count_where(self._conn(), clauses, params)
 
     def count(self, filter: SpanFilter | None = None) -> MatchCount:
         """How many spans and traces `filter` selects, and how many traces exist."""
@@ -557,8 +574,7 @@ class TraceStore:
             clauses += more[-1:]
             params += more_params
         conn = self._conn()
-        counted, count_params = spans_where(conn, clauses, params, "s.id")
-        total = conn.execute(f"SELECT COUNT(*) FROM {counted}", count_params).fetchone()[0]
+        total = count_where(conn, clauses, params)
         source, params = spans_where(conn, clauses, params)
         rows = conn.execute(
             f"{ROW_SELECT} FROM {source} ORDER BY s.start_ns, s.id LIMIT {limit}", params
