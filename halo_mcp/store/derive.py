@@ -29,6 +29,8 @@ ID, TRACE, SPAN, PARENT, AGENT, SERVICE, KIND, MODEL, TOOL, STATUS, TIN, TOUT = 
 
 #: (kind, service, agent, model, tool, is_error) -> [spans, input tokens, output tokens]
 Groups = dict[tuple, list[int]]
+_GROUP_KEY = "kind, service, agent, model, tool_name, status = 'error'"
+_GROUP_TOKENS = "SUM(COALESCE(input_tokens, 0)), SUM(COALESCE(output_tokens, 0))"
 
 
 def merge_groups(into: Groups, more: Groups) -> None:
@@ -71,11 +73,15 @@ def _tables(conn: sqlite3.Connection, source: str) -> list[str]:
 
 
 def remove_duplicates(
-    conn: sqlite3.Connection, *, after: int | None = None, source: str = "spans"
+    conn: sqlite3.Connection,
+    groups: Groups,
+    *,
+    after: int | None = None,
+    source: str = "spans",
 ) -> int:
-    """Keep the first span of each (trace_id, span_id); count the others per file.
-
-    With `after`, only spans with a larger id can be duplicates (an extension)."""
+    """Keep the first span of each (trace_id, span_id); count the others per file and take
+    them out of `groups`. With `after`, only spans with a larger id can be duplicates (an
+    extension). Returns how many were removed."""
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS dups(id INTEGER PRIMARY KEY, file_id INTEGER)")
     conn.execute("DELETE FROM temp.dups")
     if after is None:
@@ -95,6 +101,11 @@ def remove_duplicates(
     removed = conn.execute("SELECT COUNT(*) FROM temp.dups").fetchone()[0]
     if not removed:
         return 0
+    for *key, count, tin, tout in conn.execute(
+        f"SELECT {_GROUP_KEY}, COUNT(*), {_GROUP_TOKENS} FROM {source} "
+        "WHERE id IN (SELECT id FROM temp.dups) GROUP BY 1, 2, 3, 4, 5, 6"
+    ):
+        merge_groups(groups, {tuple(key): [-count, -tin, -tout]})
     conn.execute(
         "UPDATE files SET duplicates = duplicates + "
         "(SELECT COUNT(*) FROM temp.dups d WHERE d.file_id = files.file_id)"
@@ -257,28 +268,36 @@ def _stream(cursor: sqlite3.Cursor) -> Any:
         yield from batch
 
 
-def _sql_groups(conn: sqlite3.Connection) -> Any:
-    return (
-        (*key, count, tin, tout)
+def load_groups(conn: sqlite3.Connection) -> Groups:
+    """The span-group counts the last build or extension stored."""
+    return {
+        tuple(key): [count, tin, tout]
+        for *key, count, tin, tout in conn.execute("SELECT * FROM span_groups")
+    }
+
+
+def count_groups(conn: sqlite3.Connection) -> Groups:
+    """Span-group counts recounted from every span (when no exact tally is at hand)."""
+    return {
+        tuple(key): [count, tin or 0, tout or 0]
         for *key, count, tin, tout in conn.execute(
-            "SELECT kind, service, agent, model, tool_name, status = 'error', COUNT(*), "
-            "SUM(COALESCE(input_tokens, 0)), SUM(COALESCE(output_tokens, 0)) FROM spans "
-            "GROUP BY 1, 2, 3, 4, 5, 6"
+            f"SELECT {_GROUP_KEY}, COUNT(*), {_GROUP_TOKENS} FROM spans GROUP BY 1, 2, 3, 4, 5, 6"
         )
+    }
+
+
+def refresh_aggregates(conn: sqlite3.Connection, groups: Groups) -> None:
+    """Rewrite span_groups, dims, signatures and the meta counts from the span-group
+    counts (kept up to date by every build and extension, see merge_groups) and traces."""
+    conn.execute("DELETE FROM span_groups")
+    conn.executemany(
+        "INSERT INTO span_groups VALUES(?,?,?,?,?,?,?,?,?)",
+        [(*key, c, i, o) for key, (c, i, o) in groups.items() if c],
     )
-
-
-def refresh_aggregates(conn: sqlite3.Connection, groups: Groups | None = None) -> None:
-    """Rewrite the dims, signatures and meta counts from spans and traces. `groups`, when
-    given, are the span-group counts already known (saves a scan of every span)."""
     conn.execute("DELETE FROM dims")
     totals: dict[tuple[str, str], list[int]] = {}
     tokens_in = tokens_out = spans = error_spans = 0
-    rows = (
-        _sql_groups(conn)
-        if groups is None
-        else ((*key, c, i, o) for key, (c, i, o) in groups.items() if c)
-    )
+    rows = ((*key, c, i, o) for key, (c, i, o) in groups.items() if c)
     for kind, service, agent, model, tool, is_error, count, tin, tout in rows:
         errors = count if is_error else 0
         spans += count

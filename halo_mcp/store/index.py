@@ -267,7 +267,7 @@ def _update(conn: sqlite3.Connection, plans: list[Plan], fresh: bool) -> None:
             create_indexes(conn, TRACE_INDEXES)
         log.debug("indexes at %.2fs", time.perf_counter() - began)
         if fresh:
-            removed = derive.remove_duplicates(conn)
+            derive.remove_duplicates(conn, groups)
             changes = derive.refresh_traces(conn, all_traces=True, inherit=orphaned_names > 0)
         else:
             conn.execute(
@@ -276,16 +276,17 @@ def _update(conn: sqlite3.Connection, plans: list[Plan], fresh: bool) -> None:
                 (old_max,),
             )
             derive.gather_scope(conn)
-            removed = derive.remove_duplicates(conn, after=old_max, source=derive.SCOPE)
+            derive.remove_duplicates(conn, groups, after=old_max, source=derive.SCOPE)
             changes = derive.refresh_traces(conn, all_traces=False, source=derive.SCOPE)
         log.debug("traces at %.2fs", time.perf_counter() - began)
-        # Span-group counts from the parsers are exact for a fresh build without duplicates
-        # (adjusted for inherited agent/service); otherwise recount them in SQL.
-        if fresh and not removed:
-            derive.merge_groups(groups, changes)
-            derive.refresh_aggregates(conn, groups)
-        else:
-            derive.refresh_aggregates(conn)
+        derive.merge_groups(groups, changes)
+        # The parsers' span-group counts cover the new rows (less duplicates, plus
+        # inherited names); a re-parsed file's old rows are gone, so recount then.
+        if any(p.action == "rebuild" for p in plans):
+            groups = derive.count_groups(conn)
+        elif not fresh:
+            derive.merge_groups(groups, derive.load_groups(conn))
+        derive.refresh_aggregates(conn, groups)
         log.debug("aggregates at %.2fs", time.perf_counter() - began)
         _mark_complete(conn)
         conn.execute("COMMIT")
@@ -383,7 +384,6 @@ def _build_sharded(conn: sqlite3.Connection, plans: list[Plan], db_path: Path, t
     attach_shards(conn, db_path, readonly=False)
     conn.execute("BEGIN")
     try:
-        removed = sum(r.duplicates for r in results)
         for table in span_tables(conn)[1:]:
             schema = table.split(".")[0]
             conn.executemany(
@@ -392,10 +392,10 @@ def _build_sharded(conn: sqlite3.Connection, plans: list[Plan], db_path: Path, t
                     f"SELECT duplicates, file_id FROM {schema}.files WHERE duplicates > 0"
                 ).fetchall(),
             )
-        removed += _join_shard_traces(conn, groups)
+        _join_shard_traces(conn, groups)
         log.debug("traces joined at %.2fs", time.perf_counter() - began)
         create_indexes(conn, TRACE_INDEXES)
-        derive.refresh_aggregates(conn, None if removed else groups)
+        derive.refresh_aggregates(conn, groups)
         log.debug("aggregates at %.2fs", time.perf_counter() - began)
         _mark_complete(conn)
         conn.execute("COMMIT")
@@ -467,10 +467,10 @@ def _record_shards(
         )
 
 
-def _join_shard_traces(conn: sqlite3.Connection, groups: derive.Groups) -> int:
+def _join_shard_traces(conn: sqlite3.Connection, groups: derive.Groups) -> None:
     """Fill main.traces from the shards' summaries. A trace whose spans sit in several
     span tables (a run boundary cut it, or several files hold it) is summarized again over
-    all its spans, after dropping duplicates across tables. Returns duplicates removed."""
+    all its spans, after dropping duplicates across tables (taken out of `groups`)."""
     tables = span_tables(conn)
     shard_traces = [f"{t.split('.')[0]}.traces" for t in tables[1:]]
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS affected(trace_id TEXT PRIMARY KEY)")
@@ -497,12 +497,11 @@ def _join_shard_traces(conn: sqlite3.Connection, groups: derive.Groups) -> int:
             "WHERE trace_id NOT IN (SELECT trace_id FROM temp.affected)"
         )
     if conn.execute("SELECT COUNT(*) FROM temp.affected").fetchone()[0] == 0:
-        return 0
+        return
     derive.gather_scope(conn)
-    removed = derive.remove_duplicates(conn, source=derive.SCOPE)
+    derive.remove_duplicates(conn, groups, source=derive.SCOPE)
     changes = derive.refresh_traces(conn, all_traces=False, source=derive.SCOPE)
     derive.merge_groups(groups, changes)
-    return removed
 
 
 def _last_id(conn: sqlite3.Connection) -> int:

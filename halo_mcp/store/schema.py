@@ -6,7 +6,7 @@ import sqlite3
 
 from halo_mcp.store.formats.lines import ROW_FIELDS
 
-SCHEMA_VERSION = 6  # 6: parallel builds keep their spans in shard files (see shards.py)
+SCHEMA_VERSION = 7  # 7: parallel builds keep their spans in shard files (see shards.py)
 
 #: Columns of `spans` written by the bulk insert, in order: the parsers' row fields, then
 #: where the span lives in its file and its input hash (ingest.py appends those four).
@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS traces(
     first_error_span_id TEXT, first_error_name TEXT, first_error_message TEXT,
     has_root INTEGER, orphans INTEGER);
 CREATE TABLE IF NOT EXISTS dims(dim TEXT, name TEXT, count INTEGER, errors INTEGER);
+CREATE TABLE IF NOT EXISTS span_groups(kind TEXT, service TEXT, agent TEXT, model TEXT,
+    tool_name TEXT, is_error INTEGER, spans INTEGER, input_tokens INTEGER,
+    output_tokens INTEGER);
 CREATE TABLE IF NOT EXISTS signatures(rank INTEGER PRIMARY KEY, span_name TEXT, message TEXT,
     traces INTEGER, spans INTEGER, example_trace_ids TEXT, example_span_ids TEXT);
 CREATE TABLE IF NOT EXISTS shards(shard INTEGER PRIMARY KEY, name TEXT NOT NULL,

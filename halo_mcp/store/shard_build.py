@@ -55,7 +55,6 @@ class ShardResult:
     #: Span-group counts (see derive.Groups), with the shard's inheritance applied.
     groups: derive.Groups
     spans: int
-    duplicates: int
     last_id: int
     #: Seconds spent parsing and inserting, indexing, and summarizing (for debug logs).
     seconds: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -134,7 +133,7 @@ def build_shard(shard: int, db_path: str, segments: list[Segment]) -> ShardResul
         create_indexes(conn, SPAN_INDEXES)
         indexed = time.perf_counter()
         conn.execute("BEGIN")
-        removed = derive.remove_duplicates(conn)
+        removed = derive.remove_duplicates(conn, groups)
         changes = derive.refresh_traces(conn, all_traces=True, inherit=orphaned > 0)
         conn.execute("COMMIT")
         derive.merge_groups(groups, changes)
@@ -143,7 +142,6 @@ def build_shard(shard: int, db_path: str, segments: list[Segment]) -> ShardResul
             segments=results,
             groups=groups,
             spans=next_id - first_id - 1 - removed,
-            duplicates=removed,
             last_id=next_id - 1,
             seconds=(parsed - began, indexed - parsed, time.perf_counter() - indexed),
         )
