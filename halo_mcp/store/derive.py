@@ -286,9 +286,12 @@ def count_groups(conn: sqlite3.Connection) -> Groups:
     }
 
 
-def refresh_aggregates(conn: sqlite3.Connection, groups: Groups) -> None:
+def refresh_aggregates(
+    conn: sqlite3.Connection, groups: Groups, signatures: Signatures | None = None
+) -> None:
     """Rewrite span_groups, dims, signatures and the meta counts from the span-group
-    counts (kept up to date by every build and extension, see merge_groups) and traces."""
+    counts (kept up to date by every build and extension, see merge_groups) and traces.
+    `signatures`, when given, are the error signatures already collected (else a scan)."""
     conn.execute("DELETE FROM span_groups")
     conn.executemany(
         "INSERT INTO span_groups VALUES(?,?,?,?,?,?,?,?,?)",
@@ -320,7 +323,7 @@ def refresh_aggregates(conn: sqlite3.Connection, groups: Groups) -> None:
         "INSERT INTO dims VALUES(?,?,?,?)",
         [(dim, name, c, e) for (dim, name), (c, e) in totals.items()],
     )
-    _refresh_signatures(conn)
+    _write_signatures(conn, collect_signatures(conn) if signatures is None else signatures)
     traces, error_traces, start, end, orphans, rootless = conn.execute(
         "SELECT COUNT(*), COALESCE(SUM(error_count > 0), 0), MIN(start_ns), MAX(end_ns), "
         "COALESCE(SUM(orphans), 0), COALESCE(SUM(has_root = 0), 0) FROM traces"
@@ -343,13 +346,20 @@ def refresh_aggregates(conn: sqlite3.Connection, groups: Groups) -> None:
     )
 
 
-def _refresh_signatures(conn: sqlite3.Connection) -> None:
-    conn.execute("DELETE FROM signatures")
-    groups: dict[tuple[str, str], list[Any]] = {}
+#: (span or tool name, normalized message) -> [trace ids, error spans, first traces, first
+#: spans], the firsts as (start_ns, id, trace or span id) in (start_ns, id) order, at most
+#: EXAMPLES (traces distinct). Shards collect their own; merged, they equal one scan.
+Signatures = dict[tuple[str, str], list[Any]]
+_NO_START = -(1 << 63)
+
+
+def collect_signatures(conn: sqlite3.Connection, table: str = "spans") -> Signatures:
+    """Group the error spans of `table` by name and normalized message."""
+    groups: Signatures = {}
     normalized: dict[str | None, str] = {}
-    for name, message, trace_id, span_id in conn.execute(
-        "SELECT COALESCE(tool_name, name), error_message, trace_id, span_id FROM spans "
-        "WHERE status = 'error' ORDER BY start_ns, id"
+    for name, message, trace_id, span_id, start, row_id in conn.execute(
+        "SELECT COALESCE(tool_name, name), error_message, trace_id, span_id, start_ns, id "
+        f"FROM {table} WHERE status = 'error' ORDER BY start_ns, id"
     ):
         signature = normalized.get(message)
         if signature is None:
@@ -361,10 +371,32 @@ def _refresh_signatures(conn: sqlite3.Connection) -> None:
             group = groups[(name or "", signature)] = [set(), 0, [], []]
         group[0].add(trace_id)
         group[1] += 1
-        if len(group[2]) < EXAMPLES and trace_id not in group[2]:
-            group[2].append(trace_id)
+        at = _NO_START if start is None else start
+        if len(group[2]) < EXAMPLES and all(t != trace_id for *_, t in group[2]):
+            group[2].append((at, row_id, trace_id))
         if len(group[3]) < EXAMPLES:
-            group[3].append(span_id)
+            group[3].append((at, row_id, span_id))
+    return groups
+
+
+def merge_signatures(into: Signatures, more: Signatures) -> None:
+    for key, (traces, spans, first_traces, first_spans) in more.items():
+        group = into.get(key)
+        if group is None:
+            into[key] = [set(traces), spans, list(first_traces), list(first_spans)]
+            continue
+        group[0] |= traces
+        group[1] += spans
+        merged: list[tuple] = []
+        for item in sorted(group[2] + first_traces):
+            if len(merged) < EXAMPLES and all(t != item[2] for *_, t in merged):
+                merged.append(item)
+        group[2] = merged
+        group[3] = sorted(group[3] + first_spans)[:EXAMPLES]
+
+
+def _write_signatures(conn: sqlite3.Connection, groups: Signatures) -> None:
+    conn.execute("DELETE FROM signatures")
     ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1][0]), -kv[1][1], kv[0]))
     conn.executemany(
         "INSERT INTO signatures VALUES(?,?,?,?,?,?,?)",
@@ -375,8 +407,8 @@ def _refresh_signatures(conn: sqlite3.Connection) -> None:
                 message,
                 len(group[0]),
                 group[1],
-                orjson.dumps(group[2]).decode(),
-                orjson.dumps(group[3]).decode(),
+                orjson.dumps([ids for *_, ids in group[2]]).decode(),
+                orjson.dumps([ids for *_, ids in group[3]]).decode(),
             )
             for rank, ((name, message), group) in enumerate(ranked[:MAX_SIGNATURES])
         ],

@@ -392,10 +392,14 @@ def _build_sharded(conn: sqlite3.Connection, plans: list[Plan], db_path: Path, t
                     f"SELECT duplicates, file_id FROM {schema}.files WHERE duplicates > 0"
                 ).fetchall(),
             )
-        _join_shard_traces(conn, groups)
+        signatures: derive.Signatures | None = derive.collect_signatures(conn, "main.spans")
+        for result in results:
+            derive.merge_signatures(signatures, result.signatures)
+        if _join_shard_traces(conn, groups):
+            signatures = None  # duplicates across shards were dropped: scan them all again
         log.debug("traces joined at %.2fs", time.perf_counter() - began)
         create_indexes(conn, TRACE_INDEXES)
-        derive.refresh_aggregates(conn, groups)
+        derive.refresh_aggregates(conn, groups, signatures)
         log.debug("aggregates at %.2fs", time.perf_counter() - began)
         _mark_complete(conn)
         conn.execute("COMMIT")
@@ -467,10 +471,11 @@ def _record_shards(
         )
 
 
-def _join_shard_traces(conn: sqlite3.Connection, groups: derive.Groups) -> None:
+def _join_shard_traces(conn: sqlite3.Connection, groups: derive.Groups) -> int:
     """Fill main.traces from the shards' summaries. A trace whose spans sit in several
     span tables (a run boundary cut it, or several files hold it) is summarized again over
-    all its spans, after dropping duplicates across tables (taken out of `groups`)."""
+    all its spans, after dropping duplicates across tables (taken out of `groups`).
+    Returns how many duplicates were dropped."""
     tables = span_tables(conn)
     shard_traces = [f"{t.split('.')[0]}.traces" for t in tables[1:]]
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS affected(trace_id TEXT PRIMARY KEY)")
@@ -497,11 +502,12 @@ def _join_shard_traces(conn: sqlite3.Connection, groups: derive.Groups) -> None:
             "WHERE trace_id NOT IN (SELECT trace_id FROM temp.affected)"
         )
     if conn.execute("SELECT COUNT(*) FROM temp.affected").fetchone()[0] == 0:
-        return
+        return 0
     derive.gather_scope(conn)
-    derive.remove_duplicates(conn, groups, source=derive.SCOPE)
+    removed = derive.remove_duplicates(conn, groups, source=derive.SCOPE)
     changes = derive.refresh_traces(conn, all_traces=False, source=derive.SCOPE)
     derive.merge_groups(groups, changes)
+    return removed
 
 
 def _last_id(conn: sqlite3.Connection) -> int:

@@ -56,6 +56,8 @@ class ShardResult:
     groups: derive.Groups
     spans: int
     last_id: int
+    #: The shard's error signatures (see derive.collect_signatures).
+    signatures: derive.Signatures
     #: Seconds spent parsing and inserting, indexing, and summarizing (for debug logs).
     seconds: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
@@ -137,11 +139,13 @@ def build_shard(shard: int, db_path: str, segments: list[Segment]) -> ShardResul
         changes = derive.refresh_traces(conn, all_traces=True, inherit=orphaned > 0)
         conn.execute("COMMIT")
         derive.merge_groups(groups, changes)
+        signatures = derive.collect_signatures(conn)
         return ShardResult(
             shard=shard,
             segments=results,
             groups=groups,
             spans=next_id - first_id - 1 - removed,
+            signatures=signatures,
             last_id=next_id - 1,
             seconds=(parsed - began, indexed - parsed, time.perf_counter() - indexed),
         )
