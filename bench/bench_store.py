@@ -113,12 +113,24 @@ def run_child(mode: str, path: Path, cache: Path, reps: int) -> tuple[dict, floa
 
 
 def child_build(path: str, cache: str) -> dict:
+    """Build the index; also return the builder's debug log (where the time went)."""
+    import logging
+
     from halo_mcp.store import open_store
 
+    phases: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            phases.append(record.getMessage())
+
+    builder = logging.getLogger("halo_mcp.store.index")
+    builder.setLevel(logging.DEBUG)
+    builder.addHandler(Collect())
     began = time.perf_counter()
     with open_store([path], cache_dir=cache) as store:
         seconds = time.perf_counter() - began
-        return {"build_s": seconds, "spans": store.report.spans}
+        return {"build_s": seconds, "spans": store.report.spans, "phases": phases}
 
 
 def _timed(call, reps: int) -> list[float]:
@@ -187,6 +199,7 @@ def bench(kind: str, size_mb: float, data_dir: Path, reps: int) -> list[str]:
         f"orjson.loads pass (floor)      {floor:8.2f} s",
         f"index build                    {built['build_s']:8.2f} s   "
         f"= {built['build_s'] / floor:.2f}x the floor",
+        *(f"    {phase}" for phase in built["phases"]),
         f"peak RSS while building (tree) {build_peak:8.0f} MB",
         f"RSS of a serving process       {served['serve_rss_mb']:8.0f} MB",
         f"re-open existing index         {served['reopen_s'] * 1000:8.1f} ms",

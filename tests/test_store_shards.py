@@ -6,6 +6,7 @@ parent in another shard, line numbers counted across the cut, appends and rebuil
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import re
 from pathlib import Path
@@ -168,3 +169,23 @@ def test_a_changed_file_gets_new_shards_and_the_old_ones_are_deleted(tmp_path, p
 
 def _line(item: dict[str, Any]) -> str:
     return json.dumps(item) + "\n"
+
+
+def test_the_input_is_cut_into_line_aligned_runs_covering_every_byte_once(tmp_path) -> None:
+    from halo_mcp.store.files import file_state
+    from halo_mcp.store.index import Plan
+    from halo_mcp.store.shard_merge import cut_runs
+
+    small = write(tmp_path / "a.jsonl", _interleaved(3))
+    big = write(tmp_path / "b.jsonl", _interleaved(40))
+    plans = [Plan(file_state(p), "new", file_id=i) for i, p in enumerate([small, big], 1)]
+    runs = cut_runs(plans, 3)
+    assert len(runs) == 3
+    for plan in plans:
+        data = plan.state.path.read_bytes()
+        pieces = sorted((s.start, s.stop) for run in runs for s in run if s.file_id == plan.file_id)
+        assert pieces[0][0] == 0 and pieces[-1][1] == len(data)
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))
+        assert all(data[stop - 1 : stop] == b"\n" for _, stop in pieces)
+    sizes = [sum(s.stop - s.start for s in run) for run in runs]
+    assert max(sizes) - min(sizes) < 2 * max(len(_line(s)) for s in _interleaved(40))

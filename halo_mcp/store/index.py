@@ -52,6 +52,7 @@ from halo_mcp.store.schema import (
     create_indexes,
 )
 from halo_mcp.store.shard_build import Segment, ShardResult, build_shard
+from halo_mcp.store.shard_merge import cut_runs, join_shard_traces, record_shards
 from halo_mcp.store.shards import (
     MAX_SHARDS,
     attach_shards,
@@ -301,31 +302,6 @@ def _mark_complete(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT OR REPLACE INTO meta VALUES('complete', '1')")
 
 
-def _cut(plans: list[Plan], parts: int) -> list[list[Segment]]:
-    """Plain files as `parts` runs of about equal bytes, cut at line ends (a run may span
-    several files; a file may span several runs)."""
-    total = sum(p.state.size for p in plans)
-    target = max(1, -(-total // parts))
-    runs: list[list[Segment]] = [[]]
-    room = target
-    for plan in plans:
-        path, size, start = str(plan.state.path), plan.state.size, 0
-        with open(path, "rb") as handle:
-            while start < size:
-                if room <= 0 and len(runs) < parts:
-                    runs.append([])
-                    room = target
-                stop = size if len(runs) == parts else min(size, start + room)
-                if stop < size:
-                    handle.seek(stop)
-                    handle.readline()
-                    stop = min(handle.tell(), size)
-                runs[-1].append(Segment(plan.file_id, path, start, stop))
-                room -= stop - start
-                start = stop
-    return [run for run in runs if run]
-
-
 def _run_shards(runs: list[list[Segment]], db_path: Path, token: str) -> list[ShardResult]:
     """Build one shard per run on the worker pool (in-process if the pool breaks)."""
     from concurrent.futures.process import BrokenProcessPool
@@ -359,7 +335,7 @@ def _build_sharded(conn: sqlite3.Connection, plans: list[Plan], db_path: Path, t
         _prepare_file(conn, plan)
     conn.execute("COMMIT")
     plain = [p for p in plans if not p.state.gz]
-    results = _run_shards(_cut(plain, WORKERS), db_path, token)
+    results = _run_shards(cut_runs(plain, WORKERS), db_path, token)
     log.debug("shards built at %.2fs", time.perf_counter() - began)
     for result in results:
         log.debug(
@@ -370,7 +346,7 @@ def _build_sharded(conn: sqlite3.Connection, plans: list[Plan], db_path: Path, t
         )
     conn.execute("BEGIN")
     groups: derive.Groups = {}
-    _record_shards(conn, plain, results, db_path, token)
+    record_shards(conn, plain, results, db_path, token)
     for result in results:
         derive.merge_groups(groups, result.groups)
     # main.spans ids follow the shards' (ties in a sort break by id): .gz rows, extensions.
@@ -395,7 +371,7 @@ def _build_sharded(conn: sqlite3.Connection, plans: list[Plan], db_path: Path, t
         signatures: derive.Signatures | None = derive.collect_signatures(conn, "main.spans")
         for result in results:
             derive.merge_signatures(signatures, result.signatures)
-        if _join_shard_traces(conn, groups):
+        if join_shard_traces(conn, groups):
             signatures = None  # duplicates across shards were dropped: scan them all again
         log.debug("traces joined at %.2fs", time.perf_counter() - began)
         create_indexes(conn, TRACE_INDEXES)
@@ -407,107 +383,6 @@ def _build_sharded(conn: sqlite3.Connection, plans: list[Plan], db_path: Path, t
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-
-
-def _record_shards(
-    conn: sqlite3.Connection,
-    plans: list[Plan],
-    results: list[ShardResult],
-    db_path: Path,
-    token: str,
-) -> None:
-    """Stitch the shards' per-segment results into files, line_index, bad_lines, shards.
-
-    Lines: a shard numbers lines from its first segment's start, so the main file records
-    how many lines of that file came before (the `spans` view adds it)."""
-    lines: dict[int, int] = {}
-    seqs: dict[int, int] = {}
-    spans: dict[int, int] = {}
-    bad: dict[int, int] = {}
-    formats: dict[int, str] = {}
-    kept_bad = conn.execute("SELECT COUNT(*) FROM bad_lines").fetchone()[0]
-    for result in results:
-        first = result.segments[0]
-        base = lines.get(first.file_id, 0)
-        conn.execute(
-            "INSERT INTO shards VALUES(?, ?, ?, ?)",
-            (result.shard, f"{db_path.name}.{token}.s{result.shard}", first.file_id, base),
-        )
-        for segment in result.segments:
-            fid = segment.file_id
-            base = lines.get(fid, 0)
-            for offsets, firsts in segment.line_index:
-                seq = seqs.get(fid, 0)
-                conn.execute("INSERT INTO line_index VALUES(?,?,?,?)", (fid, seq, offsets, firsts))
-                seqs[fid] = seq + 1
-            for line, reason in segment.bad_examples:
-                if kept_bad < MAX_BAD_EXAMPLES:
-                    row = (fid, base + line + 1, reason)
-                    conn.execute("INSERT INTO bad_lines VALUES(?,?,?)", row)
-                    kept_bad += 1
-            lines[fid] = base + segment.lines
-            spans[fid] = spans.get(fid, 0) + segment.spans
-            bad[fid] = bad.get(fid, 0) + segment.bad_lines
-            if segment.format and fid not in formats:
-                formats[fid] = segment.format
-    for plan in plans:
-        fid, state = plan.file_id, plan.state
-        conn.execute(
-            "UPDATE files SET size=?, mtime_ns=?, inode=?, head_hash=?, tail_hash=?, "
-            "bytes_indexed=?, lines_indexed=?, spans=?, bad_lines=?, format=? WHERE file_id=?",
-            (
-                state.size,
-                state.mtime_ns,
-                state.inode,
-                state.head_hash,
-                hash_range(state.path, state.size - HASH_BYTES, state.size),
-                state.size,
-                lines.get(fid, 0),
-                spans.get(fid, 0),
-                bad.get(fid, 0),
-                formats.get(fid),
-                fid,
-            ),
-        )
-
-
-def _join_shard_traces(conn: sqlite3.Connection, groups: derive.Groups) -> int:
-    """Fill main.traces from the shards' summaries. A trace whose spans sit in several
-    span tables (a run boundary cut it, or several files hold it) is summarized again over
-    all its spans, after dropping duplicates across tables (taken out of `groups`).
-    Returns how many duplicates were dropped."""
-    tables = span_tables(conn)
-    shard_traces = [f"{t.split('.')[0]}.traces" for t in tables[1:]]
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS affected(trace_id TEXT PRIMARY KEY)")
-    conn.execute("DELETE FROM temp.affected")
-    everywhere = " UNION ALL ".join(
-        [
-            "SELECT DISTINCT trace_id FROM main.spans",
-            *(f"SELECT trace_id FROM {t}" for t in shard_traces),
-        ]
-    )
-    conn.execute(
-        f"INSERT INTO temp.affected SELECT trace_id FROM ({everywhere}) "
-        "GROUP BY trace_id HAVING COUNT(*) > 1"
-    )
-    conn.execute("INSERT OR IGNORE INTO temp.affected SELECT DISTINCT trace_id FROM main.spans")
-    columns = (
-        "trace_id, root_name, service, agents, models, span_count, error_count, start_ns, "
-        "end_ns, duration_ns, input_tokens, output_tokens, first_error_span_id, "
-        "first_error_name, first_error_message, has_root, orphans"
-    )
-    for table in shard_traces:
-        conn.execute(
-            f"INSERT INTO main.traces({columns}) SELECT {columns} FROM {table} "
-            "WHERE trace_id NOT IN (SELECT trace_id FROM temp.affected)"
-        )
-    if conn.execute("SELECT COUNT(*) FROM temp.affected").fetchone()[0] == 0:
-        return 0
-    derive.gather_scope(conn)
-    removed = derive.remove_duplicates(conn, groups, source=derive.SCOPE)
-    changes = derive.refresh_traces(conn, all_traces=False, source=derive.SCOPE)
-    derive.merge_groups(groups, changes)
-    return removed
 
 
 def _last_id(conn: sqlite3.Connection) -> int:
