@@ -90,22 +90,23 @@ def parse_block(data: bytes, base_offset: int, keep_raw: bool = False) -> SliceR
     """
     out = SliceResult()
     rows = out.rows
-    pos = 0
-    end = len(data)
-    line_no = -1
-    while pos < end:
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            nl = end
-        line_no += 1
-        start = pos
-        stop = nl
-        pos = nl + 1
-        if stop > start and data[stop - 1] == 13:  # \r
-            stop -= 1
-        if base_offset + start == 0 and data.startswith(BOM):
-            start += 3
-        line = data[start:stop]
+    add_row = rows.append
+    add_offset = out.line_offsets.append
+    add_first = out.line_first_row.append
+    groups = out.groups
+    orphaned = 0
+    lines = data.split(b"\n")  # one C pass; the offsets follow from the lengths
+    if lines[-1] == b"":
+        lines.pop()
+    next_start = base_offset
+    for line_no, line in enumerate(lines):
+        offset = next_start
+        next_start += len(line) + 1
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        if offset == 0 and line[:3] == BOM:
+            line = line[3:]
+            offset = 3
         if line[:1] != b"{" and not line.strip():  # strip() copies: only for odd lines
             continue
         try:
@@ -124,26 +125,28 @@ def parse_block(data: bytes, base_offset: int, keep_raw: bool = False) -> SliceR
                 out.format = detect_format(line)
             except Exception:
                 out.format = "unknown"
-        offset = base_offset + start
-        length = stop - start
-        out.line_offsets.append(offset)
-        out.line_first_row.append(len(rows))
-        groups = out.groups
+        length = len(line)
+        add_offset(offset)
+        add_first(len(rows))
         for fields in parsed:
             digest = input_hash(line, fields[_SPAN_ID]) if fields[_KIND] == "tool" else None
-            rows.append((*fields, line_no, offset, length, digest))
+            add_row((*fields, line_no, offset, length, digest))
             key = (fields[4], fields[9], fields[10], fields[11], fields[12], fields[5] == "error")
             slot = groups.get(key)
             if slot is None:
-                slot = groups[key] = [0, 0, 0]
-            slot[0] += 1
-            slot[1] += fields[13] or 0
-            slot[2] += fields[14] or 0
+                groups[key] = [1, fields[13] or 0, fields[14] or 0]
+            else:
+                slot[0] += 1
+                if fields[13]:
+                    slot[1] += fields[13]
+                if fields[14]:
+                    slot[2] += fields[14]
             if fields[_PARENT] is not None and (fields[_AGENT] is None or fields[_SERVICE] is None):
-                out.orphaned_names += 1
+                orphaned += 1
         if keep_raw:
             out.gz_lines.append((offset, zlib.compress(line, 1)))
-    out.lines = line_no + 1
+    out.orphaned_names = orphaned
+    out.lines = len(lines)
     return out
 
 
