@@ -18,6 +18,7 @@ from typing import Any
 
 from halo_mcp.store.errors import StoreError
 from halo_mcp.store.formats import span_payload
+from halo_mcp.store.shards import attach_shards
 from halo_mcp.store.store import TraceStore
 
 #: Span kinds whose latency and tokens are compared, and the column naming their group.
@@ -35,10 +36,13 @@ def index_path(store: TraceStore) -> Path:
 @contextlib.contextmanager
 def reader(store: TraceStore) -> Iterator[sqlite3.Connection]:
     """A read-only connection to the store's index, closed on exit."""
-    uri = index_path(store).absolute().as_uri() + "?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=60)
+    path = index_path(store)
+    conn = sqlite3.connect(
+        path.absolute().as_uri() + "?mode=ro", uri=True, check_same_thread=False, timeout=60
+    )
     try:
         conn.execute("PRAGMA busy_timeout=60000")
+        attach_shards(conn, path)
         yield conn
     finally:
         conn.close()

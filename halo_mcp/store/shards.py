@@ -143,3 +143,13 @@ def count_where(
     parts = [f"(SELECT COUNT(*) FROM (SELECT 1 FROM {t} s{where}{cap}))" for t in tables]
     row = conn.execute("SELECT " + " + ".join(parts), list(params) * len(tables)).fetchone()
     return int(row[0])
+
+
+def each_table(conn: sqlite3.Connection, select: str) -> str:
+    """`select` (a SELECT reading ``{spans}``) once per span table, joined by UNION ALL.
+
+    For aggregates that add up across tables (counts, sums, min/max, per-name groups):
+    each table answers from its own indexes and the caller combines the partial rows,
+    e.g. ``SELECT name, SUM(n) FROM ({each_table(conn, q)}) GROUP BY name``. Not for
+    per-trace groups: a trace's spans may sit in several tables."""
+    return " UNION ALL ".join(select.format(spans=t) for t in span_tables(conn))
