@@ -189,3 +189,23 @@ def test_the_input_is_cut_into_line_aligned_runs_covering_every_byte_once(tmp_pa
         assert all(data[stop - 1 : stop] == b"\n" for _, stop in pieces)
     sizes = [sum(s.stop - s.start for s in run) for run in runs]
     assert max(sizes) - min(sizes) < 2 * max(len(_line(s)) for s in _interleaved(40))
+
+
+def test_triage_and_counts_read_every_shard(tmp_path, parallel) -> None:
+    """Readers other than the store (triage's aggregates, check) see all the shards."""
+    from halo_mcp.engine.triage import run_triage
+    from halo_mcp.synth import generate
+
+    path = tmp_path / "planted.jsonl"
+    generate(path, traces=200, seed=5, profile="tiny")
+    with open_store([path], cache_dir=tmp_path / "serial") as serial:
+        expected = run_triage(serial)
+    parallel(2)
+    with open_store([path], cache_dir=tmp_path / "sharded") as sharded:
+        assert len(_shard_files(tmp_path / "sharded")) == 2
+        got = run_triage(sharded)
+    assert got.spans == expected.spans and got.traces == expected.traces == 200
+    assert expected.items
+    assert [(i.title, i.prevalence, i.matcher) for i in got.items] == [
+        (i.title, i.prevalence, i.matcher) for i in expected.items
+    ]
