@@ -27,14 +27,22 @@ if TYPE_CHECKING:
 ROOT_SAMPLE = 2000
 
 
-def missing_answers(conn: sqlite3.Connection, every: int = 1) -> tuple[dict[str, str], int]:
+def missing_answers(
+    conn: sqlite3.Connection,
+    every: int = 1,
+    known: dict[tuple[str, str], bool] | None = None,
+    record: dict[tuple[str, str], bool] | None = None,
+) -> tuple[dict[str, str], int]:
     """Traces whose root span has no output ({trace: root span}), and the roots read
-    (about one in `every`)."""
+    (about one in `every`). Roots in `known` ((trace, span) -> has an output) are not read
+    again; `record` gets the roots read."""
     missing: dict[str, str] = {}
     roots = 0
-    for trace_id, span_id, output in aggregates.root_outputs(conn, every):
+    for trace_id, span_id, has_output in aggregates.root_answered(conn, every, known):
         roots += 1
-        if output is None or not str(output).strip():
+        if record is not None:
+            record[(trace_id, span_id)] = has_output
+        if not has_output:
             missing.setdefault(trace_id, span_id)
     return missing, roots
 
@@ -49,9 +57,10 @@ def missing_measure(missing: dict[str, str], total: int) -> Measurement:
 
 def final_answer_items(ctx: AggregateContext, notes: list[str]) -> list[Candidate]:
     every = max(1, ctx.total // ROOT_SAMPLE)
-    missing, roots = missing_answers(ctx.conn, every)
+    sampled: dict[tuple[str, str], bool] = {}
+    missing, roots = missing_answers(ctx.conn, every, record=sampled if every > 1 else None)
     if every > 1 and missing and len(missing) <= roots / 2:
-        missing, roots = missing_answers(ctx.conn)  # some do: count them all, exactly
+        missing, roots = missing_answers(ctx.conn, 1, known=sampled)  # some do: count all
     elif every > 1 and not missing and roots:
         notes.append(
             f"Runs without a final answer: none in a sample of {roots} root spans, so the "

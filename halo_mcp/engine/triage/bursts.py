@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from halo_mcp.store.shards import span_tables
+
 #: Equal time windows the trace set's time range is cut into.
 TIME_BINS = 50
 #: Fewer errors than this are never called bursty (too few to tell).
@@ -15,14 +17,20 @@ def _bin_width(t0: int, t1: int) -> int:
 
 
 def all_start_bins(conn: sqlite3.Connection, t0: int, t1: int) -> list[int]:
-    """Spans started in each time window (all spans: the baseline)."""
+    """Spans started in each time window (all spans: the baseline). One range count per
+    window and span table, answered from the start_ns index (no sort of every span)."""
+    width = _bin_width(t0, t1)
     counts = [0] * TIME_BINS
-    for b, n in conn.execute(
-        "SELECT (start_ns - ?) / ?, COUNT(*) FROM spans WHERE start_ns IS NOT NULL GROUP BY 1",
-        (t0, _bin_width(t0, t1)),
-    ):
-        if b is not None and 0 <= b < TIME_BINS:
-            counts[int(b)] += n
+    if t0 > t1:
+        return counts
+    for table in span_tables(conn):
+        parts = ", ".join(
+            f"(SELECT COUNT(*) FROM {table} WHERE start_ns >= ? AND start_ns < ?)"
+            for _ in range(TIME_BINS)
+        )
+        params = [v for b in range(TIME_BINS) for v in (t0 + b * width, t0 + (b + 1) * width)]
+        row = conn.execute(f"SELECT {parts}", params).fetchone()
+        counts = [have + int(more or 0) for have, more in zip(counts, row, strict=True)]
     return counts
 
 

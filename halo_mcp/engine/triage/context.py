@@ -11,9 +11,9 @@ from halo_mcp.store import aggregates
 class AggregateContext:
     """One read connection plus aggregates computed once and shared by the detectors."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, total: int | None = None) -> None:
         self.conn = conn
-        self.total = aggregates.trace_total(conn)
+        self.total = aggregates.trace_total(conn) if total is None else total
         self._clusters: dict[ClusterKey, Cluster] | None = None
 
     @property

@@ -7,6 +7,7 @@ turn-limit; see errors.py.)
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from halo_mcp.engine.models import Severity
@@ -44,21 +45,26 @@ def step_cap(histogram: dict[int, int]) -> int | None:
 
 
 def step_cap_measure(
-    conn: sqlite3.Connection, agents: set[str], cap: int, total: int
+    conn: sqlite3.Connection,
+    agents: set[str],
+    cap: int,
+    total: int,
+    calls_per_agent: Iterable[tuple[str, str, int]] | None = None,
 ) -> Measurement:
-    """The traces where one of `agents` made at least `cap` LLM calls."""
+    """The traces where one of `agents` made at least `cap` LLM calls (from
+    `calls_per_agent` when the caller already read them)."""
     m = Measurement(set(), 0, traces_in_scope=total)
-    for trace_id, agent, calls in aggregates.llm_calls_per_agent(conn):
+    if calls_per_agent is None:
+        calls_per_agent = aggregates.llm_calls_per_agent(conn)
+    for trace_id, agent, calls in calls_per_agent:
         if agent in agents and calls >= cap:
             m.add(trace_id, calls, None, f"{agent}: {calls} LLM calls")
     return m
 
 
 def step_cap_items(ctx: AggregateContext) -> list[Candidate]:
-    histograms: dict[str, dict[int, int]] = {}
-    for _, agent, calls in aggregates.llm_calls_per_agent(ctx.conn):
-        hist = histograms.setdefault(agent, {})
-        hist[calls] = hist.get(calls, 0) + 1
+    # The cap found is an agent's top count, so the traces at the top are all it needs.
+    histograms, rows = aggregates.llm_call_histograms(ctx.conn)
     by_cap: dict[int, list[str]] = {}
     for agent, hist in sorted(histograms.items()):
         cap = step_cap(hist)
@@ -66,7 +72,7 @@ def step_cap_items(ctx: AggregateContext) -> list[Candidate]:
             by_cap.setdefault(cap, []).append(agent)
     out = []
     for cap, agents in sorted(by_cap.items()):
-        m = step_cap_measure(ctx.conn, set(agents), cap, ctx.total)
+        m = step_cap_measure(ctx.conn, set(agents), cap, ctx.total, rows)
         names = ", ".join(agents)
         out.append(
             Candidate(

@@ -61,26 +61,30 @@ def more_than_tail(observed: int, group_size: int) -> bool:
 
 
 def outlier_items(ctx: AggregateContext) -> list[Candidate]:
-    out = []
+    """Two scans in all: one sample of every kind, then every group's outliers."""
+    samples = aggregates.metric_samples_many(ctx.conn, [k for k, _ in _PLAN], OUTLIER_SAMPLE_ROWS)
+    plan: dict[tuple[str, str], dict[str, int]] = {}
     for kind, metrics in _PLAN:
-        samples, step = aggregates.metric_samples(ctx.conn, kind, OUTLIER_SAMPLE_ROWS)
         for metric in metrics:
-            sample = samples[metric]
+            sample = samples[kind][0][metric]
             thresholds = {g: t for g, v in sample.items() if (t := outlier_threshold(v))}
-            if not thresholds:
+            if thresholds:
+                plan[(kind, metric)] = thresholds
+    found = aggregates.over_thresholds_many(ctx.conn, plan)
+    out = []
+    for (kind, metric), thresholds in plan.items():
+        sample, step = samples[kind][0][metric], samples[kind][1]
+        for group, rows in sorted(found[(kind, metric)].items()):
+            traces = {t for t, _, _ in rows}
+            if not more_than_tail(len(rows), len(sample[group]) * step) or len(traces) < 2:
                 continue
-            hits = aggregates.over_thresholds(ctx.conn, kind, metric, thresholds)
-            for group, rows in sorted(hits.items()):
-                traces = {t for t, _, _ in rows}
-                if not more_than_tail(len(rows), len(sample[group]) * step) or len(traces) < 2:
-                    continue
-                top = sorted(rows, key=lambda r: -r[2])[:EXAMPLES]
-                threshold = thresholds[group]
-                median = int(_median(sorted(sample[group])))
-                rule = TriageRule(
-                    kind="outlier", span_kind=kind, group=group, metric=metric, threshold=threshold
-                )
-                out.append(_candidate(rule, median, len(rows), traces, top))
+            top = sorted(rows, key=lambda r: -r[2])[:EXAMPLES]
+            threshold = thresholds[group]
+            median = int(_median(sorted(sample[group])))
+            rule = TriageRule(
+                kind="outlier", span_kind=kind, group=group, metric=metric, threshold=threshold
+            )
+            out.append(_candidate(rule, median, len(rows), traces, top))
     return out
 
 

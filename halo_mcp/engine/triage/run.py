@@ -1,15 +1,23 @@
-"""`run_triage`: every detector over one read connection, merged, ranked, bounded."""
+"""`run_triage`: every detector, a few at a time on their own read connections, merged,
+ranked, bounded.
+
+The detectors are independent aggregate reads. SQLite releases the GIL while a statement
+steps, so running them in a few threads (one read connection each) overlaps their scans
+with each other and with the Python work of the others (root payloads, signatures).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from halo_mcp.engine.triage.answers import final_answer_items
 from halo_mcp.engine.triage.context import AggregateContext
 from halo_mcp.engine.triage.errors import cluster_items
 from halo_mcp.engine.triage.limits import step_cap_items
 from halo_mcp.engine.triage.loops import loop_items
-from halo_mcp.engine.triage.models import Candidate, TriageReport
+from halo_mcp.engine.triage.models import Candidate, ToolFailure, TriageReport
 from halo_mcp.engine.triage.outliers import outlier_items
 from halo_mcp.engine.triage.rank import merge, rank, to_finding
 from halo_mcp.engine.triage.tools import tool_failures, tool_items
@@ -23,24 +31,41 @@ def run_triage(store: TraceStore, *, max_items: int = MAX_ITEMS) -> TriageReport
     """Triage the store's traces: aggregates over the index, no LLM, bounded output."""
     began = time.perf_counter()
     notes: list[str] = []
+    tools: list[ToolFailure] = []
+    tool_found: list[Candidate] = []
     with aggregates.reader(store) as conn:
-        ctx = AggregateContext(conn)
-        candidates: list[Candidate] = []
-        candidates += cluster_items(ctx)
-        candidates += loop_items(ctx)
-        candidates += step_cap_items(ctx)
-        candidates += outlier_items(ctx)
-        candidates += final_answer_items(ctx, notes)
-        tools = tool_failures(conn)
-        candidates += tool_items(ctx, tools)
-        error_spans = conn.execute("SELECT COUNT(*) FROM spans WHERE status='error'").fetchone()[0]
-        spans = conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0]
+        total = aggregates.trace_total(conn)
+        spans, error_spans = aggregates.span_totals(conn)
+
+    def errors_and_tools(ctx: AggregateContext) -> list[Candidate]:
+        found = cluster_items(ctx)
+        tools.extend(tool_failures(ctx.conn))
+        tool_found.extend(tool_items(ctx, tools))
+        return found
+
+    # Two lanes, one thread and read connection each: the mostly-Python jobs (root payloads,
+    # signatures) in one, the big GROUP BY sorts in the other (two SQLite sorts at once
+    # mostly wait on each other). Results go back in one fixed order, so ranking does not
+    # depend on which job ends first.
+    lanes: list[list[Callable[[AggregateContext], list[Candidate]]]] = [
+        [lambda ctx: final_answer_items(ctx, notes), errors_and_tools],
+        [loop_items, step_cap_items, outlier_items],
+    ]
+
+    def run(lane: list[Callable[[AggregateContext], list[Candidate]]]) -> list[list[Candidate]]:
+        with aggregates.reader(store) as lane_conn:
+            ctx = AggregateContext(lane_conn, total)
+            return [job(ctx) for job in lane]
+
+    with ThreadPoolExecutor(len(lanes), thread_name_prefix="triage") as pool:
+        (answers, errors), (loops, caps, outliers) = pool.map(run, lanes)
+    candidates = errors + loops + caps + outliers + answers + tool_found
     for cand in candidates:
-        cand.measure.traces_in_scope = ctx.total
+        cand.measure.traces_in_scope = total
     merged = rank(merge(candidates))
     return TriageReport(
         paths=[str(p) for p in store.paths],
-        traces=ctx.total,
+        traces=total,
         spans=spans,
         error_spans=error_spans,
         items=[to_finding(c) for c in merged[:max_items]],

@@ -17,6 +17,7 @@ from halo_mcp.engine.triage.models import (
 )
 from halo_mcp.store import aggregates
 from halo_mcp.store.models import SpanFilter
+from halo_mcp.store.shards import span_source
 
 if TYPE_CHECKING:
     from halo_mcp.engine.triage.context import AggregateContext
@@ -25,10 +26,7 @@ if TYPE_CHECKING:
 def tool_failures(conn: sqlite3.Connection) -> list[ToolFailure]:
     """Every tool with its calls, failures and traces with failures, worst first."""
     traces = aggregates.tool_error_traces(conn)
-    rows = conn.execute(
-        "SELECT tool_name, COUNT(*), SUM(status = 'error') FROM spans "
-        "WHERE tool_name IS NOT NULL GROUP BY tool_name"
-    ).fetchall()
+    rows = aggregates.tool_calls(conn)
     tools = [
         ToolFailure(
             name=name,
@@ -57,7 +55,9 @@ def tool_items(ctx: AggregateContext, tools: list[ToolFailure]) -> list[Candidat
         traces = {
             r[0]
             for r in ctx.conn.execute(
-                "SELECT DISTINCT trace_id FROM spans WHERE tool_name = ? AND status = 'error'",
+                "SELECT DISTINCT trace_id "
+                f"FROM {span_source(ctx.conn, 'trace_id, tool_name, status')} "
+                "WHERE tool_name = ? AND status = 'error'",
                 (tool.name,),
             )
         }
