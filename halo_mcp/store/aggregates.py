@@ -133,19 +133,13 @@ def repeated_calls(conn: sqlite3.Connection, min_repeats: int) -> Iterator[tuple
     yield from _rows(cursor)
 
 
-def metric_samples(
-    conn: sqlite3.Connection, kind: str, max_rows: int
-) -> tuple[dict[str, dict[str, list[int]]], int]:
-    """Durations and token counts per group of `kind` spans, from an evenly spread sample of
-    at most about `max_rows` rows (every k-th row id), so memory stays bounded. Returns
-    ({metric: {group: values}}, k); tokens keep only spans that report some."""
-    return metric_samples_many(conn, [kind], max_rows)[kind]
-
-
 def metric_samples_many(
     conn: sqlite3.Connection, kinds: list[str], max_rows: int
 ) -> dict[str, tuple[dict[str, dict[str, list[int]]], int]]:
-    """:func:`metric_samples` of several kinds in one scan: {kind: (samples, k)}."""
+    """Durations and token counts per group of spans of each kind, in one scan:
+    {kind: ({metric: {group: values}}, k)}. Each kind keeps an evenly spread sample of at
+    most about `max_rows` rows (every k-th row id), so memory stays bounded; tokens keep
+    only spans that report some."""
     clauses: list[str] = []
     params: list[Any] = []
     steps: dict[str, int] = {}
@@ -181,19 +175,12 @@ def _group_case(alias: str = "") -> str:
     return f"CASE {alias}kind {arms} END"
 
 
-def over_thresholds(
-    conn: sqlite3.Connection, kind: str, metric: str, thresholds: dict[str, int]
-) -> dict[str, list[tuple[str, str, int]]]:
-    """Per group, the (trace_id, span_id, value) of `kind` spans whose metric is at least the
-    group's threshold: one scan for all groups."""
-    return over_thresholds_many(conn, {(kind, metric): thresholds})[(kind, metric)]
-
-
 def over_thresholds_many(
     conn: sqlite3.Connection, plan: dict[tuple[str, str], dict[str, int]]
 ) -> dict[tuple[str, str], dict[str, list[tuple[str, str, int]]]]:
-    """:func:`over_thresholds` of several (kind, metric) pairs in one scan of the spans
-    (per 400 groups), in span table order within each group.
+    """Per (kind, metric) pair and group, the (trace_id, span_id, value) of the spans whose
+    metric is at least the group's threshold; one scan of the spans for every pair (per
+    400 groups), in span table order within each group.
 
     Each pair's test is a CASE over its groups' thresholds, so SQLite scans the spans once
     (a join with a VALUES table makes it scan them once per threshold)."""
