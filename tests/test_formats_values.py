@@ -87,3 +87,12 @@ def test_integers():
     assert to_int(True) is None
     assert to_int("x") is None
     assert to_int(2**63) is None
+
+
+def test_an_odd_timestamp_reads_the_same_whatever_was_parsed_before():
+    from halo_mcp.store.formats.values import time_ns
+
+    odd = "2031-05-07T09:08:07.+02368517Z"
+    first = time_ns(odd)
+    assert time_ns("2031-05-07T09:08:07.002368517Z") is not None  # warms the caches
+    assert time_ns(odd) == first == to_ns(odd)

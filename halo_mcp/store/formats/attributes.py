@@ -66,6 +66,15 @@ def kv_list(items: list, depth: int = 0) -> dict[str, Any]:
     if depth > MAX_DEPTH:
         return out
     for item in items:
+        try:  # the common item, {"key": str, "value": {"stringValue": str}}, in few steps
+            key = item["key"]
+            text = item["value"].get("stringValue")
+        except (KeyError, TypeError, AttributeError):
+            pass  # not that shape: the general steps below decide
+        else:
+            if type(text) is str and type(key) is str:
+                out[key] = text
+                continue
         if type(item) is not dict:
             continue
         key = item.get("key")

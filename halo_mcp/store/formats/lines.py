@@ -15,6 +15,7 @@ import orjson
 
 from halo_mcp.store.formats.agents_sdk import agents_row, is_agents_sdk
 from halo_mcp.store.formats.errors import BadLineError
+from halo_mcp.store.formats.fastpath import halo_row
 from halo_mcp.store.formats.spans import service_of, span_row
 
 logger = logging.getLogger(__name__)
@@ -192,7 +193,8 @@ def parsed_object(line: bytes | str) -> Any:
 
 def _row(flavor: str, item: Any, context: Any) -> tuple:
     if flavor == SPAN:
-        return span_row(item, None, False)
+        row = halo_row(item)
+        return row if row is not None else span_row(item, None, False)
     if flavor == OTLP:
         service = context[0] if context is not None else service_of(item.get("resource"))
         return span_row(item, service, True)
@@ -266,7 +268,8 @@ def parse_line(line: bytes | str) -> list[tuple]:
         _last_parsed = (line, obj)
     if type(obj) is dict and "span_id" in obj and "span_data" not in obj:
         try:
-            return [span_row(obj, None, False)]  # HALO: one span per line, the hot path
+            row = halo_row(obj)  # HALO: one span per line, the hot path
+            return [row if row is not None else span_row(obj, None, False)]
         except BadLineError:
             raise
         except RecursionError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from halo_mcp.store.formats.attributes import attribute_map
+from halo_mcp.store.formats.compiled import compiled_semantics
 from halo_mcp.store.formats.conventions import semantics
 from halo_mcp.store.formats.errors import BadLineError
 from halo_mcp.store.formats.values import norm_id, otlp_id, time_ns, to_str
@@ -132,7 +133,23 @@ def span_row(span: dict, service: str | None, otlp: bool) -> tuple:
     """
     get = span.get
     if otlp:
-        trace_id, span_id, parent_id = span_ids(span, True)
+        # Lowercase hex ids of the usual lengths (nearly all OTLP ids) skip otlp_id.
+        trace_id = get("traceId")
+        span_id = get("spanId")
+        if (
+            type(trace_id) is not str
+            or len(trace_id) != 32
+            or not trace_id.islower()
+            or type(span_id) is not str
+            or len(span_id) != 16
+            or not span_id.islower()
+        ):
+            trace_id, span_id, parent_id = span_ids(span, True)
+        else:
+            parent_id = get("parentSpanId")
+            if type(parent_id) is not str or len(parent_id) != 16 or not parent_id.islower():
+                parent_id = _pick(span, "parentSpanId", "parent_span_id", "parent_id")
+                parent_id = otlp_id(parent_id) if parent_id is not None else None
     else:
         # Lowercase hex strings (nearly all ids) skip norm_id.
         trace_id = get("trace_id")
@@ -176,7 +193,7 @@ def span_row(span: dict, service: str | None, otlp: bool) -> tuple:
 
     status_field = get("status")
     code = status_field.get("code") if type(status_field) is dict else None
-    status = _STATUS_CODES.get(code) if type(code) is str else None
+    status = _STATUS_CODES.get(code) if type(code) is str or type(code) is int else None
     if status is not None:
         message = status_field.get("message")
         if type(message) is not str:
@@ -208,7 +225,11 @@ def span_row(span: dict, service: str | None, otlp: bool) -> tuple:
                     service = service_of(resource)
             else:
                 service = service_of(resource)
-    kind, agent, model, tool, in_tok, out_tok, session = semantics(attrs, name)
+    run = compiled_semantics(tuple(attrs))
+    if run is None:
+        kind, agent, model, tool, in_tok, out_tok, session = semantics(attrs, name)
+    else:
+        kind, agent, model, tool, in_tok, out_tok, session, _ = run(attrs, name)
     return (
         trace_id,
         span_id,

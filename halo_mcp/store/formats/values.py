@@ -117,12 +117,9 @@ def time_ns(value: Any) -> int | None:
             fraction = value[20:29]
             if hour >= 0 and minute is not None and second is not None and fraction.isdigit():
                 return (hour + minute * 60 + second) * 1_000_000_000 + int(fraction)
-            base = _head_cache.get(value[:19])
-            if base is not None:
-                try:
-                    return base * 1_000_000_000 + int(value[20:29])
-                except ValueError:
-                    pass
+            base = _head_cache.get(value[:19]) if fraction.isdigit() else None
+            if base is not None:  # (int() alone would take "+1234567", unlike to_ns)
+                return base * 1_000_000_000 + int(fraction)
         elif size == 19 and value.isdigit():
             try:
                 ns = int(value)  # epoch ns from 2001-09-09 on

@@ -1,0 +1,155 @@
+"""A fast path for the common HALO flat span: the same row as spans.span_row, sooner.
+
+Most lines indexed are HALO flat spans with lowercase hex ids, fixed-length ISO times
+("YYYY-MM-DDTHH:MM:SS.fffffffffZ"), flat dict attributes and a "STATUS_CODE_*" status.
+`halo_row` handles exactly that shape with everything inlined and returns None for
+anything else, so the caller falls back to span_row, which stays the reference: both
+must give identical rows (tests/test_formats_fastpath.py checks it on varied lines).
+"""
+
+from __future__ import annotations
+
+from halo_mcp.store.formats.compiled import _compiled, compiled_semantics
+from halo_mcp.store.formats.spans import _STATUS_CODES, exception_of, service_of, status_parts
+from halo_mcp.store.formats.values import _cache_hour, _hour_cache, norm_id, to_str
+
+# The string status codes ("STATUS_CODE_OK"...); a non-str code is not the common shape.
+_STR_STATUS_CODES = {code: value for code, value in _STATUS_CODES.items() if type(code) is str}
+# "MM:SS" -> seconds into the hour.
+_MINUTE_SECOND = {f"{m:02d}:{s:02d}": m * 60 + s for m in range(60) for s in range(60)}
+
+
+# "YYYY-MM-DDTHH:MM:SS." -> Unix ns of that second, or -1 when values.time_ns would not
+# take its own fast path for it (the general path then decides). Spans cluster in time,
+# so most lookups hit; the cache is dropped when full.
+_second_ns: dict[str, int] = {}
+_SECOND_CACHE_LIMIT = 100_000
+
+
+def _cache_second(head: str) -> int:
+    """Fill _second_ns for a 20-character head (shorter heads are cached as -1)."""
+    seconds = _MINUTE_SECOND.get(head[14:19])
+    if len(head) != 20 or head[19] != "." or seconds is None:
+        base = -1
+    else:
+        hour = _hour_cache.get(head[:14])
+        if hour is None:
+            hour = _cache_hour(head[:14])
+        base = -1 if hour < 0 else (hour + seconds) * 1_000_000_000
+    if len(_second_ns) >= _SECOND_CACHE_LIMIT:
+        _second_ns.clear()
+    _second_ns[head] = base
+    return base
+
+
+def halo_row(span: dict) -> tuple | None:
+    """span_row(span, None, False) for the common HALO shape, else None.
+
+    Type checks are left to the operations themselves: a missing key or a value of an
+    unexpected type makes a subscript, `.islower()` or a dict lookup raise, which means
+    "not the common shape" and hands the span to the general path (so no result can
+    differ: the general path decides every unusual case, errors included).
+    """
+    try:
+        get = span.get
+        trace_id = span["trace_id"]
+        if not trace_id.islower():
+            return None
+        span_id = span["span_id"]
+        if not span_id.islower():
+            return None
+        parent_id = get("parent_span_id")
+        if parent_id is None:
+            parent_id = get("parentSpanId")
+            if parent_id is None:
+                parent_id = get("parent_id")
+                if parent_id is not None:
+                    parent_id = norm_id(parent_id)
+            elif not parent_id.islower():
+                parent_id = norm_id(parent_id)
+        elif not parent_id.islower():
+            parent_id = norm_id(parent_id)
+
+        start_raw = span["start_time"]
+        base = _second_ns.get(start_raw[:20])
+        if base is None:
+            base = _cache_second(start_raw[:20])
+        fraction = start_raw[20:29]
+        if base < 0 or start_raw[29:] != "Z" or not fraction.isdigit():
+            return None
+        start = base + int(fraction)
+        end_raw = span["end_time"]
+        base = _second_ns.get(end_raw[:20])
+        if base is None:
+            base = _cache_second(end_raw[:20])
+        fraction = end_raw[20:29]
+        if base < 0 or end_raw[29:] != "Z" or not fraction.isdigit():
+            return None
+        end = base + int(fraction)
+
+        name = span["name"]
+        if type(name) is not str or not name:
+            return None
+
+        attrs = span["attributes"]
+        if type(attrs) is not dict or dict in map(type, attrs.values()):
+            return None
+        keys = tuple(attrs)
+        run = _compiled.get(keys)
+        if run is None:
+            run = compiled_semantics(keys)
+            if run is None:
+                return None
+
+        status_field = span["status"]
+        status = _STR_STATUS_CODES.get(status_field["code"])
+        if status is None:
+            return None
+        kind, agent, model, tool, in_tok, out_tok, session, error_type = run(attrs, name)
+        events = get("events")
+        if status != "error" and not events and not error_type:
+            message = None  # the usual ok span: no error message to find
+        else:
+            message = status_field.get("message")
+            if type(message) is not str:
+                message = status_parts(status_field)[1]
+            if events:
+                has_exception, exc_message = exception_of(events)
+                if has_exception:
+                    status = "error"
+                    if not message:
+                        message = exc_message
+            if error_type:
+                status = "error"
+                if not message:
+                    message = to_str(error_type)
+            if not message or status != "error":
+                message = None
+
+        resource = get("resource")
+        if resource is None:
+            service = None
+        else:  # a resource not shaped {"attributes": {...}} raises: general path
+            service = resource["attributes"]["service.name"]
+            if type(service) is not str or not service:
+                service = service_of(resource)
+    except (AttributeError, TypeError, ValueError, KeyError):
+        return None
+    return (
+        trace_id,
+        span_id,
+        parent_id,
+        name,
+        kind,
+        status,
+        message,
+        start,
+        end,
+        service,
+        agent,
+        model,
+        tool,
+        in_tok,
+        out_tok,
+        session,
+    )
