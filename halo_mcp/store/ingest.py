@@ -83,6 +83,18 @@ def input_hash(line: bytes, span_id: str) -> int | None:
 
 def parse_block(data: bytes, base_offset: int, keep_raw: bool = False) -> SliceResult:
     """Parse every line of `data` (which starts at `base_offset` of the decompressed stream).
+    See parse_lines."""
+    lines = data.split(b"\n")  # one C pass; the offsets follow from the lengths
+    if lines[-1] == b"":
+        lines.pop()
+    return parse_lines(lines, base_offset, keep_raw, newlines=False)
+
+
+def parse_lines(
+    lines: list[bytes], base_offset: int, keep_raw: bool = False, newlines: bool = True
+) -> SliceResult:
+    """Parse consecutive lines of a stream, the first at `base_offset`; `newlines` says
+    whether each still ends with its "\n" (as file.readlines gives them: no copy).
 
     Bad lines are counted and the first few kept with their reason; nothing raises.
     `keep_raw` stores each good line compressed (for `.gz` files, whose lines cannot be
@@ -95,18 +107,21 @@ def parse_block(data: bytes, base_offset: int, keep_raw: bool = False) -> SliceR
     add_first = out.line_first_row.append
     groups = out.groups
     orphaned = 0
-    lines = data.split(b"\n")  # one C pass; the offsets follow from the lengths
-    if lines[-1] == b"":
-        lines.pop()
+    step = 0 if newlines else 1
     next_start = base_offset
     for line_no, line in enumerate(lines):
         offset = next_start
-        next_start += len(line) + 1
-        if line[-1:] == b"\r":
-            line = line[:-1]
+        length = len(line)
+        next_start += length + step
+        if line[-1:] == b"\n":
+            length -= 1
+        if line[length - 1 : length] == b"\r":
+            length -= 1
         if offset == 0 and line[:3] == BOM:
             line = line[3:]
             offset = 3
+            length -= 3
+        # JSON parsers take the line with its line break; stored lengths leave it out.
         if line[:1] != b"{" and not line.strip():  # strip() copies: only for odd lines
             continue
         try:
@@ -125,7 +140,6 @@ def parse_block(data: bytes, base_offset: int, keep_raw: bool = False) -> SliceR
                 out.format = detect_format(line)
             except Exception:
                 out.format = "unknown"
-        length = len(line)
         add_offset(offset)
         add_first(len(rows))
         for fields in parsed:
@@ -144,7 +158,7 @@ def parse_block(data: bytes, base_offset: int, keep_raw: bool = False) -> SliceR
             if fields[_PARENT] is not None and (fields[_AGENT] is None or fields[_SERVICE] is None):
                 orphaned += 1
         if keep_raw:
-            out.gz_lines.append((offset, zlib.compress(line, 1)))
+            out.gz_lines.append((offset, zlib.compress(line[:length], 1)))
     out.orphaned_names = orphaned
     out.lines = len(lines)
     return out

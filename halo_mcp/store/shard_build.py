@@ -13,10 +13,11 @@ from __future__ import annotations
 import sqlite3
 import time
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from halo_mcp.store import derive
-from halo_mcp.store.ingest import MAX_BAD_EXAMPLES, insert_sql, parse_block
+from halo_mcp.store.ingest import MAX_BAD_EXAMPLES, insert_sql, parse_lines
 from halo_mcp.store.schema import SPAN_INDEXES, TABLES, create_indexes
 from halo_mcp.store.shards import shard_ids
 
@@ -62,26 +63,25 @@ class ShardResult:
     seconds: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
-def _blocks(segment: Segment):  # -> Iterator[tuple[bytes, int]]
-    """The segment in blocks of about BLOCK_BYTES cut after a newline."""
+def _blocks(segment: Segment) -> Iterator[tuple[list[bytes], int]]:
+    """The segment's lines in blocks of about BLOCK_BYTES, with each block's offset.
+
+    readlines cuts the lines in C straight from the read buffer: one copy per line, as in
+    a plain `for line in file` loop, instead of reading, joining and splitting blocks."""
     with open(segment.path, "rb") as handle:
         handle.seek(segment.start)
         offset = segment.start
-        rest = b""
         while offset < segment.stop:
-            chunk = handle.read(min(BLOCK_BYTES, segment.stop - offset))
-            if not chunk:
-                break
-            offset += len(chunk)
-            data = rest + chunk if rest else chunk
-            cut = len(data) if offset >= segment.stop else data.rfind(b"\n") + 1
-            if cut == 0:
-                rest = data
-                continue
-            yield data[:cut], offset - len(data)
-            rest = data[cut:]
-        if rest:
-            yield rest, offset - len(rest)
+            lines = handle.readlines(BLOCK_BYTES)
+            if not lines:
+                return
+            size = sum(map(len, lines))
+            while offset + size > segment.stop:  # the segment ends at a line end
+                size -= len(lines.pop())
+            if not lines:
+                return
+            yield lines, offset
+            offset += size
 
 
 def build_shard(shard: int, db_path: str, segments: list[Segment]) -> ShardResult:
@@ -111,8 +111,8 @@ def build_shard(shard: int, db_path: str, segments: list[Segment]) -> ShardResul
                 (segment.file_id, segment.path),
             )
             out = SegmentResult(segment.file_id)
-            for data, offset in _blocks(segment):
-                block = parse_block(data, offset)
+            for lines, offset in _blocks(segment):
+                block = parse_lines(lines, offset)
                 if block.rows:
                     conn.executemany(insert_sql(segment.file_id, out.lines), block.rows)
                     out.line_index.append(
