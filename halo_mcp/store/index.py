@@ -243,8 +243,7 @@ def _build_fresh(db_path: Path, states: list[FileState]) -> None:
 
 def _update(conn: sqlite3.Connection, plans: list[Plan], fresh: bool) -> None:
     """Parse what the plans ask for and refresh the derived tables, in one transaction."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _completing(conn, "BEGIN IMMEDIATE"):
         old_max = _last_id(conn)
         if not fresh:
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS affected(trace_id TEXT PRIMARY KEY)")
@@ -289,17 +288,22 @@ def _update(conn: sqlite3.Connection, plans: list[Plan], fresh: bool) -> None:
             derive.merge_groups(groups, derive.load_groups(conn))
         derive.refresh_aggregates(conn, groups)
         log.debug("aggregates at %.2fs", time.perf_counter() - began)
-        _mark_complete(conn)
+
+
+@contextlib.contextmanager
+def _completing(conn: sqlite3.Connection, begin: str = "BEGIN") -> Iterator[None]:
+    """One transaction that ends by marking the index complete (readers then trust it);
+    any error rolls it all back."""
+    conn.execute(begin)
+    try:
+        yield
+        conn.execute("INSERT OR REPLACE INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("INSERT OR REPLACE INTO meta VALUES('complete', '1')")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-
-
-def _mark_complete(conn: sqlite3.Connection) -> None:
-    conn.execute("INSERT OR REPLACE INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
-    conn.execute("INSERT OR REPLACE INTO meta VALUES('complete', '1')")
 
 
 def _run_shards(runs: list[list[Segment]], db_path: Path, token: str) -> list[ShardResult]:
@@ -358,8 +362,7 @@ def _build_sharded(conn: sqlite3.Connection, plans: list[Plan], db_path: Path, t
     create_indexes(conn, SPAN_INDEXES)
     conn.execute("COMMIT")
     attach_shards(conn, db_path, readonly=False)
-    conn.execute("BEGIN")
-    try:
+    with _completing(conn):
         for table in span_tables(conn)[1:]:
             schema = table.split(".")[0]
             conn.executemany(
@@ -377,12 +380,6 @@ def _build_sharded(conn: sqlite3.Connection, plans: list[Plan], db_path: Path, t
         create_indexes(conn, TRACE_INDEXES)
         derive.refresh_aggregates(conn, groups, signatures)
         log.debug("aggregates at %.2fs", time.perf_counter() - began)
-        _mark_complete(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 def _last_id(conn: sqlite3.Connection) -> int:
