@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 
 from halo_mcp.store import SpanFilter, TraceStore, open_store
 from halo_mcp.store import index as index_module
+from halo_mcp.store.shard_build import build_shard
 from tests.store_spans import agent, llm, span, tool, write
 
 FIELDS = ["trace_id", "span_id", "name", "status", "agent", "service", "duration_ms", "source"]
@@ -209,3 +211,24 @@ def test_triage_and_counts_read_every_shard(tmp_path, parallel) -> None:
     assert [(i.title, i.prevalence, i.matcher) for i in got.items] == [
         (i.title, i.prevalence, i.matcher) for i in expected.items
     ]
+
+
+_PARENT = os.getpid()
+
+
+def _dying_build_shard(shard, db_path, segments):
+    """build_shard that kills the worker process running it (the parent still builds)."""
+    if os.getpid() != _PARENT:
+        os._exit(3)
+    return build_shard(shard, db_path, segments)
+
+
+def test_a_dead_worker_costs_time_not_the_index(tmp_path, parallel, monkeypatch, caplog) -> None:
+    path = write(tmp_path / "t.jsonl", _interleaved(16))
+    with open_store([path], cache_dir=tmp_path / "serial") as serial:
+        expected = _snapshot(serial)
+    parallel(2)
+    monkeypatch.setattr(index_module, "build_shard", _dying_build_shard)
+    with open_store([path], cache_dir=tmp_path / "sharded") as sharded:
+        assert _snapshot(sharded) == expected
+    assert "building shard" in caplog.text
