@@ -8,9 +8,12 @@ table, which takes the rows of in-process builds and of later extensions.
 
 Readers attach the shards and see one `spans` relation: a temporary view (UNION ALL of
 every span table) that shadows `main.spans`, so ordinary SQL reads all spans. SQLite
-pushes WHERE terms into each arm and merges ORDER BY ... LIMIT over the arms' indexes.
-It does not narrow the arms to the columns a query uses, so aggregates over many rows
-should read :func:`span_source` (only the named columns: covering indexes still apply).
+pushes plain WHERE terms into each arm and merges ORDER BY ... LIMIT over the arms'
+indexes. It does not push subquery terms (``id IN (SELECT ...)``) and does not narrow the
+arms to the columns a query uses, so: filters with subqueries read :func:`spans_where`,
+counts :func:`count_where`, aggregates over many rows :func:`span_source` (only the named
+columns, so covering indexes still apply) or one query per table of :func:`span_tables`
+(partials that add up: counts, sums, min/max, per-name groups, never per-trace ones).
 Writes name a physical table: :func:`span_tables` lists them.
 """
 
@@ -22,8 +25,6 @@ from pathlib import Path
 #: Schema names of attached shards: s1, s2, ... (at most SQLite's 10 attachments).
 SHARD_PREFIX = "s"
 MAX_SHARDS = 8
-
-
 SHARD_BITS = 40
 
 
@@ -56,7 +57,8 @@ def line_fixes(conn: sqlite3.Connection) -> dict[int, tuple[int, int]]:
 
 
 def shard_of(span_id: int) -> int:
-    """The shard holding the span row with this id (0: the main file's own table)."""
+    """The shard holding the span row with this id. Rows of the main file's own table map
+    to 0 or, after a parallel build, to one past the last shard: no line fix applies."""
     return span_id >> SHARD_BITS
 
 
@@ -143,13 +145,3 @@ def count_where(
     parts = [f"(SELECT COUNT(*) FROM (SELECT 1 FROM {t} s{where}{cap}))" for t in tables]
     row = conn.execute("SELECT " + " + ".join(parts), list(params) * len(tables)).fetchone()
     return int(row[0])
-
-
-def each_table(conn: sqlite3.Connection, select: str) -> str:
-    """`select` (a SELECT reading ``{spans}``) once per span table, joined by UNION ALL.
-
-    For aggregates that add up across tables (counts, sums, min/max, per-name groups):
-    each table answers from its own indexes and the caller combines the partial rows,
-    e.g. ``SELECT name, SUM(n) FROM ({each_table(conn, q)}) GROUP BY name``. Not for
-    per-trace groups: a trace's spans may sit in several tables."""
-    return " UNION ALL ".join(select.format(spans=t) for t in span_tables(conn))
