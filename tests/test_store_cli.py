@@ -77,3 +77,17 @@ def test_bad_input_exits_2_with_a_message(traces, capsys, extra, message) -> Non
 def test_a_missing_file_exits_2_naming_it(tmp_path, capsys) -> None:
     assert main(["overview", str(tmp_path / "gone.jsonl"), "--cache-dir", str(tmp_path)]) == 2
     assert str(tmp_path / "gone.jsonl") in capsys.readouterr().err
+
+
+def test_a_long_index_build_says_so_on_stderr_and_json_stays_clean(traces, capsys, monkeypatch):
+    from halo_mcp.store import index as index_module
+
+    monkeypatch.setattr(index_module, "PARALLEL_MIN_BYTES", 1)  # "big" from 1 byte on
+    monkeypatch.setattr(index_module, "WORKERS", 2)
+    assert main(["overview", str(traces), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["spans"] == 11
+    assert "indexing 1 file" in captured.err and "on 2 cores" in captured.err
+    assert "indexed in" in captured.err
+    assert main(["overview", str(traces), "--json"]) == 0  # reused: nothing to say
+    assert capsys.readouterr().err == ""

@@ -326,3 +326,31 @@ def test_identical_tool_inputs_group_whatever_the_attribute_shape(tmp_path: Path
         repeats = store.repeated_tool_calls(min_repeats=2)
     assert [(r.trace_id, r.tool_name, r.calls) for r in repeats] == [("r1", "read", 2)]
     assert sorted(repeats[0].example_span_ids) == ["r1-t1", "r1-t2"]
+
+
+def test_a_second_builder_is_told_it_waits_for_the_first(tmp_path: Path) -> None:
+    import fcntl
+    import threading
+
+    db_path = tmp_path / "indexes" / "x.sqlite"
+    db_path.parent.mkdir()
+    events: list[str] = []
+    told = threading.Event()
+
+    def on_wait() -> None:
+        events.append("waiting")
+        told.set()
+
+    def second() -> None:
+        with index_module.build_lock(db_path, on_wait=on_wait):
+            events.append("built")
+
+    with open(str(db_path) + ".lock", "a+b") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        worker = threading.Thread(target=second)
+        worker.start()
+        assert told.wait(timeout=30)
+        assert events == ["waiting"]  # told, and it cannot build while the lock is held
+        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+    worker.join(timeout=30)
+    assert events == ["waiting", "built"]

@@ -1,4 +1,5 @@
-"""Plain-text rendering shared by the CLI commands: tables and JSON on stdout."""
+"""Plain-text rendering shared by the CLI commands: tables and JSON on stdout, notices on
+stderr."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ def print_json(value: BaseModel | Any) -> None:
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json", exclude_none=True)
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def notice(message: str) -> None:
+    """A progress line on stderr (stdout stays the command's result, e.g. its JSON)."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int = 60) -> str:

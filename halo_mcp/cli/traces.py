@@ -94,9 +94,10 @@ def _fail(message: str) -> int:
 
 
 def _open(args: argparse.Namespace) -> Any:
+    from halo_mcp.cli.output import notice
     from halo_mcp.store import open_store
 
-    return open_store(args.paths, cache_dir=args.cache_dir)
+    return open_store(args.paths, cache_dir=args.cache_dir, notify=notice)
 
 
 def _time(text: str, flag: str) -> datetime:

@@ -60,14 +60,14 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
 
 
 def run_triage_command(args: argparse.Namespace) -> int:
-    from halo_mcp.cli.output import print_json
+    from halo_mcp.cli.output import notice, print_json
     from halo_mcp.engine.triage import run_triage
     from halo_mcp.store import StoreError, open_store
 
     if args.max_items < 1:
         return _fail("--max-items must be at least 1")
     try:
-        with open_store(args.paths, cache_dir=args.cache_dir) as store:
+        with open_store(args.paths, cache_dir=args.cache_dir, notify=notice) as store:
             report = run_triage(store, max_items=args.max_items)
     except StoreError as exc:
         return _fail(str(exc))
@@ -166,7 +166,7 @@ def load_findings(source: str, data_dir: str | None) -> tuple[list[Any], str | N
 
 
 def run_check_command(args: argparse.Namespace) -> int:
-    from halo_mcp.cli.output import print_json
+    from halo_mcp.cli.output import notice, print_json
     from halo_mcp.engine.check import check_findings
     from halo_mcp.engine.triage import run_triage
     from halo_mcp.store import StoreError, open_store
@@ -176,7 +176,7 @@ def run_check_command(args: argparse.Namespace) -> int:
         if args.source == "triage":
             if not args.baseline:
                 return _fail("SOURCE 'triage' needs --baseline OLD_PATH... (the traces to triage)")
-            baseline = open_store(args.baseline, cache_dir=args.cache_dir)
+            baseline = open_store(args.baseline, cache_dir=args.cache_dir, notify=notice)
             findings = run_triage(baseline).items
             run_id, what = None, "triage of the baseline traces"
         else:
@@ -185,10 +185,10 @@ def run_check_command(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 return _fail(str(exc))
             if args.baseline:
-                baseline = open_store(args.baseline, cache_dir=args.cache_dir)
+                baseline = open_store(args.baseline, cache_dir=args.cache_dir, notify=notice)
         if not findings:
             return _fail(f"{what} has no findings to check", EXIT_FAILED)
-        with open_store(args.new_paths, cache_dir=args.cache_dir) as new_store:
+        with open_store(args.new_paths, cache_dir=args.cache_dir, notify=notice) as new_store:
             report = check_findings(findings, new_store, baseline_store=baseline, run_id=run_id)
     except StoreError as exc:
         return _fail(str(exc))

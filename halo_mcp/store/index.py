@@ -30,7 +30,7 @@ import threading
 import time
 from array import array
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -147,19 +147,30 @@ def plan_updates(conn: sqlite3.Connection, states: list[FileState]) -> list[Plan
 
 
 @contextlib.contextmanager
-def build_lock(db_path: Path) -> Iterator[None]:
-    """Exclusive lock across processes (flock on a side file) for building or extending."""
+def build_lock(db_path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Exclusive lock across processes (flock on a side file) for building or extending.
+    `on_wait` is called first when another process holds it."""
     db_path.parent.mkdir(parents=True, exist_ok=True)
     with open(str(db_path) + ".lock", "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def ensure_index(files: list[Path], cache_dir: Path) -> tuple[Path, bool]:
-    """The index for `files`, built or brought up to date. Returns (path, reused as is)."""
+def ensure_index(
+    files: list[Path], cache_dir: Path, notify: Callable[[str], None] | None = None
+) -> tuple[Path, bool]:
+    """The index for `files`, built or brought up to date. Returns (path, reused as is).
+
+    `notify` hears one line before and after work that takes a noticeable time (building
+    or updating the index of more than a few MB, waiting for another process's build)."""
     db_path = index_path(cache_dir, files)
     states = [file_state(p) for p in files]
     if db_path.exists():
@@ -167,7 +178,9 @@ def ensure_index(files: list[Path], cache_dir: Path) -> tuple[Path, bool]:
             plans = plan_updates(conn, states)
         if plans is not None and all(p.action == "same" for p in plans):
             return db_path, True
-    with build_lock(db_path):
+    say = notify or (lambda _message: None)
+    waiting = lambda: say("waiting for another process that is indexing these files...")  # noqa: E731
+    with build_lock(db_path, on_wait=waiting):
         states = [file_state(p) for p in files]
         plans = None
         sharded = False
@@ -179,25 +192,47 @@ def ensure_index(files: list[Path], cache_dir: Path) -> tuple[Path, bool]:
                 log.warning("index %s is stale or unreadable: rebuilding it", db_path)
         if plans is not None and all(p.action == "same" for p in plans):
             return db_path, True
+        began = time.perf_counter()
         # Shard files are written once: a changed (not just grown) file means a new build.
         if plans is None or (sharded and any(p.action == "rebuild" for p in plans)):
+            size = sum(s.size for s in states)
+            plain = sum(s.size for s in states if not s.gz)
+            loud = size >= PARALLEL_MIN_BYTES
+            if loud:
+                cores = f" on {WORKERS} cores" if _parallel(plain) else ""
+                files_word = "1 file" if len(states) == 1 else f"{len(states)} files"
+                say(
+                    f"indexing {files_word}, {_megabytes(size)}{cores} "
+                    "(once: later opens reuse the index)..."
+                )
             _build_fresh(db_path, states)
-            return db_path, False
-        with contextlib.closing(connect(db_path)) as conn:
-            conn.execute("PRAGMA main.journal_mode=WAL")
-            attach_shards(conn, db_path, readonly=False)
-            _update(conn, plans, fresh=False)
+        else:
+            pending = sum(p.state.size - p.from_offset for p in plans if p.action != "same")
+            loud = pending >= PARALLEL_MIN_BYTES
+            if loud:
+                say(f"updating the index with {_megabytes(pending)} of new or changed traces...")
+            with contextlib.closing(connect(db_path)) as conn:
+                conn.execute("PRAGMA main.journal_mode=WAL")
+                attach_shards(conn, db_path, readonly=False)
+                _update(conn, plans, fresh=False)
+        if loud:
+            say(f"indexed in {time.perf_counter() - began:.1f} s")
     return db_path, False
 
 
-def _remove_index(db_path: Path, keep: str | None = None) -> None:
-    """Delete an index file with its WAL and its shards (all but those named `keep`)."""
-    if keep is None:
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(str(db_path) + suffix)
+def _megabytes(size: int) -> str:
+    return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
+
+
+def _parallel(plain_bytes: int) -> bool:
+    """Whether a fresh build of this many plain-file bytes runs on the worker pool."""
+    return WORKERS > 1 and plain_bytes > 0 and plain_bytes >= PARALLEL_MIN_BYTES
+
+
+def _remove_old_shards(db_path: Path, keep: str) -> None:
+    """Delete the shard files of the index at `db_path` but those of build `keep`."""
     for shard in db_path.parent.glob(f"{db_path.name}.*.s*"):
-        if keep is None or not shard.name.startswith(f"{db_path.name}.{keep}."):
+        if not shard.name.startswith(f"{db_path.name}.{keep}."):
             with contextlib.suppress(FileNotFoundError):
                 shard.unlink()
 
@@ -218,8 +253,7 @@ def _build_fresh(db_path: Path, states: list[FileState]) -> None:
             conn.execute("PRAGMA cache_size=-65536")
             conn.executescript(TABLES)
             plans = [Plan(s, "new") for s in states]
-            plain = sum(s.size for s in states if not s.gz)
-            if WORKERS > 1 and plain and plain >= PARALLEL_MIN_BYTES:
+            if _parallel(sum(s.size for s in states if not s.gz)):
                 _build_sharded(conn, plans, db_path, token)
             else:
                 _update(conn, plans, fresh=True)
@@ -231,7 +265,7 @@ def _build_fresh(db_path: Path, states: list[FileState]) -> None:
                 os.unlink(str(db_path) + suffix)
         os.replace(tmp, db_path)
         done = True
-        _remove_index(db_path, keep=token)  # the shards of the index just replaced
+        _remove_old_shards(db_path, keep=token)  # the shards of the index just replaced
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -16,7 +16,7 @@ import threading
 import zlib
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -766,17 +766,19 @@ def open_store(
     paths: Sequence[str | Path],
     *,
     cache_dir: str | Path | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> TraceStore:
     """Open (building or extending the index when needed) a store over files or directories.
 
     `paths` may name `.jsonl`/`.json`/`.gz` files or directories of them. The index lives in
     `cache_dir` (default: :func:`halo_mcp.settings.cache_dir`), never in the trace folder.
-    Raises TraceFileNotFoundError or NoSpansError with a message saying what to do.
+    `notify` hears a line when building or updating the index takes a while (and when it
+    is done). Raises TraceFileNotFoundError or NoSpansError with a message saying what to do.
     """
     files = expand_paths(paths)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     try:
-        db_path, reused = ensure_index(files, root)
+        db_path, reused = ensure_index(files, root, notify)
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(
             f"cannot build or read the trace index under {root} ({exc}); point HALO_CACHE_DIR "
