@@ -6,7 +6,7 @@ import sqlite3
 
 from halo_mcp.store.formats.lines import ROW_FIELDS
 
-SCHEMA_VERSION = 7  # 7: parallel builds keep their spans in shard files (see shards.py)
+SCHEMA_VERSION = 8  # 8: an index on span tokens (sort by tokens)
 
 #: Columns of `spans` written by the bulk insert, in order: the parsers' row fields, then
 #: where the span lives in its file and its input hash (ingest.py appends those four).
@@ -52,6 +52,7 @@ CREATE INDEX IF NOT EXISTS spans_trace ON spans(trace_id, span_id);
 CREATE INDEX IF NOT EXISTS spans_span ON spans(span_id);
 CREATE INDEX IF NOT EXISTS spans_start ON spans(start_ns);
 CREATE INDEX IF NOT EXISTS spans_duration ON spans(duration_ns);
+CREATE INDEX IF NOT EXISTS spans_tokens ON spans(tokens);
 CREATE INDEX IF NOT EXISTS spans_tool ON spans(tool_name, status, start_ns)
     WHERE tool_name IS NOT NULL;
 CREATE INDEX IF NOT EXISTS spans_name ON spans(name);
