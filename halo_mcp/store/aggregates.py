@@ -4,7 +4,7 @@ The TraceStore API answers per-filter questions; triage needs a handful of whole
 aggregates (every error span, repeated tool inputs per trace, duration and token
 distributions, thresholded counts, root spans). They read the index's tables through a
 separate read-only connection, so they never disturb the store's own connections.
-Only :func:`root_outputs` touches the trace files, one root span per trace, by offset.
+Only :func:`root_answered` touches the trace files, one root span per trace, by offset.
 
 Speed on big (sharded) indexes: scans over many spans read ``span_source`` with only the
 columns they use; totals come from the span-group tally (span_groups) or per-table index
@@ -234,15 +234,18 @@ def at_least(
     return spans, traces, top
 
 
+def _llm_calls_sql(conn: sqlite3.Connection) -> str:
+    """(trace_id, agent, calls): the successful LLM calls of each agent in each trace."""
+    return (
+        "SELECT trace_id, agent, COUNT(*) AS calls "
+        f"FROM {span_source(conn, 'trace_id, agent, kind, status')} "
+        "WHERE kind = 'llm' AND agent IS NOT NULL AND status != 'error' GROUP BY trace_id, agent"
+    )
+
+
 def llm_calls_per_agent(conn: sqlite3.Connection) -> Iterator[tuple[str, str, int]]:
     """(trace_id, agent, successful LLM calls) per agent of each trace: the turns it took."""
-    cursor = conn.execute(
-        "SELECT trace_id, agent, COUNT(*) "
-        f"FROM {span_source(conn, 'trace_id, agent, kind, status')} "
-        "WHERE kind = 'llm' AND agent IS NOT NULL "
-        "AND status != 'error' GROUP BY trace_id, agent"
-    )
-    yield from _rows(cursor)
+    yield from _rows(conn.execute(_llm_calls_sql(conn)))
 
 
 #: Compute a CTE used twice once (the hint exists from SQLite 3.35).
@@ -255,11 +258,7 @@ def llm_call_histograms(
     """Per agent, {successful LLM calls in a trace: traces}; and the (trace_id, agent, calls)
     of every trace where an agent made its most calls, in (trace_id, agent) order. The
     same counts as :func:`llm_calls_per_agent`, with only a few rows out of SQLite."""
-    source = span_source(conn, "trace_id, agent, kind, status")
-    per = (
-        f"SELECT trace_id, agent, COUNT(*) AS calls FROM {source} "
-        "WHERE kind = 'llm' AND agent IS NOT NULL AND status != 'error' GROUP BY trace_id, agent"
-    )
+    per = _llm_calls_sql(conn)
     histograms: dict[str, dict[int, int]] = {}
     top: list[tuple[str, str, int]] = []
     rows = conn.execute(
@@ -289,22 +288,12 @@ def tool_error_traces(conn: sqlite3.Connection) -> dict[str, int]:
     )
 
 
-def root_outputs(
-    conn: sqlite3.Connection,
-    every: int = 1,
-) -> Iterator[tuple[str, str, str | None]]:
-    """(trace_id, span_id, output or None) of every root span (no parent), or of about one
-    in `every`, read by offset in file order. The one aggregate that reads payloads: one
-    small read per trace."""
-    for trace_id, span_id, line in _root_lines(conn, every, {}):
-        yield trace_id, span_id, _output(line, span_id)
-
-
 def root_answered(
     conn: sqlite3.Connection, every: int = 1, known: dict[tuple[str, str], bool] | None = None
 ) -> Iterator[tuple[str, str, bool]]:
-    """(trace_id, span_id, whether its output is non-blank) of the root spans
-    :func:`root_outputs` reads; roots in `known` ((trace, span) -> answered) are not read."""
+    """(trace_id, span_id, whether its output is non-blank) of every root span (no parent),
+    or of about one in `every`, read by offset in file order: one small read per trace.
+    Roots in `known` ((trace, span) -> answered) are not read again."""
     known = known or {}
     for trace_id, span_id, line in _root_lines(conn, every, known):
         answered = known.get((trace_id, span_id)) if line is None else None

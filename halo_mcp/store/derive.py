@@ -143,8 +143,7 @@ def refresh_traces(
         "json_group_array(DISTINCT model) FILTER (WHERE model IS NOT NULL), 0, 0 "
         f"FROM {source} WHERE 1 {scope} GROUP BY trace_id"
     )
-    # The earliest root names the trace (bare columns come from the MIN row). A scan beats
-    # walking the trace index here: roots are few, index order costs a lookup per span.
+    # The earliest root names the trace (bare columns come from the MIN row).
     conn.execute(
         "UPDATE traces SET root_name = r.name, service = r.service, has_root = 1 FROM ("
         f"SELECT trace_id, name, service, MIN(start_ns) FROM {source} {hint}"

@@ -28,7 +28,6 @@ import signal
 import sqlite3
 import threading
 import time
-from array import array
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,9 +39,10 @@ from halo_mcp.store.files import HASH_BYTES, FileState, file_state, hash_range, 
 from halo_mcp.store.ingest import (
     MAX_BAD_EXAMPLES,
     SliceResult,
-    insert_sql,
+    insert_rows,
     parse_gz_block,
     parse_range,
+    record_file,
 )
 from halo_mcp.store.schema import (
     SCHEMA_VERSION,
@@ -56,6 +56,8 @@ from halo_mcp.store.shard_merge import cut_runs, join_shard_traces, record_shard
 from halo_mcp.store.shards import (
     MAX_SHARDS,
     attach_shards,
+    remove_shard_files,
+    shard_file,
     shard_ids,
     shard_names,
     span_tables,
@@ -229,14 +231,6 @@ def _parallel(plain_bytes: int) -> bool:
     return WORKERS > 1 and plain_bytes > 0 and plain_bytes >= PARALLEL_MIN_BYTES
 
 
-def _remove_old_shards(db_path: Path, keep: str) -> None:
-    """Delete the shard files of the index at `db_path` but those of build `keep`."""
-    for shard in db_path.parent.glob(f"{db_path.name}.*.s*"):
-        if not shard.name.startswith(f"{db_path.name}.{keep}."):
-            with contextlib.suppress(FileNotFoundError):
-                shard.unlink()
-
-
 def _build_fresh(db_path: Path, states: list[FileState]) -> None:
     """Build the index in a temporary file (plus new shard files) and rename it into
     place: readers see the old index or the new one, never a half-built one."""
@@ -265,14 +259,12 @@ def _build_fresh(db_path: Path, states: list[FileState]) -> None:
                 os.unlink(str(db_path) + suffix)
         os.replace(tmp, db_path)
         done = True
-        _remove_old_shards(db_path, keep=token)  # the shards of the index just replaced
+        remove_shard_files(db_path, token, keep=True)  # the shards of the index replaced
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         if not done:
-            for shard in db_path.parent.glob(f"{db_path.name}.{token}.s*"):
-                with contextlib.suppress(FileNotFoundError):
-                    shard.unlink()
+            remove_shard_files(db_path, token, keep=False)
 
 
 def _update(conn: sqlite3.Connection, plans: list[Plan], fresh: bool) -> None:
@@ -284,7 +276,7 @@ def _update(conn: sqlite3.Connection, plans: list[Plan], fresh: bool) -> None:
             conn.execute("DELETE FROM temp.affected")
         work = [p for p in plans if p.action != "same"]
         pending = sum(p.state.size - p.from_offset for p in work)
-        pool = _pool() if pending >= PARALLEL_MIN_BYTES and WORKERS > 1 else None
+        pool = _pool() if _parallel(pending) else None
         began = time.perf_counter()
         groups: derive.Groups = {}
         orphaned_names = 0
@@ -344,7 +336,7 @@ def _run_shards(runs: list[list[Segment]], db_path: Path, token: str) -> list[Sh
     """Build one shard per run on the worker pool (in-process if the pool breaks)."""
     from concurrent.futures.process import BrokenProcessPool
 
-    paths = [db_path.with_name(f"{db_path.name}.{token}.s{k}") for k in range(1, len(runs) + 1)]
+    paths = [shard_file(db_path, token, k) for k in range(1, len(runs) + 1)]
     pool = _pool()
     try:
         futures = [
@@ -578,16 +570,9 @@ def _ingest_file(
     spans = bad = orphaned_names = 0
     fmt = None
     for result in _results(plan, pool):
-        rows = len(result.rows)
-        if rows:
-            conn.executemany(insert_sql(fid, line_base), result.rows)
-        if rows:
-            offsets = array("q", result.line_offsets)
-            firsts = array("q", (next_id + i for i in result.line_first_row))
-            conn.execute(
-                "INSERT INTO line_index VALUES(?,?,?,?)",
-                (fid, seq, offsets.tobytes(), firsts.tobytes()),
-            )
+        entry = insert_rows(conn, result, fid, line_base, next_id)
+        if entry is not None:
+            conn.execute("INSERT INTO line_index VALUES(?,?,?,?)", (fid, seq, *entry))
             seq += 1
         if result.gz_lines:
             conn.executemany(
@@ -601,29 +586,10 @@ def _ingest_file(
                 kept_bad += 1
         derive.merge_groups(groups, result.groups)
         fmt = fmt or result.format
-        next_id += rows
-        spans += rows
+        next_id += len(result.rows)
+        spans += len(result.rows)
         orphaned_names += result.orphaned_names
         bad += result.bad_lines
         line_base += result.lines
-    state = plan.state
-    indexed = state.size
-    conn.execute(
-        "UPDATE files SET size=?, mtime_ns=?, inode=?, head_hash=?, tail_hash=?, "
-        "bytes_indexed=?, lines_indexed=?, spans=spans+?, bad_lines=bad_lines+?, "
-        "format=COALESCE(format, ?) WHERE file_id=?",
-        (
-            state.size,
-            state.mtime_ns,
-            state.inode,
-            state.head_hash,
-            hash_range(state.path, indexed - HASH_BYTES, indexed),
-            indexed,
-            line_base,
-            spans,
-            bad,
-            fmt,
-            fid,
-        ),
-    )
+    record_file(conn, fid, plan.state, line_base, spans, bad, fmt)
     return orphaned_names

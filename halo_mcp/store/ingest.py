@@ -8,9 +8,12 @@ cheaply, and nothing outlives the slice: memory is bounded by the slice size.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import zlib
+from array import array
 from dataclasses import dataclass, field
 
+from halo_mcp.store.files import HASH_BYTES, FileState, hash_range
 from halo_mcp.store.formats import BadLineError, detect_format, parse_line, span_payload
 from halo_mcp.store.formats.lines import ROW_FIELDS, parsed_object
 from halo_mcp.store.schema import SPAN_COLUMNS
@@ -192,6 +195,52 @@ def insert_sql(file_id: int, line_base: int) -> str:
         f"VALUES({', '.join(values)}, {int(file_id)}, "
         f"MAX(0, COALESCE(?{end}, 0) - COALESCE(?{start}, 0)), "
         f"COALESCE(?{tin}, 0) + COALESCE(?{tout}, 0))"
+    )
+
+
+def insert_rows(
+    conn: sqlite3.Connection, block: SliceResult, file_id: int, line_base: int, first_id: int
+) -> tuple[bytes, bytes] | None:
+    """Insert a block's rows (ids from `first_id`, in order; `line_base` lines of the file
+    before the block) and return its line_index entry: the line offsets and the id of each
+    line's first span, packed. None for a block without spans."""
+    if not block.rows:
+        return None
+    conn.executemany(insert_sql(file_id, line_base), block.rows)
+    return (
+        array("q", block.line_offsets).tobytes(),
+        array("q", (first_id + i for i in block.line_first_row)).tobytes(),
+    )
+
+
+def record_file(
+    conn: sqlite3.Connection,
+    file_id: int,
+    state: FileState,
+    lines: int,
+    spans: int,
+    bad_lines: int,
+    fmt: str | None,
+) -> None:
+    """Record in `files` that `state`'s file is indexed up to its end (`lines` lines in
+    all), with `spans` and `bad_lines` more than before."""
+    conn.execute(
+        "UPDATE files SET size=?, mtime_ns=?, inode=?, head_hash=?, tail_hash=?, "
+        "bytes_indexed=?, lines_indexed=?, spans=spans+?, bad_lines=bad_lines+?, "
+        "format=COALESCE(format, ?) WHERE file_id=?",
+        (
+            state.size,
+            state.mtime_ns,
+            state.inode,
+            state.head_hash,
+            hash_range(state.path, state.size - HASH_BYTES, state.size),
+            state.size,
+            lines,
+            spans,
+            bad_lines,
+            fmt,
+            file_id,
+        ),
     )
 
 

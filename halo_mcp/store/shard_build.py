@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from halo_mcp.store import derive
-from halo_mcp.store.ingest import MAX_BAD_EXAMPLES, insert_sql, parse_lines
+from halo_mcp.store.ingest import MAX_BAD_EXAMPLES, insert_rows, parse_lines
 from halo_mcp.store.schema import SPAN_INDEXES, TABLES, create_indexes
 from halo_mcp.store.shards import shard_ids
 
@@ -113,14 +112,9 @@ def build_shard(shard: int, db_path: str, segments: list[Segment]) -> ShardResul
             out = SegmentResult(segment.file_id)
             for lines, offset in _blocks(segment):
                 block = parse_lines(lines, offset)
-                if block.rows:
-                    conn.executemany(insert_sql(segment.file_id, out.lines), block.rows)
-                    out.line_index.append(
-                        (
-                            array("q", block.line_offsets).tobytes(),
-                            array("q", (next_id + i for i in block.line_first_row)).tobytes(),
-                        )
-                    )
+                entry = insert_rows(conn, block, segment.file_id, out.lines, next_id)
+                if entry is not None:
+                    out.line_index.append(entry)
                 for line, reason in block.bad_examples:
                     if len(out.bad_examples) < MAX_BAD_EXAMPLES:
                         out.bad_examples.append((out.lines + line, reason))

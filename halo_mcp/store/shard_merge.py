@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from halo_mcp.store import derive
-from halo_mcp.store.files import HASH_BYTES, hash_range
-from halo_mcp.store.ingest import MAX_BAD_EXAMPLES
+from halo_mcp.store.ingest import MAX_BAD_EXAMPLES, record_file
 from halo_mcp.store.shard_build import Segment, ShardResult
-from halo_mcp.store.shards import span_tables
+from halo_mcp.store.shards import shard_file, span_tables
 
 if TYPE_CHECKING:
     from halo_mcp.store.index import Plan
@@ -57,7 +56,7 @@ def record_shards(
     """Stitch the shards' per-segment results into files, line_index, bad_lines, shards.
 
     Lines: a shard numbers lines from its first segment's start, so the main file records
-    how many lines of that file came before (the `spans` view adds it)."""
+    how many lines of that file came before (readers add them: see shards.line_fixes)."""
     lines: dict[int, int] = {}
     seqs: dict[int, int] = {}
     spans: dict[int, int] = {}
@@ -69,7 +68,7 @@ def record_shards(
         base = lines.get(first.file_id, 0)
         conn.execute(
             "INSERT INTO shards VALUES(?, ?, ?, ?)",
-            (result.shard, f"{db_path.name}.{token}.s{result.shard}", first.file_id, base),
+            (result.shard, shard_file(db_path, token, result.shard).name, first.file_id, base),
         )
         for segment in result.segments:
             fid = segment.file_id
@@ -89,24 +88,9 @@ def record_shards(
             if segment.format and fid not in formats:
                 formats[fid] = segment.format
     for plan in plans:
-        fid, state = plan.file_id, plan.state
-        conn.execute(
-            "UPDATE files SET size=?, mtime_ns=?, inode=?, head_hash=?, tail_hash=?, "
-            "bytes_indexed=?, lines_indexed=?, spans=?, bad_lines=?, format=? WHERE file_id=?",
-            (
-                state.size,
-                state.mtime_ns,
-                state.inode,
-                state.head_hash,
-                hash_range(state.path, state.size - HASH_BYTES, state.size),
-                state.size,
-                lines.get(fid, 0),
-                spans.get(fid, 0),
-                bad.get(fid, 0),
-                formats.get(fid),
-                fid,
-            ),
-        )
+        fid = plan.file_id
+        counts = (lines.get(fid, 0), spans.get(fid, 0), bad.get(fid, 0))
+        record_file(conn, fid, plan.state, *counts, formats.get(fid))
 
 
 def join_shard_traces(conn: sqlite3.Connection, groups: derive.Groups) -> int:
@@ -118,12 +102,8 @@ def join_shard_traces(conn: sqlite3.Connection, groups: derive.Groups) -> int:
     shard_traces = [f"{t.split('.')[0]}.traces" for t in tables[1:]]
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS affected(trace_id TEXT PRIMARY KEY)")
     conn.execute("DELETE FROM temp.affected")
-    everywhere = " UNION ALL ".join(
-        [
-            "SELECT DISTINCT trace_id FROM main.spans",
-            *(f"SELECT trace_id FROM {t}" for t in shard_traces),
-        ]
-    )
+    # Traces in several shards, and every trace of main.spans (.gz rows): summarized anew.
+    everywhere = " UNION ALL ".join(f"SELECT trace_id FROM {t}" for t in shard_traces)
     conn.execute(
         f"INSERT INTO temp.affected SELECT trace_id FROM ({everywhere}) "
         "GROUP BY trace_id HAVING COUNT(*) > 1"

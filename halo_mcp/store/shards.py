@@ -19,6 +19,7 @@ Writes name a physical table: :func:`span_tables` lists them.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -32,6 +33,21 @@ def shard_ids(shard: int) -> int:
     """Span ids of shard k start above this: shards never share ids with each other or
     with the main file, whose rows after a sharded build start at shard_ids(shards + 1)."""
     return shard << SHARD_BITS
+
+
+def shard_file(db_path: Path, build: str, shard: int) -> Path:
+    """Where shard `shard` of build `build` of the index at `db_path` lives (next to it;
+    each build names its own, so a new build never overwrites files a reader has open)."""
+    return db_path.with_name(f"{db_path.name}.{build}.s{shard}")
+
+
+def remove_shard_files(db_path: Path, build: str, *, keep: bool) -> None:
+    """Delete the shard files of build `build` of the index at `db_path` (keep=False), or
+    those of every other build (keep=True)."""
+    for path in db_path.parent.glob(f"{db_path.name}.*.s*"):
+        if path.name.startswith(f"{db_path.name}.{build}.") != keep:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def shard_names(conn: sqlite3.Connection) -> list[tuple[int, str]]:

@@ -10,8 +10,8 @@ must give identical rows (tests/test_formats_fastpath.py checks it on varied lin
 from __future__ import annotations
 
 from halo_mcp.store.formats.compiled import _compiled, compiled_semantics
-from halo_mcp.store.formats.spans import _STATUS_CODES, exception_of, service_of, status_parts
-from halo_mcp.store.formats.values import _cache_hour, _hour_cache, norm_id, to_str
+from halo_mcp.store.formats.spans import _STATUS_CODES, error_outcome, service_of, status_parts
+from halo_mcp.store.formats.values import _cache_hour, _hour_cache, norm_id
 
 # The string status codes ("STATUS_CODE_OK"...); a non-str code is not the common shape.
 _STR_STATUS_CODES = {code: value for code, value in _STATUS_CODES.items() if type(code) is str}
@@ -42,6 +42,18 @@ def _cache_second(head: str) -> int:
     return base
 
 
+def _fixed_iso_ns(value: str) -> int | None:
+    """Unix ns of a "YYYY-MM-DDTHH:MM:SS.fffffffffZ" time; None for any other text (other
+    types raise, which also sends the span to the general path)."""
+    base = _second_ns.get(value[:20])
+    if base is None:
+        base = _cache_second(value[:20])
+    fraction = value[20:29]
+    if base < 0 or value[29:] != "Z" or not fraction.isdigit():
+        return None
+    return base + int(fraction)
+
+
 def halo_row(span: dict) -> tuple | None:
     """span_row(span, None, False) for the common HALO shape, else None.
 
@@ -70,22 +82,10 @@ def halo_row(span: dict) -> tuple | None:
         elif not parent_id.islower():
             parent_id = norm_id(parent_id)
 
-        start_raw = span["start_time"]
-        base = _second_ns.get(start_raw[:20])
-        if base is None:
-            base = _cache_second(start_raw[:20])
-        fraction = start_raw[20:29]
-        if base < 0 or start_raw[29:] != "Z" or not fraction.isdigit():
+        start = _fixed_iso_ns(span["start_time"])
+        end = _fixed_iso_ns(span["end_time"])
+        if start is None or end is None:
             return None
-        start = base + int(fraction)
-        end_raw = span["end_time"]
-        base = _second_ns.get(end_raw[:20])
-        if base is None:
-            base = _cache_second(end_raw[:20])
-        fraction = end_raw[20:29]
-        if base < 0 or end_raw[29:] != "Z" or not fraction.isdigit():
-            return None
-        end = base + int(fraction)
 
         name = span["name"]
         if type(name) is not str or not name:
@@ -113,18 +113,7 @@ def halo_row(span: dict) -> tuple | None:
             message = status_field.get("message")
             if type(message) is not str:
                 message = status_parts(status_field)[1]
-            if events:
-                has_exception, exc_message = exception_of(events)
-                if has_exception:
-                    status = "error"
-                    if not message:
-                        message = exc_message
-            if error_type:
-                status = "error"
-                if not message:
-                    message = to_str(error_type)
-            if not message or status != "error":
-                message = None
+            status, message = error_outcome(status, message, events, error_type)
 
         resource = get("resource")
         if resource is None:

@@ -88,6 +88,27 @@ def exception_of(events: Any) -> tuple[bool, str | None]:
     return False, None
 
 
+def error_outcome(
+    status: str, message: str | None, events: Any, error_type: Any
+) -> tuple[str, str | None]:
+    """A span's final status and error message: an `exception` event or an `error.type`
+    attribute makes it an error (and may give the message); a message on a span that is
+    not an error is not an error message."""
+    if events:
+        has_exception, exc_message = exception_of(events)
+        if has_exception:
+            status = "error"
+            if not message:
+                message = exc_message
+    if error_type:
+        status = "error"
+        if not message:
+            message = to_str(error_type)
+    if not message or status != "error":
+        message = None
+    return status, message
+
+
 def service_of(resource: Any) -> str | None:
     """`service.name` from a resource ({attributes: dict|list} or a bare attribute dict)."""
     if type(resource) is not dict:
@@ -200,20 +221,7 @@ def span_row(span: dict, service: str | None, otlp: bool) -> tuple:
             message = status_parts(status_field)[1]
     else:
         status, message = status_parts(status_field)
-    events = get("events")
-    if events:
-        has_exception, exc_message = exception_of(events)
-        if has_exception:
-            status = "error"
-            if not message:
-                message = exc_message
-    error_type = attrs.get("error.type")
-    if error_type:
-        status = "error"
-        if not message:
-            message = to_str(error_type)
-    if not message or status != "error":
-        message = None  # a message on an ok span is not an error message
+    status, message = error_outcome(status, message, get("events"), attrs.get("error.type"))
 
     if service is None and not otlp:
         resource = get("resource")
