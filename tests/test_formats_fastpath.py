@@ -192,6 +192,19 @@ ATTRIBUTE_CHANGES: list[tuple[str, Any]] = [
     ("error", {"type": "NestedError"}),
     ("gen_ai.tool.name", {"x": 1}),
     ("tool.name", {"deep": {"er": 2}}),
+    # Dicts the fast path checks (they flatten into keys semantics reads) and dicts it
+    # lets through (they only add keys nothing reads).
+    ("", {"session.id": "from-empty-key"}),
+    ("gen_ai", {"usage": {"input_tokens": 7}}),
+    ("llm.token_count", {"prompt": 3}),
+    ("inference.llm", {"model_name": "from-inference-llm"}),
+    ("inference.misc", {"agent_name": "from-inference-misc"}),
+    ("llm.model_name", {"x": 1}),
+    ("session.id", {}),
+    ("error.type", {"code": 1}),
+    ("llm.model_name.extra", {"a": 1}),
+    ("unrelated", {}),
+    ("unrelated.deep", {"a": {"b": 1}}),
 ]
 
 
@@ -294,6 +307,17 @@ def test_a_typical_halo_span_takes_the_fast_path_with_the_expected_row():
         43,
         "sess_1e2feb89414c343c",
     )
+
+
+def test_only_dicts_that_would_change_the_row_send_a_span_to_the_general_path():
+    harmless = copy.deepcopy(BASE_SPAN)
+    harmless["attributes"]["llm.invocation_parameters"] = {"temperature": 0.2}
+    assert halo_row(harmless) == span_row(copy.deepcopy(harmless), None, False)
+    assert halo_row(harmless) is not None
+    meaningful = copy.deepcopy(BASE_SPAN)
+    meaningful["attributes"]["llm"] = {"model_name": "nested-model"}
+    assert halo_row(meaningful) is None
+    assert span_row(meaningful, None, False)[11] == "nested-model"
 
 
 def test_a_span_with_hundreds_of_competing_keys_gives_the_general_row():

@@ -3,10 +3,12 @@ signatures that group messages differing only by volatile parts."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from halo_mcp.store import SpanFilter, open_store
-from halo_mcp.store.signatures import normalize_message
+from halo_mcp.store.signatures import _RULES, _SPACES, MAX_MESSAGE_CHARS, normalize_message
 from halo_mcp.synth import generate
 
 
@@ -34,6 +36,29 @@ def test_messages_that_differ_only_by_numbers_share_a_signature() -> None:
     a = normalize_message("Read timed out after 30.5s (attempt 3 of 5)")
     b = normalize_message("Read timed out after 12s (attempt 1 of 5)")
     assert a == b
+
+
+def test_skipping_rules_whose_strings_are_absent_never_changes_a_signature() -> None:
+    """normalize_message skips a rule when the message lacks every string a match needs;
+    the result must be what trying every rule gives."""
+
+    def every_rule(message: str) -> str:
+        text = message[: MAX_MESSAGE_CHARS * 4]
+        for pattern, placeholder, _ in _RULES:
+            text = pattern.sub(placeholder, text)
+        return _SPACES.sub(" ", text).strip()[:MAX_MESSAGE_CHARS]
+
+    parts = [
+        "http://x.y/a?b=1", "HTTPS://Q.R/s", "user@mail.com", "a@b", "2024-01-02T03:04:05Z",
+        "12:30:45.123", "0xDEADbeef", "0X1f", "deadbeef12", "abc_def1234x", "req-ab12cd34ef",
+        "/usr/lib/x.py", "~/a/b", "C:\\Users\\x", "'quoted 12'", '"dq 5"', "-12.5e3", "+4",
+        "550e8400-e29b-41d4-a716-446655440000", "a-b", "x_y", "é", "\t\n", " ", "(", "=",
+        "42", "v1.2.3", ":", "/", "'", '"', "Timeout", "org-bd00379ef09c",
+    ]  # fmt: skip
+    rng = random.Random(5)
+    for _ in range(3000):
+        message = rng.choice((" ", "")).join(rng.choices(parts, k=rng.randint(1, 6)))
+        assert normalize_message(message) == every_rule(message), message
 
 
 @pytest.fixture(scope="module")

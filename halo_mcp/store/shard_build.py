@@ -21,6 +21,9 @@ from halo_mcp.store.schema import SPAN_INDEXES, TABLES, create_indexes
 from halo_mcp.store.shards import shard_ids
 
 BLOCK_BYTES = 8 << 20
+#: The reader's buffer: with the default 8 KB one, readlines spends more time refilling
+#: it than cutting lines (3.7x slower on a file of 5 KB lines).
+READ_BUFFER = 1 << 20
 
 
 @dataclass
@@ -67,7 +70,7 @@ def _blocks(segment: Segment) -> Iterator[tuple[list[bytes], int]]:
 
     readlines cuts the lines in C straight from the read buffer: one copy per line, as in
     a plain `for line in file` loop, instead of reading, joining and splitting blocks."""
-    with open(segment.path, "rb") as handle:
+    with open(segment.path, "rb", buffering=READ_BUFFER) as handle:
         handle.seek(segment.start)
         offset = segment.start
         while offset < segment.stop:

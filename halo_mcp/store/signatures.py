@@ -7,29 +7,38 @@ import re
 
 MAX_MESSAGE_CHARS = 300
 
-# Order matters: the most specific shapes are replaced first.
-_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"https?://[^\s'\"<>)\]]+", re.I), "<URL>"),
-    (re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"), "<EMAIL>"),
+# Order matters: the most specific shapes are replaced first. Each rule names strings of
+# which a match must contain one (none: always tried); a message holding none of them
+# skips the rule (about half the cost: most messages have no @, / or 0x). Placeholders
+# add none of these strings, so testing the original message is enough.
+_RULES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
+    (re.compile(r"https?://[^\s'\"<>)\]]+", re.I), "<URL>", ("://",)),
+    (re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"), "<EMAIL>", ("@",)),
     (
         re.compile(
             r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
         ),
         "<TS>",
+        ("-",),
     ),
-    (re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:\.\d+)?\b"), "<TS>"),
+    (re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:\.\d+)?\b"), "<TS>", (":",)),
     (
         re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
         "<UUID>",
+        ("-",),
     ),
-    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<ID>"),
-    (re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b", re.I), "<ID>"),
-    (re.compile(r"\b(?=(?:[A-Za-z_-]*\d){4})[A-Za-z]+[_-][A-Za-z0-9_-]{6,}\b"), "<ID>"),
-    (re.compile(r"(?:(?<=\s)|(?<=^)|(?<=[='\"(]))(?:~|\.{1,2})?(?:/[\w.@%+-]+){2,}/?"), "<PATH>"),
-    (re.compile(r"\b[A-Za-z]:\\[^\s'\"]+"), "<PATH>"),
-    (re.compile(r"'[^'\n]{1,200}'"), "'<S>'"),
-    (re.compile(r'"[^"\n]{1,200}"'), '"<S>"'),
-    (re.compile(r"(?<![\w<.-])[-+]?\d+(?:[.,]\d+)*(?:e[-+]?\d+)?", re.I), "<N>"),
+    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<ID>", ("0x", "0X")),
+    (re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b", re.I), "<ID>", ()),
+    (re.compile(r"\b(?=(?:[A-Za-z_-]*\d){4})[A-Za-z]+[_-][A-Za-z0-9_-]{6,}\b"), "<ID>", ("_", "-")),
+    (
+        re.compile(r"(?:(?<=\s)|(?<=^)|(?<=[='\"(]))(?:~|\.{1,2})?(?:/[\w.@%+-]+){2,}/?"),
+        "<PATH>",
+        ("/",),
+    ),
+    (re.compile(r"\b[A-Za-z]:\\[^\s'\"]+"), "<PATH>", (":\\",)),
+    (re.compile(r"'[^'\n]{1,200}'"), "'<S>'", ("'",)),
+    (re.compile(r'"[^"\n]{1,200}"'), '"<S>"', ('"',)),
+    (re.compile(r"(?<![\w<.-])[-+]?\d+(?:[.,]\d+)*(?:e[-+]?\d+)?", re.I), "<N>", ()),
 )
 _SPACES = re.compile(r"\s+")
 
@@ -40,7 +49,8 @@ def normalize_message(message: str | None) -> str:
     if not message:
         return ""
     text = message[: MAX_MESSAGE_CHARS * 4]
-    for pattern, placeholder in _RULES:
-        text = pattern.sub(placeholder, text)
+    for pattern, placeholder, needles in _RULES:
+        if not needles or any(needle in text for needle in needles):
+            text = pattern.sub(placeholder, text)
     text = _SPACES.sub(" ", text).strip()
     return text[:MAX_MESSAGE_CHARS]

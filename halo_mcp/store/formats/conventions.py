@@ -8,6 +8,7 @@ travel as OTel attributes. Plain dict lookups only: this runs for every span ind
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from halo_mcp.store.formats.values import to_int, to_str
@@ -149,6 +150,29 @@ def _slot_table() -> dict[str, tuple[int, int]]:
 
 
 _SLOTS = _slot_table()
+
+
+def _dotted_prefixes(keys: Iterable[str]) -> frozenset[str]:
+    """Each key and every dotted prefix of it ("gen_ai.usage.input_tokens" -> "gen_ai",
+    "gen_ai.usage", "gen_ai.usage.input_tokens")."""
+    parts = (key.split(".") for key in keys)
+    return frozenset(".".join(words[:end]) for words in parts for end in range(1, len(words) + 1))
+
+
+# Keys under which a nested dict would flatten into (or replace) a key that semantics or
+# the row reads: the known keys, error.type, and their dotted prefixes.
+_READ_PREFIXES = _dotted_prefixes([*_SLOTS, "error.type"])
+
+
+def nested_dict_matters(key: str) -> bool:
+    """Whether a dict value under `key` can change a span's normalized fields.
+
+    `flatten` turns {"llm": {"model_name": "m"}} into "llm.model_name": a dict under a
+    known key, a prefix of one, any `inference.*` key (classified by suffix) or "" (its
+    keys flatten bare) can; a dict under any other key only adds keys nothing reads."""
+    return key in _READ_PREFIXES or key == "" or key.startswith("inference.")
+
+
 _LATE = 100  # priority of inference.* keys classified by suffix: after every known key
 _PLAN_CACHE_LIMIT = 4_096
 Plan = tuple[tuple[int, tuple[str, ...]], ...]
