@@ -313,3 +313,40 @@ def test_the_size_a_budget_measures_is_the_size_of_the_text_sent():
         assert sent.content[0].text == dump(model)
         assert json.loads(sent.content[0].text) == sent.structured_content
     assert isinstance(status, RunStatusResult) and '"report_uri":null' in dump(status)
+
+
+async def test_answers_follow_trace_files_that_change_while_the_server_runs(env):
+    """A long-lived server keeps stores open; when the user appends to a trace file,
+    rewrites it or drops a new file into a traced directory, the next call sees it."""
+    folder = env / "live"
+    path = make_traces(folder, traces=6, seed=7)
+    extra = make_traces(env / "more", traces=4, seed=8)
+
+    async def overview(client, target):
+        result = await client.call_tool("trace_overview", {"trace_paths": [str(target)]})
+        assert not result.is_error, result.content[0].text
+        return result.structured_content
+
+    async with Client(create_server(settings()), mode="auto") as client:
+        first = await overview(client, path)
+        assert first["traces"] == 6
+        with path.open("ab") as handle:  # appended spans: the index is extended
+            handle.write(extra.read_bytes())
+        grown = await overview(client, path)
+        assert grown["traces"] == 10
+        assert grown["spans"] == first["spans"] + (await overview(client, extra))["spans"]
+
+        path.write_bytes(extra.read_bytes())  # rewritten: the old traces are gone
+        rewritten = await overview(client, path)
+        assert rewritten["traces"] == 4
+        old_trace = json.loads(
+            make_traces(env / "again", traces=6, seed=7).read_text().split("\n")[0]
+        )
+        gone = await client.call_tool(
+            "get_trace", {"trace_paths": [str(path)], "trace_id": old_trace["trace_id"]}
+        )
+        assert gone.is_error
+
+        in_folder = await overview(client, folder)
+        (folder / "second.jsonl").write_bytes(make_traces(env / "third", seed=9).read_bytes())
+        assert (await overview(client, folder))["traces"] == in_folder["traces"] + 12

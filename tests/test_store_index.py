@@ -74,6 +74,40 @@ def test_appended_spans_extend_the_index_without_reparsing_the_old_part(tmp_path
         assert store.trace_summary("t9").span_count == 2
 
 
+def test_a_line_still_being_written_is_indexed_once_it_is_complete(tmp_path: Path) -> None:
+    """A live trace file is often caught mid-line: that line is reported, not lost, and
+    the next open extends the index over it (the older lines are not parsed again)."""
+    filler = [tool(f"f{i}", f"f{i}-t", None, 1, 2, "noop", args="x" * 300) for i in range(20)]
+    path = write(tmp_path / "live.jsonl", [*shop_traces(), *filler])
+    late = json.dumps(agent("t9", "t9-a", "late", 55, 59)).encode() + b"\n"
+    with open(path, "ab") as handle:
+        handle.write(late[:25])
+    with open_store([path]) as store:
+        assert store.count().spans == 31
+        assert store.report.bad_lines == 1
+        (unfinished,) = store.report.bad_line_examples
+        assert (unfinished.file, unfinished.line) == (str(path), 32)
+        assert "unfinished last line" in unfinished.reason
+    # The middle changes too: an extension never re-reads it, so the old name stays.
+    data = path.read_bytes()
+    middle = data.index(b'"name": "tool noop"', len(data) // 2 - 600)
+    assert 4096 < middle < len(data) - 4096
+    path.write_bytes(data[:middle] + b'"name": "tool NOOP"' + data[middle + 19 :] + late[25:])
+    with open_store([path]) as store:
+        assert not store.report.reused
+        assert store.count().spans == 32 and store.report.bad_lines == 0
+        assert store.count(SpanFilter(name="tool NOOP")).spans == 0
+        (span,) = store.query_spans(SpanFilter(trace_ids=["t9"]), fields=["source"]).spans
+        assert span.source.line == 32
+
+
+def test_a_last_line_without_a_line_end_that_parses_is_indexed(tmp_path: Path) -> None:
+    path = tmp_path / "no-newline.jsonl"
+    path.write_text("\n".join(json.dumps(item) for item in shop_traces()))
+    with open_store([path]) as store:
+        assert store.count().spans == 11 and store.report.bad_lines == 0
+
+
 def test_a_rewritten_file_is_indexed_again(tmp_path: Path) -> None:
     path = write(tmp_path / "shop.jsonl", shop_traces())
     with open_store([path]) as store:

@@ -153,6 +153,28 @@ def test_appending_to_a_sharded_index_extends_it(tmp_path, parallel) -> None:
         assert _snapshot(serial) == got
 
 
+def test_a_sharded_build_leaves_an_unfinished_last_line_for_the_extension(
+    tmp_path, parallel
+) -> None:
+    spans = _interleaved(20)
+    path = write(tmp_path / "t.jsonl", spans[:60])
+    pending = _line(spans[60])
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(pending[:30])
+    cache = tmp_path / "sharded"
+    parallel(2)
+    with open_store([path], cache_dir=cache) as store:
+        assert store.report.spans == 60 and store.report.bad_lines == 1
+        assert store.report.bad_line_examples[0].line == 61
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(pending[30:] + "".join(_line(s) for s in spans[61:]))
+    with open_store([path], cache_dir=cache) as store:
+        assert store.report.bad_lines == 0
+        got = _snapshot(store)
+    with open_store([path], cache_dir=tmp_path / "serial") as serial:
+        assert _snapshot(serial) == got
+
+
 def test_a_changed_file_gets_new_shards_and_the_old_ones_are_deleted(tmp_path, parallel) -> None:
     path = write(tmp_path / "t.jsonl", _interleaved(10))
     cache = tmp_path / "sharded"

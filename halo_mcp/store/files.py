@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from halo_mcp.store.errors import TraceFileNotFoundError
+from halo_mcp.store.formats.errors import BadLineError
+from halo_mcp.store.formats.lines import load_line
 
 TRACE_SUFFIXES = (".jsonl", ".json", ".ndjson", ".gz")
 HASH_BYTES = 4096
@@ -26,6 +28,9 @@ class FileState:
     inode: int
     head_hash: bytes
     gz: bool
+    #: Where indexing stops: the end of the file, or the start of an unfinished last line
+    #: (see complete_end). Always `size` for a .gz file.
+    end: int
 
 
 def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
@@ -63,6 +68,38 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     return sorted(found)
 
 
+#: (path, size, mtime_ns, inode) of each input file and of each directory scanned for them.
+Fingerprint = tuple[tuple[str, int, int, int], ...]
+
+
+def inputs_fingerprint(paths: Sequence[str | Path], files: Sequence[Path]) -> Fingerprint:
+    """What must not change for an index opened on `paths` (which expanded to `files`) to
+    still describe them. An append or rewrite changes a file's size, mtime or inode; adding
+    or removing a file changes the mtime of the directory holding it, and the directories
+    recorded here are every one scanned (a new subdirectory changes its parent's mtime).
+    A path that no longer exists gets -1s. Costs one stat per file and directory."""
+    directories: set[Path] = set()
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            directories.add(path.resolve())
+            directories.update(p.resolve() for p in path.rglob("*") if p.is_dir())
+    return tuple(_stat_entry(p) for p in [*files, *sorted(directories)])
+
+
+def fingerprint_now(fingerprint: Fingerprint) -> Fingerprint:
+    """The same entries stat-ed again (compare with the recorded one to see a change)."""
+    return tuple(_stat_entry(Path(entry[0])) for entry in fingerprint)
+
+
+def _stat_entry(path: Path) -> tuple[str, int, int, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (str(path), -1, -1, -1)
+    return (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
 def is_gz(path: Path) -> bool:
     return path.name.lower().endswith(".gz")
 
@@ -77,14 +114,49 @@ def hash_range(path: Path, start: int, stop: int) -> bytes:
 
 def file_state(path: Path) -> FileState:
     stat = path.stat()
+    gz = is_gz(path)
     return FileState(
         path=path,
         size=stat.st_size,
         mtime_ns=stat.st_mtime_ns,
         inode=stat.st_ino,
         head_hash=hash_range(path, 0, min(HASH_BYTES, stat.st_size)),
-        gz=is_gz(path),
+        gz=gz,
+        end=stat.st_size if gz else complete_end(path, stat.st_size),
     )
+
+
+def complete_end(path: Path, size: int) -> int:
+    """The offset just past the file's last complete line.
+
+    A last line with no line end that is not valid JSON is taken to be still being
+    written (a live trace file): indexing stops before it, and the next open, once the
+    writer has finished the line, extends the index from there instead of having
+    recorded half a span as a bad line. A last line without a line end that parses is
+    complete (many writers omit the final newline). One small read when the file ends
+    with a newline."""
+    if size == 0:
+        return 0
+    with open(path, "rb") as handle:
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return size
+        start = size
+        while start > 0:  # find the last line's start, reading backwards
+            step = min(start, 1 << 16)
+            handle.seek(start - step)
+            cut = handle.read(step).rfind(b"\n")
+            if cut >= 0:
+                start = start - step + cut + 1
+                break
+            start -= step
+        handle.seek(start)
+        last = handle.read(size - start)
+    try:
+        load_line(last)
+    except BadLineError:
+        return start
+    return size
 
 
 def set_key(files: Sequence[Path]) -> str:

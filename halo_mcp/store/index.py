@@ -137,7 +137,7 @@ def plan_updates(conn: sqlite3.Connection, states: list[FileState]) -> list[Plan
             plans.append(Plan(state, "same", file_id))
         elif (
             not state.gz
-            and state.size > indexed
+            and state.end > indexed
             and state.inode == inode
             and head == hash_range(state.path, 0, min(HASH_BYTES, indexed))
             and tail == hash_range(state.path, indexed - HASH_BYTES, indexed)
@@ -209,7 +209,7 @@ def ensure_index(
                 )
             _build_fresh(db_path, states)
         else:
-            pending = sum(p.state.size - p.from_offset for p in plans if p.action != "same")
+            pending = sum(p.state.end - p.from_offset for p in plans if p.action != "same")
             loud = pending >= PARALLEL_MIN_BYTES
             if loud:
                 say(f"updating the index with {_megabytes(pending)} of new or changed traces...")
@@ -275,7 +275,7 @@ def _update(conn: sqlite3.Connection, plans: list[Plan], fresh: bool) -> None:
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS affected(trace_id TEXT PRIMARY KEY)")
             conn.execute("DELETE FROM temp.affected")
         work = [p for p in plans if p.action != "same"]
-        pending = sum(p.state.size - p.from_offset for p in work)
+        pending = sum(p.state.end - p.from_offset for p in work)
         pool = _pool() if _parallel(pending) else None
         began = time.perf_counter()
         groups: derive.Groups = {}
@@ -466,7 +466,7 @@ def _prepare_file(conn: sqlite3.Connection, plan: Plan) -> None:
 def _slices(plan: Plan) -> Iterator[tuple[int, int]]:
     """Byte ranges of about SLICE_BYTES that start and end on line boundaries."""
     start = plan.from_offset
-    size = plan.state.size
+    size = plan.state.end
     with open(plan.state.path, "rb") as handle:
         while start < size:
             stop = start + SLICE_BYTES

@@ -222,8 +222,10 @@ def record_file(
     bad_lines: int,
     fmt: str | None,
 ) -> None:
-    """Record in `files` that `state`'s file is indexed up to its end (`lines` lines in
-    all), with `spans` and `bad_lines` more than before."""
+    """Record in `files` that `state`'s file is indexed up to `state.end` (`lines` lines in
+    all), with `spans` and `bad_lines` more than before. The tail hash is taken there, so
+    a file that only grew past it (an unfinished line completed, spans appended) is
+    extended from there."""
     conn.execute(
         "UPDATE files SET size=?, mtime_ns=?, inode=?, head_hash=?, tail_hash=?, "
         "bytes_indexed=?, lines_indexed=?, spans=spans+?, bad_lines=bad_lines+?, "
@@ -233,8 +235,8 @@ def record_file(
             state.mtime_ns,
             state.inode,
             state.head_hash,
-            hash_range(state.path, state.size - HASH_BYTES, state.size),
-            state.size,
+            hash_range(state.path, state.end - HASH_BYTES, state.end),
+            state.end,
             lines,
             spans,
             bad_lines,

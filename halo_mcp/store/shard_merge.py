@@ -24,12 +24,12 @@ if TYPE_CHECKING:
 def cut_runs(plans: list[Plan], parts: int) -> list[list[Segment]]:
     """Plain files as `parts` runs of about equal bytes, cut at line ends (a run may span
     several files; a file may span several runs)."""
-    total = sum(p.state.size for p in plans)
+    total = sum(p.state.end for p in plans)
     target = max(1, -(-total // parts))
     runs: list[list[Segment]] = [[]]
     room = target
     for plan in plans:
-        path, size, start = str(plan.state.path), plan.state.size, 0
+        path, size, start = str(plan.state.path), plan.state.end, 0
         with open(path, "rb") as handle:
             while start < size:
                 if room <= 0 and len(runs) < parts:

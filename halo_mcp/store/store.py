@@ -31,7 +31,7 @@ from halo_mcp.store.errors import (
     StoreError,
     UnknownIdError,
 )
-from halo_mcp.store.files import expand_paths
+from halo_mcp.store.files import Fingerprint, expand_paths, fingerprint_now, inputs_fingerprint
 from halo_mcp.store.formats import SpanNotOnLineError, span_payload, span_payloads, span_text
 from halo_mcp.store.index import connect, ensure_index
 from halo_mcp.store.models import (
@@ -91,8 +91,11 @@ class TraceStore:
     paths: list[Path]
     report: LoadReport
 
-    def __init__(self, db_path: Path, paths: list[Path], reused: bool) -> None:
+    def __init__(
+        self, db_path: Path, paths: list[Path], reused: bool, inputs: Fingerprint = ()
+    ) -> None:
         self.paths = paths
+        self._inputs = inputs
         self.index_path = db_path
         self._local = threading.local()
         self._conns: list[Any] = []
@@ -652,6 +655,13 @@ class TraceStore:
             for trace_id, tool, calls, span_ids in rows
         ]
 
+    def inputs_changed(self) -> bool:
+        """Whether a trace file was appended to, rewritten, added or removed since this store
+        was opened: its answers then describe the files as they were, and a long-lived
+        holder (the MCP server) should open the store again (which extends or rebuilds the
+        index). One stat per file and directory."""
+        return bool(self._inputs) and fingerprint_now(self._inputs) != self._inputs
+
     def close(self) -> None:
         with self._guard:
             self._closed = True
@@ -776,6 +786,8 @@ def open_store(
     is done). Raises TraceFileNotFoundError or NoSpansError with a message saying what to do.
     """
     files = expand_paths(paths)
+    # Taken before the index reads the files: a change made while it builds shows next time.
+    inputs = inputs_fingerprint(paths, files)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     try:
         db_path, reused = ensure_index(files, root, notify)
@@ -785,7 +797,7 @@ def open_store(
             "(or cache_dir=) at a writable directory with free space, or delete that "
             "directory's indexes/ to rebuild"
         ) from exc
-    store = TraceStore(db_path, files, reused)
+    store = TraceStore(db_path, files, reused, inputs)
     named = {str(Path(p).expanduser().resolve()) for p in paths if Path(p).is_file()}
     try:
         _check_spans(store, named)

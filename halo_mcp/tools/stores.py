@@ -3,11 +3,14 @@
 Opening a store checks (or builds) its on-disk index; a query on an open store takes
 milliseconds. So the server keeps the few most recently used stores open, keyed by their
 resolved paths, and runs every store call in a worker thread, one call per store at a time.
+A store whose files changed since it opened (appended, rewritten, added to a directory)
+is opened again before the call, so answers always describe the files as they are now.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -20,6 +23,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from halo_mcp.store.errors import StoreError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _Key = tuple[str, ...]
 
@@ -49,11 +53,19 @@ class StoreCache:
                 raise ToolError(str(exc)) from None
 
     def _open(self, key: _Key) -> Any:
+        """The open store for `key` (the caller holds the key's lock, so no other call is
+        using it), opened again when its files changed."""
         with self._guard:
             store = self._stores.get(key)
             if store is not None:
                 self._stores.move_to_end(key)
+        if store is not None:
+            if not store.inputs_changed():
                 return store
+            log.info("trace files changed since they were opened; reopening %s", ", ".join(key))
+            with self._guard:
+                self._stores.pop(key, None)
+            _close_quietly(store)
         from halo_mcp.store.store import open_store
 
         store = open_store(list(key), cache_dir=self.cache_dir)
