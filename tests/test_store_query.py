@@ -334,3 +334,39 @@ def test_a_leading_case_flag_still_allows_the_fast_raw_scan() -> None:
 
     assert raw_safe("(?i)timed out|rate limit") == raw_safe("timed out|rate limit") is not None
     assert raw_safe("(?s)timed out") is None
+
+
+def test_broad_filters_are_totalled_from_the_span_group_tally(tmp_path, monkeypatch) -> None:
+    """query_spans totals filters on kinds, errors, service, agent, model or tool from
+    the tally kept at build time; they must equal a real count, duplicates and inherited
+    agents included."""
+    from halo_mcp.store import store as store_module
+    from halo_mcp.synth import generate
+
+    path = tmp_path / "synth.jsonl"
+    generate(path, traces=60, seed=3, profile="tiny")
+    lines = path.read_text().splitlines()
+    with open(path, "a") as handle:  # a few spans again: duplicates leave the tally
+        handle.write("\n".join(lines[:5]) + "\n")
+    with open_store([path], cache_dir=tmp_path / "cache") as opened:
+        overview = opened.overview()
+        filters = [
+            {"kind": ["llm"]},
+            {"kind": ["tool", "agent"], "errors_only": True},
+            {"errors_only": True},
+            {"kind": []},
+            {"service": overview.services[0].name},
+            {"agent": overview.agents[-1].name, "kind": ["llm"]},
+            {"model": overview.models[0].name, "errors_only": True},
+            {"tool_name": overview.tools[0].name},
+            {"tool_name": overview.tools[0].name, "agent": "nobody"},
+        ]
+        expected = [opened.count(SpanFilter(**f)).spans for f in filters]
+        assert opened.report.duplicate_spans == 5 and any(expected)
+
+        def no_counting(*args, **kwargs):
+            raise AssertionError("counted span by span")
+
+        monkeypatch.setattr(store_module, "count_where", no_counting)
+        totals = [opened.query_spans(SpanFilter(**f), limit=1).total for f in filters]
+        assert totals == expected

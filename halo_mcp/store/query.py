@@ -125,6 +125,33 @@ def where_sql(flt: SpanFilter, alias: str = "s") -> tuple[list[str], list[Any]]:
     return clauses, params
 
 
+# Exact-value filter fields that are also columns of the span-group tally (span_groups).
+_GROUP_FIELDS = ("service", "agent", "model", "tool_name")
+
+
+def group_where(flt: SpanFilter) -> tuple[str, list[Any]] | None:
+    """SQL conditions on `span_groups` selecting exactly the spans `flt` does, or None
+    when the filter uses anything the tally is not keyed by. The tally is exact (kept by
+    every build and extension), so a count over it costs a few rows, not every span."""
+    used = flt.model_dump(exclude_defaults=True)
+    if not used or not set(used) <= {"kind", "errors_only", *_GROUP_FIELDS}:
+        return None
+    clauses: list[str] = []
+    params: list[Any] = []
+    if flt.kind is not None:
+        kinds = list(dict.fromkeys(SpanKind(k).value for k in flt.kind))
+        clauses.append(f"kind IN ({','.join('?' * len(kinds))})" if kinds else "0")
+        params.extend(kinds)
+    if flt.errors_only:
+        clauses.append("is_error = 1")
+    for field in _GROUP_FIELDS:
+        value = getattr(flt, field)
+        if value is not None:
+            clauses.append(f"{field} = ?")
+            params.append(value)
+    return " AND ".join(clauses), params
+
+
 def check_fields(fields: Sequence[str]) -> list[str]:
     if isinstance(fields, str):
         fields = [f.strip() for f in fields.split(",") if f.strip()]

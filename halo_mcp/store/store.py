@@ -356,7 +356,7 @@ class TraceStore:
         query.check_limit(limit)
         _check_max_chars(max_chars)
         clauses, params = self._where(flt)
-        total = self._count_spans(clauses, params)
+        total = self._count_spans(flt, clauses, params)
         qkey = query.query_key(flt.model_dump(mode="json"), sort)
         page_clauses, page_params = list(clauses), list(params)
         if cursor:
@@ -401,9 +401,17 @@ class TraceStore:
                 handle.close()
         return views, clipper.clipped
 
-    def _count_spans(self, clauses: list[str], params: list[Any]) -> int:
+    def _count_spans(self, flt: SpanFilter, clauses: list[str], params: list[Any]) -> int:
+        """The exact number of spans `flt` selects: from the span-group tally when the
+        filter is only kinds, errors, service, agent, model or tool (broad filters such
+        as "every LLM span" would otherwise count 100k's of rows), else by counting."""
         if not clauses:
             return self._span_total
+        grouped = query.group_where(flt)
+        if grouped is not None:
+            where, group_params = grouped
+            sql = f"SELECT COALESCE(SUM(spans), 0) FROM span_groups WHERE {where}"
+            return self._conn().execute(sql, group_params).fetchone()[0]
         return count_where(self._conn(), clauses, params)
 
     def count(self, filter: SpanFilter | None = None) -> MatchCount:
