@@ -361,12 +361,19 @@ def test_broad_filters_are_totalled_from_the_span_group_tally(tmp_path, monkeypa
             {"tool_name": overview.tools[0].name},
             {"tool_name": overview.tools[0].name, "agent": "nobody"},
         ]
-        expected = [opened.count(SpanFilter(**f)).spans for f in filters]
-        assert opened.report.duplicate_spans == 5 and any(expected)
+        listed = [
+            opened.query_spans(SpanFilter(**f), limit=10_000, fields=["trace_id"]).spans
+            for f in filters
+        ]
+        spans = [len(page) for page in listed]
+        traces = [len({s.trace_id for s in page}) for page in listed]
+        assert opened.report.duplicate_spans == 5 and any(spans)
 
         def no_counting(*args, **kwargs):
             raise AssertionError("counted span by span")
 
         monkeypatch.setattr(store_module, "count_where", no_counting)
-        totals = [opened.query_spans(SpanFilter(**f), limit=1).total for f in filters]
-        assert totals == expected
+        assert [opened.query_spans(SpanFilter(**f), limit=1).total for f in filters] == spans
+        counts = [opened.count(SpanFilter(**f)) for f in filters]
+        assert [(c.spans, c.traces) for c in counts] == list(zip(spans, traces, strict=True))
+        assert [opened.query_traces(SpanFilter(**f), limit=1).total for f in filters] == traces

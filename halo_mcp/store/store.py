@@ -221,6 +221,32 @@ class TraceStore:
         table = self._candidate_table(flt, clauses, params, rx)
         return [*clauses, f"s.id IN (SELECT id FROM temp.{table})"], params
 
+    def _traces_matching(
+        self, flt: SpanFilter, clauses: list[str], params: list[Any]
+    ) -> tuple[str | None, int]:
+        """(A condition on `traces t` or None for all, how many traces) for the traces
+        holding a span that `flt` (as `clauses`) selects.
+
+        Errors alone are read from the summaries. Any other filter's traces go into a temp
+        table once per filter and thread: a total and its pages (and later pages, and a
+        count before them) read the matching spans once, not once per query."""
+        conn = self._conn()
+        if not clauses:
+            return None, self._trace_total
+        if flt.model_dump(exclude_defaults=True) == {"errors_only": True}:
+            total = conn.execute("SELECT COUNT(*) FROM traces WHERE error_count > 0")
+            return "t.error_count > 0", total.fetchone()[0]
+        name, new = self._new_hit_table(query.query_key("traces", clauses, params))
+        if new:
+            source, params = spans_where(conn, clauses, params, "s.trace_id")
+            conn.execute(
+                f"INSERT INTO temp.{name} SELECT t.id FROM traces t "
+                f"WHERE t.trace_id IN (SELECT s.trace_id FROM {source})",
+                params,
+            )
+        total = conn.execute(f"SELECT COUNT(*) FROM temp.{name}").fetchone()[0]
+        return f"t.id IN (SELECT id FROM temp.{name})", total
+
     def _candidates(self, clauses: list[str], params: list[Any]) -> int:
         return count_where(self._conn(), clauses, params, limit=SCAN_THRESHOLD)
 
@@ -422,6 +448,10 @@ class TraceStore:
             return MatchCount(
                 spans=self._span_total, traces=self._trace_total, traces_in_scope=self._trace_total
             )
+        if query.group_where(flt) is not None:  # spans from the tally, traces kept for pages
+            spans = self._count_spans(flt, clauses, params)
+            traces = self._traces_matching(flt, clauses, params)[1]
+            return MatchCount(spans=spans, traces=traces, traces_in_scope=self._trace_total)
         conn = self._conn()
         source, params = spans_where(conn, clauses, params, "s.trace_id")
         spans, traces = conn.execute(
@@ -444,19 +474,11 @@ class TraceStore:
         column, direction = query.check_sort(sort, query.TRACE_SORT_SQL)
         query.check_limit(limit)
         clauses, params = self._where(flt)
-        outer: list[str] = []
         conn = self._conn()
-        if clauses:
-            source, params = spans_where(conn, clauses, params, "s.trace_id")
-            outer.append(f"t.trace_id IN (SELECT s.trace_id FROM {source})")
-        if outer:
-            total = conn.execute(
-                f"SELECT COUNT(*) FROM traces t WHERE {outer[0]}", params
-            ).fetchone()[0]
-        else:
-            total = self._trace_total
+        matching, total = self._traces_matching(flt, clauses, params)
+        outer = [matching] if matching else []
         qkey = query.query_key("traces", flt.model_dump(mode="json"), sort)
-        page_params = list(params)
+        page_params: list[Any] = []
         if cursor:
             key, row_id = query.decode_cursor(cursor, sort, qkey)
             clause, extra = query.keyset(column, direction, key, row_id, "t")
