@@ -10,6 +10,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from halo_mcp.store.errors import TraceFileNotFoundError
@@ -28,9 +29,13 @@ class FileState:
     inode: int
     head_hash: bytes
     gz: bool
-    #: Where indexing stops: the end of the file, or the start of an unfinished last line
-    #: (see complete_end). Always `size` for a .gz file.
-    end: int
+
+    @cached_property
+    def end(self) -> int:
+        """Where indexing stops: the end of the file, or the start of an unfinished last
+        line (see complete_end); `size` for a .gz file. Worked out only for a file about
+        to be indexed: an unchanged file is never read for it."""
+        return self.size if self.gz else complete_end(self.path, self.size)
 
 
 def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
@@ -114,15 +119,13 @@ def hash_range(path: Path, start: int, stop: int) -> bytes:
 
 def file_state(path: Path) -> FileState:
     stat = path.stat()
-    gz = is_gz(path)
     return FileState(
         path=path,
         size=stat.st_size,
         mtime_ns=stat.st_mtime_ns,
         inode=stat.st_ino,
         head_hash=hash_range(path, 0, min(HASH_BYTES, stat.st_size)),
-        gz=gz,
-        end=stat.st_size if gz else complete_end(path, stat.st_size),
+        gz=is_gz(path),
     )
 
 
@@ -134,7 +137,7 @@ def complete_end(path: Path, size: int) -> int:
     writer has finished the line, extends the index from there instead of having
     recorded half a span as a bad line. A last line without a line end that parses is
     complete (many writers omit the final newline). One small read when the file ends
-    with a newline."""
+    with a newline; else the last line is read and parsed (as indexing would anyway)."""
     if size == 0:
         return 0
     with open(path, "rb") as handle:
