@@ -186,7 +186,10 @@ def over_thresholds_many(
     (a join with a VALUES table makes it scan them once per threshold)."""
     out: dict[tuple[str, str], dict[str, list[tuple[str, str, int]]]] = {k: {} for k in plan}
     entries = [(k, m, name, int(t)) for (k, m), th in plan.items() for name, t in th.items()]
-    columns = "kind, tool_name, model, agent, trace_id, span_id, duration_ns, tokens"
+    groups = list(GROUP_COLUMN.values())
+    columns = f"kind, {', '.join(groups)}, trace_id, span_id, duration_ns, tokens"
+    group_at = {kind: 1 + groups.index(column) for kind, column in GROUP_COLUMN.items()}
+    first = 1 + len(groups)  # where trace_id, span_id, duration_ns, tokens start
     for i in range(0, len(entries), 400):
         chunk: dict[tuple[str, str], dict[str, int]] = {}
         for kind, metric, name, threshold in entries[i : i + 400]:
@@ -200,15 +203,16 @@ def over_thresholds_many(
             params += [kind, *(v for pair in thresholds.items() for v in pair)]
         sql = f"SELECT {columns} FROM {span_source(conn, columns)} WHERE {' OR '.join(tests)}"
         for row in _rows(conn.execute(sql, params)):
-            kind, values = row[0], {"duration": row[6], "tokens": row[7]}
+            kind, name = row[0], row[group_at[row[0]]]
+            trace_id, span_id, duration, tokens = row[first:]
+            values = {"duration": duration, "tokens": tokens}
             for (k, metric), thresholds in chunk.items():
                 if k != kind:
                     continue
-                name = row[1 + list(GROUP_COLUMN).index(kind)]
                 threshold = thresholds.get(name)
                 value = values[metric]
                 if threshold is not None and value is not None and value >= threshold:
-                    out[(kind, metric)].setdefault(name, []).append((row[4], row[5], int(value)))
+                    out[(kind, metric)].setdefault(name, []).append((trace_id, span_id, int(value)))
     return out
 
 
@@ -296,11 +300,11 @@ def root_answered(
     Roots in `known` ((trace, span) -> answered) are not read again."""
     known = known or {}
     for trace_id, span_id, line in _root_lines(conn, every, known):
-        answered = known.get((trace_id, span_id)) if line is None else None
-        if answered is None:
-            output = _output(line or b"", span_id)
-            answered = output is not None and bool(str(output).strip())
-        yield trace_id, span_id, answered
+        if line is None:
+            yield trace_id, span_id, known[(trace_id, span_id)]
+            continue
+        output = _output(line, span_id)
+        yield trace_id, span_id, output is not None and bool(str(output).strip())
 
 
 def _output(line: bytes, span_id: str) -> str | None:

@@ -38,14 +38,16 @@ class FileState:
         return self.size if self.gz else complete_end(self.path, self.size)
 
 
-def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
-    """Resolve files and directories (recursively: their *.jsonl/json/ndjson/gz files),
-    sorted and de-duplicated. Raises TraceFileNotFoundError naming the absolute path."""
+def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
+    """Resolve files and directories (recursively: their *.jsonl/json/ndjson/gz files):
+    (the trace files, sorted and de-duplicated; the directories scanned for them, which
+    inputs_fingerprint watches). Raises TraceFileNotFoundError naming the absolute path."""
     if isinstance(paths, str | Path):
         paths = [paths]
     if not paths:
         raise TraceFileNotFoundError("no trace path given: pass a .jsonl/.json/.gz file or a dir")
     found: set[Path] = set()
+    directories: set[Path] = set()
     for raw in paths:
         path = Path(raw).expanduser()
         absolute = path.absolute()
@@ -55,11 +57,13 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
                 f"resolved from {Path.cwd()})"
             )
         if path.is_dir():
-            inside = [
-                p.resolve()
-                for p in path.rglob("*")
-                if p.is_file() and p.name.lower().endswith(TRACE_SUFFIXES)
-            ]
+            directories.add(path.resolve())
+            inside = []
+            for entry in path.rglob("*"):
+                if entry.is_dir():
+                    directories.add(entry.resolve())
+                elif entry.is_file() and entry.name.lower().endswith(TRACE_SUFFIXES):
+                    inside.append(entry.resolve())
             if not inside:
                 raise TraceFileNotFoundError(
                     f"directory {absolute} holds no trace file (looked for "
@@ -70,26 +74,20 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
             raise TraceFileNotFoundError(f"trace file not readable: {absolute} (check permissions)")
         else:
             found.add(path.resolve())
-    return sorted(found)
+    return sorted(found), sorted(directories)
 
 
 #: (path, size, mtime_ns, inode) of each input file and of each directory scanned for them.
 Fingerprint = tuple[tuple[str, int, int, int], ...]
 
 
-def inputs_fingerprint(paths: Sequence[str | Path], files: Sequence[Path]) -> Fingerprint:
-    """What must not change for an index opened on `paths` (which expanded to `files`) to
-    still describe them. An append or rewrite changes a file's size, mtime or inode; adding
-    or removing a file changes the mtime of the directory holding it, and the directories
-    recorded here are every one scanned (a new subdirectory changes its parent's mtime).
-    A path that no longer exists gets -1s. Costs one stat per file and directory."""
-    directories: set[Path] = set()
-    for raw in paths:
-        path = Path(raw).expanduser()
-        if path.is_dir():
-            directories.add(path.resolve())
-            directories.update(p.resolve() for p in path.rglob("*") if p.is_dir())
-    return tuple(_stat_entry(p) for p in [*files, *sorted(directories)])
+def inputs_fingerprint(files: Sequence[Path], directories: Sequence[Path]) -> Fingerprint:
+    """What must not change for an index opened on these files (found in `directories`,
+    see expand_paths) to still describe them. An append or rewrite changes a file's size,
+    mtime or inode; adding or removing a file changes the mtime of the directory holding
+    it (a new subdirectory changes its parent's). A path that no longer exists gets -1s.
+    Costs one stat per file and directory."""
+    return tuple(_stat_entry(p) for p in [*files, *directories])
 
 
 def fingerprint_now(fingerprint: Fingerprint) -> Fingerprint:

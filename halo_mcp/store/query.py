@@ -125,31 +125,21 @@ def where_sql(flt: SpanFilter, alias: str = "s") -> tuple[list[str], list[Any]]:
     return clauses, params
 
 
-# Exact-value filter fields that are also columns of the span-group tally (span_groups).
-_GROUP_FIELDS = ("service", "agent", "model", "tool_name")
+#: The span-group tally (span_groups) as a span source with the filter's column names, so
+#: where_sql's conditions apply to it unchanged: one row per group, `spans` in each.
+TALLY_SOURCE = (
+    "(SELECT kind, service, agent, model, tool_name, "
+    "CASE WHEN is_error THEN 'error' ELSE 'ok' END AS status, spans FROM span_groups) s"
+)
+_TALLY_FIELDS = {"kind", "errors_only", "service", "agent", "model", "tool_name"}
 
 
-def group_where(flt: SpanFilter) -> tuple[str, list[Any]] | None:
-    """SQL conditions on `span_groups` selecting exactly the spans `flt` does, or None
-    when the filter uses anything the tally is not keyed by. The tally is exact (kept by
-    every build and extension), so a count over it costs a few rows, not every span."""
+def tally_covers(flt: SpanFilter) -> bool:
+    """Whether the tally is keyed by everything `flt` uses, so counting its groups gives
+    the exact number of spans the filter selects (the tally is kept exact by every build
+    and extension) from a few rows instead of every span."""
     used = flt.model_dump(exclude_defaults=True)
-    if not used or not set(used) <= {"kind", "errors_only", *_GROUP_FIELDS}:
-        return None
-    clauses: list[str] = []
-    params: list[Any] = []
-    if flt.kind is not None:
-        kinds = list(dict.fromkeys(SpanKind(k).value for k in flt.kind))
-        clauses.append(f"kind IN ({','.join('?' * len(kinds))})" if kinds else "0")
-        params.extend(kinds)
-    if flt.errors_only:
-        clauses.append("is_error = 1")
-    for field in _GROUP_FIELDS:
-        value = getattr(flt, field)
-        if value is not None:
-            clauses.append(f"{field} = ?")
-            params.append(value)
-    return " AND ".join(clauses), params
+    return bool(used) and set(used) <= _TALLY_FIELDS
 
 
 def check_fields(fields: Sequence[str]) -> list[str]:

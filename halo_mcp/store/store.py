@@ -230,9 +230,9 @@ class TraceStore:
         Errors alone are read from the summaries. Any other filter's traces go into a temp
         table once per filter and thread: a total and its pages (and later pages, and a
         count before them) read the matching spans once, not once per query."""
-        conn = self._conn()
         if not clauses:
             return None, self._trace_total
+        conn = self._conn()
         if flt.model_dump(exclude_defaults=True) == {"errors_only": True}:
             total = conn.execute("SELECT COUNT(*) FROM traces WHERE error_count > 0")
             return "t.error_count > 0", total.fetchone()[0]
@@ -433,11 +433,9 @@ class TraceStore:
         as "every LLM span" would otherwise count 100k's of rows), else by counting."""
         if not clauses:
             return self._span_total
-        grouped = query.group_where(flt)
-        if grouped is not None:
-            where, group_params = grouped
-            sql = f"SELECT COALESCE(SUM(spans), 0) FROM span_groups WHERE {where}"
-            return self._conn().execute(sql, group_params).fetchone()[0]
+        if query.tally_covers(flt):
+            sql = f"SELECT COALESCE(SUM(s.spans), 0) FROM {query.TALLY_SOURCE} WHERE "
+            return self._conn().execute(sql + " AND ".join(clauses), params).fetchone()[0]
         return count_where(self._conn(), clauses, params)
 
     def count(self, filter: SpanFilter | None = None) -> MatchCount:
@@ -448,7 +446,7 @@ class TraceStore:
             return MatchCount(
                 spans=self._span_total, traces=self._trace_total, traces_in_scope=self._trace_total
             )
-        if query.group_where(flt) is not None:  # spans from the tally, traces kept for pages
+        if query.tally_covers(flt):  # spans from the tally, traces kept for pages
             spans = self._count_spans(flt, clauses, params)
             traces = self._traces_matching(flt, clauses, params)[1]
             return MatchCount(spans=spans, traces=traces, traces_in_scope=self._trace_total)
@@ -815,9 +813,9 @@ def open_store(
     `notify` hears a line when building or updating the index takes a while (and when it
     is done). Raises TraceFileNotFoundError or NoSpansError with a message saying what to do.
     """
-    files = expand_paths(paths)
+    files, directories = expand_paths(paths)
     # Taken before the index reads the files: a change made while it builds shows next time.
-    inputs = inputs_fingerprint(paths, files)
+    inputs = inputs_fingerprint(files, directories)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     try:
         db_path, reused = ensure_index(files, root, notify)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from mcp.types import ToolAnnotations
+from mcp_types import ToolAnnotations
 from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema, field_serializer
 
 from halo_mcp.engine.models import Progress, RunStatus, Usage
