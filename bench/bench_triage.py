@@ -47,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-check", action="store_true", help="Skip the check timings.")
     args = parser.parse_args(argv)
 
-    from halo_mcp.engine.check import check_findings
-    from halo_mcp.engine.triage import run_triage, triage_summary
+    from halo_mcp.check.recount import check_findings
     from halo_mcp.store import open_store
     from halo_mcp.synth import generate
+    from halo_mcp.triage import run_triage, triage_summary
 
     work = Path(tempfile.mkdtemp(prefix="halo-bench-triage-"))
     try:

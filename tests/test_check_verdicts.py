@@ -9,19 +9,14 @@ from datetime import datetime, timezone
 
 import pytest
 
-from halo_mcp.engine.check import (
-    check_findings,
-    decide,
-    fisher_exact_p,
-    recount_prevalence,
-    two_proportion_p,
-    z_test_p,
-)
-from halo_mcp.engine.models import Finding, Prevalence, RunStatus, Severity
+from halo_mcp.check.recount import check_findings, recount_prevalence
+from halo_mcp.check.verdicts import decide, fisher_exact_p, two_proportion_p, z_test_p
+from halo_mcp.engine.models import RunStatus
 from halo_mcp.engine.runstore import RunStore
-from halo_mcp.engine.triage import run_triage
+from halo_mcp.findings.models import Finding, Prevalence, Severity
 from halo_mcp.store import open_store
 from halo_mcp.synth import generate
+from halo_mcp.triage import run_triage
 
 
 def prev(matched: int, total: int) -> Prevalence:

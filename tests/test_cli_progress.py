@@ -15,7 +15,8 @@ from halo_mcp.engine.events import (
     RunStarted,
     ToolCalled,
 )
-from halo_mcp.engine.models import Finding, Progress, RunRecord, RunStatus, Severity, Usage
+from halo_mcp.engine.models import Progress, RunRecord, RunStatus, Usage
+from halo_mcp.findings.models import Finding, Severity
 
 RUN = "run_test"
 

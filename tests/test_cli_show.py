@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from halo_mcp.cli import main
-from halo_mcp.engine.models import Evidence, Finding, Prevalence, RunStatus, Severity
+from halo_mcp.engine.models import RunStatus
 from halo_mcp.engine.runstore import RunStore
+from halo_mcp.findings.models import Evidence, Finding, Prevalence, Severity
 from halo_mcp.store.models import SpanFilter
 
 

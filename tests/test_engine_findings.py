@@ -11,8 +11,8 @@ from halo_mcp.engine.findings import (
     sort_findings,
     verify,
 )
-from halo_mcp.engine.models import Finding, Prevalence, Severity
 from halo_mcp.engine.report import render_report
+from halo_mcp.findings.models import Finding, Prevalence, Severity
 from halo_mcp.store import SpanFilter, open_store
 from tests.engine_helpers import finding_args, make_traces
 

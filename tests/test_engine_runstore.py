@@ -12,8 +12,9 @@ import pytest
 
 from halo_mcp.engine import runstore as rs
 from halo_mcp.engine.errors import UnknownFindingError, UnknownRunError
-from halo_mcp.engine.models import Finding, Progress, RunStatus, Severity, Usage
+from halo_mcp.engine.models import Progress, RunStatus, Usage
 from halo_mcp.engine.settings import EngineSettings
+from halo_mcp.findings.models import Finding, Severity
 
 
 def _finding(run_id: str, title: str = "t") -> Finding:

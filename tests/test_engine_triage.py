@@ -10,8 +10,8 @@ import pytest
 from halo_mcp.engine import RunStatus, runner, stream_run
 from halo_mcp.engine.events import ProgressUpdate, RunFinished
 from halo_mcp.engine.prompts import TRIAGE_HEADER
-from halo_mcp.engine.triage import run_triage, triage_summary
 from halo_mcp.store import open_store
+from halo_mcp.triage import run_triage, triage_summary
 from tests.engine_helpers import error_span, finding_args, is_root, make_traces
 from tests.fakes.openai_server import tool_call
 

@@ -260,7 +260,7 @@ def test_the_largest_finding_and_run_status_stay_under_the_budget():
     """Huge texts, 100 evidence items, 100 findings: results are cut and say what they left."""
     from datetime import datetime, timezone
 
-    from halo_mcp.engine.models import Evidence, Finding, Prevalence, Severity
+    from halo_mcp.findings.models import Evidence, Finding, Prevalence, Severity
     from halo_mcp.tools.findings import full_finding
     from halo_mcp.tools.results import RESULT_BUDGET_CHARS, dump
     from halo_mcp.tools.runs import status_result

@@ -11,7 +11,7 @@ import pytest
 from halo_mcp.store import InvalidFilterError, SpanFilter, UnknownIdError, open_store
 from halo_mcp.store.models import SPAN_FIELDS
 from halo_mcp.store.store import TraceStore
-from halo_mcp.store.textlimit import truncation_marker
+from halo_mcp.text import truncation_marker
 from tests.store_spans import agent, shop_traces, span, tool, write
 
 T0 = datetime(2025, 3, 1, 10, 0, tzinfo=timezone.utc)

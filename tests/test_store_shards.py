@@ -217,8 +217,8 @@ def test_the_input_is_cut_into_line_aligned_runs_covering_every_byte_once(tmp_pa
 
 def test_triage_and_counts_read_every_shard(tmp_path, parallel) -> None:
     """Readers other than the store (triage's aggregates, check) see all the shards."""
-    from halo_mcp.engine.triage import run_triage
     from halo_mcp.synth import generate
+    from halo_mcp.triage import run_triage
 
     path = tmp_path / "planted.jsonl"
     generate(path, traces=200, seed=5, profile="tiny")

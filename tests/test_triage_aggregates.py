@@ -8,13 +8,13 @@ from collections import Counter
 
 import pytest
 
-from halo_mcp.engine.triage import answers as answers_module
-from halo_mcp.engine.triage import run_triage
-from halo_mcp.engine.triage.bursts import TIME_BINS, _bin_width, all_start_bins
-from halo_mcp.engine.triage.outliers import _PLAN, outlier_threshold
 from halo_mcp.store import aggregates, open_store
 from halo_mcp.store import index as index_module
 from halo_mcp.synth import generate
+from halo_mcp.triage import answers as answers_module
+from halo_mcp.triage import run_triage
+from halo_mcp.triage.bursts import TIME_BINS, _bin_width, all_start_bins
+from halo_mcp.triage.outliers import _PLAN, outlier_threshold
 
 GROUP = aggregates.GROUP_COLUMN
 METRIC = aggregates.METRIC_COLUMN

@@ -8,8 +8,9 @@ import json
 import pytest
 
 from halo_mcp.cli import main
-from halo_mcp.engine.models import Finding, Prevalence, RunStatus, Severity
+from halo_mcp.engine.models import RunStatus
 from halo_mcp.engine.runstore import RunStore
+from halo_mcp.findings.models import Finding, Prevalence, Severity
 from halo_mcp.synth import generate
 
 
@@ -35,8 +36,8 @@ def test_triage_prints_ranked_items_without_any_api_key(env, capsys):
 
 def test_a_triage_item_shown_as_text_explains_its_rule_without_the_json(env):
     from halo_mcp.cli.runview import render_finding
-    from halo_mcp.engine.triage import run_triage
     from halo_mcp.store import open_store
+    from halo_mcp.triage import run_triage
 
     with open_store([env / "old.jsonl"], cache_dir=env / "cache") as store:
         loop = next(i for i in run_triage(store).items if i.category == "loop")

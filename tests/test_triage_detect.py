@@ -8,8 +8,10 @@ import math
 
 import pytest
 
-from halo_mcp.engine.check import check_findings
-from halo_mcp.engine.triage import (
+from halo_mcp.check.recount import check_findings
+from halo_mcp.store import open_store
+from halo_mcp.synth import NO_FAILURES, generate
+from halo_mcp.triage import (
     RULE_TAG,
     outlier_threshold,
     readable_validation,
@@ -20,9 +22,7 @@ from halo_mcp.engine.triage import (
     step_cap,
     triage_summary,
 )
-from halo_mcp.engine.triage import answers as answers_module
-from halo_mcp.store import open_store
-from halo_mcp.synth import NO_FAILURES, generate
+from halo_mcp.triage import answers as answers_module
 
 TRACES = 400
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from mcp import Client
 
-from halo_mcp.engine.models import Finding, Prevalence, RunStatus, Severity
+from halo_mcp.engine.models import RunStatus
 from halo_mcp.engine.runstore import RunStore
+from halo_mcp.findings.models import Finding, Prevalence, Severity
 from halo_mcp.server import create_server
 from halo_mcp.synth import generate
 from halo_mcp.tools.results import RESULT_BUDGET_CHARS

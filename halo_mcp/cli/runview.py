@@ -12,9 +12,10 @@ from datetime import datetime, timezone
 
 from halo_mcp.cli.output import table
 from halo_mcp.cli.progress import format_elapsed, format_tokens
-from halo_mcp.engine.models import Finding, RunRecord
-from halo_mcp.engine.triage.describe import readable_validation
-from halo_mcp.store.textlimit import clip
+from halo_mcp.engine.models import RunRecord
+from halo_mcp.findings.models import Finding
+from halo_mcp.text import clip
+from halo_mcp.triage.describe import readable_validation
 
 #: Longest excerpt shown per evidence item in `show FINDING_ID`.
 EXCERPT_CHARS = 500

@@ -61,8 +61,8 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
 
 def run_triage_command(args: argparse.Namespace) -> int:
     from halo_mcp.cli.output import notice, print_json
-    from halo_mcp.engine.triage import run_triage
     from halo_mcp.store import StoreError, open_store
+    from halo_mcp.triage import run_triage
 
     if args.max_items < 1:
         return _fail("--max-items must be at least 1")
@@ -131,7 +131,7 @@ def load_findings(source: str, data_dir: str | None) -> tuple[list[Any], str | N
     import orjson
     from pydantic import TypeAdapter, ValidationError
 
-    from halo_mcp.engine.models import Finding
+    from halo_mcp.findings.models import Finding
 
     path = Path(source)
     if path.suffix.lower() == ".json" or path.is_file():
@@ -166,10 +166,10 @@ def load_findings(source: str, data_dir: str | None) -> tuple[list[Any], str | N
 
 
 def run_check_command(args: argparse.Namespace) -> int:
+    from halo_mcp.check.recount import check_findings
     from halo_mcp.cli.output import notice, print_json
-    from halo_mcp.engine.check import check_findings
-    from halo_mcp.engine.triage import run_triage
     from halo_mcp.store import StoreError, open_store
+    from halo_mcp.triage import run_triage
 
     baseline = None
     try:

@@ -12,10 +12,11 @@ from halo_mcp.engine.errors import (
     UnknownFindingError,
     UnknownRunError,
 )
-from halo_mcp.engine.models import Evidence, Finding, Prevalence, RunRecord, RunStatus, Usage
+from halo_mcp.engine.models import RunRecord, RunStatus, Usage
 from halo_mcp.engine.report import prevalence_text, render_report
 from halo_mcp.engine.runstore import RunStore, open_run_store
 from halo_mcp.engine.settings import EngineSettings
+from halo_mcp.findings.models import Evidence, Finding, Prevalence
 
 if TYPE_CHECKING:
     from halo_mcp.engine.api import run_analysis, stream_run

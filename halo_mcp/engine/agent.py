@@ -29,12 +29,12 @@ from halo_mcp.engine.errors import EngineError
 from halo_mcp.engine.events import AgentFinished, AgentStarted, TextDelta, ToolCalled, ToolResult
 from halo_mcp.engine.excgroups import first_error
 from halo_mcp.engine.findings import parse_drafts, parse_final_json, verify
-from halo_mcp.engine.models import Finding
 from halo_mcp.engine.provider import ContextLengthError, InvalidRequestError
 from halo_mcp.engine.schemas import parse_arguments, tool_schema
 from halo_mcp.engine.state import RunState, SubReport
+from halo_mcp.findings.models import Finding
 from halo_mcp.store.errors import StoreError
-from halo_mcp.store.textlimit import clip
+from halo_mcp.text import clip
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from halo_mcp.store.models import (
     TraceTree,
 )
 from halo_mcp.store.store import TraceStore
-from halo_mcp.store.textlimit import clip
+from halo_mcp.text import clip
 
 
 @dataclass

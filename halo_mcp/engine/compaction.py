@@ -13,7 +13,7 @@ from typing import Any
 
 from halo_mcp.engine.errors import ProviderError
 from halo_mcp.engine.prompts import COMPACTION_PROMPT
-from halo_mcp.store.textlimit import clip
+from halo_mcp.text import clip
 
 log = logging.getLogger(__name__)
 

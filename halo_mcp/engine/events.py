@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from halo_mcp.engine.models import Finding, Progress, RunRecord, Usage
+from halo_mcp.engine.models import Progress, RunRecord, Usage
+from halo_mcp.findings.models import Finding
 
 
 class _Event(BaseModel):

@@ -16,11 +16,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from halo_mcp.engine.ids import new_finding_id
-from halo_mcp.engine.models import Evidence, Finding, Prevalence, Severity
+from halo_mcp.findings.models import Evidence, Finding, Prevalence, Severity
 from halo_mcp.store.errors import StoreError
 from halo_mcp.store.models import SpanFilter
 from halo_mcp.store.store import TraceStore
-from halo_mcp.store.textlimit import clip
+from halo_mcp.text import clip
 
 MAX_EXCERPT_CHARS = 500
 MAX_TEXT_CHARS = 4000

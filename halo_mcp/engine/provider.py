@@ -37,7 +37,7 @@ from halo_mcp.engine.errors import NoApiKeyError, ProviderError
 from halo_mcp.engine.models import Usage
 from halo_mcp.engine.settings import EngineSettings
 from halo_mcp.engine.telemetry.spans import llm_span
-from halo_mcp.store.textlimit import clip
+from halo_mcp.text import clip
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from halo_mcp.engine.models import Finding, RunRecord
-from halo_mcp.store.textlimit import clip
+from halo_mcp.engine.models import RunRecord
+from halo_mcp.findings.models import Finding
+from halo_mcp.text import clip
 
 MAX_REPORT_CHARS = 200_000
 FIELD_CHARS = 4_000

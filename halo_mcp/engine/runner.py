@@ -36,10 +36,10 @@ from halo_mcp.engine.report import render_report
 from halo_mcp.engine.runstore import RunStore, open_run_store
 from halo_mcp.engine.settings import EngineSettings
 from halo_mcp.engine.state import RunState
-from halo_mcp.engine.triage import run_triage, triage_summary
 from halo_mcp.store.errors import StoreError
 from halo_mcp.store.store import TraceStore, open_store
-from halo_mcp.store.textlimit import clip
+from halo_mcp.text import clip
+from halo_mcp.triage import run_triage, triage_summary
 
 log = logging.getLogger(__name__)
 

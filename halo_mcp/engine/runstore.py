@@ -22,7 +22,8 @@ import orjson
 from halo_mcp import settings as halo_settings
 from halo_mcp.engine.errors import UnknownFindingError, UnknownRunError
 from halo_mcp.engine.ids import new_run_id
-from halo_mcp.engine.models import Finding, Progress, RunRecord, RunStatus, Usage
+from halo_mcp.engine.models import Progress, RunRecord, RunStatus, Usage
+from halo_mcp.findings.models import Finding
 
 log = logging.getLogger(__name__)
 

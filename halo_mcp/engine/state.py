@@ -15,8 +15,9 @@ import anyio
 
 from halo_mcp.engine.agent_tools import ToolContext
 from halo_mcp.engine.events import EngineEvent, FindingAccepted, ProgressUpdate
-from halo_mcp.engine.models import Finding, Progress, Usage
+from halo_mcp.engine.models import Progress, Usage
 from halo_mcp.engine.settings import EngineSettings
+from halo_mcp.findings.models import Finding
 
 _PHASE_FLOOR = {"queued": 0.0, "indexing": 0.01, "triage": 0.03, "reporting": 0.95, "done": 1.0}
 

@@ -24,7 +24,7 @@ from halo_mcp.store.models import (
     StatusCode,
 )
 from halo_mcp.store.schema import SPAN_COLUMNS
-from halo_mcp.store.textlimit import clip
+from halo_mcp.text import clip
 
 #: Columns selected for every span row, in this order (the stored columns, plus the ones
 #: SQL derives at insert time and the row id).

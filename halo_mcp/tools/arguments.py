@@ -13,7 +13,7 @@ from typing import Any
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import ValidationError
 
-from halo_mcp.store.textlimit import clip
+from halo_mcp.text import clip
 
 MAX_PROBLEMS = 5
 VALUE_CHARS = 80

@@ -14,7 +14,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp_types import CallToolResult, ToolAnnotations
 
-from halo_mcp.store.textlimit import clip
+from halo_mcp.text import clip
 from halo_mcp.tools.models import (
     EvidenceOut,
     FindingId,

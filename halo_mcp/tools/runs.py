@@ -15,7 +15,7 @@ from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from halo_mcp.engine.models import Progress, RunStatus, Usage
-from halo_mcp.store.textlimit import clip
+from halo_mcp.text import clip
 from halo_mcp.tools.findings import by_severity, summarize
 from halo_mcp.tools.manager import LiveRun
 from halo_mcp.tools.models import (

@@ -17,7 +17,7 @@ from mcp_types import CallToolResult
 from pydantic import Field, ValidationError
 
 from halo_mcp.store.models import DEFAULT_SPAN_FIELDS, SPAN_FIELDS, SPAN_SORTS, SpanFilter
-from halo_mcp.store.textlimit import clip
+from halo_mcp.text import clip
 from halo_mcp.tools.models import (
     READ_ONLY,
     Cursor,

@@ -18,13 +18,13 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from halo_mcp.engine.check import CheckReport
-from halo_mcp.engine.triage import TriageReport
+from halo_mcp.check.recount import CheckReport
 from halo_mcp.tools.models import READ_ONLY, RunId, TracePaths
 from halo_mcp.tools.paths import resolve_paths
 from halo_mcp.tools.results import RESULT_BUDGET_CHARS, dump, tool_result
 from halo_mcp.tools.runs import load_record
 from halo_mcp.tools.state import caller_owner, server_state
+from halo_mcp.triage import TriageReport
 
 MAX_FINDINGS = 100
 
@@ -115,7 +115,7 @@ def register(server: MCPServer) -> None:
         matcher (pass it to query_spans as `filter`), prevalence (traces affected / traces),
         evidence ids. It counts symptoms, not causes: use analyze_traces for why. Save item
         ids to recheck them later with check_findings."""
-        from halo_mcp.engine.triage import run_triage, triage_summary
+        from halo_mcp.triage import run_triage, triage_summary
 
         state = server_state(ctx)
         paths = await resolve_paths(trace_paths, state.roots)
@@ -141,9 +141,9 @@ def register(server: MCPServer) -> None:
         unknown (no matcher or no baseline). Verdicts use a two-proportion test (alpha 0.05)
         and a change of at least 25%. Without run_id, the baseline_paths are triaged first
         and the triage items are checked. Each result lists spans that still match."""
-        from halo_mcp.engine.check import check_findings as check
-        from halo_mcp.engine.check import recount_prevalence
-        from halo_mcp.engine.triage import run_triage
+        from halo_mcp.check.recount import check_findings as check
+        from halo_mcp.check.recount import recount_prevalence
+        from halo_mcp.triage import run_triage
 
         state = server_state(ctx)
         new_paths = await resolve_paths(trace_paths, state.roots)

@@ -36,7 +36,7 @@ from halo_mcp.engine.telemetry import attrs as A
 from halo_mcp.engine.telemetry.config import capture_content
 from halo_mcp.engine.telemetry.exporters import ExportTarget, choose_exporter, destination
 from halo_mcp.engine.telemetry.propagation import take_parent
-from halo_mcp.store.textlimit import clip
+from halo_mcp.text import clip
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from halo_mcp.engine.telemetry.core import (
     active_scope,
     enter_scope,
 )
-from halo_mcp.store.textlimit import clip
+from halo_mcp.text import clip
 
 PROVIDER = "openai"  # any OpenAI-compatible endpoint speaks the OpenAI API
 NAME_CHARS = 100

@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from halo_mcp.engine.models import Evidence, Finding, Prevalence, Severity
+from halo_mcp.findings.models import Evidence, Finding, Prevalence, Severity
 from halo_mcp.store.models import SpanFilter
-from halo_mcp.store.textlimit import clip
+from halo_mcp.text import clip
 
 TRIAGE_RUN_ID = "triage"
 #: Marks the rule an item carries in its `validation` text (see rank.to_finding, rule_of).

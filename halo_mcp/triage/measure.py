@@ -3,23 +3,23 @@ finding's prevalence before and after a fix."""
 
 from __future__ import annotations
 
-from halo_mcp.engine.models import Finding
-from halo_mcp.engine.triage.answers import missing_answers, missing_measure
-from halo_mcp.engine.triage.context import AggregateContext
-from halo_mcp.engine.triage.describe import split_validation
-from halo_mcp.engine.triage.errors import MIN_STORM_ERRORS, storm_measure
-from halo_mcp.engine.triage.limits import step_cap_measure
-from halo_mcp.engine.triage.loops import MIN_REPEATS, loops
-from halo_mcp.engine.triage.models import (
+from halo_mcp.findings.models import Finding
+from halo_mcp.store import aggregates
+from halo_mcp.store.models import SpanFilter
+from halo_mcp.store.store import TraceStore
+from halo_mcp.triage.answers import missing_answers, missing_measure
+from halo_mcp.triage.context import AggregateContext
+from halo_mcp.triage.describe import split_validation
+from halo_mcp.triage.error_clusters import MIN_STORM_ERRORS, storm_measure
+from halo_mcp.triage.limits import step_cap_measure
+from halo_mcp.triage.loops import MIN_REPEATS, loops
+from halo_mcp.triage.models import (
     EXAMPLES,
     Measurement,
     TriageRule,
     evidence,
 )
-from halo_mcp.engine.triage.outliers import outlier_evidence
-from halo_mcp.store import aggregates
-from halo_mcp.store.models import SpanFilter
-from halo_mcp.store.store import TraceStore
+from halo_mcp.triage.outliers import outlier_evidence
 
 
 def rule_of(finding: Finding) -> TriageRule | None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from halo_mcp.engine.triage.models import TriageReport
-from halo_mcp.store.textlimit import clip
+from halo_mcp.text import clip
+from halo_mcp.triage.models import TriageReport
 
 SUMMARY_CHARS = 4000
 

@@ -14,9 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from halo_mcp.engine.models import Evidence, Severity
-from halo_mcp.engine.triage.bursts import all_start_bins, bins_for_80, burst_note
-from halo_mcp.engine.triage.models import (
+from halo_mcp.findings.models import Evidence, Severity
+from halo_mcp.store import aggregates
+from halo_mcp.store.models import SpanFilter
+from halo_mcp.store.signatures import normalize_message
+from halo_mcp.text import clip
+from halo_mcp.triage.bursts import all_start_bins, bins_for_80, burst_note
+from halo_mcp.triage.models import (
     EXAMPLES,
     Candidate,
     Measurement,
@@ -24,13 +28,9 @@ from halo_mcp.engine.triage.models import (
     evidence,
     who,
 )
-from halo_mcp.store import aggregates
-from halo_mcp.store.models import SpanFilter
-from halo_mcp.store.signatures import normalize_message
-from halo_mcp.store.textlimit import clip
 
 if TYPE_CHECKING:
-    from halo_mcp.engine.triage.context import AggregateContext
+    from halo_mcp.triage.context import AggregateContext
 
 #: Errors of one cluster in one trace that make a retry storm.
 MIN_STORM_ERRORS = 3

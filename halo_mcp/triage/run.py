@@ -12,17 +12,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from halo_mcp.engine.triage.answers import final_answer_items
-from halo_mcp.engine.triage.context import AggregateContext
-from halo_mcp.engine.triage.errors import cluster_items
-from halo_mcp.engine.triage.limits import step_cap_items
-from halo_mcp.engine.triage.loops import loop_items
-from halo_mcp.engine.triage.models import Candidate, ToolFailure, TriageReport
-from halo_mcp.engine.triage.outliers import outlier_items
-from halo_mcp.engine.triage.rank import merge, rank, to_finding
-from halo_mcp.engine.triage.tools import tool_failures, tool_items
 from halo_mcp.store import aggregates
 from halo_mcp.store.store import TraceStore
+from halo_mcp.triage.answers import final_answer_items
+from halo_mcp.triage.context import AggregateContext
+from halo_mcp.triage.error_clusters import cluster_items
+from halo_mcp.triage.limits import step_cap_items
+from halo_mcp.triage.loops import loop_items
+from halo_mcp.triage.models import Candidate, ToolFailure, TriageReport
+from halo_mcp.triage.outliers import outlier_items
+from halo_mcp.triage.rank import merge, rank, to_finding
+from halo_mcp.triage.tool_failures import tool_failures, tool_items
 
 MAX_ITEMS = 25
 

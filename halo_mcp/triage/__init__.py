@@ -24,16 +24,16 @@ as a plain Finding; text renderings show :func:`readable_validation` instead.
 
 from __future__ import annotations
 
-from halo_mcp.engine.triage.answers import ROOT_SAMPLE, missing_measure
-from halo_mcp.engine.triage.bursts import BURST_MIN_ERRORS
-from halo_mcp.engine.triage.context import AggregateContext
-from halo_mcp.engine.triage.describe import (
+from halo_mcp.triage.answers import ROOT_SAMPLE, missing_measure
+from halo_mcp.triage.bursts import BURST_MIN_ERRORS
+from halo_mcp.triage.context import AggregateContext
+from halo_mcp.triage.describe import (
     describe_rule,
     describe_scope,
     readable_validation,
     split_validation,
 )
-from halo_mcp.engine.triage.errors import (
+from halo_mcp.triage.error_clusters import (
     MIN_STORM_ERRORS,
     cluster_signature,
     error_clusters,
@@ -41,10 +41,10 @@ from halo_mcp.engine.triage.errors import (
     mask_models,
     signature_regex,
 )
-from halo_mcp.engine.triage.limits import STEP_CAP_MIN_TRACES, step_cap
-from halo_mcp.engine.triage.loops import MIN_REPEATS
-from halo_mcp.engine.triage.measure import count_matcher, measure, measure_in, rule_of
-from halo_mcp.engine.triage.models import (
+from halo_mcp.triage.limits import STEP_CAP_MIN_TRACES, step_cap
+from halo_mcp.triage.loops import MIN_REPEATS
+from halo_mcp.triage.measure import count_matcher, measure, measure_in, rule_of
+from halo_mcp.triage.models import (
     EXAMPLES,
     RULE_TAG,
     TRIAGE_RUN_ID,
@@ -53,7 +53,7 @@ from halo_mcp.engine.triage.models import (
     TriageReport,
     TriageRule,
 )
-from halo_mcp.engine.triage.outliers import (
+from halo_mcp.triage.outliers import (
     OUTLIER_FACTOR,
     OUTLIER_MIN_GROUP,
     OUTLIER_SAMPLE_ROWS,
@@ -61,9 +61,9 @@ from halo_mcp.engine.triage.outliers import (
     more_than_tail,
     outlier_threshold,
 )
-from halo_mcp.engine.triage.rank import MERGE_JACCARD
-from halo_mcp.engine.triage.run import MAX_ITEMS, run_triage
-from halo_mcp.engine.triage.summary import SUMMARY_CHARS, triage_summary
+from halo_mcp.triage.rank import MERGE_JACCARD
+from halo_mcp.triage.run import MAX_ITEMS, run_triage
+from halo_mcp.triage.summary import SUMMARY_CHARS, triage_summary
 
 __all__ = [
     "BURST_MIN_ERRORS",

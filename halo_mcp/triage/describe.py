@@ -7,10 +7,10 @@ can recount it from a plain saved Finding); text renderings show `readable_valid
 
 from __future__ import annotations
 
-from halo_mcp.engine.triage.models import RULE_TAG, TriageRule, who
-from halo_mcp.engine.triage.outliers import fmt_ms
 from halo_mcp.store.models import SpanFilter
-from halo_mcp.store.textlimit import clip
+from halo_mcp.text import clip
+from halo_mcp.triage.models import RULE_TAG, TriageRule, who
+from halo_mcp.triage.outliers import fmt_ms
 
 #: Signatures quoted in rule descriptions are cut here (with a marker).
 SIGNATURE_CHARS = 160

@@ -9,18 +9,18 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING
 
-from halo_mcp.engine.models import Severity
-from halo_mcp.engine.triage.models import (
+from halo_mcp.findings.models import Severity
+from halo_mcp.store import aggregates
+from halo_mcp.triage.models import (
     EXAMPLES,
     Candidate,
     Measurement,
     TriageRule,
     evidence,
 )
-from halo_mcp.store import aggregates
 
 if TYPE_CHECKING:
-    from halo_mcp.engine.triage.context import AggregateContext
+    from halo_mcp.triage.context import AggregateContext
 
 #: Root spans read first to see whether any run ends without an answer; all are read only
 #: when one of them does (so a clean large set costs a bounded number of reads).

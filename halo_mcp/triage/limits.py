@@ -10,13 +10,13 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from halo_mcp.engine.models import Severity
-from halo_mcp.engine.triage.models import Candidate, Measurement, TriageRule
+from halo_mcp.findings.models import Severity
 from halo_mcp.store import aggregates
 from halo_mcp.store.models import SpanFilter
+from halo_mcp.triage.models import Candidate, Measurement, TriageRule
 
 if TYPE_CHECKING:
-    from halo_mcp.engine.triage.context import AggregateContext
+    from halo_mcp.triage.context import AggregateContext
 
 #: Runs piled at the top LLM-call count that make it a step limit (see step_cap).
 STEP_CAP_MIN_TRACES = 5

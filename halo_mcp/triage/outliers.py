@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from halo_mcp.engine.models import Evidence, Severity
-from halo_mcp.engine.triage.models import (
+from halo_mcp.findings.models import Evidence, Severity
+from halo_mcp.store import aggregates
+from halo_mcp.store.models import SpanFilter
+from halo_mcp.triage.models import (
     EXAMPLES,
     Candidate,
     Measurement,
@@ -19,11 +21,9 @@ from halo_mcp.engine.triage.models import (
     evidence,
     who,
 )
-from halo_mcp.store import aggregates
-from halo_mcp.store.models import SpanFilter
 
 if TYPE_CHECKING:
-    from halo_mcp.engine.triage.context import AggregateContext
+    from halo_mcp.triage.context import AggregateContext
 
 #: Outliers: robust z on log values, times the median, and a minimum sample per group.
 OUTLIER_Z = 4.0

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 
-from halo_mcp.engine.models import Finding, Severity
-from halo_mcp.engine.triage.describe import describe_rule, describe_scope
-from halo_mcp.engine.triage.models import (
+from halo_mcp.findings.models import Finding, Severity
+from halo_mcp.triage.describe import describe_rule, describe_scope
+from halo_mcp.triage.models import (
     EXAMPLES,
     RULE_TAG,
     TRIAGE_RUN_ID,

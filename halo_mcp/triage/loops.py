@@ -5,13 +5,13 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING
 
-from halo_mcp.engine.models import Severity
-from halo_mcp.engine.triage.models import Candidate, Measurement, TriageRule
+from halo_mcp.findings.models import Severity
 from halo_mcp.store import aggregates
 from halo_mcp.store.models import SpanFilter
+from halo_mcp.triage.models import Candidate, Measurement, TriageRule
 
 if TYPE_CHECKING:
-    from halo_mcp.engine.triage.context import AggregateContext
+    from halo_mcp.triage.context import AggregateContext
 
 #: Identical calls of one tool in one trace that make a loop.
 MIN_REPEATS = 3

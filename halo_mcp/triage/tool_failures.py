@@ -6,8 +6,11 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING
 
-from halo_mcp.engine.models import Severity
-from halo_mcp.engine.triage.models import (
+from halo_mcp.findings.models import Severity
+from halo_mcp.store import aggregates
+from halo_mcp.store.models import SpanFilter
+from halo_mcp.store.shards import span_source
+from halo_mcp.triage.models import (
     EXAMPLES,
     Candidate,
     Measurement,
@@ -15,12 +18,9 @@ from halo_mcp.engine.triage.models import (
     TriageRule,
     evidence,
 )
-from halo_mcp.store import aggregates
-from halo_mcp.store.models import SpanFilter
-from halo_mcp.store.shards import span_source
 
 if TYPE_CHECKING:
-    from halo_mcp.engine.triage.context import AggregateContext
+    from halo_mcp.triage.context import AggregateContext
 
 
 def tool_failures(conn: sqlite3.Connection) -> list[ToolFailure]:

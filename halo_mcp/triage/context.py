@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from halo_mcp.engine.triage.errors import Cluster, ClusterKey, error_clusters
 from halo_mcp.store import aggregates
+from halo_mcp.triage.error_clusters import Cluster, ClusterKey, error_clusters
 
 
 class AggregateContext:
