@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import statistics
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -33,6 +32,7 @@ from halo_mcp.store.models import (
 )
 from halo_mcp.store.store import TraceStore
 from halo_mcp.text import clip
+from halo_mcp.text_patterns import check_pattern
 
 
 @dataclass
@@ -123,7 +123,9 @@ class ViewSpansArgs(_Args):
 
 
 class SearchArgs(_Args):
-    pattern: str = Field(description="Python regex, case-insensitive.")
+    pattern: str = Field(
+        description="Regex, case-insensitive, RE2 syntax (no backreferences or lookaround)."
+    )
     trace_id: str | None = Field(None, description="Search only this trace.")
     span_id: str | None = Field(None, description="Search only this span.")
     filter: SpanFilter | None = Field(None, description="Search only spans matching this.")
@@ -309,10 +311,7 @@ def view_spans(ctx: ToolContext, args: ViewSpansArgs) -> str:
 
 
 def search(ctx: ToolContext, args: SearchArgs) -> str:
-    try:
-        re.compile(args.pattern)
-    except re.error as exc:
-        raise ValueError(f"pattern is not a valid regex ({exc}); escape special chars") from None
+    check_pattern(args.pattern)  # PatternError (a ValueError) says what RE2 lacks
     flt = args.filter or SpanFilter()
     if args.trace_id:
         flt = flt.model_copy(update={"trace_ids": [args.trace_id]})

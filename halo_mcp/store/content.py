@@ -1,7 +1,7 @@
 """Matching span content (text regex, attribute equality), which the index does not hold.
 
 Two ways to find the spans whose content matches a regex:
-- scan: run the regex over the raw file bytes in big blocks (as fast as `re` itself),
+- scan: run the regex over the raw file bytes in big blocks (RE2 over bytes),
   then confirm each matching line's spans on their decoded text. Only valid when the
   pattern cannot miss a match because of JSON escaping (see :func:`raw_safe`).
 - candidates: read the lines of SQL-selected spans by offset and test each span.
@@ -9,24 +9,23 @@ Two ways to find the spans whose content matches a regex:
 
 from __future__ import annotations
 
-import gzip
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from halo_mcp.store.errors import InvalidFilterError
+from halo_mcp.store.gzip_stream import decompressed_chunks
+from halo_mcp.text_patterns import PatternError, compile_pattern, compile_raw
 
 BLOCK_BYTES = 8 << 20
 
 
-def compile_text(pattern: str) -> re.Pattern[str]:
+def compile_text(pattern: str) -> Any:
+    """The case-insensitive RE2 regex for a text filter or search (linear time)."""
     try:
-        return re.compile(pattern, re.IGNORECASE)
-    except re.error as exc:
-        raise InvalidFilterError(
-            f"text is not a valid regex ({exc}); escape special characters like ( [ * ."
-        ) from None
+        return compile_pattern(pattern)
+    except PatternError as exc:
+        raise InvalidFilterError(f"text: {exc}") from None
 
 
 # How one decoded character may appear in a raw JSON line: itself, an escape (\n, \", six
@@ -117,7 +116,13 @@ def raw_safe(pattern: str) -> bytes | None:
         else:
             out += _OUTSIDE.get(char, char.encode())
             i += 1
-    return bytes(out) or None
+    if not out:
+        return None
+    try:
+        compile_raw(bytes(out))
+    except PatternError:
+        return None  # a rewrite RE2 refuses: test the spans one by one instead
+    return bytes(out)
 
 
 def _widen(atom: str, pattern: str, after: int) -> bytes:
@@ -151,27 +156,30 @@ def _class_end(pattern: str, start: int) -> int | None:
 
 def blocks(path: Path, gz: bool) -> Iterator[tuple[int, bytes]]:
     """(offset, bytes) blocks of the (decompressed) file, each ending at a line end."""
-    opener = gzip.open if gz else open
     offset = 0
     rest = b""
-    with opener(path, "rb") as handle:
-        while True:
-            try:
-                chunk = handle.read(BLOCK_BYTES)
-            except (OSError, EOFError):
-                chunk = b""
-            if not chunk:
-                if rest:
-                    yield offset, rest
-                return
-            data = rest + chunk if rest else chunk
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                rest = data
-                continue
-            yield offset, data[:cut] if cut < len(data) else data
-            offset += cut
-            rest = data[cut:]
+    for chunk in _chunks(path, gz):
+        data = rest + chunk if rest else chunk
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            rest = data
+            continue
+        yield offset, data[:cut] if cut < len(data) else data
+        offset += cut
+        rest = data[cut:]
+    if rest:
+        yield offset, rest
+
+
+def _chunks(path: Path, gz: bool) -> Iterator[bytes]:
+    """The file's (decompressed) bytes in blocks; a damaged .gz ends where it breaks (its
+    lines past that point were never indexed either)."""
+    if gz:
+        yield from decompressed_chunks(path, BLOCK_BYTES)
+        return
+    with open(path, "rb") as handle:
+        while chunk := handle.read(BLOCK_BYTES):
+            yield chunk
 
 
 _REGEX_META = set(".^$*+?{}[]|()\\")
@@ -182,8 +190,8 @@ def block_matcher(raw_pattern: bytes) -> Callable[[bytes], Iterator[int]]:
     matches case-insensitively, at most one per line.
 
     Plain words (or words joined by |) are found with bytes.find on the lowercased block;
-    a pattern without escapes runs case-sensitively on the lowercased block; anything else
-    runs with re.IGNORECASE. All three agree on ASCII, and raw-safe patterns are ASCII."""
+    anything else runs through RE2 ignoring case (linear time over the raw bytes). Both
+    agree on ASCII, and raw-safe patterns are ASCII."""
     pattern = raw_pattern.decode("ascii")
     words = pattern.split("|")
     if all(w and not (_REGEX_META & set(w)) for w in words):
@@ -205,14 +213,11 @@ def block_matcher(raw_pattern: bytes) -> Callable[[bytes], Iterator[int]]:
             return iter(hits)
 
         return find_words
-    if "\\" not in pattern:
-        rx = re.compile(pattern.lower().encode())
-        return lambda data: _positions(rx, data.lower())
-    rx = re.compile(raw_pattern, re.IGNORECASE)
+    rx = compile_raw(raw_pattern)
     return lambda data: _positions(rx, data)
 
 
-def _positions(rx: re.Pattern[bytes], data: bytes) -> Iterator[int]:
+def _positions(rx: Any, data: bytes) -> Iterator[int]:
     pos = 0
     while True:
         match = rx.search(data, pos)

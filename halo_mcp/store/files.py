@@ -7,7 +7,9 @@ reuse an index without reading the file again.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -16,9 +18,12 @@ from pathlib import Path
 from halo_mcp.store.errors import TraceFileNotFoundError
 from halo_mcp.store.formats.errors import BadLineError
 from halo_mcp.store.formats.lines import load_line
+from halo_mcp.store.models import SkippedFile
 
 TRACE_SUFFIXES = (".jsonl", ".json", ".ndjson", ".gz")
 HASH_BYTES = 4096
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,16 +43,38 @@ class FileState:
         return self.size if self.gz else complete_end(self.path, self.size)
 
 
+@dataclass
+class PathScan:
+    """What a set of paths names: the trace files (sorted, de-duplicated), the directories
+    scanned for them (which inputs_fingerprint watches), and the files inside those
+    directories that were skipped, with why."""
+
+    files: list[Path]
+    directories: list[Path]
+    skipped: list[SkippedFile]
+
+
 def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
-    """Resolve files and directories (recursively: their *.jsonl/json/ndjson/gz files):
-    (the trace files, sorted and de-duplicated; the directories scanned for them, which
-    inputs_fingerprint watches). Raises TraceFileNotFoundError naming the absolute path."""
+    """(trace files, directories scanned); see scan_paths."""
+    scan = scan_paths(paths)
+    return scan.files, scan.directories
+
+
+def scan_paths(paths: Sequence[str | Path]) -> PathScan:
+    """Resolve files and directories (recursively: their *.jsonl/json/ndjson/gz files).
+
+    A path named directly must be a readable regular file or a directory, else
+    TraceFileNotFoundError names it and says why. Inside a directory, a trace-named entry
+    that is not a readable regular file (a FIFO, socket or device, a dangling link, a file
+    without read permission) is skipped and listed in `skipped`: it is never opened, since
+    reading a FIFO blocks forever."""
     if isinstance(paths, str | Path):
         paths = [paths]
     if not paths:
         raise TraceFileNotFoundError("no trace path given: pass a .jsonl/.json/.gz file or a dir")
     found: set[Path] = set()
     directories: set[Path] = set()
+    skipped: dict[str, SkippedFile] = {}
     for raw in paths:
         path = Path(raw).expanduser()
         absolute = path.absolute()
@@ -62,19 +89,60 @@ def expand_paths(paths: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
             for entry in path.rglob("*"):
                 if entry.is_dir():
                     directories.add(entry.resolve())
-                elif entry.is_file() and entry.name.lower().endswith(TRACE_SUFFIXES):
-                    inside.append(entry.resolve())
+                elif entry.name.lower().endswith(TRACE_SUFFIXES):
+                    problem = unreadable_reason(entry)
+                    if problem is None:
+                        inside.append(entry.resolve())
+                    else:
+                        key = str(entry.absolute())
+                        skipped[key] = SkippedFile(path=key, reason=problem)
             if not inside:
+                detail = (
+                    f"; skipped: {', '.join(f'{s.path} ({s.reason})' for s in skipped.values())}"
+                    if skipped
+                    else ""
+                )
                 raise TraceFileNotFoundError(
                     f"directory {absolute} holds no trace file (looked for "
-                    f"{', '.join('*' + s for s in TRACE_SUFFIXES)}, recursively)"
+                    f"{', '.join('*' + s for s in TRACE_SUFFIXES)}, recursively){detail}"
                 )
             found.update(inside)
-        elif not os.access(path, os.R_OK):
-            raise TraceFileNotFoundError(f"trace file not readable: {absolute} (check permissions)")
         else:
+            problem = unreadable_reason(path)
+            if problem is not None:
+                raise TraceFileNotFoundError(f"cannot read trace path {absolute}: {problem}")
             found.add(path.resolve())
-    return sorted(found), sorted(directories)
+    for log_skip in skipped.values():
+        log.warning("skipping %s: %s", log_skip.path, log_skip.reason)
+    return PathScan(sorted(found), sorted(directories), list(skipped.values()))
+
+
+_FILE_TYPES = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def unreadable_reason(path: Path) -> str | None:
+    """Why `path` cannot be read as trace data, or None for a readable regular file.
+    Only stats the path (following links): a FIFO is never opened."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "a link to nothing (its target does not exist)"
+    except OSError as exc:
+        return f"cannot be examined ({exc.strerror or exc})"
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_TYPES if test(mode)), "not a regular file")
+        return (
+            f"{kind}, not a regular file: trace data is read only from regular files "
+            "(copy the data into a .jsonl file)"
+        )
+    if not os.access(path, os.R_OK):
+        return "not readable by this user (check its permissions)"
+    return None
 
 
 #: (path, size, mtime_ns, inode) of each input file and of each directory scanned for them.

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import gzip
 import logging
 import os
 import secrets
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from halo_mcp.store import derive
 from halo_mcp.store.files import HASH_BYTES, FileState, file_state, hash_range, set_key
+from halo_mcp.store.gzip_stream import StreamDamage, decompressed_chunks
 from halo_mcp.store.ingest import (
     MAX_BAD_EXAMPLES,
     SliceResult,
@@ -480,32 +480,44 @@ def _slices(plan: Plan) -> Iterator[tuple[int, int]]:
             start = stop
 
 
-def _gz_blocks(path: Path) -> Iterator[tuple[bytes, int]]:
-    """Decompressed blocks cut after a newline, with their offset in the stream.
+def _gz_tasks(path: Path) -> Iterator[tuple[Callable[..., SliceResult], tuple]]:
+    """Parse tasks for the decompressed blocks of a `.gz` file, each cut after a newline.
 
-    A corrupt or truncated gzip stream ends the iteration after what could be read; the
-    caller reports it as a bad line."""
+    A corrupt or truncated gzip stream yields every complete line before the damage; the
+    unfinished line at the damage is dropped and a last task reports it as a bad line
+    saying where and why the stream stopped (so the report names file:line)."""
     offset = 0
     rest = b""
-    with gzip.open(path, "rb") as handle:
-        while True:
-            try:
-                chunk = handle.read(SLICE_BYTES)
-            except (OSError, EOFError, gzip.BadGzipFile) as exc:
-                log.warning("%s: gzip stream unreadable after %d bytes: %s", path, offset, exc)
-                chunk = b""
-            if not chunk:
-                if rest:
-                    yield rest, offset
-                return
-            data = rest + chunk
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                rest = data
-                continue
-            yield data[:cut], offset
-            offset += cut
-            rest = data[cut:]
+    damage: list[StreamDamage] = []
+    for chunk in decompressed_chunks(path, SLICE_BYTES, damage):
+        data = rest + chunk if rest else chunk
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            rest = data
+            continue
+        yield parse_gz_block, (data[:cut], offset)
+        offset += cut
+        rest = data[cut:]
+    if not damage:
+        if rest:
+            yield parse_gz_block, (rest, offset)
+        return
+    log.warning("%s: %s after %d decompressed bytes", path, damage[0].reason, damage[0].good_bytes)
+    yield damaged_stream, (damage[0].reason, offset)
+
+
+def damaged_stream(reason: str, offset: int) -> SliceResult:
+    """The bad line standing for the damage in a gzip stream at `offset` (decompressed)."""
+    result = SliceResult()
+    result.bad_lines = 1
+    result.bad_examples.append(
+        (
+            0,
+            f"{reason} at byte {offset:,} of the decompressed data: the lines before this "
+            "one are indexed, this line and everything after it could not be read",
+        )
+    )
+    return result
 
 
 def _results(plan: Plan, pool: Executor | None) -> Iterator[SliceResult]:
@@ -513,8 +525,9 @@ def _results(plan: Plan, pool: Executor | None) -> Iterator[SliceResult]:
 
     If the pool breaks (a worker could not start or died), the rest is parsed in-process."""
     path = str(plan.state.path)
+    tasks: Iterator[tuple[Callable[..., SliceResult], tuple]]
     if plan.state.gz:
-        tasks = ((parse_gz_block, (data, off)) for data, off in _gz_blocks(plan.state.path))
+        tasks = _gz_tasks(plan.state.path)
     else:
         tasks = ((parse_range, (path, a, b)) for a, b in _slices(plan))
     if pool is None:

@@ -7,12 +7,13 @@ tools, the CLI, findings' matchers) selects spans with one language, :class:`Spa
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from halo_mcp.text_patterns import check_pattern
 
 
 class TextEnum(str, Enum):
@@ -152,8 +153,9 @@ class SpanFilter(BaseModel):
     text: str | None = Field(
         default=None,
         description=(
-            "Python regex searched in the span's content: inputs, outputs, messages, "
-            "attributes and status (case-insensitive)."
+            "Regex (RE2 syntax: linear time, so no backreferences or lookaround) searched "
+            "in the span's content: inputs, outputs, messages, attributes and status "
+            "(case-insensitive)."
         ),
     )
 
@@ -165,14 +167,7 @@ class SpanFilter(BaseModel):
     @field_validator("text")
     @classmethod
     def _text_is_a_regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(
-                    f"text is not a valid regex ({exc}); escape special chars"
-                ) from None
-        return value
+        return check_pattern(value) if value is not None else None
 
     def is_empty(self) -> bool:
         return not self.model_dump(exclude_defaults=True)
@@ -293,6 +288,14 @@ class BadLine(BaseModel):
     reason: str
 
 
+class SkippedFile(BaseModel):
+    """A file found in a directory and not read: not a regular file (a FIFO, a socket, a
+    device), a dangling link, or not readable."""
+
+    path: str
+    reason: str
+
+
 class FileReport(BaseModel):
     path: str
     format: str = Field(description="Detected format, e.g. 'halo-jsonl' or 'otlp-json'.")
@@ -308,6 +311,9 @@ class LoadReport(BaseModel):
     spans: int
     bad_lines: int
     bad_line_examples: list[BadLine] = Field(description="The first few bad lines, with reasons.")
+    skipped_files: list[SkippedFile] = Field(
+        default_factory=list, description="Files in the directories given that were not read."
+    )
     duplicate_spans: int = Field(0, description="Spans whose (trace, span) id was seen before.")
     orphan_spans: int = Field(0, description="Spans whose parent id is not in the data.")
     rootless_traces: int = Field(0, description="Traces with no span lacking a parent.")
@@ -349,6 +355,12 @@ class Overview(BaseModel):
     error_spans: int
     error_traces: int
     bad_lines: int
+    bad_line_examples: list[BadLine] = Field(
+        default_factory=list, description="The first few bad lines (file, line, reason)."
+    )
+    skipped_files: list[SkippedFile] = Field(
+        default_factory=list, description="Files in the directories given that were not read."
+    )
     start_time: datetime | None = None
     end_time: datetime | None = None
     services: list[NameCount]

@@ -129,6 +129,8 @@ def build_overview(conn: sqlite3.Connection, report: LoadReport) -> Overview:
         error_spans=meta_int(meta, "error_spans"),
         error_traces=meta_int(meta, "error_traces"),
         bad_lines=report.bad_lines,
+        bad_line_examples=report.bad_line_examples,
+        skipped_files=report.skipped_files,
         start_time=from_ns(int(start)) if start else None,
         end_time=from_ns(int(end)) if end else None,
         services=_names(conn, "service"),

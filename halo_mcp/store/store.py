@@ -31,7 +31,7 @@ from halo_mcp.store.errors import (
     StoreError,
     UnknownIdError,
 )
-from halo_mcp.store.files import Fingerprint, expand_paths, fingerprint_now, inputs_fingerprint
+from halo_mcp.store.files import Fingerprint, fingerprint_now, inputs_fingerprint, scan_paths
 from halo_mcp.store.formats import SpanNotOnLineError, span_payload, span_payloads, span_text
 from halo_mcp.store.index import connect, ensure_index
 from halo_mcp.store.models import (
@@ -813,7 +813,8 @@ def open_store(
     `notify` hears a line when building or updating the index takes a while (and when it
     is done). Raises TraceFileNotFoundError or NoSpansError with a message saying what to do.
     """
-    files, directories = expand_paths(paths)
+    scan = scan_paths(paths)
+    files, directories = scan.files, scan.directories
     # Taken before the index reads the files: a change made while it builds shows next time.
     inputs = inputs_fingerprint(files, directories)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
@@ -826,6 +827,7 @@ def open_store(
             "directory's indexes/ to rebuild"
         ) from exc
     store = TraceStore(db_path, files, reused, inputs)
+    store.report.skipped_files = scan.skipped
     named = {str(Path(p).expanduser().resolve()) for p in paths if Path(p).is_file()}
     try:
         _check_spans(store, named)

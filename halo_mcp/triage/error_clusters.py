@@ -19,6 +19,7 @@ from halo_mcp.store import aggregates
 from halo_mcp.store.models import SpanFilter
 from halo_mcp.store.signatures import normalize_message
 from halo_mcp.text import clip
+from halo_mcp.text_patterns import escape
 from halo_mcp.triage.bursts import all_start_bins, bins_for_80, burst_note
 from halo_mcp.triage.models import (
     EXAMPLES,
@@ -100,7 +101,7 @@ def signature_regex(signature: str) -> str | None:
     first = parts[0]
     longest = max(parts, key=len)
     chosen = [first] if longest is first else [first, longest]
-    return ".*".join(re.escape(p[:120]).replace("\\ ", " ") for p in chosen)
+    return ".*".join(escape(p[:120]) for p in chosen)
 
 
 def error_type(signature: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -72,11 +73,32 @@ def load_line(line: bytes | bytearray | memoryview | str) -> Any:
     if not line.strip():
         return _BLANK
     try:
-        return json.loads(line.decode("utf-8", "replace"))
+        obj = json.loads(line.decode("utf-8", "replace"))
     except RecursionError:
         raise BadLineError("JSON nested too deeply") from None
     except ValueError:
         raise BadLineError(_json_reason(line)) from None
+    if _SURROGATE_ESCAPE.search(line) and _holds_lone_surrogate(obj):
+        raise BadLineError(
+            "a string holds a lone surrogate escape (like \\ud800), which is not valid "
+            "Unicode; fix the writer to escape text as UTF-8"
+        )
+    return obj
+
+
+# orjson refuses lone surrogates; the stdlib parser lets them into strings, where they
+# would break every later UTF-8 encode (the index, the reports, the MCP results).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _holds_lone_surrogate(obj: Any) -> bool:
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except (ValueError, RecursionError):
+        return False
+    return False
 
 
 def _json_reason(line: bytes) -> str:
