@@ -58,8 +58,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    from halo_mcp.redact import RedactUrlsFilter
+
+    for handler in logging.getLogger().handlers:  # no URL credentials in any log line
+        handler.addFilter(RedactUrlsFilter())
+    from halo_mcp.settings import DirectoryError
+
     try:
         return int(args.handler(args) or 0)
+    except DirectoryError as exc:  # the cache or data directory is unusable: say how to fix
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

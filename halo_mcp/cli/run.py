@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from halo_mcp.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from halo_mcp.redact import redact_urls_in
 
 _NOISY_LOGGERS = ("asyncio", "httpcore", "httpcore2", "httpx", "httpx2", "openai")
 
@@ -201,7 +202,7 @@ class _Redactor:
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "***")
-        return text
+        return redact_urls_in(text)
 
 
 def parse_headers(values: Sequence[str]) -> dict[str, str]:
@@ -412,13 +413,14 @@ def _install_interrupt_handler(loop: asyncio.AbstractEventLoop, callback: Any) -
 def _finish(args: argparse.Namespace, settings: Any, outcome: _Outcome, redact: Any) -> int:
     from halo_mcp.cli import runview
     from halo_mcp.engine.errors import EngineError, NoApiKeyError
+    from halo_mcp.settings import DirectoryError
     from halo_mcp.store.errors import StoreError
 
     error = outcome.error
     if isinstance(error, NoApiKeyError):
         _err(_no_key_message(args.trace_paths))
         return EXIT_USAGE
-    if isinstance(error, StoreError):
+    if isinstance(error, StoreError | DirectoryError):
         _err(f"halo-mcp run: {redact(str(error))}")
         return EXIT_USAGE
     if error is not None:

@@ -37,6 +37,7 @@ from halo_mcp.engine.errors import NoApiKeyError, ProviderError
 from halo_mcp.engine.models import Usage
 from halo_mcp.engine.settings import EngineSettings
 from halo_mcp.engine.telemetry.spans import llm_span
+from halo_mcp.redact import redact_urls_in
 from halo_mcp.text import clip
 
 log = logging.getLogger(__name__)
@@ -475,7 +476,7 @@ def _cause(exc: BaseException) -> str:
     """The underlying network error, e.g. 'peer closed connection ...'."""
     root = exc.__cause__ or exc.__context__ or exc
     text = str(root) or type(root).__name__
-    return clip(text, 200)[0]
+    return clip(redact_urls_in(text), 200)[0]
 
 
 def _endpoint_label(base_url: str | None) -> str:

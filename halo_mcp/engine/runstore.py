@@ -115,7 +115,7 @@ class RunStore:
 
     def __init__(self, data_dir: str | Path | None = None) -> None:
         self.data_dir = Path(data_dir) if data_dir else halo_settings.data_dir()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        halo_settings.ensure_dir(self.data_dir, "data")
         self.path = self.data_dir / DB_NAME
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")

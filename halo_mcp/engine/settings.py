@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr
 
+from halo_mcp.redact import redact_url
+
 DEFAULT_MODEL = "gpt-5.4-mini"
 
 
@@ -54,4 +56,6 @@ class EngineSettings(BaseModel):
         """The settings safe to persist and show: no key, header values masked."""
         data = self.model_dump(mode="json", exclude={"api_key"})
         data["extra_headers"] = {k: "***" for k in self.extra_headers}
+        if self.base_url:
+            data["base_url"] = redact_url(self.base_url)
         return data

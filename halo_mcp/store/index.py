@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from halo_mcp.settings import ensure_dir
 from halo_mcp.store import derive
 from halo_mcp.store.files import HASH_BYTES, FileState, file_state, hash_range, set_key
 from halo_mcp.store.gzip_stream import StreamDamage, decompressed_chunks
@@ -152,7 +153,8 @@ def plan_updates(conn: sqlite3.Connection, states: list[FileState]) -> list[Plan
 def build_lock(db_path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     """Exclusive lock across processes (flock on a side file) for building or extending.
     `on_wait` is called first when another process holds it."""
-    db_path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(db_path.parent.parent, "cache")
+    db_path.parent.mkdir(exist_ok=True)
     with open(str(db_path) + ".lock", "a+b") as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

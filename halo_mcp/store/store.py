@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from halo_mcp.settings import DirectoryError
 from halo_mcp.settings import cache_dir as default_cache_dir
 from halo_mcp.store import content, overview, query
 from halo_mcp.store.errors import (
@@ -820,6 +821,8 @@ def open_store(
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     try:
         db_path, reused = ensure_index(files, root, notify)
+    except DirectoryError as exc:
+        raise StoreError(str(exc)) from None
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(
             f"cannot build or read the trace index under {root} ({exc}); point HALO_CACHE_DIR "

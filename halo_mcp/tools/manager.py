@@ -22,6 +22,9 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
+from mcp.server.mcpserver.exceptions import ToolError
+
+from halo_mcp.settings import DirectoryError
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +113,10 @@ class RunManager:
         if self._store is None:
             async with self._store_lock:
                 if self._store is None:
-                    await anyio.to_thread.run_sync(lambda: self.store)
+                    try:
+                        await anyio.to_thread.run_sync(lambda: self.store)
+                    except DirectoryError as exc:
+                        raise ToolError(str(exc)) from None
         return self._store
 
     def live(self, run_id: str) -> LiveRun | None:

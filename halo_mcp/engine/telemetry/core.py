@@ -36,6 +36,7 @@ from halo_mcp.engine.telemetry import attrs as A
 from halo_mcp.engine.telemetry.config import capture_content
 from halo_mcp.engine.telemetry.exporters import ExportTarget, choose_exporter, destination
 from halo_mcp.engine.telemetry.propagation import take_parent
+from halo_mcp.redact import redact_urls_in
 from halo_mcp.text import clip
 
 log = logging.getLogger(__name__)
@@ -277,7 +278,7 @@ class Telemetry:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, "***")
-        return text
+        return redact_urls_in(text)
 
     def content(self, value: Any, limit: int = CONTENT_CHARS) -> str:
         """A captured value: text, secrets removed, cut at `limit` with a marker."""
