@@ -187,6 +187,8 @@ def render_overview(view: Any, report: Any) -> str:
     out = []
     files = ", ".join(f"{f.path} ({f.format}, {f.spans} spans)" for f in view.files)
     out.append(f"Files: {files}")
+    for skipped in view.skipped_files:
+        out.append(f"Skipped: {skipped.path}: {skipped.reason}")
     out.append(
         f"Traces: {view.traces}  Spans: {view.spans}  Error spans: {view.error_spans}  "
         f"Traces with errors: {view.error_traces} ({_pct(view.error_traces, view.traces)})"
