@@ -55,6 +55,14 @@ def parse_filter(raw: dict[str, Any] | None) -> SpanFilter | None:
         ) from None
 
 
+def scans_content(span_filter: SpanFilter | None) -> bool:
+    """Whether answering needs the span content read from the files (a text or attribute
+    filter): such calls run in the store cache's heavy pool."""
+    if span_filter is None:
+        return False
+    return span_filter.text is not None or bool(span_filter.attributes)
+
+
 def _invalid_query(exc: Exception) -> ToolError:
     return ToolError(
         f"{exc} Valid filter fields: {_FILTER_FIELDS}. Valid span fields: "
@@ -183,6 +191,7 @@ def register(server: MCPServer) -> None:
                 max_chars=max_chars,
                 trace_paths=[str(p) for p in paths],
             ),
+            heavy=scans_content(span_filter),
         )
         return tool_result(result)
 

@@ -2,22 +2,32 @@
 
 Opening a store checks (or builds) its on-disk index; a query on an open store takes
 milliseconds. So the server keeps the few most recently used stores open, keyed by their
-resolved paths, and runs every store call in a worker thread, one call per store at a time.
-A store whose files changed since it opened (appended, rewritten, added to a directory)
-is opened again before the call, so answers always describe the files as they are now.
+resolved paths. A store whose files changed since it opened (appended, rewritten, added to
+a directory) is opened again before the call, so answers always describe the files as
+they are now.
+
+Calls run in two small thread pools of their own, never on the event loop: quick calls
+(indexed filters, overviews, trees) and heavy ones (content scans: a text or attribute
+filter, triage). Many clients share one store at once (each pool thread reads through its
+own SQLite connection), a slow scan never queues the quick calls behind it, and the number
+of threads, hence of open connections and their page caches, stays bounded. A store
+replaced or evicted while calls are using it is closed when the last of them ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
 from halo_mcp.store.errors import StoreError
@@ -26,6 +36,16 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _Key = tuple[str, ...]
+#: Threads for quick calls and for content scans (each holds one connection per store).
+QUICK_THREADS = max(4, min(8, 2 * (os.cpu_count() or 1)))
+HEAVY_THREADS = max(2, min(4, os.cpu_count() or 1))
+
+
+@dataclass
+class _Entry:
+    store: Any
+    users: int = 0
+    retired: bool = False  # replaced or evicted: close when the last user is done
 
 
 class StoreCache:
@@ -34,57 +54,83 @@ class StoreCache:
     def __init__(self, size: int = 8, cache_dir: Path | None = None) -> None:
         self.size = size
         self.cache_dir = cache_dir
-        self._stores: OrderedDict[_Key, Any] = OrderedDict()
-        self._locks: dict[_Key, threading.Lock] = {}
+        self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
+        self._opening: dict[_Key, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._quick = ThreadPoolExecutor(QUICK_THREADS, thread_name_prefix="halo-store")
+        self._heavy = ThreadPoolExecutor(HEAVY_THREADS, thread_name_prefix="halo-scan")
 
-    async def call(self, paths: Sequence[Path], fn: Callable[[Any], T]) -> T:
-        """Run `fn(store)` in a worker thread; store errors become ToolErrors."""
+    async def call(
+        self, paths: Sequence[Path], fn: Callable[[Any], T], *, heavy: bool = False
+    ) -> T:
+        """Run `fn(store)` in a store thread; store errors become ToolErrors. `heavy` calls
+        (content scans) run apart from the quick ones."""
         key = tuple(str(p) for p in paths)
-        return await anyio.to_thread.run_sync(self._call_sync, key, fn)
+        pool = self._heavy if heavy else self._quick
+        return await asyncio.wrap_future(pool.submit(self._call_sync, key, fn))
 
     def _call_sync(self, key: _Key, fn: Callable[[Any], T]) -> T:
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            try:
-                return fn(self._open(key))
-            except StoreError as exc:
-                raise ToolError(str(exc)) from None
+        try:
+            entry = self._acquire(key)
+        except StoreError as exc:
+            raise ToolError(str(exc)) from None
+        try:
+            return fn(entry.store)
+        except StoreError as exc:
+            raise ToolError(str(exc)) from None
+        finally:
+            self._release(entry)
 
-    def _open(self, key: _Key) -> Any:
-        """The open store for `key` (the caller holds the key's lock, so no other call is
-        using it), opened again when its files changed."""
+    def _acquire(self, key: _Key) -> _Entry:
+        """The open store for `key`, counted as in use; opened (again, when its files
+        changed) under the key's lock, so one call opens it while the others wait."""
         with self._guard:
-            store = self._stores.get(key)
-            if store is not None:
-                self._stores.move_to_end(key)
-        if store is not None:
-            if not store.inputs_changed():
-                return store
-            log.info("trace files changed since they were opened; reopening %s", ", ".join(key))
+            opening = self._opening.setdefault(key, threading.Lock())
+        with opening:
             with self._guard:
-                self._stores.pop(key, None)
-            _close_quietly(store)
-        from halo_mcp.store.store import open_store
+                entry = self._entries.get(key)
+                if entry is not None:
+                    self._entries.move_to_end(key)
+                    entry.users += 1
+            if entry is not None:
+                if not entry.store.inputs_changed():
+                    return entry
+                log.info("trace files changed since they were opened; reopening %s", ", ".join(key))
+                self._release(entry)
+                with self._guard:
+                    if self._entries.get(key) is entry:
+                        del self._entries[key]
+                    self._retire(entry)
+            from halo_mcp.store.store import open_store
 
-        store = open_store(list(key), cache_dir=self.cache_dir)
+            fresh = _Entry(open_store(list(key), cache_dir=self.cache_dir), users=1)
+            with self._guard:
+                self._entries[key] = fresh
+                while len(self._entries) > self.size:
+                    old_key, old = self._entries.popitem(last=False)
+                    self._opening.pop(old_key, None)
+                    self._retire(old)
+            return fresh
+
+    def _retire(self, entry: _Entry) -> None:
+        """Mark `entry` for closing (the caller holds the guard); close it now if unused."""
+        entry.retired = True
+        if entry.users == 0:
+            _close_quietly(entry.store)
+
+    def _release(self, entry: _Entry) -> None:
         with self._guard:
-            self._stores[key] = store
-            while len(self._stores) > self.size:
-                old_key, old = self._stores.popitem(last=False)
-                old_lock = self._locks.pop(old_key, None)
-                # Close now unless a call is using it; then garbage collection closes it.
-                if old_lock is not None and old_lock.acquire(blocking=False):
-                    _close_quietly(old)
-                    old_lock.release()
-        return store
+            entry.users -= 1
+            if entry.retired and entry.users == 0:
+                _close_quietly(entry.store)
 
     def close(self) -> None:
         with self._guard:
-            stores, self._stores = list(self._stores.values()), OrderedDict()
-        for store in stores:
-            _close_quietly(store)
+            entries, self._entries = list(self._entries.values()), OrderedDict()
+            for entry in entries:
+                self._retire(entry)
+        self._quick.shutdown(wait=False, cancel_futures=True)
+        self._heavy.shutdown(wait=False, cancel_futures=True)
 
 
 def _close_quietly(store: Any) -> None:

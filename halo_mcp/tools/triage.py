@@ -120,7 +120,9 @@ def register(server: MCPServer) -> None:
         state = server_state(ctx)
         paths = await resolve_paths(trace_paths, state.roots)
         await ctx.report_progress(0, 1, "triaging (indexing first if the files are new)")
-        report = await state.stores.call(paths, lambda s: run_triage(s, max_items=max_items))
+        report = await state.stores.call(
+            paths, lambda s: run_triage(s, max_items=max_items), heavy=True
+        )
         await ctx.report_progress(1, 1, "triage done")
         return tool_result(fit_triage(report, triage_summary(report)))
 
@@ -158,7 +160,7 @@ def register(server: MCPServer) -> None:
             findings = await _run_findings(state, run_id, caller_owner(ctx))
         else:
             await ctx.report_progress(0, 2, "triaging the baseline traces")
-            findings = (await state.stores.call(old_paths, run_triage)).items
+            findings = (await state.stores.call(old_paths, run_triage, heavy=True)).items
             label = "triage of the baseline traces " + ", ".join(map(str, old_paths))
         if finding_ids:
             wanted = set(finding_ids)
@@ -172,11 +174,15 @@ def register(server: MCPServer) -> None:
             raise ToolError(_nothing_to_check(run_id))
         if old_paths is not None and run_id is not None:
             await ctx.report_progress(0, 2, "recounting on the baseline traces")
-            findings = await state.stores.call(old_paths, lambda s: recount_prevalence(findings, s))
+            findings = await state.stores.call(
+                old_paths, lambda s: recount_prevalence(findings, s), heavy=True
+            )
             label = "recount on the baseline traces " + ", ".join(map(str, old_paths))
         await ctx.report_progress(1, 2, "recounting on the new traces")
         report = await state.stores.call(
-            new_paths, lambda s: check(findings, s, run_id=run_id, baseline_label=label)
+            new_paths,
+            lambda s: check(findings, s, run_id=run_id, baseline_label=label),
+            heavy=True,
         )
         await ctx.report_progress(2, 2, "check done")
         return tool_result(fit_check(report))
