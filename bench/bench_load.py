@@ -129,7 +129,7 @@ def server(traces: Path, work: Path, base_url: str) -> Iterator[tuple[str, subpr
     }
     log = open(work / "server.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "halo_mcp", "serve", "--http", "--port", str(port)]
+        [*(sys.executable, "-m", "halo_mcp", "serve", "--http"), "--port", str(port)]
         + ["--root", str(traces.parent)],
         env=env,
         stdout=log,
