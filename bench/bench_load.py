@@ -128,9 +128,9 @@ def server(traces: Path, work: Path, base_url: str) -> Iterator[tuple[str, subpr
         "HALO_MODEL": "fake-model",
     }
     log = open(work / "server.log", "wb")  # noqa: SIM115
+    argv = [sys.executable, "-m", "halo_mcp", "serve", "--http", "--port", str(port)]
     proc = subprocess.Popen(
-        [*(sys.executable, "-m", "halo_mcp", "serve", "--http"), "--port", str(port)]
-        + ["--root", str(traces.parent)],
+        [*argv, "--root", str(traces.parent)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
