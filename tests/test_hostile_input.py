@@ -299,3 +299,34 @@ async def test_over_mcp_a_data_directory_that_is_a_file_is_a_tool_error(env, mon
         result = await client.call_tool("list_runs", {})
     assert result.is_error and "is a file, not a directory" in result.content[0].text
     assert "HALO_DATA_DIR" in result.content[0].text
+
+
+def test_a_finding_saved_with_a_python_only_pattern_still_loads_and_explains(env) -> None:
+    """Runs saved before patterns were RE2 may hold a lookahead: the run still reads back,
+    and counting with that matcher says what RE2 lacks instead of failing the load."""
+    from halo_mcp.engine.models import RunStatus
+    from halo_mcp.findings.models import Finding, Severity
+
+    runs = RunStore(env / "data")
+    run = runs.create("why?", ["a.jsonl"], {}, owner=None)
+    old_matcher = SpanFilter.model_construct(text="timeout(?! retried)")
+    run.status = RunStatus.finished
+    finding = Finding(
+        id="f_old",
+        run_id=run.id,
+        title="old",
+        category="c",
+        severity=Severity.high,
+        description="d",
+        root_cause="r",
+        suggested_change="s",
+        validation="v",
+    )
+    finding.matcher = old_matcher  # as an older version saved it, unchecked
+    run.findings = [finding]
+    runs.save(run)
+    loaded = RunStore(env / "data").get_finding("f_old")
+    assert loaded.matcher is not None and loaded.matcher.text == "timeout(?! retried)"
+    path = write(env / "a.jsonl", shop_traces())
+    with open_store([path]) as store, pytest.raises(InvalidFilterError, match="lookahead"):
+        store.count(loaded.matcher)

@@ -24,6 +24,7 @@ from halo_mcp.engine.errors import UnknownFindingError, UnknownRunError
 from halo_mcp.engine.ids import new_run_id
 from halo_mcp.engine.models import Progress, RunRecord, RunStatus, Usage
 from halo_mcp.findings.models import Finding
+from halo_mcp.store.models import STORED_RECORD
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +299,7 @@ class RunStore:
                 " (e.g. 'f_...'); read the run (get_run, or `halo-mcp show RUN_ID`) to"
                 " list them."
             )
-        return Finding.model_validate_json(row[0])
+        return Finding.model_validate_json(row[0], context=STORED_RECORD)
 
     # ---------------------------------------------------------------- events
 
@@ -367,7 +368,7 @@ class RunStore:
             marker,
         ) = row
         findings = [
-            Finding.model_validate_json(d)
+            Finding.model_validate_json(d, context=STORED_RECORD)
             for (d,) in db.execute(
                 "SELECT data FROM findings WHERE run_id=? ORDER BY seq", (run_id,)
             )

@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from halo_mcp.text_patterns import check_pattern
 
@@ -120,6 +120,12 @@ DEFAULT_SPAN_FIELDS = tuple(
 AttributeValue = str | int | float | bool
 
 
+STORED_RECORD_KEY = "stored_record"
+#: Validation context for records read back from disk (a run's findings): a matcher saved
+#: before patterns were checked for RE2 still loads; using it gives the RE2 message.
+STORED_RECORD = {STORED_RECORD_KEY: True}
+
+
 class SpanFilter(BaseModel):
     """Selects spans. Every field given must hold (AND). The empty filter selects every span.
 
@@ -166,8 +172,10 @@ class SpanFilter(BaseModel):
 
     @field_validator("text")
     @classmethod
-    def _text_is_a_regex(cls, value: str | None) -> str | None:
-        return check_pattern(value) if value is not None else None
+    def _text_is_a_regex(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or (info.context or {}).get(STORED_RECORD_KEY):
+            return value  # a record saved earlier loads as it was; a query with it explains
+        return check_pattern(value)
 
     def is_empty(self) -> bool:
         return not self.model_dump(exclude_defaults=True)
