@@ -84,6 +84,13 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def generate(size_mb: float, data_dir: Path) -> Path:
     """The same generator and seed as bench_store.py: the file is shared when present."""
     path = data_dir / f"realistic-{int(size_mb)}mb.jsonl"
@@ -154,9 +161,11 @@ def server(traces: Path, work: Path, base_url: str) -> Iterator[tuple[str, subpr
         log.close()
 
 
-def query_mix(rng: random.Random, trace_ids: list[str], tools: list[str]) -> tuple[dict, bool]:
-    """One query_spans argument set and whether it is a text filter (about 10%)."""
-    if rng.random() < 0.1:
+def query_mix(
+    rng: random.Random, trace_ids: list[str], tools: list[str], text_share: float
+) -> tuple[dict, bool]:
+    """One query_spans argument set and whether it is a text filter (`text_share` of them)."""
+    if rng.random() < text_share:
         flt: dict[str, Any] = {"text": rng.choice(TEXT_PATTERNS)}
         if rng.random() < 0.5:
             flt["kind"] = [rng.choice(["tool", "llm"])]
@@ -188,7 +197,9 @@ async def client_loop(
     rng = random.Random(seed)
     async with Client(streamable_http_client(url)) as client:
         for _ in range(calls):
-            args, is_text = query_mix(rng, shared["trace_ids"], shared["tools"])
+            args, is_text = query_mix(
+                rng, shared["trace_ids"], shared["tools"], shared["text_share"]
+            )
             began = time.perf_counter()
             try:
                 result = await client.call_tool("query_spans", {"trace_paths": paths, **args})
@@ -237,7 +248,7 @@ async def analysis(url: str, paths: list[str], index: int, figures: Figures) -> 
         figures.analyses.append(run["status"])
 
 
-async def drive(url: str, paths: list[str], clients: int, calls: int, figures: Figures) -> float:
+async def drive(url: str, paths: list[str], args: argparse.Namespace, figures: Figures) -> float:
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
@@ -249,12 +260,13 @@ async def drive(url: str, paths: list[str], clients: int, calls: int, figures: F
     shared = {
         "trace_ids": sorted({s["trace_id"] for s in first.structured_content["spans"]}),
         "tools": [t["name"] for t in overview.structured_content["tools"]][:10] or ["read_file"],
+        "text_share": args.text_share,
     }
     began = time.perf_counter()
-    per_client = max(1, calls // clients)
+    per_client = max(1, args.calls // args.clients)
     await asyncio.gather(
-        *(client_loop(url, paths, per_client, i, shared, figures) for i in range(clients)),
-        *(analysis(url, paths, i, figures) for i in range(3)),
+        *(client_loop(url, paths, per_client, i, shared, figures) for i in range(args.clients)),
+        *(analysis(url, paths, i, figures) for i in range(args.analyses)),
     )
     return time.perf_counter() - began
 
@@ -276,6 +288,8 @@ def main() -> None:
     parser.add_argument("--size-mb", type=float, default=100)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--calls", type=int, default=1000, help="query_spans calls in all")
+    parser.add_argument("--text-share", type=float, default=0.1, help="share of text filters")
+    parser.add_argument("--analyses", type=int, default=3, help="analyses started meanwhile")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "bench" / "data")
     args = parser.parse_args()
     traces = generate(args.size_mb, args.data_dir)
@@ -293,11 +307,18 @@ def main() -> None:
             stop, peak = threading.Event(), [before]
             sampler = threading.Thread(target=sample_peak, args=(proc.pid, stop, peak))
             sampler.start()
-            elapsed = asyncio.run(drive(url, paths, args.clients, args.calls, figures))
+            cpu_before, own_before = cpu_s(proc.pid), time.process_time()
+            elapsed = asyncio.run(drive(url, paths, args, figures))
+            server_cpu, client_cpu = cpu_s(proc.pid) - cpu_before, time.process_time() - own_before
             stop.set()
             sampler.join()
             time.sleep(3)  # idle: caches and connections may be let go
             after = rss_mb(proc.pid)
+        server_errors = [
+            line
+            for line in (work / "server.log").read_text(errors="replace").splitlines()
+            if "Error" in line or "Traceback" in line
+        ]
         fake.stop()
         total = len(figures.indexed) + len(figures.text)
         print(f"== {args.clients} clients, {traces.name} ({traces.stat().st_size / 1e6:.0f} MB)")
@@ -306,12 +327,19 @@ def main() -> None:
         print(f"errors                     {len(figures.errors):7d}")
         for error in sorted(set(figures.errors))[:5]:
             print(f"    {error}")
+        for line in sorted(set(server_errors))[:5]:
+            print(f"    server log: {line[:300]}")
         for name, values in (("indexed filters", figures.indexed), ("text filters", figures.text)):
             print(
                 f"{name:<26} p50 {pct(values, 0.5):7.0f} ms  p95 {pct(values, 0.95):7.0f} ms  "
                 f"p99 {pct(values, 0.99):7.0f} ms  max {pct(values, 1.0):7.0f} ms"
             )
         print(f"throughput                 {total / elapsed:7.1f} calls/s over {elapsed:.1f} s")
+        print(
+            f"CPU per call               server {1000 * server_cpu / total:5.1f} ms, "
+            f"clients {1000 * client_cpu / total:5.1f} ms (load average "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+        )
         print(
             f"server RSS                 {before_index:.0f} MB at start, {before:.0f} MB once "
             f"indexed, {peak[0]:.0f} MB at peak, {after:.0f} MB after "

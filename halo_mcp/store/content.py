@@ -17,7 +17,9 @@ from halo_mcp.store.errors import InvalidFilterError
 from halo_mcp.store.gzip_stream import decompressed_chunks
 from halo_mcp.text_patterns import PatternError, compile_pattern, compile_raw
 
-BLOCK_BYTES = 8 << 20
+#: Raw bytes scanned per step: big enough that per-block costs vanish, small enough that
+#: a few concurrent scans hold little memory (each step copies its block a time or two).
+BLOCK_BYTES = 2 << 20
 
 
 def compile_text(pattern: str) -> Any:

@@ -105,6 +105,19 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+#: Page cache of each database a reader connection has open (main, shards, temp), in KiB.
+#: Every thread reading a store holds its own connection: a small cache per connection
+#: keeps a busy server's memory bounded (the OS caches the file pages for all of them).
+READER_CACHE_KIB = 512
+
+
+def limit_page_cache(conn: sqlite3.Connection) -> None:
+    """Cap the page cache of every database attached to a reader connection."""
+    names = {name for (name,) in conn.execute("SELECT name FROM pragma_database_list")}
+    for name in sorted(names | {"temp"}):
+        conn.execute(f'PRAGMA "{name}".cache_size=-{READER_CACHE_KIB}')
+
+
 def plan_updates(conn: sqlite3.Connection, states: list[FileState]) -> list[Plan] | None:
     """Compare the files with what the index holds; None when the index is unusable."""
     try:

@@ -34,7 +34,7 @@ from halo_mcp.store.errors import (
 )
 from halo_mcp.store.files import Fingerprint, fingerprint_now, inputs_fingerprint, scan_paths
 from halo_mcp.store.formats import SpanNotOnLineError, span_payload, span_payloads, span_text
-from halo_mcp.store.index import connect, ensure_index
+from halo_mcp.store.index import connect, ensure_index, limit_page_cache
 from halo_mcp.store.models import (
     DEFAULT_SPAN_FIELDS,
     FirstError,
@@ -130,6 +130,7 @@ class TraceStore:
                     f"the trace index {self.index_path} was rebuilt while open ({exc}); "
                     "open the store again"
                 ) from None
+            limit_page_cache(conn)
             self._local.conn = conn
             self._local.hits = OrderedDict()
             with self._guard:

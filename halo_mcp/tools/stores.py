@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import threading
@@ -39,6 +40,7 @@ _Key = tuple[str, ...]
 #: Threads for quick calls and for content scans (each holds one connection per store).
 QUICK_THREADS = max(4, min(8, 2 * (os.cpu_count() or 1)))
 HEAVY_THREADS = max(2, min(4, os.cpu_count() or 1))
+TRIM_EVERY_S = 5.0
 
 
 @dataclass
@@ -59,6 +61,9 @@ class StoreCache:
         self._guard = threading.Lock()
         self._quick = ThreadPoolExecutor(QUICK_THREADS, thread_name_prefix="halo-store")
         self._heavy = ThreadPoolExecutor(HEAVY_THREADS, thread_name_prefix="halo-scan")
+        self._scans = 0  # heavy calls running
+        self._closed = threading.Event()
+        threading.Thread(target=self._trim_while_open, name="halo-trim", daemon=True).start()
 
     async def call(
         self, paths: Sequence[Path], fn: Callable[[Any], T], *, heavy: bool = False
@@ -67,19 +72,28 @@ class StoreCache:
         (content scans) run apart from the quick ones."""
         key = tuple(str(p) for p in paths)
         pool = self._heavy if heavy else self._quick
-        return await asyncio.wrap_future(pool.submit(self._call_sync, key, fn))
+        return await asyncio.wrap_future(pool.submit(self._call_sync, key, fn, heavy))
 
-    def _call_sync(self, key: _Key, fn: Callable[[Any], T]) -> T:
+    def _call_sync(self, key: _Key, fn: Callable[[Any], T], heavy: bool = False) -> T:
         try:
             entry = self._acquire(key)
         except StoreError as exc:
             raise ToolError(str(exc)) from None
+        if heavy:
+            with self._guard:
+                self._scans += 1
         try:
             return fn(entry.store)
         except StoreError as exc:
             raise ToolError(str(exc)) from None
         finally:
             self._release(entry)
+            if heavy:
+                with self._guard:
+                    self._scans -= 1
+                    last = self._scans == 0
+                if last:
+                    release_free_memory()
 
     def _acquire(self, key: _Key) -> _Entry:
         """The open store for `key`, counted as in use; opened (again, when its files
@@ -124,7 +138,14 @@ class StoreCache:
             if entry.retired and entry.users == 0:
                 _close_quietly(entry.store)
 
+    def _trim_while_open(self) -> None:
+        """Every TRIM_EVERY_S, give freed memory back (analyses and scans in other threads
+        free megabytes that glibc would otherwise keep), until the cache is closed."""
+        while not self._closed.wait(TRIM_EVERY_S):
+            release_free_memory()
+
     def close(self) -> None:
+        self._closed.set()
         with self._guard:
             entries, self._entries = list(self._entries.values()), OrderedDict()
             for entry in entries:
@@ -137,3 +158,22 @@ def _close_quietly(store: Any) -> None:
     """Closing is best effort: an index left open is closed by garbage collection."""
     with contextlib.suppress(Exception):
         store.close()
+
+
+def _malloc_trim() -> Callable[[], None]:
+    """glibc's malloc_trim(0), or a no-op where there is no glibc."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+
+    def release() -> None:
+        trim(0)
+
+    return release
+
+
+#: Give memory freed by the last content scan back to the OS. A scan allocates and frees
+#: megabytes in its thread; glibc keeps such freed memory in per-thread arenas, so without
+#: this the server's RSS stays at its peak long after the load has gone.
+release_free_memory = _malloc_trim()
