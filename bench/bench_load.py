@@ -290,6 +290,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000, help="query_spans calls in all")
     parser.add_argument("--text-share", type=float, default=0.1, help="share of text filters")
     parser.add_argument("--analyses", type=int, default=3, help="analyses started meanwhile")
+    parser.add_argument(
+        "--settle-s", type=float, default=10, help="idle seconds before the 'after' RSS"
+    )
     parser.add_argument("--data-dir", type=Path, default=ROOT / "bench" / "data")
     args = parser.parse_args()
     traces = generate(args.size_mb, args.data_dir)
@@ -312,7 +315,7 @@ def main() -> None:
             server_cpu, client_cpu = cpu_s(proc.pid) - cpu_before, time.process_time() - own_before
             stop.set()
             sampler.join()
-            time.sleep(3)  # idle: caches and connections may be let go
+            time.sleep(args.settle_s)  # idle: freed memory may be given back
             after = rss_mb(proc.pid)
         server_errors = [
             line
@@ -342,7 +345,7 @@ def main() -> None:
         )
         print(
             f"server RSS                 {before_index:.0f} MB at start, {before:.0f} MB once "
-            f"indexed, {peak[0]:.0f} MB at peak, {after:.0f} MB after "
+            f"indexed, {peak[0]:.0f} MB at peak, {after:.0f} MB {args.settle_s:.0f} s after "
             f"({after / before:.2f}x the indexed start)"
         )
         done = statistics.multimode(figures.analyses) if figures.analyses else ["none"]
