@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validat
 from halo_mcp import __version__
 from halo_mcp.tools import analyze, findings, prompts, runs, spans, triage
 from halo_mcp.tools.analyze import engine_settings_factory
-from halo_mcp.tools.arguments import invalid_arguments
+from halo_mcp.tools.arguments import invalid_arguments, invalid_unicode
 from halo_mcp.tools.manager import RunManager
 from halo_mcp.tools.paths import normalize_roots
 from halo_mcp.tools.state import ServerState
@@ -143,6 +143,9 @@ class HaloServer(MCPServer):
     """
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        bad_text = invalid_unicode(name, arguments)
+        if bad_text is not None:
+            raise bad_text
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:

@@ -124,12 +124,30 @@ async def test_over_mcp_the_overview_lists_bad_lines_and_skipped_files(env) -> N
         query = await client.call_tool(
             "query_spans", {"trace_paths": [str(folder)], "filter": {"text": "\ud800"}}
         )
+        by_name = await client.call_tool(
+            "query_spans", {"trace_paths": [str(folder)], "filter": {"name": "x\udc00"}}
+        )
     assert data["spans"] == 9
     assert [(b["line"], "lone surrogate" in b["reason"]) for b in data["bad_line_examples"]] == [
         (3, True)
     ]
     assert [s["path"] for s in data["skipped_files"]] == [str(folder / "gone.jsonl")]
     assert query.is_error and "lone surrogate" in query.content[0].text
+    assert by_name.is_error and "filter.name holds a lone surrogate" in by_name.content[0].text
+
+
+def test_names_and_arguments_that_are_not_utf8_are_named_not_a_traceback(env, capsys) -> None:
+    folder = env / "traces"
+    folder.mkdir()
+    write(folder / "good.jsonl", shop_traces())
+    odd = os.fsdecode(bytes(folder) + b"/caf\xe9.jsonl")  # a Latin-1 file name
+    write(Path(odd), shop_traces())
+    assert main(["overview", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "Spans: 11" in out
+    assert f"Skipped: {folder}/caf\\xe9.jsonl: its name is not valid UTF-8" in out
+    assert main(["query", str(folder), "--tool", os.fsdecode(b"\xff")]) == 2
+    assert "argument '\\\\xff' is not valid UTF-8" in capsys.readouterr().err
 
 
 def test_a_truncated_gzip_keeps_every_complete_line_and_says_where_it_stopped(env) -> None:

@@ -19,9 +19,12 @@ from halo_mcp.store.errors import TraceFileNotFoundError
 from halo_mcp.store.formats.errors import BadLineError
 from halo_mcp.store.formats.lines import load_line
 from halo_mcp.store.models import SkippedFile
+from halo_mcp.text import clip
 
 TRACE_SUFFIXES = (".jsonl", ".json", ".ndjson", ".gz")
 HASH_BYTES = 4096
+#: Skipped files listed in a load report (all of them are logged).
+MAX_SKIPPED = 20
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +97,11 @@ def scan_paths(paths: Sequence[str | Path]) -> PathScan:
                     if problem is None:
                         inside.append(entry.resolve())
                     else:
-                        key = str(entry.absolute())
+                        key = shown_path(entry.absolute())
                         skipped[key] = SkippedFile(path=key, reason=problem)
             if not inside:
-                detail = (
-                    f"; skipped: {', '.join(f'{s.path} ({s.reason})' for s in skipped.values())}"
-                    if skipped
-                    else ""
-                )
+                listed = "; ".join(f"{s.path} ({s.reason})" for s in skipped.values())
+                detail = f"; skipped: {clip(listed, 1000)[0]}" if skipped else ""
                 raise TraceFileNotFoundError(
                     f"directory {absolute} holds no trace file (looked for "
                     f"{', '.join('*' + s for s in TRACE_SUFFIXES)}, recursively){detail}"
@@ -114,7 +114,13 @@ def scan_paths(paths: Sequence[str | Path]) -> PathScan:
             found.add(path.resolve())
     for log_skip in skipped.values():
         log.warning("skipping %s: %s", log_skip.path, log_skip.reason)
-    return PathScan(sorted(found), sorted(directories), list(skipped.values()))
+    return PathScan(sorted(found), sorted(directories), list(skipped.values())[:MAX_SKIPPED])
+
+
+def shown_path(path: Path) -> str:
+    """`path` as text that can always be printed or sent: bytes of a name that are not
+    UTF-8 (which Python keeps as lone surrogates) are shown as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 _FILE_TYPES = (
@@ -128,6 +134,10 @@ _FILE_TYPES = (
 def unreadable_reason(path: Path) -> str | None:
     """Why `path` cannot be read as trace data, or None for a readable regular file.
     Only stats the path (following links): a FIFO is never opened."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8 (rename the file)"
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:

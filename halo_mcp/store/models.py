@@ -320,7 +320,8 @@ class LoadReport(BaseModel):
     bad_lines: int
     bad_line_examples: list[BadLine] = Field(description="The first few bad lines, with reasons.")
     skipped_files: list[SkippedFile] = Field(
-        default_factory=list, description="Files in the directories given that were not read."
+        default_factory=list,
+        description="Files in the directories given that were not read (the first 20).",
     )
     duplicate_spans: int = Field(0, description="Spans whose (trace, span) id was seen before.")
     orphan_spans: int = Field(0, description="Spans whose parent id is not in the data.")
@@ -367,7 +368,8 @@ class Overview(BaseModel):
         default_factory=list, description="The first few bad lines (file, line, reason)."
     )
     skipped_files: list[SkippedFile] = Field(
-        default_factory=list, description="Files in the directories given that were not read."
+        default_factory=list,
+        description="Files in the directories given that were not read (the first 20).",
     )
     start_time: datetime | None = None
     end_time: datetime | None = None

@@ -94,3 +94,27 @@ def _type_text(variant: dict[str, Any]) -> str:
     if kind == "array":
         return f"array of {(variant.get('items') or {}).get('type', 'values')}"
     return "" if kind == "null" else str(kind)
+
+
+def invalid_unicode(tool: str, arguments: Any) -> ToolError | None:
+    """A ToolError naming the first argument that holds a lone surrogate (JSON allows
+    `"\\ud800"`, UTF-8 does not: SQLite, file paths and every reply would fail on it)."""
+    stack: list[tuple[str, Any]] = [("arguments", arguments)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return ToolError(
+                    f"{tool}: {where} holds a lone surrogate (like \\ud800), which is not valid "
+                    "Unicode; remove it or send the intended character"
+                )
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+                inner = name if where == "arguments" else f"{where}.{name}"
+                stack.extend(((inner, key), (inner, item)))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
+    return None
