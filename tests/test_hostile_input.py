@@ -285,6 +285,15 @@ async def test_a_run_started_with_credentials_in_the_base_url_never_stores_them(
     assert EngineSettings(base_url=base).public_dict()["base_url"] == run.config["base_url"]
 
 
+def test_a_run_recorded_with_a_raw_base_url_is_shown_redacted(env, capsys) -> None:
+    """Records written before redaction existed are redacted when read."""
+    runs = RunStore(env / "data")
+    run = runs.create("why?", ["a.jsonl"], {"base_url": "http://u:OLDSECRET@h/v1"}, owner=None)
+    assert main(["show", run.id, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "OLDSECRET" not in out and "http://***@h/v1" in out
+
+
 # -- 7. a data or cache directory that is a file ------------------------------------------
 
 

@@ -24,6 +24,7 @@ from halo_mcp.engine.errors import UnknownFindingError, UnknownRunError
 from halo_mcp.engine.ids import new_run_id
 from halo_mcp.engine.models import Progress, RunRecord, RunStatus, Usage
 from halo_mcp.findings.models import Finding
+from halo_mcp.redact import redact_url
 from halo_mcp.store.models import STORED_RECORD
 
 log = logging.getLogger(__name__)
@@ -386,7 +387,7 @@ class RunStore:
             status=run_status,
             prompt=prompt,
             trace_paths=orjson.loads(trace_paths),
-            config=orjson.loads(config),
+            config=_shown_config(orjson.loads(config)),
             created_at=datetime.fromisoformat(created_at),
             started_at=datetime.fromisoformat(started_at) if started_at else None,
             finished_at=datetime.fromisoformat(finished_at) if finished_at else None,
@@ -413,3 +414,11 @@ def open_run_store(settings: Any = None) -> RunStore:
     """The run store for these EngineSettings (their data_dir, else the default)."""
     data_dir = getattr(settings, "data_dir", None) if settings is not None else None
     return RunStore(data_dir)
+
+
+def _shown_config(config: Any) -> Any:
+    """A stored run config as it may be shown: a base URL recorded before URLs were
+    redacted on the way in is redacted on the way out."""
+    if isinstance(config, dict) and isinstance(config.get("base_url"), str):
+        return {**config, "base_url": redact_url(config["base_url"])}
+    return config
