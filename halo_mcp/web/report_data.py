@@ -133,17 +133,11 @@ def build_report(
     buckets = _buckets(time_range) if time_range else []
     totals = _bucket_totals(store, buckets) if store is not None else []
     traces: dict[str, TraceTree] = {}
-    views = []
-    for rank, finding in enumerate(sort_findings(run.findings), 1):
-        view = FindingView(rank=rank, finding=finding, check=checks.get(finding.id))
-        if finding.prevalence is not None:
-            view.interval = wilson(
-                finding.prevalence.traces_matched, finding.prevalence.traces_in_scope
-            )
-        view.first_seen, view.last_seen = finding.first_seen, finding.last_seen
+    views = ranked_findings(run.findings)
+    for view in views:
+        view.check = checks.get(view.finding.id)
         if store is not None:
             _fill_from_store(view, store, buckets, totals, traces)
-        views.append(view)
     summary = RunSummary(
         id=run.id,
         status=str(run.status),
@@ -163,6 +157,24 @@ def build_report(
         check=_check_summary(check) if check else None,
         notes=notes,
     )
+
+
+def ranked_findings(findings: Sequence[Finding]) -> list[FindingView]:
+    """Findings most severe and most prevalent first, with their intervals (no store)."""
+    views = []
+    for rank, finding in enumerate(sort_findings(findings), 1):
+        view = FindingView(
+            rank=rank,
+            finding=finding,
+            first_seen=finding.first_seen,
+            last_seen=finding.last_seen,
+        )
+        if finding.prevalence is not None:
+            view.interval = wilson(
+                finding.prevalence.traces_matched, finding.prevalence.traces_in_scope
+            )
+        views.append(view)
+    return views
 
 
 def _fill_from_store(
