@@ -110,7 +110,9 @@ def wilson(matched: int, total: int, z: float = Z95) -> Interval:
     denom = 1 + z * z / total
     centre = (p + z * z / (2 * total)) / denom
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return Interval(rate=p, low=max(0.0, centre - half), high=min(1.0, centre + half))
+    low = 0.0 if matched <= 0 else max(0.0, centre - half)
+    high = 1.0 if matched >= total else min(1.0, centre + half)
+    return Interval(rate=p, low=low, high=high)
 
 
 def build_report(

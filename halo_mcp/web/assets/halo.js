@@ -48,6 +48,7 @@
 
   function fmtDuration(ms) {
     if (ms === null || ms === undefined || isNaN(ms)) return "";
+    if (ms === 0) return "0";
     if (ms < 1) return (ms * 1000).toFixed(0) + " µs";
     if (ms < 1000) return ms.toFixed(ms < 10 ? 1 : 0) + " ms";
     if (ms < 60000) return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + " s";
