@@ -315,24 +315,12 @@ async def page(viewer: Viewer, request: Request) -> Response:
 class Guard:
     """Host/Origin checks (the MCP SDK's), then the bearer token when one is configured."""
 
-    def __init__(self, app: ASGIApp, settings: UiSettings) -> None:
+    def __init__(self, app: ASGIApp, security: Any, tokens: list[SecretStr]) -> None:
         from mcp.server.transport_security import TransportSecurityMiddleware
 
-        from halo_mcp.server import ServerSettings, transport_security
-
-        # The MCP server's own settings model: the same allowed hosts, and the same rule
-        # that a non-loopback bind needs a token (it raises otherwise).
-        shared = ServerSettings(
-            transport="http",
-            host=settings.host,
-            port=settings.port,
-            tokens=settings.tokens,
-            allowed_hosts=settings.allowed_hosts,
-            allowed_origins=settings.allowed_origins,
-        )
         self.app = app
-        self.security = TransportSecurityMiddleware(transport_security(shared))
-        self.tokens = [t.get_secret_value().encode() for t in settings.tokens]
+        self.security = TransportSecurityMiddleware(security)
+        self.tokens = [t.get_secret_value().encode() for t in tokens]
 
     def _known(self, token: str | None) -> bool:
         if not token:
@@ -378,8 +366,26 @@ class Guard:
         )
 
 
+def http_security(settings: UiSettings) -> Any:
+    """The MCP HTTP server's Host/Origin settings for this bind address. Built through its
+    own settings model, so the same rule holds: a non-loopback bind needs a token."""
+    from halo_mcp.server import ServerSettings, transport_security
+
+    shared = ServerSettings(
+        transport="http",
+        host=settings.host,
+        port=settings.port,
+        tokens=settings.tokens,
+        allowed_hosts=settings.allowed_hosts,
+        allowed_origins=settings.allowed_origins,
+    )
+    return transport_security(shared)
+
+
 def create_app(settings: UiSettings) -> ASGIApp:
-    """The viewer as an ASGI app (opens the trace store now; may take a while to index)."""
+    """The viewer as an ASGI app (opens the trace store now; may take a while to index).
+    Raises ValueError (or pydantic's ValidationError) for an unsafe bind."""
+    security = http_security(settings)
     viewer = Viewer(settings)
 
     @contextlib.asynccontextmanager
@@ -405,7 +411,7 @@ def create_app(settings: UiSettings) -> ASGIApp:
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.viewer = viewer
-    return Guard(app, settings)
+    return Guard(app, security, settings.tokens)
 
 
 async def _follow(viewer: Viewer) -> None:
