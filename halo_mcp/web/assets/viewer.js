@@ -55,7 +55,7 @@
       input("tool_name", "tool"),
       input("min_duration_ms", "min ms", "number"),
       input("max_duration_ms", "max ms", "number"),
-      input("start_after", "start after", "text", "2026-01-31T00:00Z"),
+      input("start_after", "start after", "text", "ISO time, UTC"),
       input("start_before", "start before", "text", ""),
       input("text", "content regex"),
       el("label", {}, "attributes", el("input", { name: "attributes", placeholder: "key=value, …", value: attrs })),
@@ -255,7 +255,7 @@
           el("span", { text: "traces: " + run.trace_paths.join(", ") }),
           el("a", { href: "/runs/" + encodeURIComponent(run.id) + "/report.html", target: "_blank", id: "html-report", text: "HTML report ↗" })),
         run.error ? el("p", { class: "error-text", text: run.error }) : null),
-      run.findings.map((v) => findingCard(v, scale))
+      ...run.findings.map((v) => findingCard(v, scale))
     );
   }
 
