@@ -34,7 +34,9 @@ def test_trace_list_filters_and_a_trace_with_its_span_details(web: WebEnv):
         assert all(t["error_count"] > 0 for t in errors["traces"])
         trace_id = errors["traces"][0]["trace_id"]
         tree = http.get(f"/api/traces/{trace_id}").json()
-        assert tree["nodes"][0]["depth"] == 0 and len(tree["nodes"]) == tree["summary"]["span_count"]
+        assert (
+            tree["nodes"][0]["depth"] == 0 and len(tree["nodes"]) == tree["summary"]["span_count"]
+        )
         error_span = next(n["span"] for n in tree["nodes"] if n["span"]["status"] == "error")
         span = http.get(f"/api/traces/{trace_id}/spans/{error_span['span_id']}").json()
         assert span["attributes"] and span["error_message"] == error_span["error_message"]
@@ -65,9 +67,7 @@ def test_runs_findings_triage_and_the_html_report(web: WebEnv):
 def test_host_and_origin_are_checked_as_on_the_mcp_http_server(web: WebEnv):
     with serve_viewer(viewer_settings(web)) as base, httpx.Client(base_url=base) as http:
         assert http.get("/api/status", headers={"Host": "evil.example"}).status_code == 421
-        assert (
-            http.get("/api/status", headers={"Origin": "http://evil.example"}).status_code == 403
-        )
+        assert http.get("/api/status", headers={"Origin": "http://evil.example"}).status_code == 403
         assert http.get("/api/status", headers={"Origin": base}).status_code == 200
 
 

@@ -33,6 +33,4 @@ def register(server: MCPServer) -> None:
         except ToolError as exc:
             raise ResourceNotFoundError(str(exc)) from None
         cache_dir = state.stores.cache_dir
-        return await anyio.to_thread.run_sync(
-            lambda: run_report_html(record, cache_dir=cache_dir)
-        )
+        return await anyio.to_thread.run_sync(lambda: run_report_html(record, cache_dir=cache_dir))

@@ -267,9 +267,7 @@ async def run(viewer: Viewer, request: Request) -> Response:
 
 async def run_report(viewer: Viewer, request: Request) -> Response:
     record = await in_thread(lambda: viewer.runs.get(request.path_params["run_id"]))
-    page = await in_thread(
-        lambda: run_report_html(record, cache_dir=viewer.settings.cache_dir)
-    )
+    page = await in_thread(lambda: run_report_html(record, cache_dir=viewer.settings.cache_dir))
     return HTMLResponse(page)
 
 
@@ -421,9 +419,7 @@ async def _follow(viewer: Viewer) -> None:
         try:
             began = time.perf_counter()
             if await in_thread(viewer.live.refresh):
-                log.info(
-                    "trace files changed: reopened in %.1f s", time.perf_counter() - began
-                )
+                log.info("trace files changed: reopened in %.1f s", time.perf_counter() - began)
         except StoreError as exc:
             log.warning("could not reopen the changed trace files: %s", exc)
 

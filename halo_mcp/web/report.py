@@ -28,12 +28,13 @@ _PAGE = """<!doctype html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
 <title>{title}</title>
 <style>{css}</style>
 </head>
 <body>
-<main class="page" id="app"><noscript>This report draws its findings with JavaScript; enable it to see them.</noscript></main>
+<main class="page" id="app"><noscript>This report draws its findings with JavaScript;
+enable it to see them.</noscript></main>
 <script id="halo-data" type="application/json">{data}</script>
 <script>{halo_js}</script>
 <script>{report_js}</script>
@@ -42,10 +43,14 @@ _PAGE = """<!doctype html>
 """
 
 
+#: Nothing may be fetched: inline scripts and styles only.
+CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
+
+
 @cache
 def asset(name: str) -> str:
     """A packaged asset's text (halo_mcp/web/assets/NAME)."""
-    return resources.files("halo_mcp.web").joinpath("assets", name).read_text(encoding="utf-8")
+    return (resources.files("halo_mcp.web") / "assets" / name).read_text(encoding="utf-8")
 
 
 def embed_json(data: ReportData) -> str:
@@ -57,6 +62,7 @@ def embed_json(data: ReportData) -> str:
 def render_html(data: ReportData) -> str:
     """The page for `data`: self-contained (a CSP forbids any fetch)."""
     return _PAGE.format(
+        csp=CSP,
         title=html.escape(f"HALO report {data.run.id}"),
         css=asset("halo.css"),
         data=embed_json(data),

@@ -270,9 +270,7 @@ def bucket_rates(
             narrowed = matcher.model_copy(update={"start_after": lo, "start_before": hi})
             matched = store.count(narrowed).traces
         out.append(
-            RateBucket(
-                start=start.date(), days=(end - start).days, traces=total, matched=matched
-            )
+            RateBucket(start=start.date(), days=(end - start).days, traces=total, matched=matched)
         )
     return out
 
