@@ -207,7 +207,7 @@ def bench_trace_list(path: Path, cache_dir: Path, reps: int) -> list[str]:
         f"tool {tool}": {"tool_name": tool},
         "name glob": {"name": "Chat*"},
         "slow (>5 s)": {"min_duration_ms": 5000},
-        "errors, newest by duration": {"errors_only": True},
+        "errors, slowest first": {"errors_only": True},
         "content regex": {"text": "rate limit"},
     }
     settings = UiSettings(paths=[path], port=free_port(), cache_dir=cache_dir, poll_seconds=60)
@@ -223,7 +223,7 @@ def bench_trace_list(path: Path, cache_dir: Path, reps: int) -> list[str]:
         )
         everything = []
         for label, flt in filters.items():
-            params = {"limit": "50", "sort": "-duration" if "duration" in label else "-start_time"}
+            params = {"limit": "50", "sort": "-duration" if "slowest" in label else "-start_time"}
             if flt:
                 params["filter"] = json.dumps(flt)
             first, nexts = [], []

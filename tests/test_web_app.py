@@ -107,3 +107,21 @@ def test_the_viewer_follows_a_trace_file_that_grows(tmp_path):
             status = http.get("/api/status").json()
         assert status["generation"] == 2 and status["traces"] == 50
         assert http.get("/api/traces").json()["total"] == 50
+
+
+def test_the_viewer_follows_a_directory_that_gets_a_new_file(tmp_path):
+    web = make_web_env(tmp_path, traces=25)
+    folder = tmp_path / "collected"
+    folder.mkdir()
+    web.traces.rename(folder / "first.jsonl")
+    settings = viewer_settings(web, paths=[folder])
+    with serve_viewer(settings) as base, httpx.Client(base_url=base) as http:
+        assert http.get("/api/status").json()["traces"] == 25
+        generate(str(tmp_path / "second.jsonl"), traces=15, seed=42, profile="tiny")
+        (tmp_path / "second.jsonl").rename(folder / "second.jsonl")
+        deadline = time.monotonic() + 30
+        status = http.get("/api/status").json()
+        while status["generation"] == 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            status = http.get("/api/status").json()
+        assert status["traces"] == 40

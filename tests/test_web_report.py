@@ -14,6 +14,8 @@ import pytest
 from mcp import Client
 
 from halo_mcp.cli import main
+from halo_mcp.engine.models import RunStatus
+from halo_mcp.engine.runstore import RunStore
 from halo_mcp.findings.models import Evidence
 from halo_mcp.server import create_server
 from halo_mcp.store import SpanFilter, open_store
@@ -148,6 +150,12 @@ async def test_the_mcp_server_serves_the_html_report_as_a_resource(web: WebEnv, 
         assert markdown.contents[0].mime_type == "text/markdown"
         with pytest.raises(Exception, match="list_runs"):
             await client.read_resource("halo://runs/run_missing/report.html")
+        # A run whose trace files are gone still gets a page, saying so.
+        runs = RunStore(web.data_dir)
+        gone = runs.create("gone", [str(web.root / "gone.jsonl")], {}, status=RunStatus.running)
+        runs.save(gone.model_copy(update={"status": RunStatus.finished}))
+        result = await client.read_resource(f"halo://runs/{gone.id}/report.html")
+        assert "could not be opened" in embedded(result.contents[0].text)["notes"][0]
 
 
 def test_a_drawn_trace_is_cut_at_its_span_limit(web: WebEnv):

@@ -7,6 +7,8 @@ client can save it and open it in a browser; nothing in it fetches from the netw
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
@@ -25,12 +27,21 @@ def register(server: MCPServer) -> None:
         mime_type="text/html",
     )
     async def run_report_html_resource(run_id: str, ctx: Context) -> str:
-        from halo_mcp.web.report import run_report_html
+        from halo_mcp.web.report import render_html
+        from halo_mcp.web.report_data import build_report
 
         state = server_state(ctx)
         try:
             record = await load_record(state, run_id, caller_owner(ctx))
         except ToolError as exc:
             raise ResourceNotFoundError(str(exc)) from None
-        cache_dir = state.stores.cache_dir
-        return await anyio.to_thread.run_sync(lambda: run_report_html(record, cache_dir=cache_dir))
+        paths = [Path(p) for p in record.trace_paths]
+        try:  # through the server's open stores: a second read of the report is quick
+            return await state.stores.call(
+                paths, lambda store: render_html(build_report(record, store))
+            )
+        except ToolError as exc:  # the traces are gone: the findings still deserve a page
+            problem = str(exc)
+            return await anyio.to_thread.run_sync(
+                lambda: render_html(build_report(record, None, store_error=problem))
+            )

@@ -169,8 +169,15 @@
     const target = options.highlight && rows.find((r) => r.dataset.spanId === options.highlight);
     if (target) {
       const index = rows.indexOf(target);
-      // Selecting after insertion lets the caller's details panel exist first.
-      setTimeout(() => select(target, nodes[index].span), 0);
+      // Selecting after insertion lets the caller's details panel exist first; the
+      // scrolling container (if any) brings the highlighted row into view.
+      setTimeout(() => {
+        select(target, nodes[index].span);
+        const scroller = box.parentElement;
+        if (scroller && scroller.scrollHeight > scroller.clientHeight) {
+          scroller.scrollTop = Math.max(0, target.offsetTop - scroller.clientHeight / 3);
+        }
+      }, 0);
     }
     return box;
   }
