@@ -21,7 +21,7 @@ from halo_mcp.server import create_server
 from halo_mcp.store import SpanFilter, open_store
 from halo_mcp.synth import generate
 from halo_mcp.web.report import render_html, run_report_html
-from halo_mcp.web.report_data import build_report, wilson
+from halo_mcp.web.report_data import build_report, fit_trace, wilson
 from tests.mcp_support import settings
 from tests.web_support import WebEnv, make_web_env
 
@@ -165,3 +165,16 @@ def test_a_drawn_trace_is_cut_at_its_span_limit(web: WebEnv):
         assert len(biggest.nodes) == min(biggest.summary.span_count, 300)
         assert store.count(SpanFilter(trace_ids=[biggest.trace_id])).spans >= len(biggest.nodes)
     assert len(render_html(data)) < 5_000_000
+
+
+def test_a_large_trace_keeps_content_only_for_the_cited_spans(web: WebEnv):
+    with open_store([web.traces], cache_dir=web.cache_dir) as store:
+        data = build_report(web.run, store)
+    tree = next(iter(data.traces.values()))
+    cited = {tree.nodes[1].span.span_id}
+    assert fit_trace(tree.model_copy(deep=True), cited, 10**9) is False
+    small = tree.model_copy(deep=True)
+    assert fit_trace(small, cited, 1000) is True
+    kept = [n.span.span_id for n in small.nodes if n.span.attributes]
+    assert kept == [tree.nodes[1].span.span_id]
+    assert len(small.nodes) == len(tree.nodes)

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 MAX_EVIDENCE_TRACES = 3
 MAX_TRACE_SPANS = 300
 MAX_VALUE_CHARS = 400
+#: A drawn trace's JSON beyond this drops the content of spans no finding cites.
+MAX_TRACE_BYTES = 600_000
 #: Rate buckets per finding: one per day up to this many days, wider beyond.
 MAX_BUCKETS = 60
 #: The span fields a drawn trace carries: the row facts plus what a click shows.
@@ -149,6 +151,13 @@ def build_report(
         finished_at=run.finished_at,
         error=run.error,
     )
+    cited = {e.span_id for f in run.findings for e in f.evidence if e.span_id}
+    cut = [tid for tid, tree in traces.items() if fit_trace(tree, cited, MAX_TRACE_BYTES)]
+    if cut:
+        notes.append(
+            f"{len(cut)} large evidence trace(s) keep attributes and content only for the cited "
+            "spans (see them all with `halo-mcp ui`)."
+        )
     return ReportData(
         generated_at=datetime.now(timezone.utc),
         run=summary,
@@ -211,6 +220,17 @@ def _fill_from_store(
     more = len({e.trace_id for e in finding.evidence}) - len(wanted)
     if more > 0:
         view.notes.append(f"{more} more evidence trace(s) not drawn (see the finding's JSON).")
+
+
+def fit_trace(tree: TraceTree, keep: set[str], budget: int) -> bool:
+    """Drop attributes and content of the spans not in `keep` when the tree's JSON is over
+    `budget` bytes (spans with many flattened message attributes add up). True if cut."""
+    if len(tree.model_dump_json()) <= budget:
+        return False
+    for node in tree.nodes:
+        if node.span.span_id not in keep:
+            node.span.attributes = node.span.input = node.span.output = node.span.events = None
+    return True
 
 
 def seen_range(store: TraceStore, matcher: SpanFilter) -> tuple[datetime | None, datetime | None]:
