@@ -125,3 +125,15 @@ def test_the_viewer_follows_a_directory_that_gets_a_new_file(tmp_path):
             time.sleep(0.1)
             status = http.get("/api/status").json()
         assert status["traces"] == 40
+
+
+def test_ui_command_refuses_what_it_cannot_serve_safely(web: WebEnv, capsys, monkeypatch):
+    from halo_mcp.cli import main
+
+    monkeypatch.delenv("HALO_MCP_TOKEN", raising=False)
+    assert main(["ui"]) == 2
+    assert "name the trace files" in capsys.readouterr().err
+    assert main(["ui", str(web.traces), "--host", "0.0.0.0"]) == 2
+    assert "needs a bearer token" in capsys.readouterr().err
+    assert main(["ui", str(web.root / "missing.jsonl")]) == 2
+    assert "not found" in capsys.readouterr().err
