@@ -42,6 +42,8 @@ def test_trace_list_filters_and_a_trace_with_its_span_details(web: WebEnv):
         assert span["attributes"] and span["error_message"] == error_span["error_message"]
         bad = http.get("/api/traces", params={"filter": json.dumps({"colour": "red"})})
         assert bad.status_code == 400 and "errors_only" in bad.json()["error"]
+        bad_sort = http.get("/api/traces", params={"sort": "colour"})
+        assert bad_sort.status_code == 400 and "start_time" in bad_sort.json()["error"]
         missing = http.get("/api/traces/t_nope")
         assert missing.status_code == 404 and "query_traces" in missing.json()["error"]
         page = http.get("/")

@@ -193,12 +193,13 @@ def _handler(
 async def status(viewer: Viewer, request: Request) -> Response:
     live = viewer.live
     store = live.store
+    traces_total = await in_thread(lambda: store.count().traces_in_scope)
     return json_response(
         {
             "generation": live.generation,
             "updated_at": live.updated_at.isoformat(),
             "paths": [str(p) for p in live.paths],
-            "traces": store.count().traces_in_scope,
+            "traces": traces_total,
             "spans": store.report.spans,
             "bad_lines": store.report.bad_lines,
         }
