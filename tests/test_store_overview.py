@@ -115,7 +115,8 @@ def test_each_planted_failure_mode_surfaces_as_an_error_signature(planted) -> No
 def test_the_retry_loop_shows_up_as_repeated_identical_tool_calls(planted) -> None:
     store, manifest = planted
     mode = next(m for m in manifest.failure_modes if m.name == "retry_loop")
-    loops = store.repeated_tool_calls(min_repeats=4)
+    with store.aggregates() as reader:
+        loops = list(reader.repeated_calls(min_repeats=4))
     assert mode.planted_traces > 0
     assert {r.trace_id for r in loops} == set(mode.trace_ids)
 

@@ -203,9 +203,10 @@ def test_search_returns_excerpts_around_the_match(store: TraceStore) -> None:
 
 
 def test_repeated_identical_tool_calls_are_found(store: TraceStore) -> None:
-    loops = store.repeated_tool_calls(min_repeats=3)
+    with store.aggregates() as reader:
+        loops = list(reader.repeated_calls(min_repeats=3))
+        assert list(reader.repeated_calls(min_repeats=4)) == []
     assert [(r.trace_id, r.tool_name, r.calls) for r in loops] == [("t2", "search", 3)]
-    assert store.repeated_tool_calls(min_repeats=4) == []
 
 
 def test_one_store_serves_many_threads(store: TraceStore) -> None:

@@ -13,7 +13,6 @@ from pydantic import BaseModel, Field
 from halo_mcp import triage
 from halo_mcp.check.verdicts import VERDICTS, Verdict, decide
 from halo_mcp.findings.models import Evidence, Finding, Prevalence, Severity
-from halo_mcp.store import aggregates
 from halo_mcp.store.errors import StoreError
 from halo_mcp.store.store import TraceStore
 
@@ -72,13 +71,11 @@ def check_findings(
     """Recount each finding on `new_store` (and on `baseline_store` when given, else use its
     recorded prevalence as 'before') and decide a verdict per finding."""
     began = time.perf_counter()
-    with aggregates.reader(new_store) as new_conn, contextlib.ExitStack() as stack:
-        new_ctx = triage.AggregateContext(new_conn)
+    with new_store.aggregates() as new_reader, contextlib.ExitStack() as stack:
+        new_ctx = triage.AggregateContext(new_reader)
         old_ctx = None
         if baseline_store is not None:
-            old_ctx = triage.AggregateContext(
-                stack.enter_context(aggregates.reader(baseline_store))
-            )
+            old_ctx = triage.AggregateContext(stack.enter_context(baseline_store.aggregates()))
         results = [_check_one(f, new_store, new_ctx, baseline_store, old_ctx) for f in findings]
         total = new_ctx.total
     elapsed = (time.perf_counter() - began) * 1000
@@ -187,8 +184,8 @@ def recount_prevalence(findings: Sequence[Finding], store: TraceStore) -> list[F
     so 'before' and 'after' come from the same counting. Findings that cannot be recounted
     keep their recorded prevalence."""
     out = []
-    with aggregates.reader(store) as conn:
-        ctx = triage.AggregateContext(conn)
+    with store.aggregates() as reader:
+        ctx = triage.AggregateContext(reader)
         for finding in findings:
             rule = _rule_for(finding)
             if rule is None:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from halo_mcp.store import derive
+from halo_mcp.store.connections import connect
 from halo_mcp.store.files import HASH_BYTES, FileState, file_state, hash_range, set_key
 from halo_mcp.store.ingest import (
     MAX_BAD_EXAMPLES,
@@ -89,19 +90,6 @@ class Plan:
 
 def index_path(cache_dir: Path, files: list[Path]) -> Path:
     return cache_dir / "indexes" / f"{set_key(files)}.sqlite"
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """A connection to an index file (URI filenames on, so shards attach read-only)."""
-    conn = sqlite3.connect(
-        Path(path).absolute().as_uri(),
-        uri=True,
-        isolation_level=None,
-        check_same_thread=False,
-        timeout=60,
-    )
-    conn.execute("PRAGMA busy_timeout=60000")
-    return conn
 
 
 def plan_updates(conn: sqlite3.Connection, states: list[FileState]) -> list[Plan] | None:

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import sqlite3
 import threading
-import zlib
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -21,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from halo_mcp.settings import cache_dir as default_cache_dir
 from halo_mcp.store import content, overview, query
+from halo_mcp.store.aggregates import Aggregates
+from halo_mcp.store.connections import iter_rows, open_reader
 from halo_mcp.store.errors import (
     InvalidFilterError,
     NoSpansError,
@@ -32,8 +33,8 @@ from halo_mcp.store.errors import (
     UnknownIdError,
 )
 from halo_mcp.store.files import Fingerprint, expand_paths, fingerprint_now, inputs_fingerprint
-from halo_mcp.store.formats import SpanNotOnLineError, span_payload, span_payloads, span_text
-from halo_mcp.store.index import connect, ensure_index
+from halo_mcp.store.formats import SpanPayload, span_payloads, span_text
+from halo_mcp.store.index import ensure_index
 from halo_mcp.store.models import (
     DEFAULT_SPAN_FIELDS,
     FirstError,
@@ -53,14 +54,8 @@ from halo_mcp.store.models import (
     TraceTree,
 )
 from halo_mcp.store.query import COL, ROW_SELECT, Clipper
-from halo_mcp.store.shards import (
-    attach_shards,
-    count_where,
-    line_fixes,
-    shard_of,
-    span_source,
-    spans_where,
-)
+from halo_mcp.store.raw_lines import LineReader, TraceFiles
+from halo_mcp.store.shards import count_where, spans_where
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +69,6 @@ _TRACE_COLUMNS = (
     "t.first_error_span_id, t.first_error_name, t.first_error_message"
 )
 _TRACE_SORT_INDEX = {"start_ns": 8, "duration_ns": 9, "error_count": 7}
-
-
-class RepeatedToolCall(BaseModel):
-    """The same tool called with identical input several times in one trace (a loop)."""
-
-    trace_id: str
-    tool_name: str
-    calls: int
-    example_span_ids: list[str]
 
 
 class TraceStore:
@@ -103,11 +89,7 @@ class TraceStore:
         self._closed = False
         self._line_indexes: dict[int, tuple[array, array]] = {}
         conn = self._conn()
-        self._files = {
-            fid: (Path(path), bool(gz))
-            for fid, path, gz in conn.execute("SELECT file_id, path, gz FROM files")
-        }
-        self._line_fixes = line_fixes(conn)
+        self._files = TraceFiles(conn)
         self.report = overview.load_report(conn, db_path, reused)
         self._span_total = self.report.spans
         self._trace_total = overview.meta_int(overview.read_meta(conn), "traces")
@@ -119,71 +101,39 @@ class TraceStore:
             raise StoreError("this trace store is closed; open it again with open_store()")
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self.index_path)
-            conn.execute("PRAGMA temp_store=FILE")
-            try:
-                attach_shards(conn, self.index_path)
-            except sqlite3.OperationalError as exc:  # a rebuild replaced the index meanwhile
-                conn.close()
-                raise StoreError(
-                    f"the trace index {self.index_path} was rebuilt while open ({exc}); "
-                    "open the store again"
-                ) from None
+            conn = open_reader(self.index_path)
             self._local.conn = conn
             self._local.hits = OrderedDict()
             with self._guard:
                 self._conns.append(conn)
         return conn
 
-    def _path_of(self, file_id: int) -> str:
-        return str(self._files[file_id][0])
-
     def _source(self, row: Sequence[Any]) -> SpanSource:
-        """Where a span row lives; shard rows count lines from where their shard starts."""
-        file_id, line = row[COL["file_id"]], row[COL["line"]]
-        fix = self._line_fixes.get(shard_of(row[COL["id"]]))
-        if fix is not None and fix[0] == file_id and line is not None:
-            line += fix[1]
-        return SpanSource(
-            file=self._path_of(file_id),
-            line=line,
-            offset=row[COL["offset"]],
-            length=row[COL["length"]],
+        return self._files.source(
+            row[COL["id"]], row[COL["file_id"]], row[COL["line"]], row[COL["offset"]],
+            row[COL["length"]],
+        )  # fmt: skip
+
+    def _lines(self) -> LineReader:
+        return LineReader(self._files, self._conn())
+
+    @staticmethod
+    def _payload(row: Sequence[Any], lines: LineReader) -> SpanPayload | None:
+        return lines.payload(
+            row[COL["file_id"]], row[COL["offset"]], row[COL["length"]], row[COL["span_id"]]
         )
 
-    def _read_line(self, file_id: int, offset: int, length: int, handles: dict) -> bytes:
-        path, gz = self._files[file_id]
-        if gz:
-            row = (
-                self._conn()
-                .execute(
-                    "SELECT data FROM gz_lines WHERE file_id=? AND offset=?", (file_id, offset)
-                )
-                .fetchone()
-            )
-            return zlib.decompress(row[0]) if row else b""
-        handle = handles.get(file_id)
-        if handle is None:
-            try:
-                handle = handles[file_id] = open(path, "rb")  # noqa: SIM115
-            except OSError as exc:
-                raise StoreError(
-                    f"cannot read {path} ({exc}); was it moved? open the store again"
-                ) from None
-        handle.seek(offset)
-        return handle.read(length)
-
-    def _payload(self, row: Sequence[Any], handles: dict) -> Any:
-        line = self._read_line(row[COL["file_id"]], row[COL["offset"]], row[COL["length"]], handles)
+    @contextlib.contextmanager
+    def aggregates(self) -> Iterator[Aggregates]:
+        """Whole-set aggregate reads (triage, re-checks) through a read connection of their
+        own, closed on exit: each thread that reads aggregates opens its own."""
+        if self._closed:
+            raise StoreError("this trace store is closed; open it again with open_store()")
+        conn = open_reader(self.index_path)
         try:
-            return span_payload(line, row[COL["span_id"]])
-        except SpanNotOnLineError:
-            raise StoreError(
-                f"{self._path_of(row[COL['file_id']])} changed since it was indexed; open the "
-                "store again to re-index it"
-            ) from None
-        except Exception:
-            return None
+            yield Aggregates(conn, self._files)
+        finally:
+            conn.close()
 
     # -- filters ---------------------------------------------------------------------------
 
@@ -272,7 +222,7 @@ class TraceStore:
         conn = self._conn()
         matcher = content.block_matcher(raw)
         batch: list[tuple[int]] = []
-        for file_id, (path, gz) in sorted(self._files.items()):
+        for file_id, (path, gz) in sorted(self._files.by_id.items()):
             offsets, firsts = self._line_index(file_id)
             for offset, line in content.matching_lines(path, gz, matcher):
                 i = bisect.bisect_left(offsets, offset)
@@ -330,18 +280,15 @@ class TraceStore:
         columns = "s.id, s.span_id, s.file_id, s.offset, s.length"
         source, params = spans_where(conn, clauses, params, columns)
         rows = conn.execute(f"SELECT {columns} FROM {source} ORDER BY s.file_id, s.offset", params)
-        handles: dict = {}
         batch: list[tuple[int]] = []
         last_key = None
         by_id: dict[str, Any] = {}
-        try:
-            for row_id, span_id, file_id, offset, length in _iter(rows):
+        with self._lines() as lines:
+            for row_id, span_id, file_id, offset, length in iter_rows(rows):
                 if (file_id, offset) != last_key:
                     last_key = (file_id, offset)
                     try:
-                        by_id = dict(
-                            span_payloads(self._read_line(file_id, offset, length, handles))
-                        )
+                        by_id = dict(span_payloads(lines.read(file_id, offset, length)))
                     except StoreError:
                         raise
                     except Exception:
@@ -357,9 +304,6 @@ class TraceStore:
                 if len(batch) >= 5000:
                     conn.executemany(f"INSERT OR IGNORE INTO temp.{name} VALUES(?)", batch)
                     batch.clear()
-        finally:
-            for handle in handles.values():
-                handle.close()
         conn.executemany(f"INSERT OR IGNORE INTO temp.{name} VALUES(?)", batch)
         return name
 
@@ -414,17 +358,13 @@ class TraceStore:
 
     def _views(self, rows: Sequence[Sequence[Any]], fields: Sequence[str], max_chars: int):
         clipper = Clipper(max_chars)
-        handles: dict = {}
-        try:
+        with self._lines() as lines:
             views = [
                 query.make_view(
-                    row, fields, clipper, self._source, lambda r: self._payload(r, handles)
+                    row, fields, clipper, self._source, lambda r: self._payload(r, lines)
                 )
                 for row in rows
             ]
-        finally:
-            for handle in handles.values():
-                handle.close()
         return views, clipper.clipped
 
     def _count_spans(self, flt: SpanFilter, clauses: list[str], params: list[Any]) -> int:
@@ -575,10 +515,12 @@ class TraceStore:
                 f"span {span_id!r} of trace {trace_id!r} is not in this trace set; find span "
                 "ids with query_spans(SpanFilter(trace_ids=[...])) or trace_tree"
             )
-        payload = self._payload(row, {})
+        with self._lines() as lines:
+            payload = self._payload(row, lines)
         if payload is None:
+            path = self._files.path_of(row[COL["file_id"]])
             raise StoreError(
-                f"span {span_id!r} could not be read back from {self._path_of(row[COL['file_id']])}"
+                f"span {span_id!r} could not be read back from {path}"
                 "; open the store again to re-index the file"
             )
         return payload.raw
@@ -611,10 +553,9 @@ class TraceStore:
             f"{ROW_SELECT} FROM {source} ORDER BY s.start_ns, s.id LIMIT {limit}", params
         ).fetchall()
         matches = []
-        handles: dict = {}
-        try:
+        with self._lines() as lines:
             for row in rows:
-                payload = self._payload(row, handles)
+                payload = self._payload(row, lines)
                 text = span_text(payload) if payload is not None else ""
                 found = rx.search(text)
                 if found is None:
@@ -627,9 +568,6 @@ class TraceStore:
                         excerpt=_excerpt(text, found.start(), found.end(), context_chars),
                     )
                 )
-        finally:
-            for handle in handles.values():
-                handle.close()
         return SearchResult(
             pattern=pattern, matches=matches, spans_matched=total, truncated=total > len(matches)
         )
@@ -661,28 +599,6 @@ class TraceStore:
         and the top error signatures."""
         return overview.build_overview(self._conn(), self.report)
 
-    def repeated_tool_calls(self, min_repeats: int = 3, limit: int = 50) -> list[RepeatedToolCall]:
-        """Traces where one tool was called with identical input at least `min_repeats`
-        times (retry loops), most repeated first."""
-        conn = self._conn()
-        source = span_source(conn, "trace_id, tool_name, input_hash, span_id")
-        rows = conn.execute(
-            "SELECT trace_id, tool_name, COUNT(*) AS calls, group_concat(span_id, ' ') "
-            f"FROM {source} WHERE input_hash IS NOT NULL AND tool_name IS NOT NULL "
-            "GROUP BY trace_id, tool_name, input_hash HAVING calls >= ? "
-            "ORDER BY calls DESC, trace_id LIMIT ?",
-            (max(2, int(min_repeats)), int(limit)),
-        )
-        return [
-            RepeatedToolCall(
-                trace_id=trace_id,
-                tool_name=tool,
-                calls=calls,
-                example_span_ids=sorted((span_ids or "").split(" "))[:5],  # stable examples
-            )
-            for trace_id, tool, calls, span_ids in rows
-        ]
-
     def inputs_changed(self) -> bool:
         """Whether a trace file was appended to, rewritten, added or removed since this store
         was opened: its answers then describe the files as they were, and a long-lived
@@ -703,14 +619,6 @@ class TraceStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _iter(cursor: Any) -> Iterator[tuple]:
-    while True:
-        batch = cursor.fetchmany(2000)
-        if not batch:
-            return
-        yield from batch
 
 
 def _check_max_chars(max_chars: int) -> None:
