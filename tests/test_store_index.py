@@ -341,7 +341,7 @@ def test_an_unwritable_cache_dir_is_a_store_error_saying_what_to_do(tmp_path) ->
 
 
 def test_parser_workers_leave_ctrl_c_to_the_parent() -> None:
-    pool = index_module._pool()
+    pool = index_module.worker_pool()
     try:
         assert pool.submit(signal.getsignal, signal.SIGINT).result() == signal.SIG_IGN
     finally:

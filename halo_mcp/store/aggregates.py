@@ -307,7 +307,7 @@ class Aggregates:
             f"SELECT kind, {_group_case()}, duration_ns, tokens "
             f"FROM {span_source(self._conn, columns)} WHERE {' OR '.join(clauses)}"
         )
-        for kind, name, duration, count in iter_rows(self._conn.execute(sql, params)):
+        for kind, name, duration, count in self._conn.execute(sql, params):
             values = out[kind].values
             values["duration"].setdefault(name, []).append(int(duration or 0))
             if count:

@@ -264,7 +264,7 @@ def _update(conn: sqlite3.Connection, plans: list[Plan], fresh: bool) -> None:
             conn.execute("DELETE FROM temp.affected")
         work = [p for p in plans if p.action != "same"]
         pending = sum(p.state.end - p.from_offset for p in work)
-        pool = _pool() if _parallel(pending) else None
+        pool = worker_pool() if _parallel(pending) else None
         began = time.perf_counter()
         groups: derive.Groups = {}
         orphaned_names = 0
@@ -325,7 +325,7 @@ def _run_shards(runs: list[list[Segment]], db_path: Path, token: str) -> list[Sh
     from concurrent.futures.process import BrokenProcessPool
 
     paths = [shard_file(db_path, token, k) for k in range(1, len(runs) + 1)]
-    pool = _pool()
+    pool = worker_pool()
     try:
         futures = [
             pool.submit(build_shard, k, str(path), run)
@@ -402,7 +402,7 @@ def _last_id(conn: sqlite3.Connection) -> int:
     return row[0] if row else 0
 
 
-def _pool() -> Executor:
+def worker_pool() -> Executor:
     """Parser workers. Fork is instant and re-imports nothing, but is only safe while this
     process runs a single thread (e.g. the CLI); a threaded host (the MCP server) gets
     forkserver workers instead."""
