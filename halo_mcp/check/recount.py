@@ -108,21 +108,27 @@ def _check_one(
     old_ctx: triage.AggregateContext | None,
 ) -> FindingCheck:
     rule = _rule_for(finding)
-    base = {
-        "finding_id": finding.id,
-        "source": finding.source,
-        "title": finding.title,
-        "category": finding.category,
-        "severity": finding.severity,
-        "method": rule.kind if rule else "none",
-    }
-    if rule is None:
+
+    def result(before: Prevalence | None, verdict: Verdict, reason: str) -> FindingCheck:
         return FindingCheck(
-            **base,
-            before=finding.prevalence,
-            verdict="unknown",
-            reason="This finding has no matcher, so it cannot be recounted on new traces.",
+            finding_id=finding.id,
+            source=finding.source,
+            title=finding.title,
+            category=finding.category,
+            severity=finding.severity,
+            method=rule.kind if rule else "none",
+            before=before,
+            verdict=verdict,
+            reason=reason,
         )
+
+    if rule is None:
+        return result(
+            finding.prevalence,
+            "unknown",
+            "This finding has no matcher, so it cannot be recounted on new traces.",
+        )
+    before: Prevalence | None
     try:
         after = triage.measure_in(new_ctx, rule, finding.matcher, new_store)
         if old_store is not None and old_ctx is not None:
@@ -130,26 +136,17 @@ def _check_one(
         else:
             before = finding.prevalence
     except (StoreError, ValueError) as exc:
-        return FindingCheck(
-            **base,
-            before=finding.prevalence,
-            verdict="unknown",
-            reason=f"The matcher could not be counted ({exc}).",
-        )
+        return result(finding.prevalence, "unknown", f"The matcher could not be counted ({exc}).")
     decision = decide(before, after.prevalence())
     reason = decision.reason
     if rule.kind in ("error_cluster", "retry_storm") and after.matched == 0:
         reason += _similar_errors(new_ctx, rule)
-    return FindingCheck(
-        **base,
-        before=before,
-        after=after.prevalence(),
-        verdict=decision.verdict,
-        p_value=decision.p_value,
-        relative_change=decision.relative_change,
-        reason=reason,
-        still_matching=after.examples[:EXAMPLES],
-    )
+    checked = result(before, decision.verdict, reason)
+    checked.after = after.prevalence()
+    checked.p_value = decision.p_value
+    checked.relative_change = decision.relative_change
+    checked.still_matching = after.examples[:EXAMPLES]
+    return checked
 
 
 def _rule_for(finding: Finding) -> triage.TriageRule | None:

@@ -352,9 +352,9 @@ class Aggregates:
                 for (k, metric), thresholds in chunk.items():
                     if k != kind:
                         continue
-                    threshold = thresholds.get(name)
+                    limit = thresholds.get(name)
                     value = values[metric]
-                    if threshold is not None and value is not None and value >= threshold:
+                    if limit is not None and value is not None and value >= limit:
                         out[(k, metric)].setdefault(name, []).append(
                             SpanValue(trace_id, span_id, int(value))
                         )

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from halo_mcp.store import derive
 from halo_mcp.store.connections import connect
@@ -86,6 +86,13 @@ class Plan:
     file_id: int | None = None
     from_offset: int = 0
     from_line: int = 0
+
+    @property
+    def fid(self) -> int:
+        """The file's id in the index (known once the file is prepared)."""
+        if self.file_id is None:
+            raise RuntimeError(f"{self.state.path} has no file id yet")
+        return self.file_id
 
 
 def index_path(cache_dir: Path, files: list[Path]) -> Path:
@@ -385,9 +392,10 @@ def _build_sharded(conn: sqlite3.Connection, plans: list[Plan], db_path: Path, t
                     f"SELECT duplicates, file_id FROM {schema}.files WHERE duplicates > 0"
                 ).fetchall(),
             )
-        signatures: derive.Signatures | None = derive.collect_signatures(conn, "main.spans")
+        collected = derive.collect_signatures(conn, "main.spans")
         for result in results:
-            derive.merge_signatures(signatures, result.signatures)
+            derive.merge_signatures(collected, result.signatures)
+        signatures: derive.Signatures | None = collected
         if join_shard_traces(conn, groups):
             signatures = None  # duplicates across shards were dropped: scan them all again
         log.debug("traces joined at %.2fs", time.perf_counter() - began)
@@ -501,6 +509,7 @@ def _results(plan: Plan, pool: Executor | None) -> Iterator[SliceResult]:
 
     If the pool breaks (a worker could not start or died), the rest is parsed in-process."""
     path = str(plan.state.path)
+    tasks: Iterator[tuple[Callable[..., SliceResult], tuple[Any, ...]]]
     if plan.state.gz:
         tasks = ((parse_gz_block, (data, off)) for data, off in _gz_blocks(plan.state.path))
     else:
@@ -548,7 +557,7 @@ def _ingest_file(
 ) -> int:
     """Parse and insert what `plan` asks for. Returns how many of the new spans have a
     parent but lack an agent or a service (see derive.refresh_traces)."""
-    fid = plan.file_id
+    fid = plan.fid
     line_base = plan.from_line
     next_id = _last_id(conn) + 1
     seq = conn.execute(

@@ -32,9 +32,7 @@ class TraceFiles:
     def path_of(self, file_id: int) -> str:
         return str(self.by_id[file_id][0])
 
-    def source(
-        self, row_id: int, file_id: int, line: int | None, offset: int, length: int
-    ) -> SpanSource:
+    def source(self, row_id: int, file_id: int, line: int, offset: int, length: int) -> SpanSource:
         """Where a span row lives; shard rows count lines from where their shard starts."""
         fix = self._line_fixes.get(shard_of(row_id))
         if fix is not None and fix[0] == file_id and line is not None:

@@ -18,6 +18,7 @@ from halo_mcp.store.models import (
     SpanFilter,
     SpanPage,
     SpanSort,
+    SpanSource,
     SpanView,
 )
 from halo_mcp.store.query import COL, ROW_SELECT, Clipper
@@ -183,7 +184,7 @@ def views_of(
     values were clipped at `max_chars`."""
     clipper = Clipper(max_chars)
 
-    def source(row: Sequence[Any]) -> Any:
+    def source(row: Sequence[Any]) -> SpanSource:
         return s.files.source(
             row[COL["id"]], row[COL["file_id"]], row[COL["line"]], row[COL["offset"]],
             row[COL["length"]],

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ from halo_mcp.store.models import (
     MatchCount,
     Overview,
     SearchResult,
-    SpanFilter,
     SpanPage,
     SpanSort,
     TracePage,
@@ -42,13 +41,12 @@ from halo_mcp.store.models import (
 )
 from halo_mcp.store.raw_lines import TraceFiles
 from halo_mcp.store.session import Session
+from halo_mcp.store.span_queries import FilterArg
 from halo_mcp.store.text_scan import TextScanner
 from halo_mcp.store.time_limit import DEFAULT_QUERY_TIME_LIMIT, Deadline
 from halo_mcp.store.time_limit import install as install_deadline
 
 log = logging.getLogger(__name__)
-
-FilterArg = SpanFilter | Mapping[str, Any] | None
 
 
 class TraceStore:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Evidence, Severity
 from halo_mcp.store.aggregates import Aggregates
-from halo_mcp.store.models import SpanFilter
+from halo_mcp.store.models import SpanFilter, SpanKind
 from halo_mcp.store.signatures import normalize_message
 from halo_mcp.text import clip
 from halo_mcp.triage.bursts import all_start_bins, bins_for_80, burst_note
@@ -235,7 +235,7 @@ def _severity(category: str, rate: float) -> Severity:
 
 def _matcher(cluster: Cluster) -> SpanFilter:
     return SpanFilter(
-        kind=[cluster.kind] if cluster.kind in _KINDS else None,
+        kind=[SpanKind(cluster.kind)] if cluster.kind in _KINDS else None,
         tool_name=cluster.tool_name,
         errors_only=True,
         text=signature_regex(cluster.signature),

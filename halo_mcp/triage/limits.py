@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Severity
 from halo_mcp.store.aggregates import AgentCalls, Aggregates
-from halo_mcp.store.models import SpanFilter
+from halo_mcp.store.models import SpanFilter, SpanKind
 from halo_mcp.triage.models import Candidate, Measurement, TriageRule
 
 if TYPE_CHECKING:
@@ -84,7 +84,9 @@ def step_cap_items(ctx: AggregateContext) -> list[Candidate]:
                     "below: these runs were cut by a turn/step limit."
                 ),
                 rule=TriageRule(kind="step_cap", min_count=cap, names=agents),
-                matcher=SpanFilter(kind=["llm"], agent=agents[0]) if len(agents) == 1 else None,
+                matcher=SpanFilter(kind=[SpanKind.llm], agent=agents[0])
+                if len(agents) == 1
+                else None,
                 exact=False,
                 measure=m,
             )

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Severity
 from halo_mcp.store.aggregates import Aggregates
-from halo_mcp.store.models import SpanFilter
+from halo_mcp.store.models import SpanFilter, SpanKind
 from halo_mcp.triage.models import Candidate, Measurement, TriageRule
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def loop_items(ctx: AggregateContext) -> list[Candidate]:
                     + "): it repeats instead of changing course."
                 ),
                 rule=TriageRule(kind="repeated_call", tool_name=tool, min_count=MIN_REPEATS),
-                matcher=SpanFilter(kind=["tool"], tool_name=tool, errors_only=all_errors),
+                matcher=SpanFilter(kind=[SpanKind.tool], tool_name=tool, errors_only=all_errors),
                 exact=False,
                 measure=m,
             )

@@ -101,7 +101,7 @@ def _candidate(
         kind, who(kind, group if kind == "tool" else None)
     )
     column = {"tool": "tool_name", "llm": "model", "agent": "agent"}[kind]
-    scope = SpanFilter(kind=[kind], **{column: group})
+    scope = SpanFilter.model_validate({"kind": [kind], column: group})
     if metric == "duration":
         limit, typical = fmt_ms(threshold / 1e6), fmt_ms(median / 1e6)
         matcher = scope.model_copy(update={"min_duration_ms": threshold / 1e6})

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Severity
 from halo_mcp.store.aggregates import Aggregates
-from halo_mcp.store.models import SpanFilter
+from halo_mcp.store.models import SpanFilter, SpanKind
 from halo_mcp.triage.models import (
     EXAMPLES,
     Candidate,
@@ -43,9 +43,9 @@ def tool_items(ctx: AggregateContext, tools: list[ToolFailure]) -> list[Candidat
     """A tool's overall failure rate, only when its errors span several signatures (else the
     error cluster already says it)."""
     per_tool: dict[str, int] = {}
-    for _, tool, _ in ctx.clusters:
-        if tool:
-            per_tool[tool] = per_tool.get(tool, 0) + 1
+    for _, tool_name, _ in ctx.clusters:
+        if tool_name:
+            per_tool[tool_name] = per_tool.get(tool_name, 0) + 1
     out = []
     for tool in tools:
         if tool.errors == 0 or per_tool.get(tool.name, 0) < 2:
@@ -66,7 +66,7 @@ def tool_items(ctx: AggregateContext, tools: list[ToolFailure]) -> list[Candidat
                     "signatures."
                 ),
                 rule=TriageRule(kind="matcher"),
-                matcher=SpanFilter(kind=["tool"], tool_name=tool.name, errors_only=True),
+                matcher=SpanFilter(kind=[SpanKind.tool], tool_name=tool.name, errors_only=True),
                 exact=True,
                 measure=Measurement(traces, tool.errors, examples),
             )
