@@ -39,6 +39,7 @@ def query_spans(
     fields: Sequence[str] = DEFAULT_SPAN_FIELDS,
     max_chars: int = 2000,
 ) -> SpanPage:
+    """Spans matching `filter`, one page. Raises InvalidFilterError on bad input."""
     flt = coerce_filter(filter)
     fields = query.check_fields(fields)
     column, direction = query.check_sort(sort, query.SPAN_SORT_SQL)
@@ -73,6 +74,7 @@ def query_spans(
 
 
 def count(s: Session, filter: FilterArg = None) -> MatchCount:
+    """How many spans and traces `filter` selects, and how many traces exist."""
     flt = coerce_filter(filter)
     where = compile_filter(s, flt)
     clauses, params = where
@@ -97,7 +99,7 @@ def search(
     limit: int = 20,
     context_chars: int = 120,
 ) -> SearchResult:
-    """Spans whose content the regex `pattern` matches, with excerpts."""
+    """Regex search over span content, optionally within spans selected by `filter`."""
     rx = content.compile_text(pattern)
     query.check_limit(limit)
     flt = coerce_filter(filter)
@@ -137,6 +139,7 @@ def search(
 
 
 def raw_span(s: Session, trace_id: str, span_id: str) -> dict[str, Any]:
+    """The span's raw payload as parsed from its source line (read by offset)."""
     row = s.conn.execute(
         f"{ROW_SELECT} FROM spans s WHERE s.trace_id = ? AND s.span_id = ?", (trace_id, span_id)
     ).fetchone()
@@ -159,6 +162,7 @@ def raw_span(s: Session, trace_id: str, span_id: str) -> dict[str, Any]:
 def known_ids(
     s: Session, trace_ids: Sequence[str] = (), span_ids: Sequence[str] = ()
 ) -> tuple[set[str], set[str]]:
+    """The subsets of the given trace and span ids that exist in the store."""
     found_traces: set[str] = set()
     found_spans: set[str] = set()
     for table, column, ids, out in (

@@ -13,11 +13,13 @@ done by span_queries.py, trace_queries.py, overview.py and aggregates.py.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Concatenate, ParamSpec, TypeVar
 
 from halo_mcp.settings import cache_dir as default_cache_dir
 from halo_mcp.store import overview, span_queries, trace_queries
@@ -27,26 +29,38 @@ from halo_mcp.store.errors import NoSpansError, StoreError
 from halo_mcp.store.files import Fingerprint, expand_paths, fingerprint_now, inputs_fingerprint
 from halo_mcp.store.index import ensure_index
 from halo_mcp.store.models import (
-    DEFAULT_SPAN_FIELDS,
     LoadReport,
-    MatchCount,
     Overview,
-    SearchResult,
-    SpanPage,
-    SpanSort,
-    TracePage,
-    TraceSort,
-    TraceSummary,
-    TraceTree,
 )
 from halo_mcp.store.raw_lines import TraceFiles
 from halo_mcp.store.session import Session
-from halo_mcp.store.span_queries import FilterArg
 from halo_mcp.store.text_scan import TextScanner
 from halo_mcp.store.time_limit import DEFAULT_QUERY_TIME_LIMIT, Deadline
 from halo_mcp.store.time_limit import install as install_deadline
 
 log = logging.getLogger(__name__)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _request(
+    query: Callable[Concatenate[Session, P], R],
+) -> Callable[Concatenate[TraceStore, P], R]:
+    """A TraceStore method running `query` as one request (see TraceStore._session): the
+    method takes the query's arguments after the session, and its docstring."""
+
+    @functools.wraps(query)
+    def method(self: TraceStore, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self._session() as s:
+            return query(s, *args, **kwargs)
+
+    signature = inspect.signature(query)
+    first, *rest = signature.parameters.values()
+    self_param = first.replace(name="self", annotation=inspect.Parameter.empty)
+    method.__signature__ = signature.replace(parameters=[self_param, *rest])  # type: ignore[attr-defined]
+    return method
 
 
 class TraceStore:
@@ -91,88 +105,16 @@ class TraceStore:
                 self._span_total, self._trace_total,
             )  # fmt: skip
 
-    # -- spans -----------------------------------------------------------------------------
+    # -- spans and traces: each a request running one query function ----------------------
 
-    def query_spans(
-        self,
-        filter: FilterArg = None,
-        *,
-        sort: SpanSort = "start_time",
-        limit: int = 50,
-        cursor: str | None = None,
-        fields: Sequence[str] = DEFAULT_SPAN_FIELDS,
-        max_chars: int = 2000,
-    ) -> SpanPage:
-        """Spans matching `filter`, one page. Raises InvalidFilterError on bad input."""
-        with self._session() as s:
-            return span_queries.query_spans(
-                s, filter, sort=sort, limit=limit, cursor=cursor, fields=fields,
-                max_chars=max_chars,
-            )  # fmt: skip
-
-    def count(self, filter: FilterArg = None) -> MatchCount:
-        """How many spans and traces `filter` selects, and how many traces exist."""
-        with self._session() as s:
-            return span_queries.count(s, filter)
-
-    def search(
-        self,
-        pattern: str,
-        *,
-        filter: FilterArg = None,
-        limit: int = 20,
-        context_chars: int = 120,
-    ) -> SearchResult:
-        """Regex search over span content, optionally within spans selected by `filter`."""
-        with self._session() as s:
-            return span_queries.search(
-                s, pattern, filter=filter, limit=limit, context_chars=context_chars
-            )
-
-    def raw_span(self, trace_id: str, span_id: str) -> dict[str, Any]:
-        """The span's raw payload as parsed from its source line (read by offset)."""
-        with self._session() as s:
-            return span_queries.raw_span(s, trace_id, span_id)
-
-    def known_ids(
-        self, trace_ids: Sequence[str] = (), span_ids: Sequence[str] = ()
-    ) -> tuple[set[str], set[str]]:
-        """The subsets of the given trace and span ids that exist in the store."""
-        with self._session() as s:
-            return span_queries.known_ids(s, trace_ids, span_ids)
-
-    # -- traces ----------------------------------------------------------------------------
-
-    def query_traces(
-        self,
-        filter: FilterArg = None,
-        *,
-        sort: TraceSort = "start_time",
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> TracePage:
-        """Summaries of the traces having at least one span that matches `filter`."""
-        with self._session() as s:
-            return trace_queries.query_traces(s, filter, sort=sort, limit=limit, cursor=cursor)
-
-    def trace_summary(self, trace_id: str) -> TraceSummary:
-        """One trace's summary. Raises UnknownIdError naming how to find valid ids."""
-        with self._session() as s:
-            return trace_queries.trace_summary(s, trace_id)
-
-    def trace_tree(
-        self,
-        trace_id: str,
-        *,
-        fields: Sequence[str] = DEFAULT_SPAN_FIELDS,
-        max_chars: int = 2000,
-        limit: int = 500,
-    ) -> TraceTree:
-        """A trace's spans as a depth-first tree."""
-        with self._session() as s:
-            return trace_queries.trace_tree(
-                s, trace_id, fields=fields, max_chars=max_chars, limit=limit
-            )
+    query_spans = _request(span_queries.query_spans)
+    count = _request(span_queries.count)
+    search = _request(span_queries.search)
+    raw_span = _request(span_queries.raw_span)
+    known_ids = _request(span_queries.known_ids)
+    query_traces = _request(trace_queries.query_traces)
+    trace_summary = _request(trace_queries.trace_summary)
+    trace_tree = _request(trace_queries.trace_tree)
 
     # -- the whole set ---------------------------------------------------------------------
 

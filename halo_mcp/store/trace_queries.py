@@ -40,6 +40,7 @@ def query_traces(
     limit: int = 50,
     cursor: str | None = None,
 ) -> TracePage:
+    """Summaries of the traces having at least one span that matches `filter`."""
     flt = coerce_filter(filter)
     column, direction = query.check_sort(sort, query.TRACE_SORT_SQL)
     query.check_limit(limit)
@@ -69,6 +70,7 @@ def query_traces(
 
 
 def trace_summary(s: Session, trace_id: str) -> TraceSummary:
+    """One trace's summary. Raises UnknownIdError naming how to find valid ids."""
     row = s.conn.execute(
         f"SELECT {_TRACE_COLUMNS} FROM traces t WHERE t.trace_id = ?", (trace_id,)
     ).fetchone()
@@ -88,6 +90,7 @@ def trace_tree(
     max_chars: int = 2000,
     limit: int = 500,
 ) -> TraceTree:
+    """A trace's spans as a depth-first tree."""
     fields = query.check_fields(fields)
     query.check_limit(limit, 100_000)
     check_max_chars(max_chars)

@@ -11,13 +11,7 @@ from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Severity
 from halo_mcp.store.aggregates import Aggregates
-from halo_mcp.triage.models import (
-    EXAMPLES,
-    Candidate,
-    Measurement,
-    TriageRule,
-    evidence,
-)
+from halo_mcp.triage.models import EXAMPLES, Candidate, Measurement, TriageRule, evidence
 
 if TYPE_CHECKING:
     from halo_mcp.triage.context import AggregateContext

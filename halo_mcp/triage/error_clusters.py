@@ -19,14 +19,7 @@ from halo_mcp.store.models import SpanFilter, SpanKind
 from halo_mcp.store.signatures import normalize_message
 from halo_mcp.text import clip
 from halo_mcp.triage.bursts import all_start_bins, bins_for_80, burst_note
-from halo_mcp.triage.models import (
-    EXAMPLES,
-    Candidate,
-    Measurement,
-    TriageRule,
-    evidence,
-    who,
-)
+from halo_mcp.triage.models import EXAMPLES, Candidate, Measurement, TriageRule, evidence, who
 
 if TYPE_CHECKING:
     from halo_mcp.triage.context import AggregateContext

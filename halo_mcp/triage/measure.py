@@ -13,12 +13,7 @@ from halo_mcp.triage.describe import split_validation
 from halo_mcp.triage.error_clusters import MIN_STORM_ERRORS, storm_measure
 from halo_mcp.triage.limits import step_cap_measure
 from halo_mcp.triage.loops import MIN_REPEATS, loops
-from halo_mcp.triage.models import (
-    EXAMPLES,
-    Measurement,
-    TriageRule,
-    evidence,
-)
+from halo_mcp.triage.models import EXAMPLES, Measurement, TriageRule, evidence
 from halo_mcp.triage.outliers import outlier_evidence
 
 

@@ -13,14 +13,7 @@ from typing import TYPE_CHECKING
 from halo_mcp.findings.models import Evidence, Severity
 from halo_mcp.store.aggregates import GroupedKind, Metric, SpanValue
 from halo_mcp.store.models import SpanFilter
-from halo_mcp.triage.models import (
-    EXAMPLES,
-    Candidate,
-    Measurement,
-    TriageRule,
-    evidence,
-    who,
-)
+from halo_mcp.triage.models import EXAMPLES, Candidate, Measurement, TriageRule, evidence, who
 
 if TYPE_CHECKING:
     from halo_mcp.triage.context import AggregateContext
