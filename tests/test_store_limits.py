@@ -71,6 +71,7 @@ def test_a_query_past_its_time_limit_fails_alone_and_says_how_to_narrow_it(
     with open_store([synth_path], cache_dir=tmp_path / "cache") as reference:
         expected = reference.query_traces(broad, limit=500).model_dump()
         text_expected = reference.count(SpanFilter(text="rate limit")).model_dump()
+    assert expected["total"] > 0 and text_expected["spans"] > 0
     with open_store([synth_path], cache_dir=tmp_path / "cache", query_time_limit=1e-9) as store:
         with pytest.raises(QueryTimeoutError) as caught:
             store.query_traces(broad, limit=500)

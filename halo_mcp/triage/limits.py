@@ -1,7 +1,7 @@
 """Runs stopped at a silent step limit: an agent's runs piling up at the top LLM-call count.
 
 (Limits that raise an error, such as MaxTurnsExceeded, are error clusters of category
-turn-limit; see errors.py.)
+turn-limit; see error_clusters.py.)
 """
 
 from __future__ import annotations
