@@ -8,6 +8,10 @@ connection of its own (``TraceStore.aggregates()`` opens one), so a thread pool 
 several readers at once and none disturbs the store's per-thread connections. Only
 :meth:`Aggregates.root_answered` touches the trace files, one root span per trace.
 
+Results are typed: one record per span or group is a NamedTuple (named, typed fields at
+the cost of a tuple, since some readers stream every error span), whole answers are
+dataclasses. Nothing here hands out a connection or a raw row.
+
 Speed on big (sharded) indexes: scans over many spans read ``span_source`` with only the
 columns they use; totals come from the span-group tally (span_groups) or per-table index
 lookups instead of a scan; several groups or kinds share one scan where they can.
