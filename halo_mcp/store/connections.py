@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from halo_mcp.store import time_limit
 from halo_mcp.store.errors import StoreError
 from halo_mcp.store.hit_tables import HitTables
 from halo_mcp.store.shards import attach_shards
-from halo_mcp.store.time_limit import Deadline
+from halo_mcp.store.time_limit import Deadline, install_deadline
 
 #: Rows fetched from SQLite at a time by :func:`iter_rows`.
 ROW_BATCH = 5000
@@ -91,7 +90,7 @@ class ThreadConnections:
                 raise _closed_error()
             conn = open_reader(self.index_path)
             deadline = Deadline()
-            time_limit.install(conn, deadline)
+            install_deadline(conn, deadline)
             state = ThreadState(conn, HitTables(conn), deadline)
             with self._guard:
                 if self._closed:

@@ -28,15 +28,11 @@ from halo_mcp.store.connections import ThreadConnections, open_reader
 from halo_mcp.store.errors import NoSpansError, StoreError
 from halo_mcp.store.files import Fingerprint, expand_paths, fingerprint_now, inputs_fingerprint
 from halo_mcp.store.index import ensure_index
-from halo_mcp.store.models import (
-    LoadReport,
-    Overview,
-)
+from halo_mcp.store.models import LoadReport, Overview
 from halo_mcp.store.raw_lines import TraceFiles
 from halo_mcp.store.session import Session
 from halo_mcp.store.text_scan import TextScanner
-from halo_mcp.store.time_limit import DEFAULT_QUERY_TIME_LIMIT, Deadline
-from halo_mcp.store.time_limit import install as install_deadline
+from halo_mcp.store.time_limit import DEFAULT_QUERY_TIME_LIMIT, Deadline, install_deadline
 
 log = logging.getLogger(__name__)
 

@@ -75,6 +75,6 @@ class Deadline:
         )
 
 
-def install(conn: sqlite3.Connection, deadline: Deadline) -> None:
+def install_deadline(conn: sqlite3.Connection, deadline: Deadline) -> None:
     """Let `deadline` stop the statements of `conn`."""
     conn.set_progress_handler(deadline.progress, PROGRESS_STEPS)
