@@ -47,8 +47,8 @@ class Deadline:
         self._depth += 1
         try:
             yield
-        except sqlite3.OperationalError:
-            if self.expired():
+        except sqlite3.OperationalError as exc:
+            if self.expired() and "interrupt" in str(exc):
                 raise self._error() from None
             raise
         finally:
