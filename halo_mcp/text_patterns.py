@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any
+from typing import Any, Protocol
 
 import re2
 
@@ -50,6 +50,12 @@ _UNSUPPORTED: tuple[tuple[str, str, str], ...] = (
 _SPECIAL = re.compile(r"[()\[\]{}?*+\-|^$\\.&~#]")
 _CONTROL_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\v": "\\v", "\f": "\\f"}
 _BACKREFERENCE = re.compile(r"invalid escape sequence: \\[1-9]")
+
+
+class Regex(Protocol):
+    """A compiled pattern (RE2), as its users call it."""
+
+    def search(self, text: Any, pos: int = ..., endpos: int = ...) -> Any: ...
 
 
 class PatternError(ValueError):
@@ -99,7 +105,7 @@ def _prepare(pattern: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def compile_pattern(pattern: str, ignore_case: bool = True) -> Any:
+def compile_pattern(pattern: str, ignore_case: bool = True) -> Regex:
     """The RE2 regex for a user's or an agent's pattern over decoded text. Raises
     PatternError naming an unsupported construct and what to write instead."""
     prepared = _prepare(pattern)
@@ -110,7 +116,7 @@ def compile_pattern(pattern: str, ignore_case: bool = True) -> Any:
 
 
 @functools.lru_cache(maxsize=64)
-def compile_raw(pattern: bytes, ignore_case: bool = True) -> Any:
+def compile_raw(pattern: bytes, ignore_case: bool = True) -> Regex:
     """The RE2 regex for an ASCII bytes pattern run over raw file bytes (Latin-1: any
     byte sequence is text, a multi-byte UTF-8 character is several characters)."""
     try:

@@ -9,20 +9,23 @@ Two ways to find the spans whose content matches a regex:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from halo_mcp.store.errors import InvalidFilterError
 from halo_mcp.store.gzip_stream import decompressed_chunks
-from halo_mcp.text_patterns import PatternError, compile_pattern, compile_raw
+from halo_mcp.text_patterns import PatternError, Regex, compile_pattern, compile_raw
+
+if TYPE_CHECKING:
+    from halo_mcp.store.formats import SpanPayload
 
 #: Raw bytes scanned per step: big enough that per-block costs vanish, small enough that
 #: a few concurrent scans hold little memory (each step copies its block a time or two).
 BLOCK_BYTES = 2 << 20
 
 
-def compile_text(pattern: str) -> Any:
+def compile_text(pattern: str) -> Regex:
     """The case-insensitive RE2 regex for a text filter or search (linear time)."""
     try:
         return compile_pattern(pattern)
@@ -219,7 +222,7 @@ def block_matcher(raw_pattern: bytes) -> Callable[[bytes], Iterator[int]]:
     return lambda data: _positions(rx, data)
 
 
-def _positions(rx: Any, data: bytes) -> Iterator[int]:
+def _positions(rx: Regex, data: bytes) -> Iterator[int]:
     pos = 0
     while True:
         match = rx.search(data, pos)
@@ -281,7 +284,8 @@ def values_equal(actual: Any, wanted: Any) -> bool:
     return str(actual) == str(wanted)
 
 
-def attributes_match(payload: Any, wanted: dict[str, Any]) -> bool:
+def attributes_match(payload: SpanPayload, wanted: Mapping[str, Any]) -> bool:
+    """Whether every wanted attribute (or resource attribute) equals the span's value."""
     for key, value in wanted.items():
         if key in payload.attributes:
             actual = payload.attributes[key]
