@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import signal
@@ -64,9 +65,14 @@ FINDING = {
 @dataclass
 class Figures:
     indexed: list[float] = field(default_factory=list)
+    #: Indexed-filter calls after each client's first call (its session's warm-up: the
+    #: client fetches the tool list, the server sets up the session's state).
+    indexed_warm: list[float] = field(default_factory=list)
     text: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     queue_positions: list[int] = field(default_factory=list)
+    #: (seconds into the run, latency, arguments) of every call, to see when slow ones happen
+    timeline: list[tuple[float, float, str]] = field(default_factory=list)
     analyses: list[str] = field(default_factory=list)
 
 
@@ -196,7 +202,7 @@ async def client_loop(
 
     rng = random.Random(seed)
     async with Client(streamable_http_client(url)) as client:
-        for _ in range(calls):
+        for number in range(calls):
             args, is_text = query_mix(
                 rng, shared["trace_ids"], shared["tools"], shared["text_share"]
             )
@@ -208,6 +214,9 @@ async def client_loop(
                 continue
             elapsed = time.perf_counter() - began
             (figures.text if is_text else figures.indexed).append(elapsed)
+            if number > 0 and not is_text:
+                figures.indexed_warm.append(elapsed)
+            figures.timeline.append((began - shared["began"], elapsed, json.dumps(args)))
             if result.is_error:
                 figures.errors.append(result.content[0].text[:200])
                 continue
@@ -218,6 +227,7 @@ async def client_loop(
                     "query_spans", {"trace_paths": paths, **args, "cursor": cursor}
                 )
                 figures.indexed.append(time.perf_counter() - began)
+                figures.indexed_warm.append(figures.indexed[-1])
                 if more.is_error:
                     figures.errors.append(more.content[0].text[:200])
 
@@ -261,8 +271,9 @@ async def drive(url: str, paths: list[str], args: argparse.Namespace, figures: F
         "trace_ids": sorted({s["trace_id"] for s in first.structured_content["spans"]}),
         "tools": [t["name"] for t in overview.structured_content["tools"]][:10] or ["read_file"],
         "text_share": args.text_share,
+        "began": 0.0,
     }
-    began = time.perf_counter()
+    began = shared["began"] = time.perf_counter()
     per_client = max(1, args.calls // args.clients)
     await asyncio.gather(
         *(client_loop(url, paths, per_client, i, shared, figures) for i in range(args.clients)),
@@ -290,6 +301,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000, help="query_spans calls in all")
     parser.add_argument("--text-share", type=float, default=0.1, help="share of text filters")
     parser.add_argument("--analyses", type=int, default=3, help="analyses started meanwhile")
+    parser.add_argument("--slowest", type=int, default=0, help="list the N slowest calls")
     parser.add_argument(
         "--settle-s", type=float, default=10, help="idle seconds before the 'after' RSS"
     )
@@ -332,7 +344,11 @@ def main() -> None:
             print(f"    {error}")
         for line in sorted(set(server_errors))[:5]:
             print(f"    server log: {line[:300]}")
-        for name, values in (("indexed filters", figures.indexed), ("text filters", figures.text)):
+        for name, values in (
+            ("indexed filters", figures.indexed),
+            ("  after each first call", figures.indexed_warm),
+            ("text filters", figures.text),
+        ):
             print(
                 f"{name:<26} p50 {pct(values, 0.5):7.0f} ms  p95 {pct(values, 0.95):7.0f} ms  "
                 f"p99 {pct(values, 0.99):7.0f} ms  max {pct(values, 1.0):7.0f} ms"
@@ -351,6 +367,10 @@ def main() -> None:
         done = statistics.multimode(figures.analyses) if figures.analyses else ["none"]
         print(f"analyses                   {figures.analyses} (most: {done[0]})")
         print(f"queue positions reported   {sorted(set(figures.queue_positions)) or 'none'}")
+        if args.slowest:
+            print("slowest calls (s into the run, ms, arguments):")
+            for at, took, call in sorted(figures.timeline, key=lambda c: -c[1])[: args.slowest]:
+                print(f"    {at:6.1f} s {1000 * took:7.0f} ms  {call[:110]}")
 
 
 async def _warm(url: str, paths: list[str]) -> None:

@@ -151,6 +151,9 @@ class RunManager:
         Raises whatever `settings_factory` raises (e.g. a ToolError for missing credentials).
         """
         key: RunKey = (owner, tuple(trace_paths), prompt.strip(), tuple(sorted(overrides.items())))
+        # The first analysis imports the engine and the OpenAI client (about a second of
+        # CPU): in a worker thread, so the event loop keeps answering other clients.
+        await anyio.to_thread.run_sync(_load_engine)
         async with self._start_lock:
             existing = self._inflight.get(key)
             if existing and not self._runs[existing].is_done:
@@ -305,3 +308,9 @@ def _error_text(exc: BaseException) -> str:
     if isinstance(exc, EngineError):
         return str(exc)
     return f"internal error ({type(exc).__name__}); see the server's log (stderr)"
+
+
+def _load_engine() -> None:
+    """Import the engine (a no-op once done); see RunManager.start."""
+    import halo_mcp.engine.runner
+    import halo_mcp.engine.settings  # noqa: F401
