@@ -32,7 +32,7 @@ from halo_mcp.tools.arguments import invalid_arguments, invalid_unicode
 from halo_mcp.tools.manager import RunManager
 from halo_mcp.tools.paths import normalize_roots
 from halo_mcp.tools.state import ServerState
-from halo_mcp.tools.stores import StoreCache
+from halo_mcp.tools.stores import StoreCache, limit_malloc_arenas
 
 log = logging.getLogger(__name__)
 #: The GIL switch interval of the HTTP server (Python's default is 5 ms); see serve().
@@ -268,6 +268,7 @@ def serve(settings: ServerSettings) -> None:
     # lets a quick query get the GIL back in well under a millisecond instead of up to 5 ms
     # per row, which otherwise turns a 10 ms query into seconds under load.
     sys.setswitchinterval(GIL_SWITCH_S)
+    limit_malloc_arenas()
     app = http_app(server, settings)
     log.warning(
         "halo-mcp serving Streamable HTTP on http://%s:%d/mcp (%s)",
