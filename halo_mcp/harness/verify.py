@@ -11,15 +11,18 @@ Whatever cannot be checked is dropped, with a StatusReason ('code_ref_dropped',
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from halo_mcp.findings.models import CodeRef, StatusReason, SuspectCommit
+from halo_mcp.findings.models import CodeRef, Finding, StatusReason, SuspectCommit
 from halo_mcp.harness import git
 from halo_mcp.harness.code import CodeError, text_of
 from halo_mcp.harness.paths import HarnessPathError, Repository, relative_parts
+from halo_mcp.store.errors import StoreError
+from halo_mcp.store.store import TraceStore
 from halo_mcp.text import clip
 
 MAX_CODE_REFS = 10
@@ -229,3 +232,25 @@ def _drop(out: HarnessCheck, code: str, detail: str, ids: list[str]) -> None:
 
 def _get(item: Any, key: str) -> Any:
     return item.get(key) if isinstance(item, dict) else getattr(item, key, item)
+
+
+def check_harness_fields(
+    store: TraceStore, repo: Repository | None, finding: Finding, draft: Any
+) -> Finding:
+    """The finding with its code refs and suspect commits checked against the repository
+    (dropped ones noted in status_reasons and verification_notes), and first_seen /
+    last_seen counted by the store from its matcher. Synchronous: run it in a thread."""
+    check = verify_harness_refs(
+        repo, getattr(draft, "code_refs", None), getattr(draft, "suspect_commits", None)
+    )
+    update: dict[str, Any] = {
+        "code_refs": check.code_refs,
+        "suspect_commits": check.suspect_commits,
+        "status_reasons": [*finding.status_reasons, *check.reasons],
+        "verification_notes": [*finding.verification_notes, *check.notes],
+    }
+    if finding.matcher is not None and finding.prevalence and finding.prevalence.spans_matched:
+        # The matcher was already counted; a failure here only loses the dates.
+        with contextlib.suppress(StoreError):
+            update["first_seen"], update["last_seen"] = store.seen(finding.matcher)
+    return finding.model_copy(update=update)

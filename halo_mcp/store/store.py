@@ -17,6 +17,7 @@ import zlib
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from halo_mcp.settings import cache_dir as default_cache_dir
 from halo_mcp.store import content, overview, query
+from halo_mcp.store import sql as sql_views
 from halo_mcp.store.errors import (
     InvalidFilterError,
     NoSpansError,
@@ -457,6 +459,39 @@ class TraceStore:
         ).fetchone()
         return MatchCount(spans=spans, traces=traces, traces_in_scope=self._trace_total)
 
+    def seen(self, filter: SpanFilter | None = None) -> tuple[datetime | None, datetime | None]:
+        """When the spans `filter` selects first started and last ended (a finding's
+        first_seen / last_seen); (None, None) when none match."""
+        flt = self._filter(filter)
+        clauses, params = self._where(flt)
+        conn = self._conn()
+        source, params = spans_where(conn, clauses, params, "s.start_ns, s.end_ns")
+        first, last = conn.execute(
+            f"SELECT MIN(s.start_ns), MAX(COALESCE(s.end_ns, s.start_ns)) FROM {source}", params
+        ).fetchone()
+        return _instant(first), _instant(last)
+
+    def query_sql(
+        self,
+        sql: str,
+        *,
+        limit: int = sql_views.DEFAULT_ROW_LIMIT,
+        max_chars: int = sql_views.DEFAULT_MAX_CHARS,
+        time_limit_s: float = sql_views.DEFAULT_TIME_LIMIT_S,
+        max_steps: int | None = None,
+    ) -> sql_views.SqlResult:
+        """One read-only SELECT over the documented `spans` and `traces` views (see
+        store/sql.py), bounded in rows, characters and time. Raises SqlError."""
+        self._conn()  # refuses a closed store
+        return sql_views.run_sql(
+            self.index_path,
+            sql,
+            limit=limit,
+            max_chars=max_chars,
+            time_limit_s=time_limit_s,
+            max_steps=max_steps,
+        )
+
     # -- traces ----------------------------------------------------------------------------
 
     def query_traces(
@@ -703,6 +738,10 @@ class TraceStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _instant(ns: int | None) -> datetime | None:
+    return None if ns is None else datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
 
 
 def _iter(cursor: Any) -> Iterator[tuple]:
