@@ -490,11 +490,13 @@ class Agent:
     async def _verify_and_accept(self, draft: Any) -> Finding:
         """Verify a draft against the store (ids, matcher, prevalence) and record it."""
         s = self.state
+        tools = s.tools
+        assert tools is not None, "tools are set before any agent runs"
         finding = await anyio.to_thread.run_sync(
-            functools.partial(verify, s.tools.store, draft, s.run_id)
+            functools.partial(verify, tools.store, draft, s.run_id)
         )
         finding = await anyio.to_thread.run_sync(
-            functools.partial(check_harness_fields, s.tools.store, s.tools.repo, finding, draft)
+            functools.partial(check_harness_fields, tools.store, tools.repo, finding, draft)
         )
         return s.accept(finding, self.agent_id, self.parent_id)
 

@@ -126,7 +126,7 @@ def repo_tree(ctx: ToolContext, args: TreeArgs) -> str:
 
 def repo_glob(ctx: ToolContext, args: GlobArgs) -> str:
     files, total = code.glob(_repo(ctx), args.pattern, args.limit)
-    head = {"matched": total, "returned": len(files)}
+    head: dict[str, Any] = {"matched": total, "returned": len(files)}
     if total > len(files):
         head["note"] = f"first {len(files)} of {total}; narrow the pattern"
     return "\n".join([_dumps(head), *files])
