@@ -25,7 +25,7 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 
 from halo_mcp import __version__
-from halo_mcp.tools import analyze, findings, prompts, runs, spans, triage
+from halo_mcp.tools import analyze, findings, prompts, runs, spans, sql, triage
 from halo_mcp.tools.analyze import engine_settings_factory
 from halo_mcp.tools.arguments import invalid_arguments
 from halo_mcp.tools.manager import RunManager
@@ -208,7 +208,7 @@ def create_server(settings: ServerSettings | None = None) -> MCPServer:
         log_level="WARNING",
         **auth_kwargs,
     )
-    for module in (analyze, runs, findings, spans, triage, prompts):
+    for module in (analyze, runs, findings, spans, sql, triage, prompts):
         module.register(server)
     return server
 
