@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import threading
+from datetime import datetime, timezone
 from dataclasses import dataclass
 
 from halo_mcp.harness.paths import Repository, relative_parts, resolve_in_repo
@@ -297,8 +298,9 @@ def blame(
         head, _, rest = line.partition(" ")
         if re.fullmatch(r"[0-9a-f]{40}", head):
             current = {"sha": head, "line": int(rest.split()[1])}
-        elif head == "author-time":
-            current["time"] = rest
+        elif head == "author-time" and rest.isdigit():
+            when = datetime.fromtimestamp(int(rest), tz=timezone.utc)
+            current["time"] = when.isoformat(timespec="seconds")
         elif head == "summary":
             current["subject"] = clip(rest, 200)[0]
     return rows

@@ -177,15 +177,11 @@ def _find_excerpt(lines: list[str], excerpt: str, start: int, end: int) -> tuple
         return None
     if wanted in _squash("\n".join(lines[start - 1 : end])):
         return start, end
-    span = max(1, len(wanted_lines))
-    for i in range(len(lines)):
-        window = _squash("\n".join(lines[i : i + span + 1]))
-        if wanted in window:
-            first = i + 1
-            last = min(len(lines), i + span)
-            if wanted not in _squash("\n".join(lines[i:last])):
-                last = min(len(lines), i + span + 1)
-            return first, last
+    span = max(1, len(wanted_lines)) + 1
+    for end in range(1, len(lines) + 1):  # the smallest window that ends first
+        for begin in range(end - 1, max(-1, end - 1 - span), -1):
+            if wanted in _squash("\n".join(lines[begin:end])):
+                return begin + 1, end
     return None
 
 
