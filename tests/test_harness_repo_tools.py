@@ -10,7 +10,8 @@ import pytest
 
 from halo_mcp.harness import HarnessPathError, code, git, open_repository
 from halo_mcp.harness.verify import verify_harness_refs
-from tests.harness_repo import DESCRIPTION_V2, git as run_git, make_harness_repo
+from tests.harness_repo import DESCRIPTION_V2, make_harness_repo
+from tests.harness_repo import git as run_git
 
 
 @pytest.fixture
@@ -73,6 +74,8 @@ def test_log_finds_the_commit_that_changed_the_description_by_pickaxe_and_date(r
     assert [r["sha"] for r in rows] == [harness.shas[1], harness.shas[0]]
     rows, _ = git.log(repo, since="2025-03-01T10:00:00Z", until="2025-03-01T11:00:00Z")
     assert [r["subject"] for r in rows] == ["Shorter tool descriptions"]
+    rows, _ = git.log(repo, since="2025-03-01", until="2025-03-01")  # the whole day, UTC
+    assert [r["sha"] for r in rows] == [harness.shas[1], harness.shas[0]]
     rows, _ = git.log(repo, pickaxe_regex="free text", path="agent/tools.py")
     assert [r["sha"] for r in rows] == [harness.shas[1]]
     blame = git.blame(repo, "agent/tools.py", harness.description_line, harness.description_line)

@@ -14,6 +14,7 @@ from halo_mcp.cli import main
 from halo_mcp.server import create_server
 from halo_mcp.store import SpanFilter, open_store
 from halo_mcp.store import index as index_module
+from halo_mcp.store.shards import span_tables
 from halo_mcp.store.sql import SqlError
 from tests.harness_repo import regression_traces
 from tests.mcp_support import settings
@@ -85,7 +86,7 @@ def test_a_runaway_recursive_statement_is_stopped_at_its_limit(store):
     runaway = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT MAX(i) FROM n"
     with pytest.raises(SqlError, match="stopped at its budget of 2,000,000 steps"):
         store.query_sql(runaway, max_steps=2_000_000)
-    with pytest.raises(SqlError, match="stopped at its time limit of 0.2 s"):
+    with pytest.raises(SqlError, match=r"stopped at its time limit of 0\.2 s"):
         store.query_sql(runaway, time_limit_s=0.2)
 
 
@@ -104,7 +105,7 @@ def test_the_index_file_is_opened_read_only(store):
 
     conn = _open(store.index_path)
     conn.set_authorizer(None)  # even without the authorizer, the file cannot be written
-    with pytest.raises(sqlite3.OperationalError, match="readonly|read-only"):
+    with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only"):
         conn.execute("INSERT INTO main.meta VALUES ('x', 'y')")
     conn.close()
 
@@ -114,6 +115,7 @@ def test_a_sharded_index_answers_through_the_same_views(tmp_path, monkeypatch):
     monkeypatch.setattr(index_module, "WORKERS", 3)
     path = write(tmp_path / "shop.jsonl", shop_traces() * 1)
     with open_store([path], cache_dir=tmp_path / "cache") as sharded:
+        assert len(span_tables(sharded._conn())) == 4  # main + three shards
         rows = sharded.query_sql(
             "SELECT tool_name, COUNT(*), SUM(is_error) FROM spans "
             "WHERE tool_name IS NOT NULL GROUP BY 1 ORDER BY 1"
@@ -131,7 +133,10 @@ def test_a_sharded_index_answers_through_the_same_views(tmp_path, monkeypatch):
 def test_the_cli_prints_a_table_and_refuses_writes(tmp_path, capsys):
     path = regression_traces(tmp_path / "traces.jsonl")
     cache = str(tmp_path / "cache")
-    sql = "SELECT tool_name, SUM(is_error) AS errors FROM spans WHERE tool_name IS NOT NULL GROUP BY 1"
+    sql = (
+        "SELECT tool_name, SUM(is_error) AS errors FROM spans "
+        "WHERE tool_name IS NOT NULL GROUP BY 1"
+    )
     assert main(["sql", str(path), sql, "--cache-dir", cache]) == 0
     out = capsys.readouterr().out
     assert "tool_name" in out and "search_orders  7" in out

@@ -17,8 +17,8 @@ import os
 import re
 import subprocess
 import threading
-from datetime import datetime, timezone
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from halo_mcp.harness.paths import Repository, relative_parts, resolve_in_repo
 from halo_mcp.text import clip
@@ -185,6 +185,12 @@ def check_date(value: str, what: str) -> str:
     return value
 
 
+def _day_edge(value: str, clock: str) -> str:
+    """A bare date as the start (since) or end (until) of that day, UTC: git alone would
+    read '2026-03-01' as that day at the current time of day."""
+    return f"{value}T{clock}Z" if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) else value
+
+
 def repo_path_arg(repo: Repository, raw: str) -> str:
     """A repository-relative path for after `--`: checked like every path, but it need
     not exist now (history may hold deleted files)."""
@@ -213,9 +219,9 @@ def log(
     """Commits newest first (sha, date, author, subject) and whether more exist."""
     args = ["log", f"--format={LOG_FORMAT}", "--date=iso-strict", f"-n{int(limit) + 1}"]
     if since:
-        args.append("--since=" + check_date(since, "since"))
+        args.append("--since=" + _day_edge(check_date(since, "since"), "00:00:00"))
     if until:
-        args.append("--until=" + check_date(until, "until"))
+        args.append("--until=" + _day_edge(check_date(until, "until"), "23:59:59"))
     if pickaxe:
         args.append("-S" + pickaxe)
     if pickaxe_regex:
