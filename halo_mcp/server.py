@@ -43,11 +43,13 @@ Workflow:
 1. analyze_traces(trace_paths, prompt) starts an LLM analysis that takes minutes. It returns
    within wait_seconds with a run_id and status, sending progress meanwhile. Polling: while
    `done` is false, call get_run(run_id, wait_seconds=50) again. Never start a duplicate.
+   Pass repo_path (the harness's repository) so findings cite code lines and commits.
 2. When finished, read findings (most severe first) with get_finding(finding_id): root cause,
-   suggested harness change, how to validate it, evidence.
+   suggested harness change, how to validate it, evidence, code_refs (path:lines verified
+   at HEAD), suspect_commits, first_seen/last_seen.
 3. See concrete cases with query_spans(trace_paths, filter=<finding.matcher>) and get_trace
    (deterministic, no LLM, fast; trace_overview lists names and error signatures to filter
-   on), then edit the harness.
+   on; query_sql answers rates and joins in SQL), then edit the harness.
 Large artifacts are resources: halo://runs/{run_id}/report (markdown) and
 halo://findings/{finding_id} (JSON). Errors say what to do next."""
 

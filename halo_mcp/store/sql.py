@@ -38,7 +38,7 @@ _SPAN_COLUMNS = (
     ("span_id", "span_id", "Span id."),
     ("parent_span_id", "parent_span_id", "Parent span id; NULL for a root span."),
     ("name", "name", "Span name, e.g. 'chat gpt-4o', 'execute_tool search'."),
-    ("kind", "kind", "llm, tool, agent, chain, retriever, embedding, guardrail or other."),
+    ("kind", "kind", "agent, llm, tool, chain, guardrail or other."),
     ("status", "status", "'ok', 'error' or 'unset'."),
     ("is_error", "status = 'error'", "1 when the span failed, else 0."),
     ("error_message", "error_message", "The error text of a failed span."),
