@@ -103,7 +103,7 @@ def test_rows_and_characters_are_bounded_with_a_marker(store):
 def test_the_index_file_is_opened_read_only(store):
     from halo_mcp.store.sql import _open
 
-    conn = _open(store.index_path)
+    conn = _open(store.index_path, "SELECT 1")
     conn.set_authorizer(None)  # even without the authorizer, the file cannot be written
     with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only"):
         conn.execute("INSERT INTO main.meta VALUES ('x', 'y')")
