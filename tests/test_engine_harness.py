@@ -67,6 +67,8 @@ def _script(server, harness) -> None:
             ),
             tool_call("repo_grep", {"pattern": "search_orders", "glob": "*.py"}),
             tool_call("repo_read_file", {"path": "agent/tools.py", "max_lines": 20}),
+            tool_call("repo_read_file", {"path": "../../etc/passwd"}),
+            tool_call("query_sql", {"sql": "DELETE FROM main.spans"}),
             tool_call("submit_findings", {"findings": [_finding(harness)], "summary": "One."}),
         ]
     )
@@ -105,12 +107,15 @@ async def test_the_model_ties_the_regression_to_the_commit_and_the_line(
     assert "An order-support agent (Python)." in prompt
 
     last_root = [r for r in engine_env.server.chat_requests if is_root(r.json)][-1]
-    sql_out, log_out, blame_out, grep_out, read_out = tool_messages(last_root)[:5]
+    outputs = tool_messages(last_root)
+    sql_out, log_out, blame_out, grep_out, read_out, escape_out, delete_out = outputs[:7]
     assert "2025-03-01T10:00:26.500Z" in sql_out
     assert harness.shas[1] in log_out and harness.shas[2] not in log_out
     assert harness.shas[1][:12] in blame_out and "Shorter tool descriptions" in blame_out
     assert "agent/tools.py:4:" in grep_out
     assert f"{harness.description_line:>6}| {DESCRIPTION_V2}" in read_out
+    assert escape_out.startswith("ERROR: repo_read_file:") and "'..'" in escape_out
+    assert delete_out.startswith("ERROR: query_sql: Refused") and "spans(trace_id" in delete_out
 
     [finding] = run.findings
     assert finding.verified is True

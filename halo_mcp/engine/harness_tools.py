@@ -1,6 +1,8 @@
 """The agents' tools over the harness repository (code and git history) and SQL over the
 trace views. Same shape as agent_tools.STORE_TOOLS: `(ctx, args) -> str`, synchronous
-(the agent loop runs them in a worker thread), every output within its budget.
+(the agent loop runs them in a worker thread), every output within its budget. Their
+errors (HarnessPathError, CodeError, GitError: ValueErrors; SqlError: a StoreError) go
+back to the model as tool errors it can act on.
 
 The repository tools are offered only when the run was given a repository, the git tools
 only when it is a work tree. `engine_tools` is the one table the agent loop reads.
@@ -14,8 +16,8 @@ from pydantic import BaseModel, Field
 
 from halo_mcp.engine.agent_tools import STORE_TOOLS, StoreTool, ToolContext, _Args, _dumps
 from halo_mcp.harness import code, git
-from halo_mcp.harness.paths import HarnessPathError, Repository
-from halo_mcp.store.sql import SQL_SCHEMA, SqlError
+from halo_mcp.harness.paths import Repository
+from halo_mcp.store.sql import SQL_SCHEMA
 
 #: Characters of patch/diff text one call returns.
 PATCH_CHARS = 16_000
@@ -89,13 +91,13 @@ class GitBlameArgs(_Args):
 
 
 def query_sql(ctx: ToolContext, args: SqlArgs) -> str:
-    try:
-        result = ctx.store.query_sql(
-            args.sql, limit=args.limit, max_chars=ctx.budget_for("sql") - 2000
-        )
-    except SqlError as exc:
-        raise ValueError(str(exc)) from None
-    head = {"columns": result.columns, "returned": result.returned, "truncated": result.truncated}
+    budget = ctx.budget_for("sql") - 2000  # the header and JSON punctuation
+    result = ctx.store.query_sql(args.sql, limit=args.limit, max_chars=budget)
+    head: dict[str, Any] = {
+        "columns": result.columns,
+        "returned": result.returned,
+        "truncated": result.truncated,
+    }
     if result.note:
         head["note"] = result.note
     return "\n".join([_dumps(head), *(_dumps(row) for row in result.rows)])
@@ -106,18 +108,6 @@ def _repo(ctx: ToolContext) -> Repository:
     if repo is None:
         raise ValueError("this run has no repository; the code and git tools are unavailable")
     return repo
-
-
-def _guard(fn: Any) -> StoreTool:
-    """Repository and git errors become tool errors the model reads (ValueError)."""
-
-    def call(ctx: ToolContext, args: Any) -> str:
-        try:
-            return str(fn(ctx, args))
-        except (HarnessPathError, code.CodeError, git.GitError) as exc:
-            raise ValueError(str(exc)) from None
-
-    return call
 
 
 def repo_tree(ctx: ToolContext, args: TreeArgs) -> str:
@@ -212,19 +202,19 @@ CODE_TOOLS: dict[str, tuple[str, type[BaseModel], StoreTool]] = {
         "The harness repository as a tree of folders (with file counts) and files; "
         ".gitignore'd, vendored and cache folders skipped.",
         TreeArgs,
-        _guard(repo_tree),
+        repo_tree,
     ),
-    "repo_glob": ("Files of the harness repository matching a glob.", GlobArgs, _guard(repo_glob)),
+    "repo_glob": ("Files of the harness repository matching a glob.", GlobArgs, repo_glob),
     "repo_grep": (
         "Regex search over the harness repository's text files: path:line: text.",
         GrepArgs,
-        _guard(repo_grep),
+        repo_grep,
     ),
     "repo_read_file": (
         "Numbered lines of a file of the harness repository (optionally at a git ref). "
         "Cite code as path:start-end with these line numbers.",
         ReadFileArgs,
-        _guard(repo_read_file),
+        repo_read_file,
     ),
 }
 
@@ -234,22 +224,22 @@ GIT_TOOLS: dict[str, tuple[str, type[BaseModel], StoreTool]] = {
         "a date window (since/until), a path, a range, or the pickaxe (commits adding or "
         "removing a string, or with diff lines matching a regex).",
         GitLogArgs,
-        _guard(git_log),
+        git_log,
     ),
     "git_show": (
         "One commit: message and changed files (stat), or its patch (bounded).",
         GitShowArgs,
-        _guard(git_show),
+        git_show,
     ),
     "git_diff": (
         "The diff between two refs (or a ref and the work tree).",
         GitDiffArgs,
-        _guard(git_diff),
+        git_diff,
     ),
     "git_blame": (
         "Who last changed each line of a window: line, commit sha, date, subject, text.",
         GitBlameArgs,
-        _guard(git_blame),
+        git_blame,
     ),
 }
 
