@@ -77,6 +77,11 @@ def test_anything_but_a_select_over_the_views_is_refused(store, sql):
     assert store.query_sql("SELECT COUNT(*) FROM spans").rows == [[36]]
 
 
+def test_a_value_too_big_is_refused(store):
+    with pytest.raises(SqlError, match="too big"):
+        store.query_sql("SELECT zeroblob(100000000)")
+
+
 def test_two_statements_are_refused(store):
     with pytest.raises(SqlError, match="one statement"):
         store.query_sql("SELECT 1; DELETE FROM main.spans")

@@ -40,7 +40,7 @@ class GlobArgs(_Args):
 
 
 class GrepArgs(_Args):
-    pattern: str = Field(description="Regex searched line by line.")
+    pattern: str = Field(max_length=1000, description="Regex searched line by line.")
     path: str = Field(".", description="Folder or file to search under.")
     glob: str | None = Field(None, description="Only files matching this glob, e.g. '*.py'.")
     ignore_case: bool = False
@@ -62,10 +62,10 @@ class GitLogArgs(_Args):
     path: str | None = Field(None, description="Only commits touching this path.")
     rev_range: str | None = Field(None, description="e.g. 'v1.2..HEAD'.")
     pickaxe: str | None = Field(
-        None, description="-S: commits that add or remove this exact string."
+        None, max_length=500, description="-S: commits that add or remove this exact string."
     )
     pickaxe_regex: str | None = Field(
-        None, description="-G: commits whose diff has a line matching this regex."
+        None, max_length=500, description="-G: commits whose diff has a line matching this regex."
     )
     limit: int = Field(30, ge=1, le=100)
 

@@ -29,6 +29,7 @@ MAX_ROW_LIMIT = 1000
 DEFAULT_MAX_CHARS = 20_000
 MAX_CELL_CHARS = 1000
 DEFAULT_TIME_LIMIT_S = 10.0
+MAX_VALUE_BYTES = 10_000_000
 #: VM instructions between two checks of the time limit.
 PROGRESS_STEPS = 10_000
 
@@ -355,6 +356,8 @@ def _open(index_path: Path, sql: str) -> sqlite3.Connection:
         if len(narrow) < len(_SPAN_COLUMNS):
             _define_spans(conn, tables, narrow)
     conn.execute("PRAGMA query_only=1")  # after the temp views: it covers temp too
+    # No value bigger than this (group_concat over every span, zeroblob(1e9), ...).
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
     conn.set_authorizer(_authorize)
     return conn
 
