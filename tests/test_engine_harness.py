@@ -191,3 +191,36 @@ async def test_get_finding_over_mcp_shows_code_refs_and_repo_path_must_be_in_the
     ]
     assert data["suspect_commits"][0]["sha"] == harness.shas[1]
     assert data["first_seen"].startswith("2025-03-01T10:00:26")
+
+
+def test_the_cli_passes_repo_and_context_to_every_agent(engine_env, harness, traces, tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "context.md").write_text("Harness: order support, Python.\n")
+    _script(engine_env.server, harness)
+    done = subprocess.run(
+        [sys.executable, "-m", "halo_mcp", "run", str(traces), "-p", "Why?", "--max-depth",
+         "0", "--repo", str(harness.root), "--context", f"@{tmp_path / 'context.md'}", "-q"],
+        env=engine_env.env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"agent/tools.py:{harness.description_line}-{harness.description_line}" in done.stdout
+    first = engine_env.server.chat_requests[0].json
+    assert "Harness: order support, Python." in system_prompt(first)
+    assert "git_blame" in tool_names(first)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--repo", "no/such/folder", "not found"),
+        ("--context", "@no/such/file.md", "cannot read --context file"),
+    ],
+)
+def test_the_cli_refuses_a_missing_repo_or_context_file(
+    engine_env, traces, flag, value, message, capsys
+):
+    code = main(["run", str(traces), "-p", "Why?", flag, value])
+    assert code == 2
+    assert message in capsys.readouterr().err
