@@ -67,6 +67,8 @@ def test_only_allow_listed_subcommands_and_plain_refs_run(repo):
         git.show(repo, "--output=/tmp/pwned", patch=False, path=None, max_chars=100)
     with pytest.raises(git.GitError, match="not a date"):
         git.log(repo, since="2025-01-01; rm -rf /")
+    capped = git.run_git(repo, ["log", "-p"], max_bytes=100)  # git is stopped, output cut
+    assert capped.truncated is True and len(capped.text) == 100
 
 
 def test_log_finds_the_commit_that_changed_the_description_by_pickaxe_and_date(repo, harness):

@@ -108,8 +108,6 @@ def run_git(
     try:
         out, err = _bounded_communicate(proc, timeout_s, max_bytes)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
         raise GitError(
             f"git {args[0]} took longer than {timeout_s:.0f}s and was stopped; narrow it "
             "(a path, a date window, a smaller range or limit)"
@@ -141,7 +139,9 @@ def _bounded_communicate(
 
     def read_err() -> None:
         assert proc.stderr is not None
-        errs.append(proc.stderr.read(65536))
+        for chunk in iter(lambda: proc.stderr.read(65536) if proc.stderr else b"", b""):
+            if len(errs) < 4:  # keep the start; drain the rest so git never blocks on it
+                errs.append(chunk)
 
     readers = [threading.Thread(target=read_out), threading.Thread(target=read_err)]
     for t in readers:
@@ -149,9 +149,16 @@ def _bounded_communicate(
         t.start()
     try:
         proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
     finally:
         for t in readers:
             t.join(timeout=1)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
     return b"".join(chunks), b"".join(errs)
 
 
