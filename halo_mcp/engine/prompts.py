@@ -153,17 +153,18 @@ harness (a prompt's text, a tool's description or schema, a tool's implementatio
 or turn limit setting): grep for the tool name, error message or prompt wording seen in
 the traces, read the lines, and cite them in the finding's code_refs as path, start_line,
 end_line and the excerpt copied exactly from repo_read_file (without the line-number
-gutter). The engine checks every ref against the file at HEAD and drops refs whose path,
-lines or excerpt do not match, so quote precisely.
+gutter). The engine checks every ref against the committed file at HEAD and drops refs
+whose path, lines or excerpt do not match, so quote precisely.
 {regression}"""
 
-_REGRESSION_NOTE = """Workflow 2, hunt regressions: when a failure mode starts partway through
-the traces, find when: record the finding with add_findings (its result gives first_seen and
-last_seen, computed from the matcher), or query_sql MIN(start_time) per day or hour. Then
-git_log with since/until around that time (and a path, or pickaxe for the text involved),
-git_show the candidates, git_blame the lines you cite, and add the commits that introduced
-the failure to suspect_commits (sha copied from git output; the engine checks each
-exists). Re-add the finding under the same title to attach them.
+_REGRESSION_NOTE = """Workflow 2, hunt regressions: when a failure mode starts partway
+through the traces, find when: record the finding with add_findings (its result gives
+first_seen and last_seen, computed from the matcher), or query_sql MIN(start_time) per day
+or hour. Then git_log with since/until around that time (ISO times, UTC like the traces;
+add a path, or the pickaxe for the text involved), git_show the candidates, git_blame the
+lines you cite, and put the commits that introduced the failure in suspect_commits (sha
+copied from git output; the engine checks each exists). Re-add the finding under the same
+title to attach them.
 """
 
 _CONTEXT_NOTE = """
