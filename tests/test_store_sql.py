@@ -61,6 +61,9 @@ def test_a_join_pairs_each_tool_error_with_the_trace_agent(store):
         "ATTACH DATABASE '/tmp/evil.db' AS evil",
         "PRAGMA table_info(spans)",
         "PRAGMA writable_schema = ON",
+        "VACUUM INTO '/tmp/copy.db'",
+        "SELECT * FROM pragma_table_info('spans')",
+        "WITH x AS (SELECT * FROM main.spans) SELECT COUNT(*) FROM x",
         "SELECT name FROM main.spans",
         "SELECT path FROM files",
         "SELECT sql FROM sqlite_master",
@@ -72,6 +75,7 @@ def test_anything_but_a_select_over_the_views_is_refused(store, sql):
     with pytest.raises(SqlError) as err:
         store.query_sql(sql)
     message = str(err.value)
+    assert message.startswith("Refused") or "cannot modify" in message, message
     assert "spans(trace_id, span_id" in message and "traces(trace_id" in message  # the schema
     # Nothing changed.
     assert store.query_sql("SELECT COUNT(*) FROM spans").rows == [[36]]

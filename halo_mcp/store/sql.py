@@ -425,7 +425,7 @@ def _authorize(
 
 def _explain(exc: sqlite3.DatabaseError) -> str:
     message = str(exc)
-    if "not authorized" in message or "prohibited" in message:
+    if any(w in message for w in ("not authorized", "prohibited", "authorization denied")):
         why = (
             f"Refused ({message}): only one SELECT over the views spans and traces is "
             "allowed; no writes, ATTACH, PRAGMA, physical tables or non-listed functions."
