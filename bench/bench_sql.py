@@ -10,6 +10,8 @@ once (not timed here: bench_store.py measures builds). Each aggregation runs `--
 times through TraceStore.query_sql (the MCP tool's and the agents' path: a fresh
 read-only connection, authorizer, views, progress handler); the filter-tool answer is
 the sum of the count calls it needs, each timed once per rep. Both answers are compared.
+The per-tool count is also asked of the pre-counted `span_counts` view, which reads the
+same tally the filter tools use.
 """
 
 from __future__ import annotations
@@ -74,6 +76,15 @@ def errors_per_tool_filters(store: CountingStore) -> dict[str, tuple[int, int]]:
     }
 
 
+def errors_per_tool_tally_sql(store: TraceStore) -> dict[str, tuple[int, int]]:
+    rows = store.query_sql(
+        "SELECT tool_name, SUM(spans), TOTAL(spans) FILTER (WHERE is_error) FROM span_counts "
+        "WHERE tool_name IS NOT NULL GROUP BY tool_name",
+        limit=1000,
+    ).rows
+    return {r[0]: (r[1], int(r[2])) for r in rows}
+
+
 def errors_per_hour_sql(store: TraceStore) -> dict[str, int]:
     rows = store.query_sql(
         "SELECT substr(start_time, 1, 13) AS hour, COUNT(*) FROM spans "
@@ -119,6 +130,7 @@ def error_traces_per_agent_filters(store: CountingStore) -> dict[str, int]:
 
 CASES = (
     ("errors per tool", errors_per_tool_sql, errors_per_tool_filters),
+    ("  same, span_counts view", errors_per_tool_tally_sql, errors_per_tool_filters),
     ("error spans per hour", errors_per_hour_sql, errors_per_hour_filters),
     ("error traces per agent", error_traces_per_agent_sql, error_traces_per_agent_filters),
 )
@@ -153,7 +165,7 @@ def main() -> None:
         filter_s, filter_answer = p50(lambda f=via_filters, cs=counter: f(cs), args.reps)
         same = "yes" if sql_answer == filter_answer else "NO"
         print(
-            f"{label:<24} {sql_s * 1000:>11.0f} ms {filter_s * 1000:>14.0f} ms "
+            f"{label:<24} {sql_s * 1000:>11.1f} ms {filter_s * 1000:>14.1f} ms "
             f"{counter.calls // args.reps:>6} {filter_s / sql_s:>6.2f}x  {same}"
         )
     store.close()

@@ -41,6 +41,17 @@ def test_an_aggregation_gives_error_rates_per_tool_and_first_failure(store):
     assert count.spans == 7
     traces = store.query_sql("SELECT COUNT(*), SUM(error_count > 0) FROM traces")
     assert traces.rows == [[12, 7]]
+    assert store.query_sql("SELECT COUNT(*) FROM traces").rows == [[12]]
+
+
+def test_span_counts_gives_the_same_rates_from_the_tally(store):
+    tally = store.query_sql(
+        "SELECT tool_name, SUM(spans), SUM(spans) FILTER (WHERE is_error) FROM span_counts "
+        "WHERE tool_name IS NOT NULL GROUP BY 1"
+    )
+    assert tally.rows == [["search_orders", 12, 7]]
+    assert store.query_sql("SELECT SUM(spans) FROM span_counts").rows == [[36]]
+    assert store.query_sql("SELECT COUNT(*) FROM span_counts").returned == 1
 
 
 def test_a_join_pairs_each_tool_error_with_the_trace_agent(store):

@@ -12,10 +12,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sql",
-        help="Read-only SQL over the traces' spans and traces views.",
-        description="Run one SELECT over the views `spans` and `traces` of the traces' "
-        "index (read-only, bounded rows, characters and time). The last argument is the "
-        "query; `--schema` prints the views' columns.",
+        help="Read-only SQL over views of the traces (spans, traces, span_counts).",
+        description="Run one SELECT over the views `spans`, `traces` and `span_counts` of "
+        "the traces' index (read-only, bounded rows, characters and time). The last argument "
+        "is the query; `--schema` prints the views' columns.",
         epilog='example: halo-mcp sql traces.jsonl "SELECT tool_name, COUNT(*) AS calls, '
         'AVG(is_error) AS error_rate FROM spans WHERE tool_name IS NOT NULL GROUP BY 1"',
     )

@@ -188,7 +188,7 @@ def git_blame(ctx: ToolContext, args: GitBlameArgs) -> str:
 
 SQL_TOOLS: dict[str, tuple[str, type[BaseModel], StoreTool]] = {
     "query_sql": (
-        "Read-only SQL (one SELECT) over two views of the trace index, for what filters "
+        "Read-only SQL (one SELECT) over views of the trace index, for what filters "
         "cannot answer: rates per agent, model, tool or hour, joins between spans (a "
         "tool's errors against the next LLM call), first/last time a failure occurs. "
         "Rows, characters and time are bounded.\n" + SQL_SCHEMA,

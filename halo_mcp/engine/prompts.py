@@ -139,8 +139,9 @@ need more evidence, keep using the tools."""
 
 
 _SQL_NOTE = """
-SQL. query_sql runs one read-only SELECT over the views `spans` and `traces` (its
-description lists the columns). Use it for what filters cannot answer: rates per agent,
+SQL. query_sql runs one read-only SELECT over the views `spans`, `traces` and
+`span_counts` (its description lists the columns; span_counts answers per agent, model or
+tool counts in milliseconds). Use it for what filters cannot answer: rates per agent,
 model, tool, version or hour; joins between spans of a trace; when a failure first and
 last happened (MIN/MAX of start_time). Aggregate in SQL rather than paging spans.
 """

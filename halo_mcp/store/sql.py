@@ -1,10 +1,11 @@
-"""Read-only SQL over the trace index, through two documented views: `spans` and `traces`.
+"""Read-only SQL over the trace index, through documented views: `spans`, `traces` and
+`span_counts`.
 
 The views are the contract (see SQL_SCHEMA); the physical tables, shards and their
 columns may change at any time and are never readable. Each query gets its own
 connection: the index is opened read-only (`mode=ro`, `PRAGMA query_only`), the shards
 are attached and the views defined, then an authorizer allows only SELECT, reads through
-the two views (or of the query's own CTEs and subqueries), and an allow-list of pure
+the views (or of the query's own CTEs and subqueries), and an allow-list of pure
 functions (no load_extension, no file or schema functions). A progress handler stops a
 statement at its time limit or step budget. Rows and characters have budgets; a cut
 result says so.
@@ -33,7 +34,9 @@ MAX_VALUE_BYTES = 10_000_000
 #: VM instructions between two checks of the time limit.
 PROGRESS_STEPS = 10_000
 
-VIEWS = ("spans", "traces")
+VIEWS = ("spans", "traces", "span_counts")
+#: The physical tables behind the views.
+_VIEW_SOURCES = frozenset({"spans", "traces", "span_groups"})
 
 _SPAN_COLUMNS = (
     ("trace_id", "trace_id", "Trace id."),
@@ -90,14 +93,33 @@ _TRACE_COLUMNS = (
 )
 
 
+_COUNT_COLUMNS = (
+    ("kind", "kind", "Span kind."),
+    ("service", "service", "Service name."),
+    ("agent", "agent", "Agent name."),
+    ("model", "model", "LLM model."),
+    ("tool_name", "tool_name", "Tool name."),
+    ("is_error", "is_error", "1 for the failed spans of this group, else 0."),
+    ("spans", "spans", "How many spans the group holds."),
+    ("input_tokens", "input_tokens", "Their prompt tokens."),
+    ("output_tokens", "output_tokens", "Their completion tokens."),
+)
+
+
 def _schema_text() -> str:
     lines = [
         "Views (read-only SQLite; span content such as inputs/outputs is not here, use "
         "the search or query tools for it):"
     ]
-    for view, columns in (("spans", _SPAN_COLUMNS), ("traces", _TRACE_COLUMNS)):
+    views = (("spans", _SPAN_COLUMNS), ("traces", _TRACE_COLUMNS), ("span_counts", _COUNT_COLUMNS))
+    for view, columns in views:
         lines.append(f"  {view}(" + ", ".join(c[0] for c in columns) + ")")
         lines += [f"    {name}: {doc}" for name, _, doc in columns]
+    lines.append(
+        "  span_counts holds one row per (kind, service, agent, model, tool_name, is_error) "
+        "with SUM-able counts: rates per agent, model or tool read it in milliseconds "
+        "(e.g. SUM(spans) FILTER (WHERE is_error) * 1.0 / SUM(spans) GROUP BY tool_name)."
+    )
     return "\n".join(lines)
 
 
@@ -335,7 +357,7 @@ def run_sql(
 
 
 def _open(index_path: Path, sql: str) -> sqlite3.Connection:
-    """A read-only connection whose only readable relations are the two views, the spans
+    """A read-only connection whose only readable relations are the views, the spans
     view narrowed to the columns `sql` uses."""
     uri = Path(index_path).absolute().as_uri() + "?mode=ro"
     try:
@@ -350,6 +372,8 @@ def _open(index_path: Path, sql: str) -> sqlite3.Connection:
     _define_spans(conn, tables, _SPAN_COLUMNS)
     trace_select = ", ".join(f"{expr} AS {name}" for name, expr, _ in _TRACE_COLUMNS)
     conn.execute(f"CREATE TEMP VIEW traces AS SELECT {trace_select} FROM main.traces")
+    count_select = ", ".join(f"{expr} AS {name}" for name, expr, _ in _COUNT_COLUMNS)
+    conn.execute(f"CREATE TEMP VIEW span_counts AS SELECT {count_select} FROM main.span_groups")
     used = _span_columns_used(conn, sql)
     if used is not None and len(tables) > 1:
         narrow = [c for c in _SPAN_COLUMNS if c[0] in used] or [_SPAN_COLUMNS[0]]
@@ -415,7 +439,8 @@ def _authorize(
             return sqlite3.SQLITE_OK
         if db is None:  # a CTE or subquery of the statement itself
             return sqlite3.SQLITE_OK
-        if arg2 == "" and arg1 in VIEWS:  # count(*) through a flattened view: no columns
+        if arg2 == "" and arg1 in _VIEW_SOURCES:  # count(*) through a flattened view
+            # (SQLite names the physical table, no column: only a row count is read).
             return sqlite3.SQLITE_OK
         return sqlite3.SQLITE_DENY
     if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in ALLOWED_FUNCTIONS:
@@ -427,8 +452,9 @@ def _explain(exc: sqlite3.DatabaseError) -> str:
     message = str(exc)
     if any(w in message for w in ("not authorized", "prohibited", "authorization denied")):
         why = (
-            f"Refused ({message}): only one SELECT over the views spans and traces is "
-            "allowed; no writes, ATTACH, PRAGMA, physical tables or non-listed functions."
+            f"Refused ({message}): only one SELECT over the views spans, traces and "
+            "span_counts is allowed; no writes, ATTACH, PRAGMA, physical tables or "
+            "non-listed functions."
         )
     else:
         why = f"SQL error: {message}."

@@ -36,12 +36,13 @@ class SqlQueryResult(BaseModel):
 
 
 DESCRIPTION = (
-    "Read-only SQL over trace files (no LLM): one SQLite SELECT over the views `spans` and "
-    "`traces`, for what query_spans filters cannot answer: error rates per agent, model, "
-    "tool or hour, joins between spans of a trace (a tool's errors against the next LLM "
-    "call), when a failure first and last happened. Rows (`limit`), characters and time "
-    "are bounded; no writes, ATTACH, PRAGMA or file functions. Span content (inputs, "
-    "outputs, attributes) is not in the views: use query_spans/get_trace for it.\n" + SQL_SCHEMA
+    "Read-only SQL over trace files (no LLM): one SQLite SELECT over the views `spans`, "
+    "`traces` and `span_counts` (pre-counted groups), for what query_spans filters cannot "
+    "answer: error rates per agent, model, tool or hour, joins between spans of a trace "
+    "(a tool's errors against the next LLM call), when a failure first and last happened. "
+    "Rows (`limit`), characters and time are bounded; no writes, ATTACH, PRAGMA or file "
+    "functions. Span content (inputs, outputs, attributes) is not in the views: use "
+    "query_spans/get_trace for it.\n" + SQL_SCHEMA
 )
 
 
