@@ -115,6 +115,7 @@ COMPACTION_PROMPT = """\
 You compress the working memory of an agent analyzing traces. Summarize the conversation
 excerpt below so the agent can continue without it: keep every hypothesis and its status,
 every count with the filter that produced it, every trace/span id that matters (exact),
+every code location (path:lines, with the exact excerpt) and commit sha that matters,
 the root causes found, the delegated tasks and their results, and what remains to do.
 Drop raw tool output that has been digested. Use terse bullet points."""
 
