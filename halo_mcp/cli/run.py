@@ -38,8 +38,9 @@ environment:
   OPENAI_API_KEY, OPENAI_BASE_URL, HALO_MODEL   credentials, endpoint and model
   HALO_DATA_DIR, HALO_CACHE_DIR                 run store and trace index locations
 
-example:
+examples:
   halo-mcp run traces/prod.jsonl -p "Diagnose errors and suggest harness fixes"
+  halo-mcp run traces/ -p "Why do refunds fail?" --repo . --context @docs/agent.md
 """
 
 
