@@ -31,6 +31,7 @@ DEFAULT_MAX_CHARS = 20_000
 MAX_CELL_CHARS = 1000
 DEFAULT_TIME_LIMIT_S = 10.0
 MAX_VALUE_BYTES = 10_000_000
+_SQLITE_LIMIT_LENGTH = 0  # sqlite3.h; sqlite3.SQLITE_LIMIT_LENGTH exists from Python 3.11
 #: VM instructions between two checks of the time limit.
 PROGRESS_STEPS = 10_000
 
@@ -381,7 +382,10 @@ def _open(index_path: Path, sql: str) -> sqlite3.Connection:
             _define_spans(conn, tables, narrow)
     conn.execute("PRAGMA query_only=1")  # after the temp views: it covers temp too
     # No value bigger than this (group_concat over every span, zeroblob(1e9), ...).
-    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+    # Connection.setlimit is Python 3.11+; on 3.10 SQLite's own 1 GB limit applies.
+    setlimit = getattr(conn, "setlimit", None)
+    if setlimit is not None:
+        setlimit(_SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
     conn.set_authorizer(_authorize)
     return conn
 
