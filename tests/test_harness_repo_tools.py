@@ -163,9 +163,17 @@ def test_a_folder_without_git_has_code_tools_but_no_history(tmp_path):
     repo = open_repository(tmp_path / "plain")
     assert repo.is_git is False
     assert code.glob(repo, "*.md") == (["prompt.md"], 1)
-    with pytest.raises(git.GitError, match="no git history"):
+    with pytest.raises(git.GitError, match=r"no \.git at its root"):
         git.log(repo)
     check = verify_harness_refs(
         repo, [{"path": "prompt.md", "start_line": 1, "excerpt": "helpful agent"}], []
     )
     assert check.code_refs[0].verified is True
+
+
+def test_a_folder_inside_a_work_tree_gets_no_history_and_says_why(harness):
+    repo = open_repository(harness.root / "agent")
+    assert repo.is_git is False and repo.enclosing_work_tree == harness.root
+    with pytest.raises(git.GitError, match="inside the work tree"):
+        git.log(repo)
+    assert code.glob(repo, "*.py") == (["tools.py"], 1)

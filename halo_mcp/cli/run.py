@@ -226,9 +226,16 @@ def check_repo(value: str | None) -> Path | None:
     from halo_mcp.harness.paths import HarnessPathError, open_repository
 
     try:
-        return open_repository(value).root
+        repo = open_repository(value)
     except HarnessPathError as exc:
         raise ValueError(str(exc)) from None
+    if repo.enclosing_work_tree is not None:
+        _err(
+            f"halo-mcp run: note: {repo.root} is inside the git work tree "
+            f"{repo.enclosing_work_tree}; the agents read its code but not its history. "
+            "Pass the work tree's root to --repo for git log, show, diff and blame."
+        )
+    return repo.root
 
 
 def _err(message: str) -> None:

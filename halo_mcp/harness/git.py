@@ -85,8 +85,14 @@ def run_git(
     """Run `git <args>` in the repository (read-only subcommands only), bounded in time
     and output. Raises GitError with git's message when it fails and `check` is set."""
     if not repo.is_git:
+        where = (
+            f"it is a folder inside the work tree {repo.enclosing_work_tree}, whose history "
+            "reaches beyond it"
+            if repo.enclosing_work_tree
+            else "no .git at its root"
+        )
         raise GitError(
-            "This repository has no git history (no .git at its root); the code tools "
+            f"This repository has no git history available ({where}); the code tools "
             "(tree, glob, grep, read_file) still work."
         )
     if not args or args[0] not in ALLOWED_SUBCOMMANDS:

@@ -18,10 +18,13 @@ class HarnessPathError(ValueError):
 
 @dataclass(frozen=True)
 class Repository:
-    """A harness repository: its resolved root, and whether git can read its history."""
+    """A harness repository: its resolved root, and whether git can read its history
+    (only when the root is a work tree's top: history never reaches outside the root).
+    `enclosing_work_tree` names the work tree a subfolder root lies in, for a hint."""
 
     root: Path
     is_git: bool
+    enclosing_work_tree: Path | None = None
 
 
 def open_repository(path: str | Path) -> Repository:
@@ -39,7 +42,10 @@ def open_repository(path: str | Path) -> Repository:
         ) from None
     if not root.is_dir():
         raise HarnessPathError(f"Repository {raw!r} is not a directory; pass its root folder.")
-    return Repository(root=root, is_git=(root / ".git").exists())
+    if (root / ".git").exists():
+        return Repository(root=root, is_git=True)
+    enclosing = next((p for p in root.parents if (p / ".git").exists()), None)
+    return Repository(root=root, is_git=False, enclosing_work_tree=enclosing)
 
 
 def relative_parts(raw: str) -> tuple[str, ...]:

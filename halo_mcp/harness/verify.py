@@ -29,6 +29,8 @@ MAX_CODE_REFS = 10
 MAX_SUSPECT_COMMITS = 5
 MAX_REF_LINES = 60
 EXCERPT_CHARS = 1500
+#: Excerpts cited at the wrong lines are looked for elsewhere only in files this long.
+MAX_RELOCATE_LINES = 20_000
 
 
 class CodeRefDraft(BaseModel):
@@ -177,6 +179,8 @@ def _find_excerpt(lines: list[str], excerpt: str, start: int, end: int) -> tuple
         return None
     if wanted in _squash("\n".join(lines[start - 1 : end])):
         return start, end
+    if len(lines) > MAX_RELOCATE_LINES:
+        return None
     span = max(1, len(wanted_lines)) + 1
     for end in range(1, len(lines) + 1):  # the smallest window that ends first
         for begin in range(end - 1, max(-1, end - 1 - span), -1):
