@@ -17,7 +17,7 @@ import zlib
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -460,16 +460,16 @@ class TraceStore:
         return MatchCount(spans=spans, traces=traces, traces_in_scope=self._trace_total)
 
     def seen(self, filter: SpanFilter | None = None) -> tuple[datetime | None, datetime | None]:
-        """When the spans `filter` selects first started and last ended (a finding's
+        """When the first and the last of the spans `filter` selects started (a finding's
         first_seen / last_seen); (None, None) when none match."""
         flt = self._filter(filter)
         clauses, params = self._where(flt)
         conn = self._conn()
-        source, params = spans_where(conn, clauses, params, "s.start_ns, s.end_ns")
+        source, params = spans_where(conn, clauses, params, "s.start_ns")
         first, last = conn.execute(
-            f"SELECT MIN(s.start_ns), MAX(COALESCE(s.end_ns, s.start_ns)) FROM {source}", params
+            f"SELECT MIN(s.start_ns), MAX(s.start_ns) FROM {source}", params
         ).fetchone()
-        return _instant(first), _instant(last)
+        return query.from_ns(first), query.from_ns(last)
 
     def query_sql(
         self,
@@ -738,10 +738,6 @@ class TraceStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _instant(ns: int | None) -> datetime | None:
-    return None if ns is None else datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
 
 
 def _iter(cursor: Any) -> Iterator[tuple]:
