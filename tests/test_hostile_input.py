@@ -85,6 +85,19 @@ def test_the_engine_search_tool_refuses_a_backreference_with_advice(env) -> None
         assert json.loads(found.splitlines()[0])["spans_matched"] == 2
 
 
+def test_the_harness_grep_runs_agent_patterns_in_linear_time(tmp_path) -> None:
+    from halo_mcp.harness import code, open_repository
+    from tests.harness_repo import make_harness_repo
+
+    repo = open_repository(make_harness_repo(tmp_path / "repo").root)
+    (repo.root / "agent" / "long.txt").write_text("a" * 1000 + "?\n")  # lines are cut at 2,000
+    matches, _ = code.grep(repo, "(a+)+!")
+    assert matches == []
+    assert [m["path"] for m in code.grep(repo, "(a+)+[?]")[0]] == ["agent/long.txt"]
+    with pytest.raises(code.CodeError, match="backreference"):
+        code.grep(repo, r"(\w+) \1")
+
+
 def test_triage_matchers_compile_as_linear_patterns(env) -> None:
     from tests.mcp_support import make_traces
 

@@ -17,6 +17,8 @@ from halo_mcp.harness import git
 from halo_mcp.harness.paths import HarnessPathError, Repository, display, relative_parts
 from halo_mcp.harness.paths import resolve_in_repo as _resolve
 from halo_mcp.text import clip
+from halo_mcp.text_patterns import PatternError, Regex
+from halo_mcp.text_patterns import compile_pattern as compile_text_pattern
 
 #: Folders never listed or searched: dependencies, vendored code, caches, build output.
 SKIPPED_DIRS = frozenset(
@@ -55,18 +57,13 @@ class CodeError(ValueError):
     """A code tool refused or failed; the message says what to do."""
 
 
-def compile_pattern(pattern: str, *, ignore_case: bool) -> re.Pattern[str]:
-    """The one place grep patterns are compiled.
-
-    Python `re` for now: the project is moving to RE2 (google-re2, linear time) on the
-    `hostile` branch; swap the engine here when it lands. Lines are cut to LINE_CHARS * 5
-    before matching, which bounds (but does not remove) backtracking costs meanwhile."""
+def compile_pattern(pattern: str, *, ignore_case: bool) -> Regex:
+    """The one place grep patterns are compiled: RE2 through text_patterns, so an agent's
+    pattern runs in linear time (CodeError names what RE2 lacks and what to write)."""
     try:
-        return re.compile(pattern, re.IGNORECASE if ignore_case else 0)
-    except re.error as exc:
-        raise CodeError(
-            f"pattern is not a valid regex ({exc}); escape ( [ * . and the like"
-        ) from None
+        return compile_text_pattern(pattern, ignore_case)
+    except PatternError as exc:
+        raise CodeError(str(exc)) from None
 
 
 def list_files(repo: Repository) -> tuple[list[str], bool]:
