@@ -21,6 +21,7 @@ from halo_mcp.store.models import (
     SpanView,
     StatusCode,
     TracePage,
+    TraceRule,
     TraceSummary,
     TraceTree,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "StoreError",
     "TraceFileNotFoundError",
     "TracePage",
+    "TraceRule",
     "TraceStore",
     "TraceSummary",
     "TraceTree",

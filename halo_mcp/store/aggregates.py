@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from halo_mcp.store import trace_rules
 from halo_mcp.store.errors import StoreError
 from halo_mcp.store.formats import span_payload
 from halo_mcp.store.shards import attach_shards, span_source, span_tables
@@ -120,17 +121,9 @@ def error_spans(conn: sqlite3.Connection) -> Iterator[tuple[Any, ...]]:
 
 def repeated_calls(conn: sqlite3.Connection, min_repeats: int) -> Iterator[tuple[Any, ...]]:
     """(trace_id, tool_name, calls, error_calls, span_ids) where one tool got identical input
-    at least `min_repeats` times within one trace. (The unary + keeps SQLite off the
-    partial tool index: a plain scan beats a row lookup for every tool span.)"""
-    cursor = conn.execute(
-        "SELECT trace_id, tool_name, COUNT(*) AS calls, SUM(status = 'error'), "
-        "group_concat(span_id, ' ') "
-        f"FROM {span_source(conn, 'trace_id, tool_name, input_hash, status, span_id')} "
-        "WHERE input_hash IS NOT NULL AND +tool_name IS NOT NULL "
-        "GROUP BY trace_id, tool_name, input_hash HAVING calls >= ?",
-        (int(min_repeats),),
-    )
-    yield from _rows(cursor)
+    at least `min_repeats` times within one trace (the `repeated_call` trace rule's SQL)."""
+    sql, params = trace_rules.repeated_calls_sql(conn, min_repeats)
+    yield from _rows(conn.execute(sql, params))
 
 
 def metric_samples_many(
@@ -239,12 +232,9 @@ def at_least(
 
 
 def _llm_calls_sql(conn: sqlite3.Connection) -> str:
-    """(trace_id, agent, calls): the successful LLM calls of each agent in each trace."""
-    return (
-        "SELECT trace_id, agent, COUNT(*) AS calls "
-        f"FROM {span_source(conn, 'trace_id, agent, kind, status')} "
-        "WHERE kind = 'llm' AND agent IS NOT NULL AND status != 'error' GROUP BY trace_id, agent"
-    )
+    """(trace_id, agent, calls): the successful LLM calls of each agent in each trace (the
+    `step_limit` trace rule's SQL)."""
+    return trace_rules.llm_calls_sql(conn)[0]
 
 
 def llm_calls_per_agent(conn: sqlite3.Connection) -> Iterator[tuple[str, str, int]]:

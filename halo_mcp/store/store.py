@@ -24,7 +24,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from halo_mcp.settings import cache_dir as default_cache_dir
-from halo_mcp.store import content, overview, query
+from halo_mcp.store import content, overview, query, trace_rules
 from halo_mcp.store.errors import (
     InvalidFilterError,
     NoSpansError,
@@ -50,7 +50,9 @@ from halo_mcp.store.models import (
     TracePage,
     TraceSort,
     TraceSummary,
+    TraceRule,
     TraceTree,
+    filter_help,
 )
 from halo_mcp.store.query import COL, ROW_SELECT, Clipper
 from halo_mcp.store.shards import (
@@ -131,6 +133,7 @@ class TraceStore:
                 ) from None
             self._local.conn = conn
             self._local.hits = OrderedDict()
+            self._local.rules = OrderedDict()
             with self._guard:
                 self._conns.append(conn)
         return conn
@@ -196,12 +199,17 @@ class TraceStore:
         try:
             return SpanFilter.model_validate(flt)
         except ValidationError as exc:
-            raise InvalidFilterError(f"invalid filter: {exc}") from None
+            raise InvalidFilterError(
+                f"invalid filter: {_short_errors(exc)}. {filter_help()}"
+            ) from None
 
     def _where(self, flt: SpanFilter) -> tuple[list[str], list[Any]]:
         """SQL conditions on `spans s` for the whole filter; content filters are resolved
         into a temporary table of matching span ids (cached per thread)."""
         clauses, params = query.where_sql(flt)
+        if flt.trace_rule is not None:
+            table = self._rule_table(flt.trace_rule)
+            clauses.append(f"s.trace_id IN (SELECT trace_id FROM temp.{table})")
         if flt.text is None and not flt.attributes:
             return clauses, params
         rx = content.compile_text(flt.text) if flt.text is not None else None
@@ -246,6 +254,36 @@ class TraceStore:
             )
         total = conn.execute(f"SELECT COUNT(*) FROM temp.{name}").fetchone()[0]
         return f"t.id IN (SELECT id FROM temp.{name})", total
+
+    def _rule_table(self, rule: TraceRule) -> str:
+        """A temp table of the ids of the traces satisfying `rule`, built once per rule and
+        thread (a count and its pages share it)."""
+        rules: OrderedDict = self._local.rules
+        key = query.query_key("rule", rule.model_dump(mode="json", exclude_defaults=True))
+        if key in rules:
+            rules.move_to_end(key)
+            return rules[key]
+        conn = self._conn()
+        name = f"rule_{key}"
+        conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
+        conn.execute(f"CREATE TEMP TABLE {name}(trace_id TEXT PRIMARY KEY)")
+        batch: list[tuple[str]] = []
+        for trace_id in trace_rules.rule_traces(conn, rule):
+            batch.append((trace_id,))
+            if len(batch) >= 5000:
+                conn.executemany(f"INSERT OR IGNORE INTO temp.{name} VALUES(?)", batch)
+                batch.clear()
+        conn.executemany(f"INSERT OR IGNORE INTO temp.{name} VALUES(?)", batch)
+        rules[key] = name
+        while len(rules) > HIT_TABLES_PER_THREAD:
+            _, old = rules.popitem(last=False)
+            conn.execute(f"DROP TABLE IF EXISTS temp.{old}")
+        return name
+
+    def rule_trace_count(self, rule: TraceRule) -> int:
+        """How many traces satisfy a trace rule."""
+        table = self._rule_table(rule)
+        return int(self._conn().execute(f"SELECT COUNT(*) FROM temp.{table}").fetchone()[0])
 
     def _candidates(self, clauses: list[str], params: list[Any]) -> int:
         return count_where(self._conn(), clauses, params, limit=SCAN_THRESHOLD)
@@ -711,6 +749,14 @@ def _iter(cursor: Any) -> Iterator[tuple]:
         if not batch:
             return
         yield from batch
+
+
+def _short_errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ())) or "filter"
+        parts.append(f"{where}: {err.get('msg')}")
+    return "; ".join(parts)
 
 
 def _check_max_chars(max_chars: int) -> None:
