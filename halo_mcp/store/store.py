@@ -48,9 +48,9 @@ from halo_mcp.store.models import (
     SpanSort,
     SpanSource,
     TracePage,
+    TraceRule,
     TraceSort,
     TraceSummary,
-    TraceRule,
     TraceTree,
     filter_help,
 )

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Severity
 from halo_mcp.store import aggregates
-from halo_mcp.store.models import SpanFilter
+from halo_mcp.store.models import SpanFilter, TraceRule
 from halo_mcp.triage.models import Candidate, Measurement, TriageRule
 
 if TYPE_CHECKING:
@@ -85,7 +85,13 @@ def step_cap_items(ctx: AggregateContext) -> list[Candidate]:
                     "below: these runs were cut by a turn/step limit."
                 ),
                 rule=TriageRule(kind="step_cap", min_count=cap, names=agents),
-                matcher=SpanFilter(kind=["llm"], agent=agents[0]) if len(agents) == 1 else None,
+                matcher=SpanFilter(
+                    kind=["llm"],
+                    agent=agents[0],
+                    trace_rule=TraceRule(kind="step_limit", agent=agents[0], min_count=cap),
+                )
+                if len(agents) == 1
+                else None,
                 exact=False,
                 measure=m,
             )
