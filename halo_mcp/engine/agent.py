@@ -32,7 +32,8 @@ from halo_mcp.engine.findings import parse_drafts, parse_final_json, verify
 from halo_mcp.engine.provider import ContextLengthError, InvalidRequestError
 from halo_mcp.engine.schemas import parse_arguments, tool_schema
 from halo_mcp.engine.state import RunState, SubReport
-from halo_mcp.findings.models import Finding
+from halo_mcp.findings.ids import new_finding_id
+from halo_mcp.findings.models import Finding, FindingStatus
 from halo_mcp.store.errors import StoreError
 from halo_mcp.text import clip
 
@@ -58,8 +59,11 @@ _AGENT_TOOLS: dict[str, tuple[str, type]] = {
         at.DelegateArgs,
     ),
     "add_findings": (
-        "Record findings now: each is verified (ids checked, prevalence counted from its "
-        "matcher) and the result tells you what the engine found. Re-add a title to replace.",
+        "Record findings now: each is verified (ids checked, excerpts found in the cited "
+        "spans, the matcher must select the evidence without being too broad, prevalence "
+        "counted from it) and comes back with its status (verified, partial, unverified) "
+        "and reasons. Each finding is accepted or rejected on its own. Re-add a title to "
+        "replace.",
         at.AddFindingsArgs,
     ),
     "submit_findings": (
@@ -67,7 +71,9 @@ _AGENT_TOOLS: dict[str, tuple[str, type]] = {
         at.SubmitFindingsArgs,
     ),
     "finish": (
-        "End your task and send your report to the parent agent.",
+        "End your task and send your report to the parent agent, with each failure mode "
+        "you confirmed as a finding draft (verified on return: bad ids or quotes come back "
+        "to you once to fix).",
         at.FinishArgs,
     ),
 }
@@ -124,6 +130,10 @@ class Agent:
         self.report = ""
         self.compactions = 0
         self.holds_slot = False
+        self.max_turns = state.settings.max_turns if self.is_root else state.settings.sub_turns
+        #: A sub-agent's drafts held back once because some ids or excerpts did not check.
+        self.pending_drafts: list[Finding] | None = None
+        self.tools_tokens = estimate_tokens([{"content": json.dumps(self.tools)}])
 
     # ------------------------------------------------------------------- loop
 
@@ -177,8 +187,11 @@ class Agent:
             self.state.agent_slots.release()
 
     async def _loop(self) -> None:
-        max_turns = self.state.settings.max_turns
+        max_turns = self.max_turns
         while self.turns < max_turns and not self.done:
+            if self.state.over_token_budget():
+                self._stop_for_budget()
+                return
             self.turns += 1
             if self.is_root:
                 self.state.root_turn = self.turns
@@ -186,6 +199,9 @@ class Agent:
             await self._maybe_compact()
             note = prompts.budget_note(self.turns, max_turns, self.is_root)
             completion = await self._complete(note=note, tools=self.tools)
+            if completion.finish_reason == "length":
+                self._continue_cut_reply(completion)
+                continue
             self.messages.append(completion.assistant_message())
             if completion.tool_calls:
                 self.messages.extend(await self._run_tools(completion.tool_calls))
@@ -193,11 +209,35 @@ class Agent:
             text = (completion.content or completion.refusal or "").strip()
             if not self.is_root:
                 self.report = text or "(the sub-agent ended without a report)"
+                self._record_pending_drafts()
                 self.done = True
             else:
                 self.messages.append({"role": "user", "content": prompts.ROOT_NUDGE})
         if not self.done:
+            if self.state.over_token_budget():
+                self._stop_for_budget()
+                return
             await self._final_answer()
+
+    def _stop_for_budget(self) -> None:
+        """The run's token budget is used up: end without another model call. The root's
+        findings so far are the run's result; a sub-agent returns its last words."""
+        limit = self.state.settings.max_run_tokens
+        log.info("%s: the run's token budget (%s) is reached; stopping", self.agent_id, limit)
+        if not self.is_root:
+            last = clip(self._last_words(), 2000)[0]
+            self.report = f"(stopped: the run's token budget of {limit:,} tokens was reached)" + (
+                f" Last words: {last}" if last else ""
+            )
+            self._record_pending_drafts()
+        self.done = True
+
+    def _continue_cut_reply(self, completion: Any) -> None:
+        """A reply cut at the output token limit: its tool calls may hold cut JSON, so none
+        is run; the model is told and asked to continue in smaller parts."""
+        calls = len(completion.tool_calls)
+        self.messages.append({"role": "assistant", "content": completion.content or ""})
+        self.messages.append({"role": "user", "content": prompts.cut_reply_note(calls)})
 
     async def _final_answer(self) -> None:
         """Out of turns: one more call with tools disabled for the final answer."""
@@ -211,6 +251,7 @@ class Agent:
         self.messages.append({"role": "assistant", "content": text})
         if not self.is_root:
             self.report = text or self._last_words() or "(ran out of turns without a report)"
+            self._record_pending_drafts()
             self.done = True
             return
         await self._accept_final(text)
@@ -233,7 +274,8 @@ class Agent:
         for draft in drafts:
             await self._verify_and_accept(draft)
         if problems:
-            s.unstructured_final = "\n".join(problems)
+            s.rejected_drafts += len(problems)
+            s.unstructured_final = "\n".join(p.line() for p in problems)
         self.report = s.summary
 
     def _last_words(self) -> str:
@@ -253,12 +295,16 @@ class Agent:
             sent = self.messages + ([{"role": "user", "content": note}] if note else [])
             try:
                 async with s.limiter:
-                    return await s.provider.complete(
+                    completion = await s.provider.complete(
                         sent,
                         tools=tools,
                         tool_choice=tool_choice,
                         on_text=self._on_text,
                     )
+                refused = bool(completion.refusal) and not completion.tool_calls
+                cut = completion.finish_reason == "length"
+                s.record_reply(self.agent_id, completion.usage, refused, cut)
+                return completion
             except ContextLengthError:
                 if retried:
                     raise
@@ -271,7 +317,9 @@ class Agent:
         self.state.emit(TextDelta(**self._who(), text=text))
 
     async def _maybe_compact(self) -> None:
-        if estimate_tokens(self.messages) > self.state.settings.context_budget_tokens:
+        # The tool schemas go out with every request: they count against the budget too.
+        used = estimate_tokens(self.messages) + self.tools_tokens
+        if used > self.state.settings.context_budget_tokens:
             await self._compact(force=False)
 
     async def _compact(self, *, force: bool) -> bool:
@@ -371,7 +419,7 @@ class Agent:
         if name in at.STORE_TOOLS:
             _, model, impl = at.STORE_TOOLS[name]
         else:
-            model, impl = _AGENT_TOOLS[name][1], None
+            model, impl = at.LENIENT_INPUTS.get(name, _AGENT_TOOLS[name][1]), None
         args, error = parse_arguments(model, raw)
         if error:
             return f"{name}: {error}", True
@@ -454,17 +502,52 @@ class Agent:
             )
         s.sub_reports.append(SubReport(agent_id=child_id, task=args.task, report=report))
         shown = clip(report, REPORT_CHARS)[0]
-        return f"report from sub-agent {child_id} ({child.turns} turns):\n{shown}", False
+        drafts = [d for d_id, d in s.drafts.items() if s.draft_agents.get(d_id) == child_id]
+        text = f"report from sub-agent {child_id} ({child.turns} turns):\n{shown}"
+        if drafts:
+            text += (
+                f"\n\nIts {len(drafts)} finding draft(s), verified against the traces "
+                "(adopt one with add_findings {adopt: id, ...}; drafts you neither adopt "
+                "nor restate are merged into the run's findings at the end):\n"
+                + "\n".join(_finding_line(d) for d in drafts)
+            )
+        return text, False
 
-    async def _tool_finish(self, args: at.FinishArgs) -> tuple[str, bool]:
+    async def _tool_finish(self, args: at.FinishInput) -> tuple[str, bool]:
+        s = self.state
+        if args.findings:
+            drafts, rejected = parse_drafts(args.findings)
+            checked = [await self._verify_draft(d, draft_id=_new_draft_id()) for d in drafts]
+            weak = [f for f in checked if _bad_ids(f)]
+            if (weak or rejected) and self.pending_drafts is None:
+                # Caught at the source: the sub-agent can still fix its ids and quotes.
+                self.pending_drafts = checked
+                lines = [_finding_line(f) for f in checked] + [r.line() for r in rejected]
+                return (
+                    "not sent yet: some drafts cite ids or excerpts that do not check out, "
+                    "or could not be read:\n"
+                    + "\n".join(lines)
+                    + "\nFix them (copy ids and quotes exactly from tool outputs) and call "
+                    "finish again; a second finish is sent as it is.",
+                    True,
+                )
+            s.rejected_drafts += len(rejected)
+            self.pending_drafts = checked
         self.report = args.report
+        self._record_pending_drafts()
         self.done = True
         return "report sent to the parent agent.", False
 
-    async def _tool_add_findings(self, args: at.AddFindingsArgs) -> tuple[str, bool]:
-        return await self._record(args.findings), False
+    def _record_pending_drafts(self) -> None:
+        for draft in self.pending_drafts or ():
+            self.state.add_draft(draft, self.agent_id)
+        self.pending_drafts = []
 
-    async def _tool_submit_findings(self, args: at.SubmitFindingsArgs) -> tuple[str, bool]:
+    async def _tool_add_findings(self, args: at.AddFindingsInput) -> tuple[str, bool]:
+        text, accepted = await self._record(args.findings)
+        return text, accepted == 0
+
+    async def _tool_submit_findings(self, args: at.SubmitFindingsInput) -> tuple[str, bool]:
         s = self.state
         if not args.findings and not s.findings:
             return (
@@ -473,38 +556,87 @@ class Agent:
                 "finding explaining what you checked.",
                 True,
             )
-        text = await self._record(args.findings) if args.findings else "no new findings."
+        if args.findings:
+            text, accepted = await self._record(args.findings)
+            rejected = len(args.findings) - accepted
+        else:
+            text, rejected = "no new findings.", 0
         s.summary = args.summary.strip()
         self.report = s.summary
+        if rejected and self.turns < self.max_turns and not s.over_token_budget():
+            return (
+                text + f"\nRun NOT submitted yet: {rejected} finding(s) were rejected. Fix "
+                "them and call submit_findings again with only those (the accepted ones are "
+                "kept), or call submit_findings with no findings to end the run now.",
+                True,
+            )
         self.done = True
         return text + "\nRun submitted.", False
 
-    async def _verify_and_accept(self, draft: Any) -> Finding:
-        """Verify a draft against the store (ids, matcher, prevalence) and record it."""
+    async def _verify_draft(self, draft: Any, *, draft_id: str | None = None) -> Finding:
         s = self.state
-        finding = await anyio.to_thread.run_sync(
-            functools.partial(verify, s.tools.store, draft, s.run_id)
+        check = functools.partial(
+            verify, s.tools.store, draft, s.run_id, draft_id, adoptable=s.adoptable
         )
-        return s.accept(finding, self.agent_id, self.parent_id)
+        finding = await anyio.to_thread.run_sync(check)
+        if draft.adopt and draft.adopt.strip() in s.adoptable:
+            s.adopted.add(draft.adopt.strip())
+        return finding
 
-    async def _record(self, drafts: list[Any]) -> str:
+    async def _verify_and_accept(self, draft: Any) -> Finding:
+        """Verify a draft against the store (ids, excerpts, matcher, prevalence) and record
+        it."""
+        finding = await self._verify_draft(draft)
+        return self.state.accept(finding, self.agent_id, self.parent_id)
+
+    async def _record(self, items: list[Any]) -> tuple[str, int]:
+        """Accept each finding that parses (verified, with its status) and list each one
+        rejected with its reasons. Returns the text for the model and how many were
+        accepted."""
+        drafts, rejected = parse_drafts(items)
+        self.state.rejected_drafts += len(rejected)
         lines = []
         for draft in drafts:
             finding = await self._verify_and_accept(draft)
-            p = finding.prevalence
-            prevalence = (
-                f"{p.traces_matched}/{p.traces_in_scope} traces, {p.spans_matched} spans"
-                if p
-                else "n/a"
-            )
-            line = (
-                f"- {finding.id} {finding.title!r}: verified={finding.verified}, "
-                f"prevalence {prevalence}"
-            )
-            if finding.verification_notes:
-                line += "; notes: " + "; ".join(finding.verification_notes)
-            lines.append(line)
-        return "recorded:\n" + "\n".join(lines)
+            lines.append(_finding_line(finding))
+        text = f"recorded {len(drafts)} of {len(items)}:\n" + "\n".join(lines)
+        if rejected:
+            text += "\nrejected (not recorded):\n" + "\n".join("- " + r.line() for r in rejected)
+        return text, len(drafts)
+
+
+def _finding_line(finding: Finding) -> str:
+    """A finding as the model reads it back: status, prevalence, and what to fix."""
+    p = finding.prevalence
+    prevalence = (
+        f"{p.traces_matched}/{p.traces_in_scope} traces ({p.rate:.0%}), {p.spans_matched} spans"
+        if p
+        else "n/a"
+    )
+    line = f"- {finding.id} {finding.title!r}: status={finding.status}, prevalence {prevalence}"
+    if finding.status_reasons:
+        line += "; " + "; ".join(
+            f"[{r.code}] {clip(r.detail, 400)[0]}" for r in finding.status_reasons
+        )
+    codes = {r.code for r in finding.status_reasons}
+    if codes & {"matcher_not_discriminating", "matcher_too_broad"}:
+        line += ". Narrow the matcher (count_spans to test it) and re-add under the same title."
+    elif finding.status != FindingStatus.verified:
+        line += ". Fix what is listed and re-add under the same title to replace it."
+    return line
+
+
+def _bad_ids(finding: Finding) -> bool:
+    codes = {r.code for r in finding.status_reasons}
+    return bool(
+        codes
+        & {"unknown_trace", "unknown_span", "span_in_other_trace", "excerpt_not_found",
+           "no_evidence"}
+    )  # fmt: skip
+
+
+def _new_draft_id() -> str:
+    return "d_" + new_finding_id()[2:]
 
 
 def result_summary(name: str, text: str) -> str:

@@ -144,6 +144,12 @@ class DelegateArgs(_Args):
 
 class FinishArgs(_Args):
     report: str = Field(description="Your report to the parent agent: findings, counts, ids.")
+    findings: list[FindingDraft] = Field(
+        default_factory=list,
+        max_length=15,
+        description="Each failure mode you confirmed, as a finding draft: verified against "
+        "the traces on return, then merged by the root.",
+    )
 
 
 class AddFindingsArgs(_Args):
@@ -157,6 +163,33 @@ class SubmitFindingsArgs(_Args):
         description="Findings not already recorded with add_findings (may be empty).",
     )
     summary: str = Field("", description="Two or three sentences on the overall picture.")
+
+
+# The same tools as parsed: each finding is read on its own, so one bad finding is
+# rejected with its reasons while the others are accepted (the schema above is what the
+# model sees).
+
+
+class FinishInput(_Args):
+    report: str
+    findings: list[Any] = Field(default_factory=list, max_length=15)
+
+
+class AddFindingsInput(_Args):
+    findings: list[Any] = Field(min_length=1, max_length=30)
+
+
+class SubmitFindingsInput(_Args):
+    findings: list[Any] = Field(default_factory=list, max_length=30)
+    summary: str = ""
+
+
+#: tool name -> the model its arguments are parsed with, when not the schema's model.
+LENIENT_INPUTS: dict[str, type[BaseModel]] = {
+    "finish": FinishInput,
+    "add_findings": AddFindingsInput,
+    "submit_findings": SubmitFindingsInput,
+}
 
 
 # ----------------------------------------------------------------- store tools

@@ -62,12 +62,18 @@ impact on task success and how many traces it touches), description (what happen
 often), root_cause (why the harness does it), suggested_change (a concrete edit to the
 harness: prompt text, tool description or schema, code path, retry policy), validation
 (how to check the fix worked, e.g. which count should drop), evidence (2-10 items of
-trace_id, span_id and a short excerpt, ids copied from tool outputs) and a matcher: a
-span filter selecting exactly the spans affected by this failure mode (e.g. tool_name +
-errors_only, or name + text regex; never trace_ids/span_ids, which only count what you
-cited). The engine recomputes prevalence from the matcher on the whole trace set (and
-on future traces, to check the fix), checks every cited id and marks findings whose
-matcher matches nothing as unverified, so test your matcher with count_spans first.
+trace_id, span_id and a short excerpt copied verbatim from that span) and a matcher: a
+span filter selecting exactly the spans affected by this failure mode and every cited
+span (e.g. tool_name + errors_only, or name + text regex; never trace_ids/span_ids, which
+only count what you cited). A failure of a whole trace (a loop of identical calls, the
+step limit, no final answer, giving up after a tool error, an error never retried, a
+duration or token blow-up) takes a trace_rule in its matcher, not just a tool_name. To
+take over a triage item or a sub-agent draft, pass its id as `adopt`. The engine checks
+every cited id and excerpt, recomputes prevalence from the matcher on the whole trace set
+(and on future traces, to check the fix) and gives each finding a status: verified (every
+check held), partial or unverified, with reasons. A matcher with no discriminating
+condition or selecting nearly all spans of its kind is too broad: narrow it. Test your
+matcher with count_spans first.
 
 add_findings records findings as you go and tells you their verified prevalence; re-add
 under the same title to replace one. submit_findings ends the run: it records any last
@@ -97,10 +103,12 @@ task usually says where to look; call get_overview only when it does not.
 {strategy}
 {delegation}
 
-Your report (final message, or the finish tool) is all the parent sees: state each
-failure mode you found with its counts (traces matched / traces in scope), the filter that
-selects it, root cause, 2-5 exact trace/span ids with short excerpts, and what you could
-not confirm. Be concise and factual; no preamble.
+End with the finish tool: a concise report (counts as traces matched / traces in scope,
+root causes, what you could not confirm) and each failure mode you confirmed as a finding
+draft (title, category, severity, description, root_cause, suggested_change, validation,
+evidence with exact ids and verbatim excerpts, matcher; a trace_rule for whole-trace
+failures). Drafts are verified against the traces when you finish and reach the root
+intact. Be factual; no preamble.
 """
 )
 
@@ -128,6 +136,22 @@ Include every failure mode you have evidence for, ids copied exactly from tool o
 SUB_FORCED_FINAL = """\
 You are out of turns. Tools are disabled. Reply now with your report to the parent: what
 you found, with counts, filters and exact ids, and what you could not confirm."""
+
+
+def cut_reply_note(tool_calls: int) -> str:
+    """Said to a model whose reply hit the output token limit (finish_reason=length)."""
+    dropped = (
+        f" Its {tool_calls} tool call(s) were not run (their arguments may be cut)."
+        if tool_calls
+        else ""
+    )
+    return (
+        "Your last reply was cut at the output token limit (finish_reason=length)."
+        + dropped
+        + " Continue in smaller parts: fewer findings per call (add_findings takes them "
+        "a few at a time), shorter texts and excerpts."
+    )
+
 
 ROOT_NUDGE = """\
 To end the run you must call submit_findings (with your findings and a summary). If you

@@ -92,7 +92,15 @@ def register(server: MCPServer) -> None:
             int | None, Field(ge=0, le=5, description="Sub-agent nesting depth (default 2).")
         ] = None,
         max_turns: Annotated[
-            int | None, Field(ge=1, le=500, description="Turns per agent (default 20).")
+            int | None, Field(ge=1, le=500, description="Turns of the root agent (default 20).")
+        ] = None,
+        max_run_tokens: Annotated[
+            int | None,
+            Field(
+                ge=1,
+                description="Token budget of the whole run (all agents, input + output); "
+                "when reached the run ends early, keeping its findings.",
+            ),
         ] = None,
     ) -> Annotated[CallToolResult, RunStatusResult]:
         """Find the systemic failure modes of an LLM agent harness in its OpenTelemetry traces.
@@ -120,6 +128,7 @@ def register(server: MCPServer) -> None:
                 ("model", model),
                 ("max_depth", max_depth),
                 ("max_turns", max_turns),
+                ("max_run_tokens", max_run_tokens),
             )
             if value is not None
         }
