@@ -133,6 +133,7 @@ class Agent:
         self.max_turns = state.settings.max_turns if self.is_root else state.settings.sub_turns
         #: A sub-agent's drafts held back once because some ids or excerpts did not check.
         self.pending_drafts: list[Finding] | None = None
+        self.asked_to_narrow = False
         self.tools_tokens = estimate_tokens([{"content": json.dumps(self.tools)}])
 
     # ------------------------------------------------------------------- loop
@@ -544,30 +545,42 @@ class Agent:
         self.pending_drafts = []
 
     async def _tool_add_findings(self, args: at.AddFindingsInput) -> tuple[str, bool]:
-        text, accepted = await self._record(args.findings)
+        text, accepted, _ = await self._record(args.findings)
         return text, accepted == 0
 
     async def _tool_submit_findings(self, args: at.SubmitFindingsInput) -> tuple[str, bool]:
         s = self.state
-        if not args.findings and not s.findings:
+        if not args.findings and not s.findings and not s.drafts:
             return (
                 "no findings recorded yet: pass your findings in `findings` (or record them "
                 "with add_findings first). If you truly found nothing systemic, submit one "
                 "finding explaining what you checked.",
                 True,
             )
+        broad = 0
         if args.findings:
-            text, accepted = await self._record(args.findings)
+            text, accepted, findings = await self._record(args.findings)
             rejected = len(args.findings) - accepted
+            broad = sum(1 for f in findings if _too_broad(f))
         else:
             text, rejected = "no new findings.", 0
-        s.summary = args.summary.strip()
+        s.summary = args.summary.strip() or s.summary
         self.report = s.summary
-        if rejected and self.turns < self.max_turns and not s.over_token_budget():
+        can_retry = self.turns < self.max_turns and not s.over_token_budget()
+        if rejected and can_retry:
             return (
                 text + f"\nRun NOT submitted yet: {rejected} finding(s) were rejected. Fix "
                 "them and call submit_findings again with only those (the accepted ones are "
                 "kept), or call submit_findings with no findings to end the run now.",
+                True,
+            )
+        if broad and can_retry and not self.asked_to_narrow:
+            self.asked_to_narrow = True  # once: a model that cannot narrow still ends
+            return (
+                text + f"\nRun NOT submitted yet: {broad} matcher(s) are too broad (figures "
+                "above). Narrow them (test with count_spans) and call submit_findings again "
+                "with those findings under the same titles, or with no findings to end the "
+                "run as it is.",
                 True,
             )
         self.done = True
@@ -589,20 +602,27 @@ class Agent:
         finding = await self._verify_draft(draft)
         return self.state.accept(finding, self.agent_id, self.parent_id)
 
-    async def _record(self, items: list[Any]) -> tuple[str, int]:
+    async def _record(self, items: list[Any]) -> tuple[str, int, list[Finding]]:
         """Accept each finding that parses (verified, with its status) and list each one
-        rejected with its reasons. Returns the text for the model and how many were
-        accepted."""
+        rejected with its reasons. Returns the text for the model, how many were accepted
+        and the findings."""
         drafts, rejected = parse_drafts(items)
         self.state.rejected_drafts += len(rejected)
         lines = []
+        findings = []
         for draft in drafts:
             finding = await self._verify_and_accept(draft)
+            findings.append(finding)
             lines.append(_finding_line(finding))
         text = f"recorded {len(drafts)} of {len(items)}:\n" + "\n".join(lines)
         if rejected:
             text += "\nrejected (not recorded):\n" + "\n".join("- " + r.line() for r in rejected)
-        return text, len(drafts)
+        return text, len(drafts), findings
+
+
+def _too_broad(finding: Finding) -> bool:
+    codes = {r.code for r in finding.status_reasons}
+    return bool(codes & {"matcher_not_discriminating", "matcher_too_broad"})
 
 
 def _finding_line(finding: Finding) -> str:
