@@ -588,6 +588,8 @@ class Agent:
 
     async def _verify_draft(self, draft: Any, *, draft_id: str | None = None) -> Finding:
         s = self.state
+        if s.tools is None:
+            raise EngineError("findings were submitted before the trace store was open")
         check = functools.partial(
             verify, s.tools.store, draft, s.run_id, draft_id, adoptable=s.adoptable
         )

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from halo_mcp.store.models import filter_help
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -84,8 +86,15 @@ def parse_arguments(model: type[M], raw: str | None) -> tuple[M | None, str | No
             where = ".".join(str(p) for p in err.get("loc", ())) or "arguments"
             problems.append(f"{where}: {err.get('msg')}")
         allowed = ", ".join(model.model_fields)
+        about_filter = any(
+            str(part) in ("filter", "matcher", "trace_rule")
+            for err in exc.errors()
+            for part in err.get("loc", ())
+        )
         return None, (
             "the arguments do not match the tool's parameters: "
             + "; ".join(problems)
-            + f". Parameters: {allowed}. Fix these and call again."
+            + f". Parameters: {allowed}."
+            + (f" {filter_help()}" if about_filter else "")
+            + " Fix these and call again."
         )

@@ -68,7 +68,7 @@ class FindingDraft(BaseModel):
 class LenientDraft(FindingDraft):
     """Parsing form: a bad matcher must not throw the finding away, only mark it."""
 
-    matcher: Any = None  # type: ignore[assignment]
+    matcher: Any = None
 
 
 class RejectedDraft(BaseModel):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Severity
 from halo_mcp.store import aggregates
-from halo_mcp.store.models import SpanFilter, TraceRule
+from halo_mcp.store.models import SpanFilter, SpanKind, TraceRule
 from halo_mcp.triage.models import Candidate, Measurement, TriageRule
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def step_cap_items(ctx: AggregateContext) -> list[Candidate]:
                 ),
                 rule=TriageRule(kind="step_cap", min_count=cap, names=agents),
                 matcher=SpanFilter(
-                    kind=["llm"],
+                    kind=[SpanKind.llm],
                     agent=agents[0],
                     trace_rule=TraceRule(kind="step_limit", agent=agents[0], min_count=cap),
                 )

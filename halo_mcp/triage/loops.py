@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Severity
 from halo_mcp.store import aggregates
-from halo_mcp.store.models import SpanFilter, TraceRule
+from halo_mcp.store.models import SpanFilter, SpanKind, TraceRule
 from halo_mcp.triage.models import Candidate, Measurement, TriageRule
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def loop_items(ctx: AggregateContext) -> list[Candidate]:
                 rule=TriageRule(kind="repeated_call", tool_name=tool, min_count=MIN_REPEATS),
                 # The trace rule selects exactly the looping traces (the same SQL).
                 matcher=SpanFilter(
-                    kind=["tool"],
+                    kind=[SpanKind.tool],
                     tool_name=tool,
                     errors_only=all_errors,
                     trace_rule=TraceRule(
