@@ -317,10 +317,13 @@ class Agent:
     def _on_text(self, text: str) -> None:
         self.state.emit(TextDelta(**self._who(), text=text))
 
+    def context_tokens(self) -> int:
+        """Estimated tokens of the next request: the messages and the tool schemas, which
+        go out with every request too."""
+        return estimate_tokens(self.messages) + self.tools_tokens
+
     async def _maybe_compact(self) -> None:
-        # The tool schemas go out with every request: they count against the budget too.
-        used = estimate_tokens(self.messages) + self.tools_tokens
-        if used > self.state.settings.context_budget_tokens:
+        if self.context_tokens() > self.state.settings.context_budget_tokens:
             await self._compact(force=False)
 
     async def _compact(self, *, force: bool) -> bool:

@@ -10,6 +10,7 @@ Individual long values carry the store's "[truncated: N chars]" marker.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import statistics
@@ -47,6 +48,9 @@ class ToolBudgets:
     trace_view_max_spans: int = 400
     synthesize_input: int = 80_000
     synthesize_max_traces: int = 30
+    #: Show a long value repeated within a trace (the harness's system prompt, its tool
+    #: list, the conversation each LLM call resends) once, and refer back to it after.
+    dedupe_repeats: bool = True
 
 
 @dataclass
@@ -279,14 +283,18 @@ def view_trace(ctx: ToolContext, args: ViewTraceArgs) -> str:
             limit=20_000,
         )
         return _trace_digest(tree, budget, f"it has {summary.span_count} spans")
+    cap = ctx.budgets.trace_value_chars
+    dedupe = ctx.budgets.dedupe_repeats
     tree = ctx.store.trace_tree(
         args.trace_id,
         fields=_TREE_FIELDS,
-        max_chars=ctx.budgets.trace_value_chars,
+        # Read more than is shown: a repeated prefix is cut first, then the new part is
+        # capped, so the view shows what each LLM call added.
+        max_chars=cap * REPEAT_READ_FACTOR if dedupe else cap,
         limit=ctx.budgets.trace_view_max_spans,
     )
     ctx.raw_bytes_seen += _raw_bytes(n.span for n in tree.nodes)
-    text = render_tree(tree)
+    text = render_tree(tree, repeats=Repeats() if dedupe else None, cap=cap if dedupe else None)
     if len(text.encode()) > budget:
         return _trace_digest(tree, budget, f"its view is {len(text.encode()):,} bytes")
     return text
@@ -399,8 +407,63 @@ def synthesis_material(ctx: ToolContext, trace_ids: Sequence[str]) -> tuple[str,
 # ----------------------------------------------------------------------- rendering
 
 
-def render_tree(tree: TraceTree) -> str:
-    """A trace as an indented span tree; values already clipped by the store."""
+#: How much more of each value a deduplicating trace view reads than it shows.
+REPEAT_READ_FACTOR = 4
+#: Values shorter than this are always shown as they are.
+REPEAT_MIN_CHARS = 300
+
+
+class Repeats:
+    """Long values already shown in one trace view, so a repeat refers back instead.
+
+    An exact repeat (the system prompt or tool list each LLM call carries) becomes
+    "[same as <field> of span X]"; an LLM input that starts like the previous one (the
+    conversation so far, resent each call) keeps only what it adds, after
+    "[first N chars as the input of span X]"."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str] = {}
+        #: Per span kind (and agent): the last input shown, as (span id, text).
+        self.last_input: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def value(self, span_id: str, name: str, text: str) -> str:
+        if len(text) < REPEAT_MIN_CHARS:
+            return text
+        key = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+        where = self.seen.get(key)
+        if where is not None:
+            return f"[same as {where}]"
+        self.seen[key] = f"{name} of span {span_id}"
+        return text
+
+    def input(self, span_id: str, text: str, stream: tuple[str, str] = ("", "")) -> str:
+        """An input; `stream` (kind, agent) says which earlier input it may continue."""
+        shown = self.value(span_id, "the input", text)
+        previous = self.last_input.get(stream)
+        self.last_input[stream] = (span_id, text)
+        if shown != text or previous is None:
+            return shown
+        same = _common_prefix(previous[1], text)
+        if same < REPEAT_MIN_CHARS:
+            return text
+        return f"[first {same} chars as the input of span {previous[0]}]…{text[same:]}"
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the longest common prefix of two strings."""
+    n = min(len(a), len(b))
+    i = 0
+    step = 256
+    while i < n and a[i : i + step] == b[i : i + step]:
+        i += step
+    while i < n and a[i] == b[i]:
+        i += 1
+    return min(i, n)
+
+
+def render_tree(tree: TraceTree, repeats: Repeats | None = None, cap: int | None = None) -> str:
+    """A trace as an indented span tree; values clipped by the store, or at `cap` after
+    `repeats` replaced what an earlier span already showed."""
     s = tree.summary
     lines = [
         f"trace {tree.trace_id}: root={s.root_name!r} spans={s.span_count} "
@@ -411,7 +474,7 @@ def render_tree(tree: TraceTree) -> str:
     for node in tree.nodes:
         pad = "  " * node.depth
         lines.append(pad + "- " + _span_head(node.span))
-        for key, value in _span_body(node.span):
+        for key, value in _span_body(node.span, cap, repeats):
             lines.append(f"{pad}  {key}: {value}")
     return "\n".join(lines)
 
@@ -432,17 +495,28 @@ def _span_head(v: SpanView) -> str:
     return " ".join(bits)
 
 
-def _span_body(v: SpanView, cap: int | None = None) -> list[tuple[str, str]]:
+def _span_body(
+    v: SpanView, cap: int | None = None, repeats: Repeats | None = None
+) -> list[tuple[str, str]]:
     out = []
+    span_id = v.span_id or "?"
+
+    def shown(name: str, text: str) -> str:
+        if repeats is not None:
+            text = repeats.value(span_id, name, text)
+        return _cap(text, cap)
+
     if v.error_message:
         out.append(("error", _cap(v.error_message, cap)))
     if v.input:
-        out.append(("input", _cap(v.input, cap)))
+        stream = (str(v.kind or ""), v.agent or "")
+        text = repeats.input(span_id, v.input, stream) if repeats is not None else v.input
+        out.append(("input", _cap(text, cap)))
     if v.output:
-        out.append(("output", _cap(v.output, cap)))
+        out.append(("output", shown("the output", v.output)))
     if v.attributes:
         attrs = {
-            k: (_cap(val, cap) if isinstance(val, str) else val)
+            k: (shown(f"attribute {k}", val) if isinstance(val, str) else val)
             for k, val in v.attributes.items()
             if not (isinstance(val, str) and val in (v.input, v.output))
         }

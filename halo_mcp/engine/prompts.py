@@ -4,7 +4,7 @@ over striking single traces, cite ids, report prevalence, matcher per finding)."
 
 from __future__ import annotations
 
-from halo_mcp.store.models import SpanFilter
+from halo_mcp.store.models import EventFilter, SpanFilter, TraceRule
 
 #: Marks a sub-agent's system prompt (tests and logs tell the roles apart by it).
 SUB_AGENT_MARKER = "You are a HALO sub-agent"
@@ -46,6 +46,9 @@ How to work:
 The span filter (used by query/count/search tools and as a finding's matcher). All given
 fields must hold (AND); omit fields you do not need:
 {filter_doc}
+
+Trace rules (a filter's trace_rule: {{"kind": ..., params}}), each counted exactly:
+{rule_doc}
 """
 
 ROOT_PROMPT = (
@@ -179,8 +182,17 @@ def sub_system_prompt(can_delegate: bool) -> str:
     return SUB_PROMPT.format(strategy=_strategy(), delegation=delegation)
 
 
+def trace_rule_doc() -> str:
+    """The trace rule kinds and their parameters, from the model itself."""
+    doc = (TraceRule.__doc__ or "").split("\n\n", 1)[-1]
+    lines = [line.strip() for line in doc.strip().splitlines()]
+    rules = "\n".join(("  " if line.startswith("- ") else "    ") + line for line in lines if line)
+    events = ", ".join(EventFilter.model_fields)
+    return f"{rules}\n  (`first`/`then` take these span fields: {events}.)"
+
+
 def _strategy() -> str:
-    return _STRATEGY.format(filter_doc=span_filter_doc())
+    return _STRATEGY.format(filter_doc=span_filter_doc(), rule_doc=trace_rule_doc())
 
 
 def triage_context(summary: str) -> str:
