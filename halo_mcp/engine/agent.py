@@ -46,6 +46,11 @@ MAX_DELEGATES_PER_TURN = 10
 MAX_AGENTS_PER_RUN = 100
 #: Sub-agent reports and syntheses shown to the parent are cut here (with a marker).
 REPORT_CHARS = 11_000
+#: Store reads whose results fold once they are old (see Agent._fold_old_reads): over
+#: FOLD_MIN_CHARS, they keep their first FOLD_KEEP_CHARS.
+FOLDABLE_TOOLS = frozenset({"view_trace", "view_spans", "query_spans", "query_traces", "search"})
+FOLD_MIN_CHARS = 6_000
+FOLD_KEEP_CHARS = 1_500
 
 _AGENT_TOOLS: dict[str, tuple[str, type]] = {
     "synthesize": (
@@ -134,6 +139,8 @@ class Agent:
         #: A sub-agent's drafts held back once because some ids or excerpts did not check.
         self.pending_drafts: list[Finding] | None = None
         self.asked_to_narrow = False
+        #: Store reads still shown in full: tool call id -> (tool, turn).
+        self.read_turns: dict[str, tuple[str, int]] = {}
         self.tools_tokens = estimate_tokens([{"content": json.dumps(self.tools)}])
 
     # ------------------------------------------------------------------- loop
@@ -206,6 +213,7 @@ class Agent:
             self.messages.append(completion.assistant_message())
             if completion.tool_calls:
                 self.messages.extend(await self._run_tools(completion.tool_calls))
+                self._fold_old_reads()
                 continue
             text = (completion.content or completion.refusal or "").strip()
             if not self.is_root:
@@ -358,10 +366,37 @@ class Agent:
                 tg.start_soon(self._run_one, i, call, results, over)
         if waits:
             await self._take_slot()
+        for call in calls:
+            if call.name in FOLDABLE_TOOLS:
+                self.read_turns[call.id] = (call.name, self.turns)
         return [
             {"role": "tool", "tool_call_id": call.id, "content": results[i]}
             for i, call in enumerate(calls)
         ]
+
+    def _fold_old_reads(self) -> None:
+        """Large results of store reads older than `fold_reads_after_turns` turns keep
+        only their head in the context, with a note saying how to read them again: the
+        agent has digested them, and resending them every turn is most of a run's input
+        tokens. Each result is folded once, so the context before it stays a stable
+        prefix for prompt caching."""
+        after = self.state.settings.fold_reads_after_turns
+        if after is None:
+            return
+        for message in self.messages:
+            if message.get("role") != "tool":
+                continue
+            seen = self.read_turns.get(message.get("tool_call_id", ""))
+            if seen is None or self.turns - seen[1] < after:
+                continue
+            content = message.get("content")
+            if isinstance(content, str) and len(content) > FOLD_MIN_CHARS:
+                head = content[:FOLD_KEEP_CHARS]
+                message["content"] = (
+                    f"{head}\n…[older {seen[0]} result folded: {len(content):,} chars in all; "
+                    "call the tool again if you need the rest]"
+                )
+            del self.read_turns[message["tool_call_id"]]
 
     async def _run_one(self, i: int, call: Any, results: list[str], over: bool) -> None:
         s = self.state

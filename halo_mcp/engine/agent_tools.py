@@ -41,7 +41,9 @@ class ToolBudgets:
     """Byte budgets of tool outputs and per-value character caps."""
 
     default: int = 24_000
-    view_trace: int = 150_000
+    #: About half the old 150 kB: a view folds what repeats (see Repeats), so the traces
+    #: that fit show the same content in about half the bytes.
+    view_trace: int = 80_000
     view_spans: int = 64_000
     trace_value_chars: int = 4_000
     span_value_chars: int = 16_000
@@ -516,7 +518,7 @@ def _span_body(
         out.append(("output", shown("the output", v.output)))
     if v.attributes:
         attrs = {
-            k: (shown(f"attribute {k}", val) if isinstance(val, str) else val)
+            k: (_attribute(k, val, v, shown, repeats is not None) if isinstance(val, str) else val)
             for k, val in v.attributes.items()
             if not (isinstance(val, str) and val in (v.input, v.output))
         }
@@ -525,6 +527,24 @@ def _span_body(
     if v.events:
         out.append(("events", _cap(_dumps(v.events), cap or 4000)))
     return out
+
+
+#: Attribute values at least this long that the span's input or output already holds (the
+#: flattened copies of an LLM call's messages) are folded in a deduplicating view.
+CONTAINED_MIN_CHARS = 80
+
+
+def _attribute(
+    key: str, value: str, v: SpanView, shown: Callable[[str, str], str], fold: bool
+) -> str:
+    """An attribute value as a view shows it: folded when the span's own input or output
+    holds it (as is, or JSON-escaped), else through `shown`."""
+    if fold and len(value) >= CONTAINED_MIN_CHARS:
+        escaped = json.dumps(value)[1:-1]
+        for name, text in (("input", v.input), ("output", v.output)):
+            if text and (value in text or escaped in text):
+                return f"[part of this span's {name}]"
+    return shown(f"attribute {key}", value)
 
 
 def _span_block(v: SpanView, cap: int | None = None) -> str:

@@ -38,6 +38,12 @@ class EngineSettings(BaseModel):
         description="Token budget of the whole run (input + output, all agents); when "
         "reached the run ends gracefully, keeping its findings.",
     )
+    fold_reads_after_turns: int | None = Field(
+        4,
+        ge=1,
+        description="Large store-read results (trace views, span pages) older than this "
+        "many turns keep only their head in an agent's context; None keeps them whole.",
+    )
     cache_control: bool = Field(
         False,
         description="Add explicit prompt-cache breakpoints (cache_control) to requests, for "

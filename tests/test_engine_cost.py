@@ -1,6 +1,6 @@
-"""Trace views show a repeated LLM input (system prompt, tool list, the conversation each
-call resends) once per trace and refer back to it afterwards; tool schemas count in the
-compaction estimate."""
+"""Cost: trace views show a repeated LLM input (system prompt, tool list, the conversation
+each call resends) once per trace and refer back to it; old store reads fold; tool schemas
+count in the compaction estimate; sub-agents get a smaller turn budget."""
 
 from __future__ import annotations
 
@@ -56,7 +56,9 @@ def test_a_repeated_llm_input_is_shown_once_and_referred_back_to(store):
         if sid != earlier and text[:same] == inputs[earlier][:same]
     )
     assert later[same : same + 80] in lean
-    assert "[same as attribute llm.input_messages.0.message.content of span" in lean
+    # the flattened copies of the messages the input already holds are not repeated
+    assert "[part of this span's input]" in lean
+    assert "llm.input_messages.0.message.content" in full
 
 
 def test_every_span_is_still_listed_in_the_lean_view(store):
@@ -88,3 +90,67 @@ def test_tool_schemas_count_in_the_compaction_estimate():
     tools = estimate_tokens([{"content": json.dumps(list(tool_schemas(True, True)))}])
     assert tools > 2000  # a real share of every request
     assert root.context_tokens() == estimate_tokens(root.messages) + tools
+
+
+async def test_old_large_reads_fold_and_recent_ones_stay_whole(engine_env, tmp_path):
+    from halo_mcp.engine import run_analysis
+    from tests.engine_helpers import error_span, finding_args, is_root, make_traces
+    from tests.fakes.openai_server import tool_call
+
+    traces = make_traces(tmp_path)
+    trace_id, span_id = error_span(traces, engine_env.cache_dir)
+    with open_store([traces], cache_dir=engine_env.cache_dir) as opened:
+        ids = [t.trace_id for t in opened.query_traces(sort="-duration", limit=6).traces]
+    good = finding_args(
+        "read_file fails",
+        {"tool_name": "read_file", "errors_only": True},
+        [{"trace_id": trace_id, "span_id": span_id}],
+    )
+    server = engine_env.server
+    server.route(
+        is_root,
+        [tool_call("view_trace", {"trace_id": t}) for t in ids]
+        + [tool_call("submit_findings", {"findings": [good], "summary": "s"})],
+    )
+    await run_analysis([traces], "x", engine_env.settings(fold_reads_after_turns=3))
+
+    last = [r for r in server.chat_requests if is_root(r.json)][-1]
+    results = [m["content"] for m in last.messages if m.get("role") == "tool"]
+    assert len(results) == 6
+    folded = [r for r in results if "older view_trace result folded" in r]
+    assert folded and all(r.startswith("trace ") for r in folded)  # the head is kept
+    assert not any("folded" in r for r in results[-3:])  # the last 3 turns stay whole
+    # each folded result is folded once: earlier requests carried the same text for it
+    first_folded = results.index(folded[0])
+    before = [r for r in server.chat_requests if is_root(r.json)][-2]
+    earlier = [m["content"] for m in before.messages if m.get("role") == "tool"]
+    assert earlier[first_folded] == folded[0]
+
+
+async def test_sub_agents_get_a_smaller_configurable_turn_budget(engine_env, tmp_path):
+    from halo_mcp.engine import run_analysis
+    from tests.engine_helpers import error_span, finding_args, is_root, is_sub, make_traces
+    from tests.fakes.openai_server import reply, tool_call
+
+    traces = make_traces(tmp_path)
+    trace_id, span_id = error_span(traces, engine_env.cache_dir)
+    good = finding_args(
+        "read_file fails",
+        {"tool_name": "read_file", "errors_only": True},
+        [{"trace_id": trace_id, "span_id": span_id}],
+    )
+    server = engine_env.server
+    for settings in (engine_env.settings(max_turns=8), engine_env.settings(sub_max_turns=2)):
+        server.route(lambda r: is_sub(r), [reply("sub report")])
+        server.route(
+            is_root,
+            [
+                tool_call("delegate", {"task": "look"}),
+                tool_call("submit_findings", {"findings": [good], "summary": "s"}),
+            ],
+        )
+        await run_analysis([traces], "x", settings)
+    subs = [r for r in server.chat_requests if is_sub(r.json)]
+    notes = [r.messages[-1]["content"] for r in subs]
+    assert notes[0].startswith("[budget] turn 1 of 4.")  # half the root's 8
+    assert notes[1].startswith("[budget] turn 1 of 2.")  # configured
