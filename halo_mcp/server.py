@@ -44,7 +44,9 @@ Workflow:
    within wait_seconds with a run_id and status, sending progress meanwhile. Polling: while
    `done` is false, call get_run(run_id, wait_seconds=50) again. Never start a duplicate.
 2. When finished, read findings (most severe first) with get_finding(finding_id): root cause,
-   suggested harness change, how to validate it, evidence.
+   suggested harness change, how to validate it, evidence. Act on `status: verified` ones;
+   check `partial`/`unverified` ones (status_reasons say what failed). A run whose
+   `outcome` is not "findings" carries a `warning`: read it before trusting the result.
 3. See concrete cases with query_spans(trace_paths, filter=<finding.matcher>) and get_trace
    (deterministic, no LLM, fast; trace_overview lists names and error signatures to filter
    on), then edit the harness.
