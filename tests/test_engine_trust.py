@@ -17,6 +17,7 @@ from tests.engine_helpers import error_span, finding_args, is_root, is_sub, make
 from tests.fakes.openai_server import (
     cache_breakpoints,
     refusal,
+    reply,
     tool_call,
     tool_calls,
     usage,
@@ -321,3 +322,39 @@ async def test_cache_control_adds_breakpoints_the_fake_server_records(engine_env
     server.route(is_root, [tool_calls([("submit_findings", {"findings": [good]})])])
     await run_analysis([traces], "x", engine_env.settings())
     assert cache_breakpoints(server.chat_requests[-1]) == []  # off by default
+
+
+async def test_a_prose_only_answer_ends_with_the_no_findings_outcome(engine_env, traces):
+    server = engine_env.server
+    server.route(is_root, [reply("Everything looks fine to me.")] * 3)
+    run = await run_analysis([traces], "x", engine_env.settings(max_turns=2))
+
+    assert run.status == RunStatus.finished and run.findings == []
+    assert run.outcome == "no_findings" and "no structured finding" in run.warning
+    assert "Everything looks fine" in run.report_markdown
+
+
+async def test_the_root_adopts_a_triage_item_and_check_recounts_it_with_the_rule(
+    engine_env, traces
+):
+    ids: list[str] = []
+
+    def root(request: dict):
+        if not is_root(request):
+            return None
+        first = request["messages"][1]["content"]
+        ids.extend(re.findall(r"Loop: [^\n]*\(id (t_\w+)\)", first)[:1])
+        adopted = {**finding_args("The agent loops on http_get", None, []), "adopt": ids[0]}
+        return tool_call("submit_findings", {"findings": [adopted], "summary": "s"})
+
+    engine_env.server.responder = root
+    run = await run_analysis([traces], "x", engine_env.settings())
+
+    (f,) = run.findings
+    assert f.status == "verified", f.status_reasons
+    assert f.matcher.trace_rule.kind == "repeated_call"
+    with open_store([traces], cache_dir=engine_env.cache_dir) as store:
+        looping = store.count(SpanFilter(trace_rule=f.matcher.trace_rule)).traces
+        (result,) = check_findings(run.findings, store).results
+    assert f.prevalence.traces_matched == looping
+    assert result.method == "repeated_call" and result.verdict in ("unchanged", "unknown")

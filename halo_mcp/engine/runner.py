@@ -105,7 +105,7 @@ def _compact_event(event: EngineEvent) -> dict[str, Any]:
     data = event.model_dump(mode="json")
     if "finding" in data:
         f = data.pop("finding")
-        data["finding"] = {k: f.get(k) for k in ("id", "title", "severity", "verified")}
+        data["finding"] = {k: f.get(k) for k in ("id", "title", "severity", "verified", "status")}
     for key in ("arguments", "summary", "task"):
         if isinstance(data.get(key), str):
             data[key] = clip(data[key], EVENT_TEXT_CHARS)[0]
