@@ -51,6 +51,8 @@ REPORT_CHARS = 11_000
 FOLDABLE_TOOLS = frozenset({"view_trace", "view_spans", "query_spans", "query_traces", "search"})
 FOLD_MIN_CHARS = 6_000
 FOLD_KEEP_CHARS = 1_500
+#: Old reads are folded when this many are due, together.
+FOLD_BATCH = 3
 
 _AGENT_TOOLS: dict[str, tuple[str, type]] = {
     "synthesize": (
@@ -378,24 +380,32 @@ class Agent:
         """Large results of store reads older than `fold_reads_after_turns` turns keep
         only their head in the context, with a note saying how to read them again: the
         agent has digested them, and resending them every turn is most of a run's input
-        tokens. Each result is folded once, so the context before it stays a stable
-        prefix for prompt caching."""
+        tokens. Results are folded once, a few at a time, so the context stays a stable
+        prefix for prompt caching between folds."""
         after = self.state.settings.fold_reads_after_turns
         if after is None:
             return
+        present = {m.get("tool_call_id") for m in self.messages if m.get("role") == "tool"}
+        for call_id in [c for c in self.read_turns if c not in present]:
+            del self.read_turns[call_id]  # compacted away
+        due: list[tuple[dict[str, Any], str]] = []
         for message in self.messages:
-            if message.get("role") != "tool":
-                continue
-            seen = self.read_turns.get(message.get("tool_call_id", ""))
-            if seen is None or self.turns - seen[1] < after:
+            seen = self.read_turns.get(message.get("tool_call_id") or "")
+            if message.get("role") != "tool" or seen is None or self.turns - seen[1] < after:
                 continue
             content = message.get("content")
             if isinstance(content, str) and len(content) > FOLD_MIN_CHARS:
-                head = content[:FOLD_KEEP_CHARS]
-                message["content"] = (
-                    f"{head}\n…[older {seen[0]} result folded: {len(content):,} chars in all; "
-                    "call the tool again if you need the rest]"
-                )
+                due.append((message, seen[0]))
+            else:
+                del self.read_turns[message["tool_call_id"]]  # small: kept whole
+        if len(due) < FOLD_BATCH:
+            return  # fold several at once: the prefix then stays stable for a few turns
+        for message, tool in due:
+            content = message["content"]
+            message["content"] = (
+                f"{content[:FOLD_KEEP_CHARS]}\n…[older {tool} result folded: {len(content):,} "
+                "chars in all; call the tool again if you need the rest]"
+            )
             del self.read_turns[message["tool_call_id"]]
 
     async def _run_one(self, i: int, call: Any, results: list[str], over: bool) -> None:
