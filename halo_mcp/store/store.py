@@ -60,7 +60,6 @@ from halo_mcp.store.shards import (
     count_where,
     line_fixes,
     shard_of,
-    span_source,
     spans_where,
 )
 
@@ -703,13 +702,11 @@ class TraceStore:
         """Traces where one tool was called with identical input at least `min_repeats`
         times (retry loops), most repeated first."""
         conn = self._conn()
-        source = span_source(conn, "trace_id, tool_name, input_hash, span_id")
+        sql, params = trace_rules.repeated_calls_sql(conn, max(2, int(min_repeats)))
         rows = conn.execute(
-            "SELECT trace_id, tool_name, COUNT(*) AS calls, group_concat(span_id, ' ') "
-            f"FROM {source} WHERE input_hash IS NOT NULL AND tool_name IS NOT NULL "
-            "GROUP BY trace_id, tool_name, input_hash HAVING calls >= ? "
+            f"SELECT trace_id, tool_name, calls, span_ids FROM ({sql}) "
             "ORDER BY calls DESC, trace_id LIMIT ?",
-            (max(2, int(min_repeats)), int(limit)),
+            [*params, int(limit)],
         )
         return [
             RepeatedToolCall(

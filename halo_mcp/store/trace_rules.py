@@ -33,8 +33,8 @@ def repeated_calls_sql(
         params.append(tool_name)
     params.append(max(1, int(min_repeats)))
     sql = (
-        "SELECT trace_id, tool_name, COUNT(*) AS calls, SUM(status = 'error'), "
-        "group_concat(span_id, ' ') "
+        "SELECT trace_id, tool_name, COUNT(*) AS calls, SUM(status = 'error') AS errors, "
+        "group_concat(span_id, ' ') AS span_ids "
         f"FROM {span_source(conn, 'trace_id, tool_name, input_hash, status, span_id')} "
         f"WHERE input_hash IS NOT NULL AND +tool_name IS NOT NULL{only} "
         "GROUP BY trace_id, tool_name, input_hash HAVING calls >= ?"
