@@ -358,3 +358,26 @@ async def test_the_root_adopts_a_triage_item_and_check_recounts_it_with_the_rule
         (result,) = check_findings(run.findings, store).results
     assert f.prevalence.traces_matched == looping
     assert result.method == "repeated_call" and result.verdict in ("unchanged", "unknown")
+
+
+async def test_a_bad_filter_comes_back_with_the_valid_fields_and_an_example(engine_env, traces):
+    trace_id, span_id = error_span(traces, engine_env.cache_dir)
+    good = finding_args(
+        "read_file fails",
+        {"tool_name": "read_file", "errors_only": True},
+        [{"trace_id": trace_id, "span_id": span_id}],
+    )
+    server = engine_env.server
+    server.route(
+        is_root,
+        [
+            tool_call("count_spans", {"filter": {"tool": "read_file"}}),
+            tool_call("submit_findings", {"findings": [good], "summary": "s"}),
+        ],
+    )
+    await run_analysis([traces], "x", engine_env.settings())
+
+    (error,) = _root_tool_results(server)[:1]
+    assert error.startswith("ERROR: count_spans:") and "filter.tool" in error
+    assert "Valid filter fields: trace_ids, span_ids, name" in error
+    assert "trace_rule kinds: repeated_call" in error and "Example: {" in error
