@@ -149,3 +149,17 @@ def test_a_finding_adopts_a_triage_item_by_id(store):
 def test_adopting_an_unknown_id_is_unverified(store):
     finding = verify_draft(store, _draft(None, [], adopt="t_nope"), "r", adoptable={})
     assert finding.status == "unverified" and "adopt_unknown" in _codes(finding)
+
+
+def test_a_matcher_listing_ids_covers_only_those_ids(store):
+    first, second = _error(store), _error(store, n=1)
+    matcher = {"span_ids": [first.span_id]}
+    evidence = [
+        {"trace_id": first.trace_id, "span_id": first.span_id},
+        {"trace_id": second.trace_id, "span_id": second.span_id},
+    ]
+    finding = verify_draft(store, _draft(matcher, evidence), "r")
+    reasons = {r.code: r for r in finding.status_reasons}
+    assert second.span_id in reasons["matcher_misses_evidence"].ids
+    assert first.span_id not in reasons["matcher_misses_evidence"].ids
+    assert "matcher_lists_ids" in reasons and finding.status == "partial"

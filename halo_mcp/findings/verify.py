@@ -499,23 +499,27 @@ def _check_covers_evidence(
         return
     spans = sorted({e.span_id for e in evidence if e.span_id})
     traces = sorted({e.trace_id for e in evidence})
+    # Ask only for cited ids the matcher's own id lists allow (the others are outside).
+    ask_spans = [s for s in spans if matcher.span_ids is None or s in matcher.span_ids]
+    ask_traces = [t for t in traces if matcher.trace_ids is None or t in matcher.trace_ids]
     try:
         covered_spans: set[str] = set()
-        if spans:
+        if ask_spans:
             page = store.query_spans(
-                matcher.model_copy(update={"span_ids": spans}),
+                matcher.model_copy(update={"span_ids": ask_spans}),
                 fields=("span_id",),
-                limit=len(spans) * 2,
+                limit=len(ask_spans) * 2,
             )
             covered_spans = {v.span_id for v in page.spans if v.span_id}
-        page_t = store.query_traces(
-            matcher.model_copy(update={"trace_ids": traces}), limit=min(50, len(traces))
-        )
-        covered_traces = {t.trace_id for t in page_t.traces}
-        if len(traces) > 50:  # beyond one page: count each remaining trace
-            for trace_id in traces[50:]:
-                if store.count(matcher.model_copy(update={"trace_ids": [trace_id]})).spans:
-                    covered_traces.add(trace_id)
+        covered_traces: set[str] = set()
+        if ask_traces:
+            page_t = store.query_traces(
+                matcher.model_copy(update={"trace_ids": ask_traces[:50]}), limit=50
+            )
+            covered_traces = {t.trace_id for t in page_t.traces}
+        for trace_id in ask_traces[50:]:  # beyond one page: count each remaining trace
+            if store.count(matcher.model_copy(update={"trace_ids": [trace_id]})).spans:
+                covered_traces.add(trace_id)
     except StoreError:
         return
     outside = [s for s in spans if s not in covered_spans]
