@@ -133,8 +133,10 @@ You are out of turns. Tools are disabled. Reply now with ONLY a JSON object, no 
 {"summary": "...", "findings": [{"title": "...", "category": "...", "severity":
 "critical|high|medium|low", "description": "...", "root_cause": "...",
 "suggested_change": "...", "validation": "...", "evidence": [{"trace_id": "...",
-"span_id": "...", "excerpt": "..."}], "matcher": {span filter fields}}]}
-Include every failure mode you have evidence for, ids copied exactly from tool outputs."""
+"span_id": "...", "excerpt": "..."}], "matcher": {span filter fields, trace_rule
+included}, "adopt": "t_... or d_... (optional)"}]}
+Include every failure mode you have evidence for, ids and quotes copied exactly from tool
+outputs."""
 
 SUB_FORCED_FINAL = """\
 You are out of turns. Tools are disabled. Reply now with your report to the parent: what
