@@ -71,6 +71,8 @@ async def test_get_run_warns_when_the_model_refused_every_turn(engine_env, trace
             status = (
                 await client.call_tool("get_run", {"run_id": status["run_id"], "wait_seconds": 5})
             ).structured_content
+        listed = (await client.call_tool("list_runs", {})).structured_content["runs"]
+    assert listed[0]["run_id"] == status["run_id"] and listed[0]["outcome"] == "refused"
     assert status["status"] == "finished" and status["outcome"] == "refused"
     assert "refused every one" in status["warning"]
     assert status["next_step"].startswith("Done, with a warning")

@@ -188,6 +188,9 @@ class RunListItem(BaseModel):
     prompt: str
     trace_paths: list[str]
     findings: int = 0
+    outcome: str | None = Field(
+        None, description="When finished: findings, or a warning outcome (see get_run)."
+    )
 
 
 class RunList(BaseModel):

@@ -343,6 +343,7 @@ def register(server: MCPServer) -> None:
                     prompt=clip(record.prompt, 120)[0],
                     trace_paths=[clip(path, 300)[0] for path in record.trace_paths[:5]],
                     findings=len(live.findings if live else record.findings),
+                    outcome=_value(record.outcome),
                 )
             )
         return tool_result(RunList(runs=items, more=len(records) > limit))
