@@ -200,6 +200,7 @@ def _check_ids(
         )
         span_trace = {v.span_id: v.trace_id for v in page.spans if v.span_id and v.trace_id}
     unknown_traces: list[str] = []
+    corrected: list[str] = []
     unknown_spans: list[str] = []
     elsewhere: list[str] = []
     kept: list[Evidence] = []
@@ -208,7 +209,7 @@ def _check_ids(
         if trace_id not in known_traces:
             if span_id and span_id in span_trace:
                 trace_id = span_trace[span_id]  # a typo in the trace id: the span says which
-                unknown_traces.append(item.trace_id)
+                corrected.append(item.trace_id)
             else:
                 unknown_traces.append(item.trace_id)
                 continue
@@ -224,6 +225,15 @@ def _check_ids(
                 detail=f"dropped {len(unknown_traces)} evidence trace id(s) not in the store: "
                 + _ids(unknown_traces),
                 ids=_unique(unknown_traces),
+            )
+        )
+    if corrected:
+        reasons.append(
+            StatusReason(
+                code="unknown_trace",
+                detail="replaced trace id(s) not in the store by the trace of the span cited "
+                f"with them: {_ids(corrected)}",
+                ids=_unique(corrected),
             )
         )
     if unknown_spans:
