@@ -35,7 +35,7 @@ from halo_mcp.findings.models import (
     StatusReason,
 )
 from halo_mcp.store.errors import StoreError
-from halo_mcp.store.models import SpanFilter, SpanView, filter_help
+from halo_mcp.store.models import SpanFilter, SpanKind, SpanView, filter_help
 from halo_mcp.store.store import TraceStore
 from halo_mcp.text import clip
 
@@ -474,13 +474,14 @@ def _check_discriminating(
             )
         )
         return
-    scope = SpanFilter(kind=matcher.kind) if matcher.kind else SpanFilter()
+    kinds = matcher.kind or _implied_kinds(matcher)
+    scope = SpanFilter(kind=kinds) if kinds else SpanFilter()
     try:
         of_kind = store.count(scope).spans
     except StoreError:
         return
     share = prevalence.spans_matched / of_kind if of_kind else 0.0
-    what = f"{'/'.join(k.value for k in matcher.kind)} spans" if matcher.kind else "spans"
+    what = f"{'/'.join(k.value for k in kinds)} spans" if kinds else "spans"
     if share > TOO_BROAD_SHARE and (prevalence.traces_matched > 1 or of_kind > 1):
         reasons.append(
             StatusReason(
@@ -499,6 +500,16 @@ def _check_discriminating(
                 f"({prevalence.rate:.0%}, over {TOO_BROAD_SHARE:.0%}); tighten its threshold",
             )
         )
+
+
+def _implied_kinds(matcher: SpanFilter) -> list[SpanKind] | None:
+    """The span kind a matcher's fields imply when it names none (a tool name: tool calls;
+    a model: LLM calls)."""
+    if matcher.tool_name is not None:
+        return [SpanKind.tool]
+    if matcher.model is not None:
+        return [SpanKind.llm]
+    return None
 
 
 def _check_covers_evidence(
