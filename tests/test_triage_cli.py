@@ -62,10 +62,12 @@ def test_a_saved_triage_is_checked_against_new_traces(env, capsys):
     assert by_category["loop"] == "resolved"
     assert by_category["tool-error"] == "unchanged"
     assert report["verdicts"]["resolved"] >= 1
+    assert {r["status"] for r in report["results"]} == {"verified"}  # triage ids are real
 
     assert main(["check", str(saved), str(env / "new.jsonl")]) == 0
     text = capsys.readouterr().out
     assert "RESOLVED" in text and "UNCHANGED" in text and "Fisher" in text
+    assert "status" in text.splitlines()[2] and "verified" in text
 
 
 def test_check_can_triage_the_old_traces_as_its_baseline(env, capsys):
