@@ -296,6 +296,27 @@ class AgentsProvider:
         pass
 
 
+def _first_loop(store: Any) -> Any:
+    """(trace_id, tool_name, span_id) of one repeated identical tool call, or None; read
+    with whatever API the running tree has (the baseline is an older tree)."""
+    from types import SimpleNamespace
+
+    if hasattr(store, "aggregates"):
+        with store.aggregates() as reader:
+            for call in reader.repeated_calls(3):
+                return SimpleNamespace(
+                    trace_id=call.trace_id, tool_name=call.tool_name, span_id=call.span_ids[0]
+                )
+        return None
+    found = store.repeated_tool_calls(min_repeats=3, limit=1)
+    if not found:
+        return None
+    call = found[0]
+    return SimpleNamespace(
+        trace_id=call.trace_id, tool_name=call.tool_name, span_id=call.example_span_ids[0]
+    )
+
+
 def token_scripts(path: Path, cache_dir: Path) -> dict[str, Any]:
     """The scripted run: ids from the data; findings of deliberately varied quality."""
     with open_store([path], cache_dir=cache_dir) as store:
@@ -310,7 +331,7 @@ def token_scripts(path: Path, cache_dir: Path) -> dict[str, Any]:
         worst = [t.trace_id for t in store.query_traces(sort="-errors", limit=8).traces]
         llm = store.query_spans(SpanFilter(kind=["llm"]), limit=1).spans[0]
         other = store.query_spans(SpanFilter(errors_only=False, kind=["tool"]), limit=1).spans[0]
-        loops = store.repeated_tool_calls(min_repeats=3, limit=1)
+        loops = _first_loop(store)
     sig_filter = {"name": sig.span_name, "errors_only": True}
     e0, e1, e2 = errors[0], errors[1 % len(errors)], errors[2 % len(errors)]
     quote = " ".join((e0.error_message or "").split()[:4]) or None
@@ -342,8 +363,8 @@ def token_scripts(path: Path, cache_dir: Path) -> dict[str, Any]:
 
     # A trace-rule matcher only where the code has trace rules (the baseline would reject
     # the whole submit_findings call over it): the same calls otherwise.
-    if loops and hasattr(store_models, "TraceRule"):
-        loop = loops[0]
+    if loops is not None and hasattr(store_models, "TraceRule"):
+        loop = loops
         findings.append(
             finding(
                 "Identical calls repeated",
@@ -355,7 +376,7 @@ def token_scripts(path: Path, cache_dir: Path) -> dict[str, Any]:
                         "min_count": 3,
                     },
                 },
-                [{"trace_id": loop.trace_id, "span_id": loop.example_span_ids[0]}],
+                [{"trace_id": loop.trace_id, "span_id": loop.span_id}],
             )
         )
     root: list[Any] = [("get_overview", {})]

@@ -1,15 +1,15 @@
 """Trace rules as SQL over the index: which traces satisfy a :class:`TraceRule`.
 
 One implementation shared by every consumer: a finding's matcher, `count`, `query_spans`
-(a filter's `trace_rule`), triage's loop and step-limit detectors, and `check`. Every rule
-is exact: aggregates over the span table (and, for `no_final_answer`, one read of each root
-span's output), never a sample.
+(a filter's `trace_rule`, resolved in filters.py), triage's loop and step-limit detectors
+(through aggregates.py), and `check`. Every rule is exact: aggregates over the span table,
+never a sample. (`no_final_answer` needs each root span's output, read from the files:
+filters.py asks Aggregates.root_answered.)
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
 from halo_mcp.store.models import EventFilter, SpanFilter, TraceRule
@@ -110,22 +110,3 @@ def _followed_by_sql(rule: TraceRule) -> tuple[str, list[Any]]:
     exists = "NOT EXISTS" if rule.then_absent else "EXISTS"
     where = " AND ".join([*first, f"{exists} (SELECT 1 FROM spans b WHERE {' AND '.join(then)})"])
     return f"SELECT DISTINCT a.trace_id FROM spans a WHERE {where}", [*first_params, *then_params]
-
-
-def rule_traces(conn: sqlite3.Connection, rule: TraceRule) -> Iterator[str]:
-    """The ids of the traces satisfying `rule`, each once."""
-    query = rule_traces_sql(conn, rule)
-    if query is not None:
-        sql, params = query
-        for (trace_id,) in conn.execute(sql, params):
-            yield trace_id
-        return
-    # no_final_answer: the root span's output is read from the trace file, one small read
-    # per trace. (Imported here: aggregates reads through the store module.)
-    from halo_mcp.store.aggregates import root_answered
-
-    seen: set[str] = set()
-    for trace_id, _span_id, answered in root_answered(conn):
-        if not answered and trace_id not in seen:
-            seen.add(trace_id)
-            yield trace_id
