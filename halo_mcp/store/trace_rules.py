@@ -14,7 +14,7 @@ from typing import Any
 
 from halo_mcp.store.models import EventFilter, SpanFilter, TraceRule
 from halo_mcp.store.query import where_sql
-from halo_mcp.store.shards import span_source
+from halo_mcp.store.shards import span_source, span_tables
 
 #: Identical calls of one tool in one trace that make a loop, when a rule does not say.
 DEFAULT_MIN_REPEATS = 3
@@ -81,7 +81,7 @@ def rule_traces_sql(conn: sqlite3.Connection, rule: TraceRule) -> tuple[str, lis
             return sql + " AND tool_name = ?", [rule.tool_name]
         return sql, []
     if rule.kind == "followed_by":
-        return _followed_by_sql(rule)
+        return _followed_by_sql(conn, rule)
     if rule.kind == "trace_duration":
         return "SELECT trace_id FROM traces WHERE duration_ns >= ?", [
             int((rule.min_duration_ms or 0) * 1_000_000)
@@ -101,12 +101,24 @@ def _event_where(event: EventFilter | None, alias: str) -> tuple[list[str], list
     return where_sql(SpanFilter(**event.model_dump(exclude_defaults=True)), alias)
 
 
-def _followed_by_sql(rule: TraceRule) -> tuple[str, list[Any]]:
+def _followed_by_sql(conn: sqlite3.Connection, rule: TraceRule) -> tuple[str, list[Any]]:
+    """Traces with an event `first` followed (or, with then_absent, never followed) by
+    an event `then`. The later event is looked up in each span table on its own, through
+    its (trace_id, ...) index: a correlated subquery over the shards' UNION ALL view would
+    scan every shard for every first event."""
     first, first_params = _event_where(rule.first, "a")
     then, then_params = _event_where(rule.then, "b")
     then = ["b.trace_id = a.trace_id", "b.start_ns > a.start_ns", *then]
     if rule.same_tool:
         then.append("b.tool_name = a.tool_name")
-    exists = "NOT EXISTS" if rule.then_absent else "EXISTS"
-    where = " AND ".join([*first, f"{exists} (SELECT 1 FROM spans b WHERE {' AND '.join(then)})"])
-    return f"SELECT DISTINCT a.trace_id FROM spans a WHERE {where}", [*first_params, *then_params]
+    tables = span_tables(conn)
+    later = " OR ".join(
+        f"EXISTS (SELECT 1 FROM {table} b WHERE {' AND '.join(then)})" for table in tables
+    )
+    test = f"NOT ({later})" if rule.then_absent else f"({later})"
+    columns = "trace_id, start_ns, name, kind, status, agent, model, tool_name, duration_ns"
+    where = " AND ".join([*first, test])
+    return (
+        f"SELECT DISTINCT a.trace_id FROM {span_source(conn, columns)} a WHERE {where}",
+        [*first_params, *then_params * len(tables)],
+    )
