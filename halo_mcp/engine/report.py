@@ -41,7 +41,6 @@ def render_report(
     if run.warning:
         lines += [f"> **Warning ({_outcome(run)}):** {_field(run.warning, 1000)}", ""]
     lines += _summary_lines(run, traces_in_scope, turns)
-    lines += _usage_lines(run)
     if summary:
         lines += ["", "## Summary", "", _field(summary)]
     lines += ["", "## Findings", ""]
@@ -62,6 +61,7 @@ def render_report(
         lines.append("No findings were recorded.")
     for title, text in notes:
         lines += ["", f"## {title}", "", clip(text.strip(), NOTES_CHARS)[0]]
+    lines += _usage_lines(run)
     text = "\n".join(lines) + "\n"
     return clip(text, MAX_REPORT_CHARS)[0]
 
