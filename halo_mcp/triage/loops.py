@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING
 from halo_mcp.findings.models import Severity
 from halo_mcp.store.aggregates import Aggregates
 from halo_mcp.store.models import SpanFilter, SpanKind, TraceRule
+from halo_mcp.store.trace_rules import DEFAULT_MIN_REPEATS
 from halo_mcp.triage.models import Candidate, Measurement, TriageRule
 
 if TYPE_CHECKING:
     from halo_mcp.triage.context import AggregateContext
 
 #: Identical calls of one tool in one trace that make a loop.
-MIN_REPEATS = 3
+MIN_REPEATS = DEFAULT_MIN_REPEATS
 
 
 def loops(reader: Aggregates, min_repeats: int, total: int) -> dict[str, Measurement]:
