@@ -394,15 +394,18 @@ def synthesis_material(ctx: ToolContext, trace_ids: Sequence[str]) -> tuple[str,
         return "", missing
     per_trace = max(1000, budget // len(present))
     parts = []
+    cap = min(ctx.budgets.trace_value_chars, max(200, per_trace // 8))
+    dedupe = ctx.budgets.dedupe_repeats
     for trace_id in present:
         tree = ctx.store.trace_tree(
             trace_id,
             fields=_TREE_FIELDS,
-            max_chars=min(ctx.budgets.trace_value_chars, max(200, per_trace // 8)),
+            max_chars=cap * REPEAT_READ_FACTOR if dedupe else cap,
             limit=ctx.budgets.trace_view_max_spans,
         )
         ctx.raw_bytes_seen += _raw_bytes(n.span for n in tree.nodes)
-        parts.append(_within(render_tree(tree), per_trace))
+        text = render_tree(tree, Repeats() if dedupe else None, cap if dedupe else None)
+        parts.append(_within(text, per_trace))
     return "\n\n".join(parts), missing
 
 
