@@ -23,7 +23,7 @@ EXIT_USAGE = 2
 EXIT_WARNING = 3
 EXIT_INTERRUPTED = 130
 
-_COMMAND_MODULES = ("traces", "run", "triage", "serve", "install", "web")
+_COMMAND_MODULES = ("traces", "sql", "run", "triage", "serve", "install", "web")
 
 
 def build_parser() -> argparse.ArgumentParser:

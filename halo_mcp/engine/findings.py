@@ -11,15 +11,13 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from halo_mcp.findings.drafts import (
-    EvidenceDraft,
-    FindingDraft,
-    LenientDraft,
-    RejectedDraft,
-    parse_drafts,
-)
+from pydantic import Field
+
+from halo_mcp.findings import drafts
+from halo_mcp.findings.drafts import EvidenceDraft, RejectedDraft
 from halo_mcp.findings.models import Finding, Severity
 from halo_mcp.findings.verify import verify_draft
+from halo_mcp.harness.verify import CodeRefDraft, SuspectCommitDraft
 
 _SEVERITY_ORDER = {s: i for i, s in enumerate(Severity)}
 
@@ -35,6 +33,35 @@ __all__ = [
     "sort_findings",
     "verify",
 ]
+
+
+class FindingDraft(drafts.FindingDraft):
+    """A finding as the engine's agents submit it: the shared draft, plus the harness
+    code and commits behind it (checked against the repository by harness.verify)."""
+
+    code_refs: list[CodeRefDraft] = Field(
+        default_factory=list,
+        description="Harness code causing it (when the run has a repository): path, lines "
+        "and the exact excerpt, as read with repo_read_file. Checked against HEAD.",
+    )
+    suspect_commits: list[SuspectCommitDraft] = Field(
+        default_factory=list,
+        description="Commits suspected of introducing it (sha from git_log/git_blame).",
+    )
+
+
+class LenientDraft(FindingDraft):
+    """Parsing form: a bad matcher must not throw the finding away, only mark it; code
+    refs and commits are checked one by one (harness.verify)."""
+
+    matcher: Any = None
+    code_refs: Any = None
+    suspect_commits: Any = None
+
+
+def parse_drafts(items: Iterable[Any]) -> tuple[list[LenientDraft], list[RejectedDraft]]:
+    """The drafts that parse, and each one that does not with its reasons."""
+    return drafts.parse_drafts(items, LenientDraft)
 
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:

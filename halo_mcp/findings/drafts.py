@@ -8,7 +8,7 @@ rejected alone, with its reasons.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -83,13 +83,23 @@ class RejectedDraft(BaseModel):
         return f"finding #{self.index}{title} rejected: {'; '.join(self.reasons)}"
 
 
-def parse_drafts(items: Iterable[Any]) -> tuple[list[LenientDraft], list[RejectedDraft]]:
-    """The drafts that parse, and each one that does not with its reasons."""
-    drafts: list[LenientDraft] = []
+D = TypeVar("D", bound=FindingDraft)
+
+
+@overload
+def parse_drafts(items: Iterable[Any]) -> tuple[list[LenientDraft], list[RejectedDraft]]: ...
+@overload
+def parse_drafts(items: Iterable[Any], model: type[D]) -> tuple[list[D], list[RejectedDraft]]: ...
+def parse_drafts(
+    items: Iterable[Any], model: type[FindingDraft] = LenientDraft
+) -> tuple[list[Any], list[RejectedDraft]]:
+    """The drafts that parse (as `model`, a lenient draft form), and each one that does
+    not with its reasons."""
+    drafts: list[Any] = []
     rejected: list[RejectedDraft] = []
     for i, item in enumerate(items):
         try:
-            drafts.append(LenientDraft.model_validate(item))
+            drafts.append(model.model_validate(item))
         except ValidationError as exc:
             title = item.get("title") if isinstance(item, dict) else None
             rejected.append(

@@ -570,14 +570,9 @@ def _check_covers_evidence(
 
 def _seen(store: TraceStore, matcher: SpanFilter) -> tuple[Any, Any]:
     try:
-        first = store.query_spans(matcher, sort="start_time", limit=1, fields=("start_time",))
-        last = store.query_spans(matcher, sort="-start_time", limit=1, fields=("start_time",))
+        return store.seen(matcher)
     except StoreError:
         return None, None
-    return (
-        first.spans[0].start_time if first.spans else None,
-        last.spans[0].start_time if last.spans else None,
-    )
 
 
 # -------------------------------------------------------------------------- helpers
