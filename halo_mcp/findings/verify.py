@@ -129,8 +129,13 @@ def verify_draft(
     )
 
 
+#: Reasons that say what was removed without lowering the status: the finding's claims
+#: about the traces stand, and what is kept was checked (dropped code refs and commits).
+INFORMATIONAL = frozenset({"code_ref_dropped", "commit_dropped"})
+
+
 def status_of(reasons: Iterable[StatusReason]) -> FindingStatus:
-    codes = {r.code for r in reasons}
+    codes = {r.code for r in reasons} - INFORMATIONAL
     if not codes:
         return FindingStatus.verified
     if codes & BLOCKING:
