@@ -13,7 +13,9 @@ The model proposes; the store decides. Deterministic, no LLM. What is checked:
 Status: `verified` when every check held; `unverified` when the finding has nothing to
 stand on (no cited id exists, no usable matcher, a matcher with no discriminating
 condition, or one that selects none of the evidence); `partial` otherwise. Each failed
-check is a StatusReason. Verification is synchronous (store calls): run it in a thread.
+check is a StatusReason (code refs and commits dropped by harness.verify are listed too,
+without lowering the status: what is kept was checked). Verification is synchronous
+(store calls): run it in a thread.
 """
 
 from __future__ import annotations
