@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommands
 from halo_mcp.cli.clientconfig import (
     CLIENTS,
     DEFAULT_TOKEN_ENV,
@@ -58,7 +58,7 @@ examples:
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser(
         "install",
         help="Register the halo MCP server in Claude Code, Cursor, Codex or VS Code.",

@@ -15,7 +15,12 @@ def print_json(value: BaseModel | Any) -> None:
     """Write `value` as indented JSON to stdout (pydantic models dumped in JSON mode)."""
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json", exclude_none=True)
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+    sys.stdout.write(json_text(value))
+
+
+def json_text(value: Any) -> str:
+    """`value` (JSON-ready data) as indented JSON text, ending with a newline."""
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
 def notice(message: str) -> None:

@@ -13,12 +13,13 @@ import sys
 import time
 from typing import Any
 
-from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommands
+from halo_mcp.excgroups import leaves
 
 DEFAULT_PORT = 8765
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="Run the MCP server over stdio, or Streamable HTTP with --http.",
@@ -148,22 +149,13 @@ def self_test(args: argparse.Namespace) -> int:
         line, ok = anyio.run(_probe, _server_args(args))
     except Exception as exc:  # the server did not start or did not answer
         print(
-            f"halo-mcp serve: FAILED to start over stdio: {_leaf(exc)!r}. Run `halo-mcp serve "
+            f"halo-mcp serve: FAILED to start over stdio: {leaves(exc)[0]!r}. Run `halo-mcp serve "
             "-v` (with the same flags) to see the server's own error on stderr.",
             file=sys.stderr,
         )
         return EXIT_FAILED
     print(line)
     return EXIT_OK if ok else EXIT_FAILED
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    """The first real error inside (possibly nested) exception groups."""
-    inner = getattr(exc, "exceptions", None)  # ExceptionGroup (3.11+) or anyio's on 3.10
-    while isinstance(inner, (list, tuple)) and inner and isinstance(inner[0], BaseException):
-        exc = inner[0]
-        inner = getattr(exc, "exceptions", None)
-    return exc
 
 
 async def _probe(server_args: list[str]) -> tuple[str, bool]:

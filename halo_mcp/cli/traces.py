@@ -8,10 +8,10 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-EXIT_OK, EXIT_USAGE = 0, 2
+from halo_mcp.cli import EXIT_OK, EXIT_USAGE, Subcommands
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("paths", nargs="+", metavar="PATH", help="Trace files or directories.")
     common.add_argument("--json", action="store_true", help="Print JSON instead of tables.")

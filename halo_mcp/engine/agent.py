@@ -27,11 +27,11 @@ from halo_mcp.engine import prompts, telemetry
 from halo_mcp.engine.compaction import compact, estimate_tokens
 from halo_mcp.engine.errors import EngineError
 from halo_mcp.engine.events import AgentFinished, AgentStarted, TextDelta, ToolCalled, ToolResult
-from halo_mcp.engine.excgroups import first_error
 from halo_mcp.engine.findings import parse_drafts, parse_final_json, verify
 from halo_mcp.engine.provider import ContextLengthError, InvalidRequestError
 from halo_mcp.engine.schemas import parse_arguments, tool_schema
 from halo_mcp.engine.state import RunState, SubReport
+from halo_mcp.excgroups import first_error
 from halo_mcp.findings.models import Finding
 from halo_mcp.store.errors import StoreError
 from halo_mcp.text import clip
