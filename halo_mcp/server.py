@@ -14,9 +14,8 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,8 +24,10 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 
 from halo_mcp import __version__
+from halo_mcp.engine.settings import EngineSettings
+from halo_mcp.settings import Environment
 from halo_mcp.tools import analyze, findings, prompts, runs, spans, triage
-from halo_mcp.tools.analyze import engine_settings_factory
+from halo_mcp.tools.analyze import settings_for_run
 from halo_mcp.tools.arguments import invalid_arguments
 from halo_mcp.tools.manager import RunManager
 from halo_mcp.tools.paths import normalize_roots
@@ -72,10 +73,26 @@ class ServerSettings(BaseModel):
     max_concurrent_runs: int = Field(2, ge=1, le=32)
     max_request_bytes: int = Field(1_000_000, ge=1024)
     progress_interval_s: float = Field(2.0, gt=0, le=30)
-    engine_overrides: dict[str, Any] = Field(
-        default_factory=dict, description="EngineSettings fields over the environment's."
+    engine: EngineSettings = Field(
+        default_factory=lambda: server_engine_settings(),
+        description="Settings of every analysis (an analyze_traces call may change a few).",
     )
     store_cache_size: int = Field(8, ge=1, le=64)
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        token_env: str = TOKEN_ENV,
+        tokens: list[SecretStr] | None = None,
+        engine: dict[str, object] | None = None,
+        **values: Any,
+    ) -> ServerSettings:
+        """Settings from flags (`values`) over the environment: bearer tokens from
+        `token_env` unless `tokens` are given; `engine` fields over the environment's."""
+        if tokens is None:
+            tokens = tokens_from_env(token_env)
+        return cls(tokens=tokens, engine=server_engine_settings(**(engine or {})), **values)
 
     @model_validator(mode="after")
     def _remote_needs_token(self) -> ServerSettings:
@@ -110,8 +127,18 @@ def token_owner(token: str) -> str:
 
 
 def tokens_from_env(name: str = TOKEN_ENV) -> list[SecretStr]:
-    raw = os.environ.get(name, "")
-    return [SecretStr(t.strip()) for t in raw.split(",") if t.strip()]
+    """The bearer tokens in the variable `name`, comma-separated."""
+    return [SecretStr(t.strip()) for t in Environment.variable(name).split(",") if t.strip()]
+
+
+def server_engine_settings(**overrides: object) -> EngineSettings:
+    """EngineSettings from the environment, with HALO_TELEMETRY (the server has no per-run
+    flag), then `overrides` (None values ignored)."""
+    env = Environment.read()
+    values = {name: value for name, value in overrides.items() if value is not None}
+    if env.halo_telemetry:
+        values.setdefault("telemetry", True)
+    return EngineSettings.from_env(env, **values)
 
 
 class StaticTokenVerifier:
@@ -154,27 +181,24 @@ class HaloServer(MCPServer):
             raise invalid_arguments(name, cause, schema) from cause
 
 
-def _lifespan(settings: ServerSettings, roots: list[Path] | None):
+def _lifespan(
+    settings: ServerSettings, roots: list[Path] | None
+) -> Callable[[MCPServer], AbstractAsyncContextManager[ServerState]]:
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[ServerState]:
-        overrides = dict(settings.engine_overrides)
-        data_dir = overrides.get("data_dir")
-        cache_dir = overrides.get("cache_dir")
+        engine = settings.engine
         manager = RunManager(
-            engine_settings_factory(overrides),
+            settings_for_run(engine),
             max_concurrent=settings.max_concurrent_runs,
-            data_dir=Path(data_dir) if data_dir else None,
+            data_dir=engine.data_dir,
         )
-        stores = StoreCache(
-            size=settings.store_cache_size, cache_dir=Path(cache_dir) if cache_dir else None
-        )
+        stores = StoreCache(size=settings.store_cache_size, cache_dir=engine.cache_dir)
         async with manager:
             try:
                 yield ServerState(
                     roots=roots,
                     manager=manager,
                     stores=stores,
-                    engine_overrides=overrides,
                     progress_interval_s=settings.progress_interval_s,
                 )
             finally:

@@ -24,6 +24,7 @@ from halo_mcp.cli.clientconfig import (
     is_loopback_url,
     merge,
 )
+from halo_mcp.settings import Environment
 
 DEFAULT_SCOPE: dict[str, str] = {
     "claude-code": "project",
@@ -134,10 +135,10 @@ def vscode_user_dir() -> Path | None:
     if sys.platform == "darwin":
         candidates = [home / "Library" / "Application Support" / "Code" / "User"]
     elif os.name == "nt":
-        appdata = os.environ.get("APPDATA")
+        appdata = Environment.read().appdata
         candidates = [Path(appdata) / "Code" / "User"] if appdata else []
     else:
-        config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+        config = Path(Environment.read().xdg_config_home or home / ".config")
         candidates = [config / "Code" / "User"]
     return next((c for c in candidates if c.is_dir()), None)
 
@@ -153,7 +154,7 @@ def config_path(client: Client, scope: str, cwd: Path | None = None) -> Path | N
     if client == "codex":
         if scope == "project":
             return cwd / ".codex" / "config.toml"
-        codex_home = os.environ.get("CODEX_HOME")
+        codex_home = Environment.read().codex_home
         return (Path(codex_home).expanduser() if codex_home else home / ".codex") / "config.toml"
     if scope == "project":
         return cwd / ".vscode" / "mcp.json"
@@ -206,7 +207,7 @@ def run_install(args: argparse.Namespace) -> int:
     token_env = args.token_env
     # A remote server needs a token; a local one does when the user has set one up.
     wants_token = args.http and (
-        not is_loopback_url(args.http) or bool(os.environ.get(DEFAULT_TOKEN_ENV))
+        not is_loopback_url(args.http) or bool(Environment.variable(DEFAULT_TOKEN_ENV))
     )
     if token_env is None and wants_token:
         token_env = DEFAULT_TOKEN_ENV
@@ -268,7 +269,7 @@ def run_install(args: argparse.Namespace) -> int:
         _err(f"{verb} {result.location} in {shown}")
         _err(result.diff(shown))
     _err(_NEXT_STEP[client])
-    if not args.http and not os.environ.get("OPENAI_API_KEY"):
+    if not args.http and not Environment.read().openai_api_key:
         _err(
             "Note: OPENAI_API_KEY is not set in this shell. The client passes its own"
             " environment to halo-mcp; set the key where the client starts (or"

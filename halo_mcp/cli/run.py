@@ -30,6 +30,7 @@ from halo_mcp.cli import (
 )
 from halo_mcp.cli.output import json_text
 from halo_mcp.excgroups import is_interrupt
+from halo_mcp.settings import Environment
 
 # The engine is imported by the handlers when they run (it takes a good part of a second):
 # `halo-mcp --help` and `halo-mcp serve` must not pay for it.
@@ -275,8 +276,9 @@ def run_command(args: argparse.Namespace) -> int:
         _err(f"halo-mcp run: cannot write --output {args.output}: its folder does not exist.")
         return EXIT_USAGE
 
+    env_key = Environment.read().openai_api_key
     redact = _Redactor(
-        [args.api_key or "", os.environ.get("OPENAI_API_KEY", ""), *headers.values()]
+        [args.api_key or "", env_key.get_secret_value() if env_key else "", *headers.values()]
     )
     try:
         settings = EngineSettings.from_env(

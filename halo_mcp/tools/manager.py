@@ -21,11 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 from mcp_types import RequestParamsMeta
+from pydantic import BaseModel
 
 from halo_mcp.engine.errors import EngineError
 from halo_mcp.engine.events import (
@@ -47,8 +47,17 @@ from halo_mcp.findings.models import Finding
 
 log = logging.getLogger(__name__)
 
+
+class RunOverrides(BaseModel, frozen=True):
+    """The engine settings an analyze_traces call may choose (None: the server's)."""
+
+    model: str | None = None
+    max_depth: int | None = None
+    max_turns: int | None = None
+
+
 #: What makes two requests the same run: owner, files, prompt and the settings overrides.
-RunKey = tuple[str | None, tuple[str, ...], str, tuple[tuple[str, Any], ...]]
+RunKey = tuple[str | None, tuple[str, ...], str, RunOverrides]
 #: Ended runs whose live state is kept in memory (the run store has them all).
 KEEP_DONE = 100
 
@@ -86,7 +95,7 @@ class RunManager:
 
     def __init__(
         self,
-        settings_for: Callable[[dict[str, Any]], EngineSettings],
+        settings_for: Callable[[RunOverrides], EngineSettings],
         *,
         max_concurrent: int = 2,
         data_dir: Path | None = None,
@@ -151,7 +160,7 @@ class RunManager:
         self,
         trace_paths: list[str],
         prompt: str,
-        overrides: dict[str, Any],
+        overrides: RunOverrides,
         owner: str | None,
         request_meta: RequestParamsMeta | None = None,
     ) -> tuple[LiveRun, bool]:
@@ -162,7 +171,7 @@ class RunManager:
 
         Raises whatever `settings_for` raises (e.g. a ToolError for missing credentials).
         """
-        key: RunKey = (owner, tuple(trace_paths), prompt.strip(), tuple(sorted(overrides.items())))
+        key: RunKey = (owner, tuple(trace_paths), prompt.strip(), overrides)
         async with self._start_lock:
             existing = self._inflight.get(key)
             if existing and not self._runs[existing].is_done:

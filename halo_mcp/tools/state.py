@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mcp.server.mcpserver import Context
 
@@ -20,7 +19,6 @@ class ServerState:
     roots: list[Path] | None  # None: any readable path (stdio)
     manager: RunManager
     stores: StoreCache
-    engine_overrides: dict[str, Any]
     progress_interval_s: float = 2.0
 
 
