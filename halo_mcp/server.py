@@ -19,8 +19,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp_types import CallToolResult, InputRequiredResult
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 
 from halo_mcp import __version__
@@ -169,15 +170,19 @@ class HaloServer(MCPServer):
     pydantic's ValidationError; this is the one place to reword it for every tool.
     """
 
-    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        context: Context[ServerState, Any] | None = None,
+    ) -> CallToolResult | InputRequiredResult:
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
             cause = exc.__cause__
             if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
                 raise
-            tool = self._tool_manager.get_tool(name)
-            schema = tool.parameters if tool is not None else None
+            schema = next((t.input_schema for t in await self.list_tools() if t.name == name), None)
             raise invalid_arguments(name, cause, schema) from cause
 
 
