@@ -265,8 +265,8 @@ def run_install(args: argparse.Namespace) -> int:
         except OSError as exc:
             _err(f"halo-mcp install: cannot write {path}: {exc}")
             return EXIT_FAILED
-        verb = "added" if result.action == "added" else "updated"
-        _err(f"{verb} {result.location} in {shown}")
+        done = "added" if result.action == "added" else "updated"
+        _err(f"{done} {result.location} in {shown}")
         _err(result.diff(shown))
     _err(_NEXT_STEP[client])
     if not args.http and not Environment.read().openai_api_key:

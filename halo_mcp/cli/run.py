@@ -361,13 +361,13 @@ async def _execute(
                     except Exception:  # progress is cosmetic: never let it stop the run
                         logging.getLogger(__name__).debug("progress failed", exc_info=True)
 
-    async def ticker() -> None:
+    async def ticker(renderer: ProgressRenderer) -> None:
         while True:
             await asyncio.sleep(1.0)
             renderer.tick()
 
     task = asyncio.ensure_future(consume())
-    ticking = asyncio.ensure_future(ticker()) if renderer is not None else None
+    ticking = asyncio.ensure_future(ticker(renderer)) if renderer is not None else None
 
     def on_interrupt() -> None:
         if outcome.interrupted:  # second Ctrl-C: stop waiting for a clean cancel

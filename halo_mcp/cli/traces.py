@@ -224,11 +224,13 @@ def render_overview(view: Any, report: Any) -> str:
     if view.error_signatures:
         out.append("")
         out.append("Top error signatures")
-        rows = [
+        signature_rows = [
             (s.traces, s.spans, s.span_name, s.message, s.example_trace_ids[0])
             for s in view.error_signatures
         ]
-        out.append(table(["traces", "spans", "span/tool", "message", "example trace"], rows))
+        out.append(
+            table(["traces", "spans", "span/tool", "message", "example trace"], signature_rows)
+        )
     if view.sample_trace_ids:
         out.append("")
         out.append("Sample trace ids: " + ", ".join(view.sample_trace_ids))

@@ -100,18 +100,12 @@ def render_triage(report: TriageReport) -> str:
     )
     lines = [head, ""]
     if report.items:
-        rows = [
-            (
-                n,
-                item.severity.value,
-                item.category,
-                f"{item.prevalence.traces_matched}/{item.prevalence.traces_in_scope}",
-                f"{item.prevalence.rate:.1%}",
-                item.title,
-                item.id,
-            )
-            for n, item in enumerate(report.items, 1)
-        ]
+        rows = []
+        for n, item in enumerate(report.items, 1):
+            prev = item.prevalence  # triage items always carry one
+            traces = f"{prev.traces_matched}/{prev.traces_in_scope}" if prev else "?"
+            rate = f"{prev.rate:.1%}" if prev else "?"
+            rows.append((n, item.severity.value, item.category, traces, rate, item.title, item.id))
         lines.append(
             table(("#", "severity", "category", "traces", "rate", "title", "id"), rows, 70)
         )
@@ -120,11 +114,11 @@ def render_triage(report: TriageReport) -> str:
     failing = [t for t in report.tools if t.errors]
     if failing:
         lines += ["", "Tools by failure rate:"]
-        rows = [
+        tool_rows = [
             (t.name, t.calls, t.errors, f"{t.failure_rate:.1%}", t.traces_with_errors)
             for t in failing
         ]
-        lines.append(table(("tool", "calls", "errors", "rate", "traces"), rows))
+        lines.append(table(("tool", "calls", "errors", "rate", "traces"), tool_rows))
     lines += [f"note: {n}" for n in report.notes]
     if report.truncated:
         lines.append("note: more items exist; raise --max-items to see them.")

@@ -377,7 +377,7 @@ class Agent:
             return f"{name}: {error}", True
         try:
             if impl is not None:
-                ctx = self.state.tools
+                ctx = self.state.trace_tools
                 text = await anyio.to_thread.run_sync(functools.partial(impl, ctx, args))
                 return text, False
             return await getattr(self, f"_tool_{name}")(args)
@@ -399,7 +399,7 @@ class Agent:
     async def _tool_synthesize(self, args: at.SynthesizeArgs) -> tuple[str, bool]:
         s = self.state
         material, missing = await anyio.to_thread.run_sync(
-            at.synthesis_material, s.tools, args.trace_ids
+            at.synthesis_material, s.trace_tools, args.trace_ids
         )
         if not material:
             return (
@@ -483,7 +483,7 @@ class Agent:
         """Verify a draft against the store (ids, matcher, prevalence) and record it."""
         s = self.state
         finding = await anyio.to_thread.run_sync(
-            functools.partial(verify, s.tools.store, draft, s.run_id)
+            functools.partial(verify, s.trace_tools.store, draft, s.run_id)
         )
         return s.accept(finding, self.agent_id, self.parent_id)
 

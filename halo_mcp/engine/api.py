@@ -9,7 +9,7 @@ leaving the loop cancels the run at once.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 
 import anyio
@@ -30,7 +30,7 @@ async def stream_run(
     *,
     run_id: str | None = None,
     owner: str | None = None,
-) -> AsyncIterator[EngineEvent]:
+) -> AsyncGenerator[EngineEvent, None]:
     """Run an analysis, yielding events; the last one is RunFinished or RunFailed.
 
     The run is persisted in the run store (settings.data_dir) from its first event on.

@@ -68,7 +68,7 @@ class FindingDraft(BaseModel):
 class _LenientDraft(FindingDraft):
     """Parsing form: a bad matcher must not throw the finding away, only mark it."""
 
-    matcher: Any = None  # type: ignore[assignment]
+    matcher: Any = None
 
 
 def parse_drafts(items: Iterable[Any]) -> tuple[list[_LenientDraft], list[str]]:

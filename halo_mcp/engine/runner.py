@@ -130,8 +130,9 @@ async def execute_run(
     `on_state` receives the run's shared state once created (benchmarks inspect its
     tool counters through it).
     """
-    runs = run_store or await anyio.to_thread.run_sync(open_run_store, settings)
-    lifecycle = RunLifecycle(runs)
+    if run_store is None:
+        run_store = await anyio.to_thread.run_sync(open_run_store, settings)
+    lifecycle = RunLifecycle(run_store)
     if run_id is None:
         queued = functools.partial(lifecycle.queue, prompt, trace_paths, settings, owner=owner)
         run_id = (await anyio.to_thread.run_sync(queued)).id

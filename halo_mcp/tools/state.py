@@ -23,7 +23,11 @@ class ServerState:
 
 
 def server_state(ctx: Context) -> ServerState:
-    return ctx.request_context.lifespan_context
+    """The state the server's lifespan yielded (the SDK types it loosely)."""
+    state = ctx.request_context.lifespan_context
+    if not isinstance(state, ServerState):
+        raise TypeError("the halo-mcp server's lifespan did not run")
+    return state
 
 
 def caller_owner(ctx: Context) -> str | None:
