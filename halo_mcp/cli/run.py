@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from halo_mcp.cli import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -28,18 +30,18 @@ from halo_mcp.cli import (
     AddsArguments,
     Subcommands,
 )
+from halo_mcp.cli.install import write_atomically
 from halo_mcp.cli.output import json_text
 from halo_mcp.excgroups import is_interrupt
 from halo_mcp.settings import Environment
 
-# The engine is imported by the handlers when they run (it takes a good part of a second):
-# `halo-mcp --help` and `halo-mcp serve` must not pay for it.
+# The engine's run machinery, the run store and the trace store are imported by the handlers
+# when they run (together well over a second): `halo-mcp --help` and `serve` must not pay.
 if TYPE_CHECKING:
     from halo_mcp.cli.progress import ProgressRenderer
     from halo_mcp.engine.models import RunRecord
     from halo_mcp.engine.runstore import RunStore
     from halo_mcp.engine.settings import EngineSettings
-
 _NOISY_LOGGERS = ("asyncio", "httpcore", "httpcore2", "httpx", "httpx2", "openai")
 
 _RUN_EPILOG = """\
@@ -253,8 +255,6 @@ def _no_key_message(trace_paths: Sequence[str]) -> str:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
     from halo_mcp.engine.settings import EngineSettings
 
     try:
@@ -491,8 +491,6 @@ def _telemetry_output(run_id: str) -> str:
 
 def _deliver(args: argparse.Namespace, text: str) -> None:
     if args.output:
-        from halo_mcp.cli.install import write_atomically
-
         try:
             write_atomically(Path(args.output), text)  # never a half-written report
         except OSError as exc:

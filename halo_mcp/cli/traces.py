@@ -6,9 +6,18 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from pydantic import ValidationError
 
 from halo_mcp.cli import EXIT_OK, EXIT_USAGE, Subcommands
+from halo_mcp.cli.output import notice, print_json, table
+
+# The store is imported by the handlers when they run, so that `halo-mcp --help` and
+# `halo-mcp serve` do not pay for it at start-up.
+if TYPE_CHECKING:
+    from halo_mcp.store import LoadReport, Overview, SpanFilter, TraceStore
 
 
 def register(subparsers: Subcommands) -> None:
@@ -93,8 +102,7 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
-def _open(args: argparse.Namespace) -> Any:
-    from halo_mcp.cli.output import notice
+def _open(args: argparse.Namespace) -> TraceStore:
     from halo_mcp.store import open_store
 
     return open_store(args.paths, cache_dir=args.cache_dir, notify=notice)
@@ -122,10 +130,8 @@ def _attr_value(text: str) -> Any:
     return text
 
 
-def build_filter(args: argparse.Namespace) -> Any:
+def build_filter(args: argparse.Namespace) -> SpanFilter | None:
     """The SpanFilter the flags describe; ValueError (with a readable message) if invalid."""
-    from pydantic import ValidationError
-
     from halo_mcp.store import SpanFilter
 
     attributes = {}
@@ -161,7 +167,6 @@ def build_filter(args: argparse.Namespace) -> Any:
 
 
 def run_overview(args: argparse.Namespace) -> int:
-    from halo_mcp.cli.output import print_json
     from halo_mcp.store import StoreError
 
     try:
@@ -181,8 +186,7 @@ def _pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
 
-def render_overview(view: Any, report: Any) -> str:
-    from halo_mcp.cli.output import table
+def render_overview(view: Overview, report: LoadReport) -> str:
 
     out = []
     files = ", ".join(f"{f.path} ({f.format}, {f.spans} spans)" for f in view.files)
@@ -191,7 +195,7 @@ def render_overview(view: Any, report: Any) -> str:
         f"Traces: {view.traces}  Spans: {view.spans}  Error spans: {view.error_spans}  "
         f"Traces with errors: {view.error_traces} ({_pct(view.error_traces, view.traces)})"
     )
-    if view.start_time:
+    if view.start_time and view.end_time:
         out.append(f"Time range: {view.start_time.isoformat()} .. {view.end_time.isoformat()}")
     out.append(f"Tokens: {view.tokens.input} in, {view.tokens.output} out")
     notes = []
@@ -238,7 +242,6 @@ def render_overview(view: Any, report: Any) -> str:
 
 
 def run_query(args: argparse.Namespace) -> int:
-    from halo_mcp.cli.output import print_json, table
     from halo_mcp.store import DEFAULT_SPAN_FIELDS, StoreError
 
     try:
@@ -284,7 +287,5 @@ def _cell(value: Any) -> Any:
     if isinstance(value, float):
         return f"{value:.1f}"
     if isinstance(value, dict | list):
-        import orjson
-
         return orjson.dumps(value).decode()
     return value

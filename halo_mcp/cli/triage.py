@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommands
+from halo_mcp.cli.output import notice, print_json, table
 
 # Handlers import the store, triage and check when they run, so that `halo-mcp --help` and
 # `halo-mcp serve` do not pay for them at start-up.
@@ -72,7 +73,6 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
 
 
 def run_triage_command(args: argparse.Namespace) -> int:
-    from halo_mcp.cli.output import notice, print_json
     from halo_mcp.store import StoreError, open_store
     from halo_mcp.triage import run_triage
 
@@ -91,7 +91,6 @@ def run_triage_command(args: argparse.Namespace) -> int:
 
 
 def render_triage(report: TriageReport) -> str:
-    from halo_mcp.cli.output import table
 
     head = (
         f"Triage of {', '.join(report.paths)}: {report.traces} traces, {report.spans} spans, "
@@ -133,7 +132,6 @@ def render_triage(report: TriageReport) -> str:
 
 def run_check_command(args: argparse.Namespace) -> int:
     from halo_mcp.check.workflow import CheckError, NothingToCheck, parse_source, run_check
-    from halo_mcp.cli.output import notice, print_json
     from halo_mcp.store import StoreError, open_store
 
     source = parse_source(args.source)
@@ -179,7 +177,6 @@ def _run_findings(run_id: str, data_dir: str | None) -> RunFindings:
 
 
 def render_check(report: CheckReport, what: str) -> str:
-    from halo_mcp.cli.output import table
 
     def figure(prev: Prevalence | None) -> str:
         return f"{prev.traces_matched}/{prev.traces_in_scope} ({prev.rate:.1%})" if prev else "?"

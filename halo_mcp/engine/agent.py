@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -27,8 +28,8 @@ from halo_mcp.engine import prompts, telemetry
 from halo_mcp.engine.compaction import compact, estimate_tokens
 from halo_mcp.engine.errors import EngineError
 from halo_mcp.engine.events import AgentFinished, AgentStarted, TextDelta, ToolCalled, ToolResult
-from halo_mcp.engine.findings import parse_drafts, parse_final_json, verify
-from halo_mcp.engine.provider import ContextLengthError, InvalidRequestError
+from halo_mcp.engine.findings import FindingDraft, parse_drafts, parse_final_json, verify
+from halo_mcp.engine.provider import Completion, ContextLengthError, InvalidRequestError, ToolCall
 from halo_mcp.engine.schemas import parse_arguments, tool_schema
 from halo_mcp.engine.state import RunState, SubReport
 from halo_mcp.excgroups import first_error
@@ -245,8 +246,8 @@ class Agent:
     # --------------------------------------------------------------- provider
 
     async def _complete(
-        self, *, note: str | None, tools: list[dict], tool_choice: str | None = None
-    ) -> Any:
+        self, *, note: str | None, tools: list[dict[str, Any]], tool_choice: str | None = None
+    ) -> Completion:
         s = self.state
         retried = False
         while True:
@@ -290,7 +291,7 @@ class Agent:
 
     # ------------------------------------------------------------------ tools
 
-    async def _run_tools(self, calls: list[Any]) -> list[dict[str, Any]]:
+    async def _run_tools(self, calls: list[ToolCall]) -> list[dict[str, Any]]:
         results: list[str] = [""] * len(calls)
         delegates = 0
         # A parent waiting on its children lends them its slot (no deadlock when nested).
@@ -311,7 +312,7 @@ class Agent:
             for i, call in enumerate(calls)
         ]
 
-    async def _run_one(self, i: int, call: Any, results: list[str], over: bool) -> None:
+    async def _run_one(self, i: int, call: ToolCall, results: list[str], over: bool) -> None:
         s = self.state
         tool = clip(call.name or "", 100)[0]
         arguments = clip(call.arguments or "", EVENT_ARG_CHARS)[0]
@@ -328,7 +329,7 @@ class Agent:
             )
         )
 
-    async def _result_of(self, call: Any, over: bool) -> tuple[str, bool]:
+    async def _result_of(self, call: ToolCall, over: bool) -> tuple[str, bool]:
         """The tool result as the model sees it: errors prefixed, size within budget."""
         if over:
             refused = (
@@ -479,7 +480,7 @@ class Agent:
         self.done = True
         return text + "\nRun submitted.", False
 
-    async def _verify_and_accept(self, draft: Any) -> Finding:
+    async def _verify_and_accept(self, draft: FindingDraft) -> Finding:
         """Verify a draft against the store (ids, matcher, prevalence) and record it."""
         s = self.state
         finding = await anyio.to_thread.run_sync(
@@ -487,7 +488,7 @@ class Agent:
         )
         return s.accept(finding, self.agent_id, self.parent_id)
 
-    async def _record(self, drafts: list[Any]) -> str:
+    async def _record(self, drafts: Sequence[FindingDraft]) -> str:
         lines = []
         for draft in drafts:
             finding = await self._verify_and_accept(draft)
@@ -535,7 +536,7 @@ def result_summary(name: str, text: str) -> str:
     return first
 
 
-def _findings_from_calls(calls: list[Any]) -> str:
+def _findings_from_calls(calls: list[ToolCall]) -> str:
     """A model that answers the forced final with a findings tool call anyway: use it."""
     for call in calls:
         if call.name in ("submit_findings", "add_findings"):
