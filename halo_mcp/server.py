@@ -5,7 +5,8 @@ prompt), so tests and the CLI construct it the same way. `serve(settings)` runs 
 (the default: nothing but protocol on stdout, logs on stderr) or Streamable HTTP (bearer
 tokens, DNS-rebinding protection for every bind address, a request size limit).
 
-Start-up stays fast: the engine and the OpenAI client are imported on the first analysis.
+Start-up stays fast: the engine's run machinery and the OpenAI client are imported on the
+first analysis (see tools/manager.py).
 """
 
 from __future__ import annotations
@@ -19,10 +20,16 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
+import uvicorn
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CallToolResult, InputRequiredResult
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from starlette.applications import Starlette
 
 from halo_mcp import __version__
 from halo_mcp.engine.settings import EngineSettings
@@ -150,9 +157,7 @@ class StaticTokenVerifier:
             (t.get_secret_value().encode(), token_owner(t.get_secret_value())) for t in tokens
         ]
 
-    async def verify_token(self, token: str) -> Any:
-        from mcp.server.auth.provider import AccessToken
-
+    async def verify_token(self, token: str) -> AccessToken | None:
         given = token.encode()
         match = None
         for secret, owner in self._tokens:
@@ -218,8 +223,6 @@ def create_server(settings: ServerSettings | None = None) -> MCPServer:
     roots = settings.effective_roots()
     auth_kwargs: dict[str, Any] = {}
     if settings.transport == "http" and settings.tokens:
-        from mcp.server.auth.settings import AuthSettings
-
         auth_kwargs = {
             "token_verifier": StaticTokenVerifier(settings.tokens),
             "auth": AuthSettings(
@@ -242,10 +245,8 @@ def create_server(settings: ServerSettings | None = None) -> MCPServer:
     return server
 
 
-def transport_security(settings: ServerSettings) -> Any:
+def transport_security(settings: ServerSettings) -> TransportSecuritySettings:
     """Host/Origin checks for every bind address (the SDK only adds them for loopback)."""
-    from mcp.server.transport_security import TransportSecuritySettings
-
     hosts, origins = list(settings.allowed_hosts), list(settings.allowed_origins)
     host = settings.host
     if is_loopback(host):
@@ -266,7 +267,7 @@ def transport_security(settings: ServerSettings) -> Any:
     )
 
 
-def http_app(server: MCPServer, settings: ServerSettings) -> Any:
+def http_app(server: MCPServer, settings: ServerSettings) -> Starlette:
     """The Streamable HTTP ASGI app at /mcp, with Host/Origin checks and a body size limit."""
     return server.streamable_http_app(
         transport_security=transport_security(settings),
@@ -277,14 +278,10 @@ def http_app(server: MCPServer, settings: ServerSettings) -> Any:
 
 def serve(settings: ServerSettings) -> None:
     """Run the server until stdin closes (stdio) or the process is interrupted (HTTP)."""
-    import anyio
-
     server = create_server(settings)
     if settings.transport == "stdio":
         anyio.run(server.run_stdio_async)
         return
-    import uvicorn
-
     app = http_app(server, settings)
     log.warning(
         "halo-mcp serving Streamable HTTP on http://%s:%d/mcp (%s)",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
 
 from halo_mcp.tools.manager import RunManager
@@ -32,8 +33,6 @@ def server_state(ctx: Context) -> ServerState:
 
 def caller_owner(ctx: Context) -> str | None:
     """The owner id of the bearer token that made this request, or None (stdio, no auth)."""
-    from mcp.server.auth.middleware.auth_context import get_access_token
-
     token = get_access_token()
     if token is None:
         request = getattr(ctx.request_context, "request", None)
