@@ -13,23 +13,13 @@ from datetime import datetime, timezone
 from halo_mcp.cli.output import table
 from halo_mcp.cli.progress import format_elapsed, format_tokens
 from halo_mcp.engine.models import RunRecord
+from halo_mcp.engine.report import prevalence_text
 from halo_mcp.findings.models import Finding
 from halo_mcp.text import clip
 from halo_mcp.triage.describe import readable_validation
 
 #: Longest excerpt shown per evidence item in `show FINDING_ID`.
 EXCERPT_CHARS = 500
-
-
-def prevalence_text(finding: Finding) -> str:
-    """'12/100 traces (12.0%), 15 spans' or 'not measured'."""
-    p = finding.prevalence
-    if p is None:
-        return "not measured"
-    return (
-        f"{p.traces_matched}/{p.traces_in_scope} traces ({p.rate:.1%}),"
-        f" {p.spans_matched} span{'s' if p.spans_matched != 1 else ''}"
-    )
 
 
 def elapsed(run: RunRecord) -> str:
@@ -59,7 +49,7 @@ def render_report(run: RunRecord) -> str:
             "",
             f"- Id: `{finding.id}` (details: `halo-mcp show {finding.id}`)",
             f"- Severity: {finding.severity.value}; category: {finding.category}",
-            f"- Prevalence: {prevalence_text(finding)}",
+            f"- Prevalence: {prevalence_text(finding, spans=True, missing='not measured')}",
             f"- Root cause: {finding.root_cause}",
             f"- Suggested change: {finding.suggested_change}",
             "",
@@ -74,7 +64,7 @@ def render_finding(finding: Finding) -> str:
         "",
         f"- Id: `{finding.id}` (run `{finding.run_id}`, source: {finding.source})",
         f"- Severity: {finding.severity.value}; category: {finding.category}",
-        f"- Prevalence: {prevalence_text(finding)}",
+        f"- Prevalence: {prevalence_text(finding, spans=True, missing='not measured')}",
         f"- Verified: {'yes' if finding.verified else 'no'}",
         "",
         "## Description",

@@ -16,6 +16,7 @@ from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp_types import CallToolResult, ToolAnnotations
 
 from halo_mcp.engine.errors import UnknownFindingError, UnknownRunError
+from halo_mcp.engine.report import prevalence_text
 from halo_mcp.findings.models import Finding
 from halo_mcp.text import clip
 from halo_mcp.tools.models import (
@@ -44,21 +45,13 @@ NOTE_CHARS = 300
 _SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
-def prevalence_text(finding: Finding) -> str | None:
-    p = finding.prevalence
-    if p is None:
-        return None
-    rate = p.traces_matched / p.traces_in_scope if p.traces_in_scope else 0.0
-    return f"{p.traces_matched}/{p.traces_in_scope} traces ({rate:.0%})"
-
-
 def summarize(finding: Finding) -> FindingSummary:
     return FindingSummary(
         id=finding.id,
         title=clip(finding.title, 200)[0],
         severity=finding.severity.value,
         category=clip(finding.category, 100)[0],
-        prevalence=prevalence_text(finding),
+        prevalence=prevalence_text(finding) if finding.prevalence else None,
         verified=finding.verified,
         uri=finding_uri(finding.id),
     )
