@@ -9,7 +9,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from halo_mcp.engine.models import RunStatus
+from halo_mcp.engine.models import RunStatus, Usage
 from halo_mcp.server import create_server
 from tests.fakes.openai_server import delay, reply, tool_call
 from tests.mcp_support import ProgressLog, make_traces, script_analysis, settings
@@ -295,7 +295,7 @@ def test_the_largest_finding_and_run_status_stay_under_the_budget():
         phase="done",
         fraction=1.0,
         message=long,
-        usage={},
+        usage=Usage(),
         agents_running=0,
         trace_paths=[long] * 64,
         prompt=long,

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import pytest
 from mcp import Client
 
-from halo_mcp.engine.models import RunStatus
+from halo_mcp.engine.models import RunStatus, Usage
 from halo_mcp.server import INSTRUCTIONS, create_server
 from halo_mcp.synth import generate
 from halo_mcp.tools.results import RESULT_BUDGET_CHARS
@@ -302,7 +302,7 @@ def test_the_size_a_budget_measures_is_the_size_of_the_text_sent():
         phase="exploring",
         fraction=0.5,
         message="",
-        usage={},
+        usage=Usage(),
         agents_running=1,
         trace_paths=["/t.jsonl"],
         prompt="why?",

@@ -40,7 +40,7 @@ from halo_mcp.engine.events import (
     ToolCalled,
 )
 from halo_mcp.engine.lifecycle import RunLifecycle
-from halo_mcp.engine.models import RunRecord, RunStatus
+from halo_mcp.engine.models import RunRecord, RunStatus, Usage
 from halo_mcp.engine.runstore import RunStore
 from halo_mcp.engine.settings import EngineSettings
 from halo_mcp.findings.models import Finding
@@ -76,7 +76,7 @@ class LiveRun:
     phase: str = "queued"
     fraction: float = 0.0
     message: str = ""
-    usage: dict[str, int] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
     agents_running: int = 0
     findings: list[Finding] = field(default_factory=list)
     record: RunRecord | None = None  # the final record, once the run ended
@@ -277,7 +277,7 @@ def apply_event(run: LiveRun, event: EngineEvent) -> None:
         run.phase = event.progress.phase
         run.fraction = event.progress.fraction
         run.message = event.progress.message
-        run.usage = event.usage.model_dump()
+        run.usage = event.usage.model_copy()
         run.agents_running = event.agents_running
     elif isinstance(event, AgentStarted):
         run.agents_running += 1
@@ -291,7 +291,7 @@ def apply_event(run: LiveRun, event: EngineEvent) -> None:
         # The status changes only when execute_run returns: by then the run is saved, so a
         # client told "finished" can read the report and findings from the run store.
         run.phase, run.fraction = event.run.progress.phase, event.run.progress.fraction
-        run.usage = event.run.usage.model_dump()
+        run.usage = event.run.usage.model_copy()
         run.findings = list(event.run.findings)
 
 
@@ -302,7 +302,7 @@ def apply_record(run: LiveRun, record: RunRecord) -> None:
     run.error = record.error
     run.phase, run.fraction = record.progress.phase, record.progress.fraction
     run.message = record.progress.message
-    run.usage = record.usage.model_dump()
+    run.usage = record.usage.model_copy()
     run.findings = list(record.findings)
     run.agents_running = 0
 
