@@ -1,6 +1,7 @@
 """Start-up cost of the entry points, this tree against a baseline commit, in the same run:
-building the CLI parser (what `halo-mcp --help` and every command pay) and building the MCP
-server (what `halo-mcp serve` pays before it answers).
+building the CLI parser (what `halo-mcp --help` and every command pay), building the MCP
+server, and `halo-mcp serve` over stdio from spawn to its tools/list answer (the cold start
+`serve --test` and a coding agent see).
 
     python bench/bench_startup.py [--baseline REF] [--runs 9]
 
@@ -12,10 +13,12 @@ baseline tree is `git archive REF` in a temporary directory.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +49,52 @@ def measure(tree: Path, code: str) -> tuple[float, int, bool]:
         check=True,
     ).stdout.split()
     return float(out[0]), int(out[1]), out[2] == "True"
+
+
+SERVE = """
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f)]
+sys.path.insert(0, {tree!r})
+from halo_mcp.cli import main
+raise SystemExit(main(["serve"]))
+"""
+
+HANDSHAKE = [
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "bench", "version": "0"},
+        },
+    },
+    {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+]
+
+
+def serve_to_tools_list(tree: Path) -> float:
+    """Seconds from spawning the stdio server of `tree` to its tools/list answer."""
+    payload = "".join(json.dumps(m) + "\n" for m in HANDSHAKE).encode()
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE.format(tree=str(tree))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(payload)
+    proc.stdin.flush()
+    for line in proc.stdout:
+        if json.loads(line).get("id") == 2:
+            break
+    elapsed = time.perf_counter() - started
+    proc.stdin.close()
+    proc.wait(30)
+    return elapsed
 
 
 def main() -> None:
@@ -79,6 +128,16 @@ def main() -> None:
                 f" ({modules['this tree']} modules, openai {openai['this tree']})"
                 f"  ratio {after / before:.2f}"
             )
+        serve: dict[str, list[float]] = {"baseline": [], "this tree": []}
+        for _ in range(args.runs):
+            for label, tree in (("baseline", base), ("this tree", ROOT)):
+                serve[label].append(serve_to_tools_list(tree))
+        before = statistics.median(serve["baseline"])
+        after = statistics.median(serve["this tree"])
+        print(
+            f"serve stdio baseline {before * 1000:6.0f} ms to tools/list"
+            f"  this tree {after * 1000:6.0f} ms  ratio {after / before:.2f}"
+        )
 
 
 if __name__ == "__main__":
