@@ -34,7 +34,7 @@ from starlette.applications import Starlette
 from halo_mcp import __version__
 from halo_mcp.engine.settings import EngineSettings
 from halo_mcp.settings import Environment
-from halo_mcp.tools import analyze, findings, prompts, runs, spans, triage
+from halo_mcp.tools import analyze, findings, html_report, prompts, runs, spans, triage
 from halo_mcp.tools.analyze import settings_for_run
 from halo_mcp.tools.arguments import invalid_arguments
 from halo_mcp.tools.manager import RunManager
@@ -57,7 +57,8 @@ Workflow:
 3. See concrete cases with query_spans(trace_paths, filter=<finding.matcher>) and get_trace
    (deterministic, no LLM, fast; trace_overview lists names and error signatures to filter
    on), then edit the harness.
-Large artifacts are resources: halo://runs/{run_id}/report (markdown) and
+Large artifacts are resources: halo://runs/{run_id}/report (markdown),
+halo://runs/{run_id}/report.html (a self-contained page for a person to open) and
 halo://findings/{finding_id} (JSON). Errors say what to do next."""
 
 
@@ -240,7 +241,7 @@ def create_server(settings: ServerSettings | None = None) -> MCPServer:
         log_level="WARNING",
         **auth_kwargs,
     )
-    for module in (analyze, runs, findings, spans, triage, prompts):
+    for module in (analyze, runs, findings, spans, triage, prompts, html_report):
         module.register(server)
     return server
 

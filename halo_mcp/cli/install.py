@@ -24,6 +24,7 @@ from halo_mcp.cli.clientconfig import (
     is_loopback_url,
     merge,
 )
+from halo_mcp.cli.output import first_error_message
 from halo_mcp.settings import Environment
 
 DEFAULT_SCOPE: dict[str, str] = {
@@ -219,7 +220,7 @@ def run_install(args: argparse.Namespace) -> int:
             token_env=token_env if args.http else None,
         )
     except ValueError as exc:
-        _err(f"halo-mcp install: {_first_error(exc)}")
+        _err(f"halo-mcp install: {first_error_message(exc)}")
         return EXIT_USAGE
 
     path = config_path(client, scope)
@@ -277,13 +278,3 @@ def run_install(args: argparse.Namespace) -> int:
             " without it."
         )
     return EXIT_OK
-
-
-def _first_error(exc: ValueError) -> str:
-    """The readable part of a pydantic validation error (or the error itself)."""
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        for error in errors():
-            message = str(error.get("msg", ""))
-            return message.removeprefix("Value error, ")
-    return str(exc)

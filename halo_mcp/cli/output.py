@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 
 def print_json(value: BaseModel | Any) -> None:
@@ -21,6 +21,13 @@ def print_json(value: BaseModel | Any) -> None:
 def json_text(value: Any) -> str:
     """`value` (JSON-ready data) as indented JSON text, ending with a newline."""
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def first_error_message(exc: Exception) -> str:
+    """The readable part of a validation error (the first problem), or the error itself."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+    return str(exc)
 
 
 def notice(message: str) -> None:

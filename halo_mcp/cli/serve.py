@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr, ValidationError
 
 from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommands
+from halo_mcp.cli.output import first_error_message
 from halo_mcp.excgroups import leaves
 from halo_mcp.settings import Environment
 
@@ -118,15 +119,9 @@ def run(args: argparse.Namespace) -> int:
 
         serve(settings)
     except (ValidationError, ValueError) as exc:
-        print(f"halo-mcp serve: {_first_error(exc)}", file=sys.stderr)
+        print(f"halo-mcp serve: {first_error_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
-
-
-def _first_error(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
-    return str(exc)
 
 
 def _server_args(args: argparse.Namespace) -> list[str]:
