@@ -21,7 +21,7 @@ from halo_mcp.cli.output import notice, print_json, table
 # `halo-mcp serve` do not pay for them at start-up.
 if TYPE_CHECKING:
     from halo_mcp.check.recount import CheckReport
-    from halo_mcp.check.workflow import RunFindings
+    from halo_mcp.check.workflow import CheckOutcome, CheckSource, RunFindings
     from halo_mcp.findings.models import Prevalence
     from halo_mcp.store import TraceStore
     from halo_mcp.triage import TriageReport
@@ -130,25 +130,46 @@ def render_triage(report: TriageReport) -> str:
     return "\n".join(lines)
 
 
+def check_from_terminal(
+    source: CheckSource,
+    new_paths: Sequence[str],
+    *,
+    baseline: Sequence[str] | None = None,
+    cache_dir: str | None = None,
+    data_dir: str | None = None,
+) -> CheckOutcome:
+    """The check workflow with the terminal's stores and run store (`check`, `report
+    --check`); raises CheckError or StoreError."""
+    from halo_mcp.check.workflow import run_check
+    from halo_mcp.store import open_store
+
+    def with_store(paths: Sequence[Path], fn: Callable[[TraceStore], T]) -> T:
+        with open_store(paths, cache_dir=cache_dir, notify=notice) as store:
+            return fn(store)
+
+    return run_check(
+        source,
+        [Path(p) for p in new_paths],
+        with_store=with_store,
+        run_findings=lambda run_id: _run_findings(run_id, data_dir),
+        baseline_paths=[Path(p) for p in baseline] if baseline else None,
+    )
+
+
 def run_check_command(args: argparse.Namespace) -> int:
-    from halo_mcp.check.workflow import CheckError, NothingToCheck, parse_source, run_check
-    from halo_mcp.store import StoreError, open_store
+    from halo_mcp.check.workflow import CheckError, NothingToCheck, parse_source
+    from halo_mcp.store import StoreError
 
     source = parse_source(args.source)
     if args.source == "triage" and not args.baseline:
         return _fail("SOURCE 'triage' needs --baseline OLD_PATH... (the traces to triage)")
-
-    def with_store(paths: Sequence[Path], fn: Callable[[TraceStore], T]) -> T:
-        with open_store(paths, cache_dir=args.cache_dir, notify=notice) as store:
-            return fn(store)
-
     try:
-        outcome = run_check(
+        outcome = check_from_terminal(
             source,
-            [Path(p) for p in args.new_paths],
-            with_store=with_store,
-            run_findings=lambda run_id: _run_findings(run_id, args.data_dir),
-            baseline_paths=[Path(p) for p in args.baseline] if args.baseline else None,
+            args.new_paths,
+            baseline=args.baseline,
+            cache_dir=args.cache_dir,
+            data_dir=args.data_dir,
         )
     except NothingToCheck as exc:
         return _fail(f"{exc.what} has no findings to check", EXIT_FAILED)

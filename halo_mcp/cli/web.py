@@ -13,7 +13,7 @@ from pydantic import SecretStr, ValidationError
 
 from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommands
 from halo_mcp.cli.install import write_atomically
-from halo_mcp.cli.output import first_error_message, notice
+from halo_mcp.cli.output import first_error_message
 
 # The run store, the trace store, the report and the web app are imported by the handlers
 # when they run, so that `halo-mcp --help` and the other commands do not pay for them.
@@ -84,10 +84,12 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from halo_mcp.check.recount import CheckReport, check_findings
+    from halo_mcp.check.recount import CheckReport
+    from halo_mcp.check.workflow import CheckError, FromRun, NothingToCheck
+    from halo_mcp.cli.triage import check_from_terminal
     from halo_mcp.engine.errors import UnknownRunError
     from halo_mcp.engine.runstore import RunStore
-    from halo_mcp.store import StoreError, open_store
+    from halo_mcp.store import StoreError
     from halo_mcp.web.report import run_report_html
 
     if not args.html:
@@ -110,9 +112,12 @@ def run_report(args: argparse.Namespace) -> int:
             )
     elif args.check:
         try:
-            with open_store(args.check, cache_dir=args.cache_dir, notify=notice) as new_store:
-                check = check_findings(run.findings, new_store, run_id=run.id)
-        except StoreError as exc:
+            check = check_from_terminal(
+                FromRun(run.id), args.check, cache_dir=args.cache_dir, data_dir=args.data_dir
+            ).report
+        except NothingToCheck:  # the page says the run found nothing; no before/after
+            check = None
+        except (CheckError, StoreError) as exc:
             return _fail(str(exc))
     page = run_report_html(run, check=check, cache_dir=args.cache_dir)
     if args.output:
