@@ -10,6 +10,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from halo_mcp.cli import EXIT_USAGE
+
 
 def print_json(value: BaseModel | Any) -> None:
     """Write `value` as indented JSON to stdout (pydantic models dumped in JSON mode)."""
@@ -28,6 +30,13 @@ def first_error_message(exc: Exception) -> str:
     if isinstance(exc, ValidationError) and exc.errors():
         return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
     return str(exc)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> int:
+    """Say on stderr why a command failed (the message says what to do instead); returns
+    the exit code for the handler to return."""
+    print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 def notice(message: str) -> None:

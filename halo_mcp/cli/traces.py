@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import ValidationError
 
-from halo_mcp.cli import EXIT_OK, EXIT_USAGE, Subcommands
-from halo_mcp.cli.output import notice, print_json, table
+from halo_mcp.cli import EXIT_OK, Subcommands
+from halo_mcp.cli.output import fail, notice, print_json, table
 
 # The store is imported by the handlers when they run, so that `halo-mcp --help` and
 # `halo-mcp serve` do not pay for it at start-up.
@@ -97,11 +97,6 @@ def register(subparsers: Subcommands) -> None:
     query.set_defaults(handler=run_query)
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_USAGE
-
-
 def _open(args: argparse.Namespace) -> TraceStore:
     from halo_mcp.store import open_store
 
@@ -174,7 +169,7 @@ def run_overview(args: argparse.Namespace) -> int:
             view = store.overview()
             report = store.report
     except StoreError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if args.json:
         print_json(view)
         return EXIT_OK
@@ -247,7 +242,7 @@ def run_query(args: argparse.Namespace) -> int:
     try:
         flt = build_filter(args)
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     fields = (
         [f.strip() for f in args.fields.split(",") if f.strip()]
         if args.fields
@@ -264,7 +259,7 @@ def run_query(args: argparse.Namespace) -> int:
                 max_chars=args.max_chars,
             )
     except StoreError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if args.json:
         print_json(page)
         return EXIT_OK

@@ -9,13 +9,12 @@ list of findings), or `triage` to triage the `--baseline` traces first.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommands
-from halo_mcp.cli.output import notice, print_json, table
+from halo_mcp.cli import EXIT_FAILED, EXIT_OK, Subcommands
+from halo_mcp.cli.output import fail, notice, print_json, table
 
 # Handlers import the store, triage and check when they run, so that `halo-mcp --help` and
 # `halo-mcp serve` do not pay for them at start-up.
@@ -67,22 +66,17 @@ def register(subparsers: Subcommands) -> None:
     check.set_defaults(handler=run_check_command)
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
-
-
 def run_triage_command(args: argparse.Namespace) -> int:
     from halo_mcp.store import StoreError, open_store
     from halo_mcp.triage import run_triage
 
     if args.max_items < 1:
-        return _fail("--max-items must be at least 1")
+        return fail("--max-items must be at least 1")
     try:
         with open_store(args.paths, cache_dir=args.cache_dir, notify=notice) as store:
             report = run_triage(store, max_items=args.max_items)
     except StoreError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if args.json:
         print_json(report)
     else:
@@ -162,7 +156,7 @@ def run_check_command(args: argparse.Namespace) -> int:
 
     source = parse_source(args.source)
     if args.source == "triage" and not args.baseline:
-        return _fail("SOURCE 'triage' needs --baseline OLD_PATH... (the traces to triage)")
+        return fail("SOURCE 'triage' needs --baseline OLD_PATH... (the traces to triage)")
     try:
         outcome = check_from_terminal(
             source,
@@ -172,9 +166,9 @@ def run_check_command(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
         )
     except NothingToCheck as exc:
-        return _fail(f"{exc.what} has no findings to check", EXIT_FAILED)
+        return fail(f"{exc.what} has no findings to check", EXIT_FAILED)
     except (CheckError, StoreError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if args.json:
         print_json(outcome.report)
     else:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from pydantic import SecretStr, ValidationError
 
-from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommands
+from halo_mcp.cli import EXIT_FAILED, EXIT_OK, Subcommands
 from halo_mcp.cli.install import write_atomically
-from halo_mcp.cli.output import first_error_message
+from halo_mcp.cli.output import fail, first_error_message
 
 # The run store, the trace store, the report and the web app are imported by the handlers
 # when they run, so that `halo-mcp --help` and the other commands do not pay for them.
@@ -78,11 +78,6 @@ def register(subparsers: Subcommands) -> None:
     ui.set_defaults(handler=run_ui)
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    print(f"halo-mcp: {message}", file=sys.stderr)
-    return code
-
-
 def run_report(args: argparse.Namespace) -> int:
     from halo_mcp.check.recount import CheckReport
     from halo_mcp.check.workflow import CheckError, FromRun, NothingToCheck
@@ -93,20 +88,20 @@ def run_report(args: argparse.Namespace) -> int:
     from halo_mcp.web.report import run_report_html
 
     if not args.html:
-        return _fail(
+        return fail(
             "pass --html (this command writes the HTML report; `halo-mcp show RUN_ID` prints "
             "the markdown one)"
         )
     try:
         run = RunStore(args.data_dir).get(args.run_id)
     except UnknownRunError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     check = None
     if args.check_json:
         try:
             check = CheckReport.model_validate_json(Path(args.check_json).read_bytes())
         except (OSError, ValidationError) as exc:
-            return _fail(
+            return fail(
                 f"{args.check_json} is not a saved check ({str(exc).splitlines()[0]}); save "
                 f"one with `halo-mcp check {run.id} NEW_PATHS --json > FILE`"
             )
@@ -118,13 +113,13 @@ def run_report(args: argparse.Namespace) -> int:
         except NothingToCheck:  # the page says the run found nothing; no before/after
             check = None
         except (CheckError, StoreError) as exc:
-            return _fail(str(exc))
+            return fail(str(exc))
     page = run_report_html(run, check=check, cache_dir=args.cache_dir)
     if args.output:
         try:
             write_atomically(Path(args.output), page)
         except OSError as exc:
-            return _fail(f"cannot write {args.output} ({exc})", EXIT_FAILED)
+            return fail(f"cannot write {args.output} ({exc})", EXIT_FAILED)
         print(f"report written to {args.output} ({len(page.encode()) // 1024} KB)", file=sys.stderr)
     else:
         sys.stdout.write(page)
@@ -137,7 +132,7 @@ def run_ui(args: argparse.Namespace) -> int:
     from halo_mcp.web.app import UiSettings, serve_ui
 
     if not args.paths:
-        return _fail("name the trace files or directories to view: halo-mcp ui PATH [PATH...]")
+        return fail("name the trace files or directories to view: halo-mcp ui PATH [PATH...]")
     if args.token:
         tokens = [SecretStr(t.strip()) for t in args.token.split(",") if t.strip()]
     else:
@@ -158,9 +153,9 @@ def run_ui(args: argparse.Namespace) -> int:
         print(f"halo-mcp ui: indexing, then serving {where}{hint}", file=sys.stderr)
         serve_ui(settings)
     except (ValidationError, ValueError) as exc:
-        return _fail(first_error_message(exc))
+        return fail(first_error_message(exc))
     except StoreError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except KeyboardInterrupt:
         return EXIT_OK
     return EXIT_OK
