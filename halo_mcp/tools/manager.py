@@ -54,6 +54,8 @@ class RunOverrides(BaseModel, frozen=True):
     model: str | None = None
     max_depth: int | None = None
     max_turns: int | None = None
+    repo_path: str | None = None  # resolved inside the server's roots
+    context: str | None = None
 
 
 #: What makes two requests the same run: owner, files, prompt and the settings overrides.
