@@ -5,20 +5,21 @@ server, and `halo-mcp serve` over stdio from spawn to its tools/list answer (the
 
     python bench/bench_startup.py [--baseline REF] [--runs 9]
 
-Each figure is the median wall time of fresh interpreters (`python -c`), the two trees
-interleaved so that machine load hits both alike; also the modules each one loads. The
-baseline tree is `git archive REF` in a temporary directory.
+Each figure is the median CPU time (user + system) of fresh interpreters, which a busy
+machine disturbs far less than wall time; the two trees are interleaved so that load hits
+both alike. Also the modules each one loads. The baseline tree is `git archive REF` in a
+temporary directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,9 +34,9 @@ PROBE = """
 import sys, time
 sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f)]
 sys.path.insert(0, {tree!r})
-started = time.perf_counter()
+started = time.process_time()
 {code}
-elapsed = time.perf_counter() - started
+elapsed = time.process_time() - started
 assert sys.modules["halo_mcp"].__file__.startswith({tree!r})
 print(elapsed, len(sys.modules), "openai" in sys.modules)
 """
@@ -76,9 +77,9 @@ HANDSHAKE = [
 
 
 def serve_to_tools_list(tree: Path) -> float:
-    """Seconds from spawning the stdio server of `tree` to its tools/list answer."""
+    """CPU seconds the stdio server of `tree` spends from its start to the end of stdin,
+    right after its tools/list answer (interpreter start included)."""
     payload = "".join(json.dumps(m) + "\n" for m in HANDSHAKE).encode()
-    started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVE.format(tree=str(tree))],
         stdin=subprocess.PIPE,
@@ -91,10 +92,10 @@ def serve_to_tools_list(tree: Path) -> float:
     for line in proc.stdout:
         if json.loads(line).get("id") == 2:
             break
-    elapsed = time.perf_counter() - started
     proc.stdin.close()
-    proc.wait(30)
-    return elapsed
+    _, _, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0  # reaped above
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
