@@ -27,18 +27,8 @@ from anyio.abc import TaskGroup
 from mcp_types import RequestParamsMeta
 from pydantic import BaseModel
 
+from halo_mcp.engine import events
 from halo_mcp.engine.errors import EngineError
-from halo_mcp.engine.events import (
-    AgentFinished,
-    AgentStarted,
-    EngineEvent,
-    FindingAccepted,
-    ProgressUpdate,
-    RunFailed,
-    RunFinished,
-    RunStarted,
-    ToolCalled,
-)
 from halo_mcp.engine.lifecycle import RunLifecycle
 from halo_mcp.engine.models import RunRecord, RunStatus, Usage
 from halo_mcp.engine.runstore import RunStore
@@ -271,25 +261,25 @@ class RunManager:
         return True
 
 
-def apply_event(run: LiveRun, event: EngineEvent) -> None:
+def apply_event(run: LiveRun, event: events.EngineEvent) -> None:
     """Fold one engine event into the live state."""
-    if isinstance(event, RunStarted):
+    if isinstance(event, events.RunStarted):
         run.status = RunStatus.running
-    elif isinstance(event, ProgressUpdate):
+    elif isinstance(event, events.ProgressUpdate):
         run.phase = event.progress.phase
         run.fraction = event.progress.fraction
         run.message = event.progress.message
         run.usage = event.usage.model_copy()
         run.agents_running = event.agents_running
-    elif isinstance(event, AgentStarted):
+    elif isinstance(event, events.AgentStarted):
         run.agents_running += 1
-    elif isinstance(event, AgentFinished):
+    elif isinstance(event, events.AgentFinished):
         run.agents_running = max(0, run.agents_running - 1)
-    elif isinstance(event, ToolCalled) and not run.message:
+    elif isinstance(event, events.ToolCalled) and not run.message:
         run.message = f"{event.agent_id or 'agent'} called {event.tool}"
-    elif isinstance(event, FindingAccepted):
+    elif isinstance(event, events.FindingAccepted):
         run.findings.append(event.finding)
-    elif isinstance(event, RunFinished | RunFailed):
+    elif isinstance(event, events.RunFinished | events.RunFailed):
         # The status changes only when execute_run returns: by then the run is saved, so a
         # client told "finished" can read the report and findings from the run store.
         run.phase, run.fraction = event.run.progress.phase, event.run.progress.fraction
