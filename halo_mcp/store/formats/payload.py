@@ -33,18 +33,30 @@ class SpanPayload:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
+# Where each convention puts a span's input and output, first found wins: OpenInference,
+# OTel GenAI (current and older), pydantic-ai (instrumentation v1-2 tool spans; the agent
+# run's `final_result`), the Vercel AI SDK (`ai.*`).
 _INPUT_KEYS = (
     "input.value",
     "gen_ai.tool.call.arguments",
+    "tool_arguments",
+    "ai.toolCall.args",
     "gen_ai.input.messages",
     "gen_ai.prompt",
     "llm.prompts",
+    "ai.prompt.messages",
+    "ai.prompt",
 )
 _OUTPUT_KEYS = (
     "output.value",
     "gen_ai.tool.call.result",
+    "tool_response",
+    "ai.toolCall.result",
+    "final_result",
     "gen_ai.output.messages",
     "gen_ai.completion",
+    "ai.response.text",
+    "ai.result.text",
 )
 _INPUT_MESSAGE_PREFIXES = ("llm.input_messages.", "gen_ai.prompt.")
 _OUTPUT_MESSAGE_PREFIXES = ("llm.output_messages.", "gen_ai.completion.")
