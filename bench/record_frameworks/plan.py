@@ -41,7 +41,7 @@ PLANTED: dict[str, int] = {
 TITLE_WORDS: dict[str, list[str]] = {
     "tool_error": ["FileNotFoundError", "No such file"],
     "rate_limit": ["RateLimit", "429", "rate limit"],
-    "context_overflow": ["context", "BadRequest"],
+    "context_overflow": ["context"],
     "timeout": ["Timeout", "timed out"],
     "turn_limit": ["MaxTurnsExceeded", "UsageLimitExceeded", "GraphRecursionError", "turns"],
     "loop": ["read_file"],

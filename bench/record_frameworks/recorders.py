@@ -113,10 +113,12 @@ def record_agents_native(ctx: Context) -> None:
             self._write(span)
 
         def shutdown(self) -> None:
-            handle.flush()
+            if not handle.closed:
+                handle.flush()
 
         def force_flush(self) -> None:
-            handle.flush()
+            if not handle.closed:
+                handle.flush()
 
     set_trace_processors([JsonLines()])
     try:

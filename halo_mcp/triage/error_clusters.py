@@ -200,7 +200,7 @@ def cluster_items(ctx: AggregateContext) -> list[Candidate]:
             Candidate(
                 category=category,
                 severity=_severity(category, rate),
-                title=f"{err_type} in {source}",
+                title=f"{_named(err_type, category)} in {source}",
                 description=description,
                 rule=rule,
                 matcher=_matcher(cluster),
@@ -246,6 +246,24 @@ def _category(cluster: Cluster) -> str:
     if cluster.tool_name or cluster.kind == "tool":
         return "tool-error"
     return {"llm": "llm-error", "agent": "agent-error"}.get(cluster.kind, "error")
+
+
+#: Categories an error's type may not say by itself (an HTTP 400 for a context overflow).
+_CATEGORY_WORDS = {
+    "turn-limit": (_TURN_LIMIT, "turn limit"),
+    "context-overflow": (_CONTEXT, "context overflow"),
+    "rate-limit": (_RATE_LIMIT, "rate limit"),
+    "timeout": (_TIMEOUT, "timeout"),
+}
+
+
+def _named(err_type: str, category: str) -> str:
+    """The error's type, with its category when the type does not say it
+    ("OpenAIInvalidRequestError (context overflow)")."""
+    pattern, words = _CATEGORY_WORDS.get(category, (None, ""))
+    if pattern is None or pattern.search(err_type):
+        return err_type
+    return f"{err_type} ({words})"
 
 
 def _severity(category: str, rate: float) -> Severity:
