@@ -51,23 +51,29 @@ class Context:
     out_dir: Path
     modes: dict[str, int]
     tracer_provider: Any = None
+    endpoint: str = ""
+    #: Called before the files are closed (flush a provider the framework made itself).
+    on_finish: list[Callable[[], Any]] = field(default_factory=list)
     outcomes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
         return self.fake.base_url
 
-    def each(self, run_one: Callable[[plan.PlannedRun], Any]) -> None:
+    def each(self, run_one: Callable[[plan.PlannedRun], Any], final_tool: str | None = None) -> None:
         """Play every planned run: script the model, run, note how it ended."""
         for run in plan.runs(self.modes):
             self.fake.clear()
-            self.fake.script(plan.steps(run))
+            self.fake.script(plan.steps(run, final_tool))
             began = time.perf_counter()
             try:
                 run_one(run)
                 ended = "ok"
             except Exception as exc:  # the planted failures end runs this way
                 ended = f"{type(exc).__name__}: {str(exc)[:200]}"
+            # Let requests a run left behind (a timed-out call still being answered) end
+            # before the next run is scripted.
+            time.sleep(plan.SLOW_REPLY + 0.2 if run.mode == "timeout" else 0.02)
             self.outcomes.append(
                 {
                     "mode": run.mode,
@@ -113,8 +119,11 @@ def record_one(name: str, out_root: Path) -> None:
         receiver = None
         if spec.otel:
             receiver = OtlpReceiver(out_dir / "traces.jsonl")
+            ctx.endpoint = receiver.endpoint
             ctx.tracer_provider = otel_provider(f"{name}-agent", receiver.endpoint)
         spec.record(ctx)
+        for finish in ctx.on_finish:
+            finish()
         if ctx.tracer_provider is not None:
             ctx.tracer_provider.force_flush()
             ctx.tracer_provider.shutdown()

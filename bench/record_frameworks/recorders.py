@@ -139,17 +139,19 @@ def _pydantic_ai(version: int | None, logfire: bool = False) -> Callable[[Contex
 
         if logfire:
             import logfire as lf
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-            exporter = ctx.tracer_provider._active_span_processor._span_processors[0]
-            assert isinstance(exporter, BatchSpanProcessor)
+            # Logfire's own provider, exporting to the local receiver instead of Logfire.
+            processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=ctx.endpoint))
             lf.configure(
                 send_to_logfire=False,
                 console=False,
                 service_name=f"{ctx.name}-agent",
-                additional_span_processors=[exporter],
+                additional_span_processors=[processor],
             )
             lf.instrument_pydantic_ai()
+            ctx.on_finish.append(lf.force_flush)
             instrument: Any = True
         else:
             from pydantic_ai import InstrumentationSettings
@@ -239,16 +241,32 @@ def record_langgraph(ctx: Context) -> None:
     ctx.each(one)
 
 
-# -- OpenInference openai instrumentor, hand-written loop -------------------------------
+# -- a loop written on the openai client: OpenInference or OTel GenAI instrumentation -----
 
 
 def record_openai_oi(ctx: Context) -> None:
-    """An agent written directly on the openai client: the instrumentor traces each call;
-    the loop opens its own agent and tool spans with OpenInference attributes."""
+    """The OpenInference openai instrumentor traces each call; the loop opens its own
+    agent and tool spans with OpenInference attributes."""
     from openinference.instrumentation.openai import OpenAIInstrumentor
-    from opentelemetry.trace import Status, StatusCode
 
     OpenAIInstrumentor().instrument(tracer_provider=ctx.tracer_provider)
+    _openai_loop(ctx, genai=False)
+
+
+def record_genai_openai_v2(ctx: Context) -> None:
+    """The OTel contrib GenAI instrumentor (opentelemetry-instrumentation-openai-v2) traces
+    each call (`chat <model>` spans, gen_ai.* attributes, messages as log events); the
+    loop opens `invoke_agent` and `execute_tool` spans the way the GenAI semantic
+    conventions name them (gen_ai.tool.call.arguments / result)."""
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+    OpenAIInstrumentor().instrument(tracer_provider=ctx.tracer_provider)
+    _openai_loop(ctx, genai=True)
+
+
+def _openai_loop(ctx: Context, genai: bool) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
     tracer = ctx.tracer_provider.get_tracer("file-agent")
     client = _sync_client(ctx)
     tools = [
@@ -265,43 +283,67 @@ def record_openai_oi(ctx: Context) -> None:
             },
         }
     ]
+    if genai:
+        agent_attrs = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "file_agent"}
+        input_key, output_key = "gen_ai.input.messages", "gen_ai.output.messages"
+        tool_attrs = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "read_file"}
+        args_key, result_key = "gen_ai.tool.call.arguments", "gen_ai.tool.call.result"
+        agent_span, tool_span = "invoke_agent file_agent", "execute_tool read_file"
+    else:
+        agent_attrs = {"openinference.span.kind": "AGENT", "agent.name": "file_agent"}
+        input_key, output_key = "input.value", "output.value"
+        tool_attrs = {"openinference.span.kind": "TOOL", "tool.name": "read_file"}
+        args_key, result_key = "input.value", "output.value"
+        agent_span, tool_span = "file_agent", "read_file"
 
     class TooManyTurns(RuntimeError):
         pass
 
     def one(run: plan.PlannedRun) -> None:
-        with tracer.start_as_current_span("file_agent") as root:
-            root.set_attribute("openinference.span.kind", "AGENT")
-            root.set_attribute("agent.name", "file_agent")
-            root.set_attribute("input.value", plan.PROMPT)
+        with tracer.start_as_current_span(agent_span) as root:
+            root.set_attributes(agent_attrs)
+            root.set_attribute(input_key, _messages_value(plan.PROMPT, "user", genai))
             messages: list[dict[str, Any]] = [{"role": "user", "content": plan.PROMPT}]
             for _ in range(plan.TURN_LIMIT):
                 kwargs: dict[str, Any] = {"model": plan.MODEL, "messages": messages, "tools": tools}
                 if run.streamed:
-                    message = _streamed_message(client.chat.completions.create(stream=True, **kwargs))
+                    stream = client.chat.completions.create(stream=True, **kwargs)
+                    message = _streamed_message(stream)
                 else:
-                    message = client.chat.completions.create(**kwargs).choices[0].message.model_dump()
+                    response = client.chat.completions.create(**kwargs)
+                    message = response.choices[0].message.model_dump(exclude_none=True)
                 messages.append(message)
                 if not message.get("tool_calls"):
-                    root.set_attribute("output.value", message.get("content") or "")
+                    answer = message.get("content") or ""
+                    root.set_attribute(output_key, _messages_value(answer, "assistant", genai))
                     return
                 for call in message["tool_calls"]:
                     args = call["function"]["arguments"]
-                    with tracer.start_as_current_span("read_file") as span:
-                        span.set_attribute("openinference.span.kind", "TOOL")
-                        span.set_attribute("tool.name", "read_file")
-                        span.set_attribute("input.value", args)
+                    with tracer.start_as_current_span(tool_span) as span:
+                        span.set_attributes(tool_attrs)
+                        if genai:
+                            span.set_attribute("gen_ai.tool.call.id", call["id"])
+                        span.set_attribute(args_key, args)
                         try:
                             result = plan.read_file(**json.loads(args))
                         except FileNotFoundError as exc:
                             span.record_exception(exc)
                             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                            if genai:
+                                span.set_attribute("error.type", type(exc).__name__)
                             result = f"error: {exc}"
-                        span.set_attribute("output.value", result)
+                        span.set_attribute(result_key, result)
                     messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
             raise TooManyTurns(f"Max turns ({plan.TURN_LIMIT}) exceeded")
 
     ctx.each(one)
+
+
+def _messages_value(text: str, role: str, genai: bool) -> str:
+    """A message as the convention writes it: GenAI's JSON parts, or OpenInference text."""
+    if not genai:
+        return text
+    return json.dumps([{"role": role, "parts": [{"type": "text", "content": text}]}])
 
 
 def _streamed_message(stream: Any) -> dict[str, Any]:
@@ -323,6 +365,137 @@ def _streamed_message(stream: Any) -> dict[str, Any]:
     if calls:
         message["tool_calls"] = [calls[i] for i in sorted(calls)]
     return message
+
+
+# -- LlamaIndex, smolagents (OpenInference) -------------------------------------------
+
+
+def record_llama_index(ctx: Context) -> None:
+    """A LlamaIndex FunctionAgent (agent workflow); past max_iterations the workflow
+    raises. Needs openai<3 (llama-index-llms-openai): run from a separate environment."""
+    from llama_index.core.agent.workflow import FunctionAgent
+    from llama_index.core.tools import FunctionTool
+    from llama_index.llms.openai import OpenAI
+    from openinference.instrumentation.llama_index import LlamaIndexInstrumentor
+
+    LlamaIndexInstrumentor().instrument(tracer_provider=ctx.tracer_provider)
+
+    def read_file(path: str) -> str:
+        """Read a text file and return its contents."""
+        return plan.read_file(path)
+
+    llm = OpenAI(
+        model=plan.MODEL,
+        api_base=ctx.base_url,
+        api_key=FAKE_KEY,
+        max_retries=0,
+        timeout=plan.CLIENT_TIMEOUT,
+    )
+    agent = FunctionAgent(
+        name="file_agent",
+        tools=[FunctionTool.from_defaults(read_file)],
+        llm=llm,
+        system_prompt="Answer with what the file says.",
+        streaming=False,
+    )
+
+    async def one(run: plan.PlannedRun) -> None:
+        handler = agent.run(user_msg=plan.PROMPT, max_iterations=plan.TURN_LIMIT)
+        if run.streamed:
+            async for _ in handler.stream_events():
+                pass
+        await handler
+
+    loop = asyncio.new_event_loop()
+    ctx.each(lambda run: loop.run_until_complete(one(run)))
+
+
+def record_smolagents(ctx: Context) -> None:
+    """A smolagents ToolCallingAgent with max_steps."""
+    from openinference.instrumentation.smolagents import SmolagentsInstrumentor
+    from smolagents import OpenAIServerModel, ToolCallingAgent, tool
+
+    SmolagentsInstrumentor().instrument(tracer_provider=ctx.tracer_provider)
+
+    @tool
+    def read_file(path: str) -> str:
+        """Read a text file and return its contents.
+
+        Args:
+            path: The file to read.
+        """
+        return plan.read_file(path)
+
+    model = OpenAIServerModel(
+        model_id=plan.MODEL,
+        api_base=ctx.base_url,
+        api_key=FAKE_KEY,
+        client_kwargs={"max_retries": 0, "timeout": plan.CLIENT_TIMEOUT},
+        retry=False,
+    )
+    agent = ToolCallingAgent(
+        tools=[read_file], model=model, max_steps=plan.TURN_LIMIT, verbosity_level=0
+    )
+
+    def one(run: plan.PlannedRun) -> None:
+        # Not streamed: with stream=True the instrumentor leaves each run's context
+        # attached, so the next runs nest into its trace (all 25 runs gave 3 traces).
+        agent.run(plan.PROMPT)
+
+    ctx.each(one, final_tool="final_answer")
+
+
+# -- Strands Agents (OTel GenAI semantic conventions, its own tracer) ---------------------
+
+
+def _strands(latest: bool) -> Callable[[Context], None]:
+    def record(ctx: Context) -> None:
+        """Strands traces itself with the GenAI conventions, through the global provider;
+        `OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental` switches from the
+        older attributes/events to the current `gen_ai.input.messages` and friends."""
+        import os
+
+        if latest:
+            os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = "gen_ai_latest_experimental"
+        from opentelemetry import trace
+
+        trace.set_tracer_provider(ctx.tracer_provider)
+        from strands import Agent, tool
+        from strands.models.openai import OpenAIModel
+
+        @tool
+        def read_file(path: str) -> str:
+            """Read a text file and return its contents.
+
+            Args:
+                path: The file to read.
+            """
+            return plan.read_file(path)
+
+        model = OpenAIModel(
+            client_args={
+                "base_url": ctx.base_url,
+                "api_key": FAKE_KEY,
+                "max_retries": 0,
+                "timeout": plan.CLIENT_TIMEOUT,
+            },
+            model_id=plan.MODEL,
+        )
+
+        def one(run: plan.PlannedRun) -> None:
+            agent = Agent(
+                model=model,
+                tools=[read_file],
+                name="file_agent",
+                system_prompt="Answer with what the file says.",
+                callback_handler=None,
+                retry_strategy=None,  # no retries: one 429 is one failure
+            )
+            agent(plan.PROMPT)
+
+        ctx.each(one)
+
+    return record
 
 
 _OTEL = ["opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http", "openai"]
@@ -349,6 +522,12 @@ RECORDERS: dict[str, Recorder] = {
         )
         for v in (2, 3, 4, 5, 6)
     },
+    "pydantic_ai_logfire": Recorder(
+        _pydantic_ai(None, logfire=True),
+        "pydantic-ai instrumented through Logfire (logfire.instrument_pydantic_ai), "
+        "exported by Logfire's OTel provider to the local receiver",
+        ["pydantic-ai-slim", "logfire", *_OTEL],
+    ),
     "langgraph_oi": Recorder(
         record_langgraph,
         "LangGraph prebuilt ReAct agent traced by OpenInference's LangChain instrumentor",
@@ -359,5 +538,30 @@ RECORDERS: dict[str, Recorder] = {
         record_openai_oi,
         "A loop on the openai client traced by OpenInference's openai instrumentor",
         ["openinference-instrumentation-openai", *_OTEL],
+    ),
+    "llama_index_oi": Recorder(
+        record_llama_index,
+        "LlamaIndex FunctionAgent traced by OpenInference's llama-index instrumentor",
+        ["llama-index-core", "llama-index-llms-openai",
+         "openinference-instrumentation-llama-index", *_OTEL],
+    ),
+    **{
+        name: Recorder(
+            _strands(latest),
+            f"Strands Agents, its own OTel GenAI tracing ({which} message attributes); "
+            "Strands has no turn limit, so none is planted",
+            ["strands-agents", *_OTEL],
+            modes={m: n for m, n in plan.PLANTED.items() if m != "turn_limit"},
+        )
+        for name, latest, which in (
+            ("strands_genai", False, "older"),
+            ("strands_genai_latest", True, "current"),
+        )
+    },
+    "genai_openai_v2": Recorder(
+        record_genai_openai_v2,
+        "A loop on the openai client traced by the OTel GenAI openai-v2 instrumentor "
+        "(older convention: messages in events), agent and tool spans in GenAI names",
+        ["opentelemetry-instrumentation-openai-v2", *_OTEL],
     ),
 }
