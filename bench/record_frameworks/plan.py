@@ -44,7 +44,13 @@ TITLE_WORDS: dict[str, list[str]] = {
     "rate_limit": ["RateLimit", "429", "rate limit"],
     "context_overflow": ["context"],
     "timeout": ["Timeout", "timed out"],
-    "turn_limit": ["MaxTurnsExceeded", "UsageLimitExceeded", "GraphRecursionError", "turns", "turn limit"],
+    "turn_limit": [
+        "MaxTurnsExceeded",
+        "UsageLimitExceeded",
+        "GraphRecursionError",
+        "turns",
+        "turn limit",
+    ],
     "loop": ["read_file"],
 }
 CATEGORY: dict[str, str] = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import plan
@@ -160,7 +160,9 @@ def _pydantic_ai(version: int | None, logfire: bool = False) -> Callable[[Contex
                 tracer_provider=ctx.tracer_provider, version=version, include_content=True
             )
         Agent.instrument_all(instrument)
-        model = OpenAIChatModel(plan.MODEL, provider=OpenAIProvider(openai_client=_async_client(ctx)))
+        model = OpenAIChatModel(
+            plan.MODEL, provider=OpenAIProvider(openai_client=_async_client(ctx))
+        )
         agent = Agent(
             model,
             name="file_agent",
@@ -328,7 +330,9 @@ def _openai_loop(ctx: Context, genai: bool) -> None:
                             result = plan.read_file(**json.loads(args))
                         except FileNotFoundError as exc:
                             span.record_exception(exc)
-                            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                            span.set_status(
+                                Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+                            )
                             if genai:
                                 span.set_attribute("error.type", type(exc).__name__)
                             result = f"error: {exc}"
@@ -353,8 +357,10 @@ def _streamed_message(stream: Any) -> dict[str, Any]:
             delta = choice.delta
             content += delta.content or ""
             for call in delta.tool_calls or []:
-                slot = calls.setdefault(call.index, {"id": call.id, "type": "function",
-                                                     "function": {"name": "", "arguments": ""}})
+                slot = calls.setdefault(
+                    call.index,
+                    {"id": call.id, "type": "function", "function": {"name": "", "arguments": ""}},
+                )
                 if call.id:
                     slot["id"] = call.id
                 if call.function and call.function.name:
@@ -531,8 +537,13 @@ RECORDERS: dict[str, Recorder] = {
     "langgraph_oi": Recorder(
         record_langgraph,
         "LangGraph prebuilt ReAct agent traced by OpenInference's LangChain instrumentor",
-        ["langgraph", "langchain-core", "langchain-openai",
-         "openinference-instrumentation-langchain", *_OTEL],
+        [
+            "langgraph",
+            "langchain-core",
+            "langchain-openai",
+            "openinference-instrumentation-langchain",
+            *_OTEL,
+        ],
     ),
     "openai_oi": Recorder(
         record_openai_oi,
@@ -542,8 +553,12 @@ RECORDERS: dict[str, Recorder] = {
     "llama_index_oi": Recorder(
         record_llama_index,
         "LlamaIndex FunctionAgent traced by OpenInference's llama-index instrumentor",
-        ["llama-index-core", "llama-index-llms-openai",
-         "openinference-instrumentation-llama-index", *_OTEL],
+        [
+            "llama-index-core",
+            "llama-index-llms-openai",
+            "openinference-instrumentation-llama-index",
+            *_OTEL,
+        ],
     ),
     **{
         name: Recorder(

@@ -63,9 +63,7 @@ _VOLATILE = re.compile(r"<(?:ID|UUID)>")
 _GLUED = re.compile(r"[\w-]*<N>[\w-]*")
 _ERROR_TYPE = re.compile(r"^\s*([A-Za-z_][\w.]{2,60})\s*:")
 #: An exception class named anywhere in a signature (RateLimitError, MaxTurnsExceeded...).
-_CLASS_NAME = re.compile(
-    r"\b((?:[A-Z][a-z0-9]+)+(?:Error|Exception|Exceeded|Timeout|Interrupt))\b"
-)
+_CLASS_NAME = re.compile(r"\b((?:[A-Z][a-z0-9]+)+(?:Error|Exception|Exceeded|Timeout|Interrupt))\b")
 _KINDS = ("agent", "llm", "tool", "chain", "guardrail", "other")
 
 ClusterKey = tuple[str, str | None, str]
