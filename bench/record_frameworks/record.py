@@ -1,6 +1,8 @@
 """Record traces from real agent frameworks running against the fake OpenAI server.
 
-    pip install -e '.[record]'            # the frameworks and instrumentors (not for tests)
+    pip install -e '.[record]'     # frameworks and instrumentors (not for tests); LlamaIndex
+                                   # and Strands: '.[record-llamaindex]' / '.[record-strands]',
+                                   # each in its own venv (their openai pins conflict)
     python bench/record_frameworks/record.py                  # every framework
     python bench/record_frameworks/record.py pydantic_ai_v2 langgraph_oi
 
