@@ -132,7 +132,7 @@ def _unwrap_structure(text: str) -> str:
 
 
 def _unwrap_call(text: str) -> str:
-    """`FileNotFoundError(2, 'No such file')` -> `FileNotFoundError: … No such file`."""
+    """`FileNotFoundError(2, 'No such file')` -> `FileNotFoundError … No such file`."""
     match = _CALL.match(text.strip())
     if match is None:
         return text
@@ -143,4 +143,4 @@ def _unwrap_call(text: str) -> str:
     words = [informative_message(a) for a in args if isinstance(a, str) and a.strip()]
     if not words:
         return match.group(1)
-    return f"{match.group(1)}:{ELISION}{ELISION.join(words)}"
+    return f"{match.group(1)}{ELISION}{ELISION.join(words)}"
