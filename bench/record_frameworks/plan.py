@@ -40,7 +40,7 @@ PLANTED: dict[str, int] = {
     "loop": 2,
 }
 TITLE_WORDS: dict[str, list[str]] = {
-    "tool_error": ["FileNotFoundError", "No such file"],
+    "tool_error": ["FileNotFoundError", "No such file", "ENOENT"],
     "rate_limit": ["RateLimit", "429", "rate limit"],
     "context_overflow": ["context"],
     "timeout": ["Timeout", "timed out"],

@@ -1,7 +1,8 @@
 """A small OTLP/HTTP trace receiver on 127.0.0.1 that writes OTLP JSON lines.
 
 Each export request (protobuf, as the real `opentelemetry-exporter-otlp-proto-http` sends
-it) becomes one line shaped like the Collector's file exporter writes it:
+it, or OTLP/JSON, the Node exporter's default) becomes one line shaped like the
+Collector's file exporter writes it:
 `{"resourceSpans": [...]}` with camelCase keys, hex trace/span ids and int64 as strings.
 (Kept inside the recorder for now; `halo-mcp collect` is built elsewhere.)
 """
@@ -57,16 +58,34 @@ class OtlpReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+            def _body(self) -> bytes:
+                if "chunked" not in (self.headers.get("transfer-encoding") or ""):
+                    return self.rfile.read(int(self.headers.get("content-length") or 0))
+                parts = []  # chunked transfer encoding (the Node exporter sends it)
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        return b"".join(parts)
+                    parts.append(self.rfile.read(size))
+                    self.rfile.readline()
+
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                body = self._body()
                 if self.headers.get("content-encoding") == "gzip":
                     body = gzip.decompress(body)
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                receiver.write(request)
-                data = ExportTraceServiceResponse().SerializeToString()
+                if "json" in (self.headers.get("content-type") or ""):
+                    # OTLP/JSON (the Node exporter's default): already hex ids, camelCase.
+                    receiver.write_json(json.loads(body))
+                    data, kind = b"{}", "application/json"
+                else:
+                    request = ExportTraceServiceRequest()
+                    request.ParseFromString(body)
+                    receiver.write(request)
+                    data = ExportTraceServiceResponse().SerializeToString()
+                    kind = "application/x-protobuf"
                 self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-type", kind)
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -80,7 +99,9 @@ class OtlpReceiver:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1/traces"
 
     def write(self, request: ExportTraceServiceRequest) -> None:
-        payload = _hex_ids(MessageToDict(request))
+        self.write_json(_hex_ids(MessageToDict(request)))
+
+    def write_json(self, payload: dict[str, Any]) -> None:
         count = sum(
             len(scope.get("spans", []))
             for resource in payload.get("resourceSpans", [])

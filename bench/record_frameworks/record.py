@@ -101,13 +101,20 @@ def otel_provider(service: str, endpoint: str) -> Any:
     return provider
 
 
-def versions(packages: list[str]) -> dict[str, str]:
+def versions(packages: list[str], node_packages: list[str]) -> dict[str, str]:
     out = {"python": sys.version.split()[0]}
     for name in packages:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
+    if node_packages:
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
+        out["node"] = node.stdout.strip()
+        for name in node_packages:
+            manifest = HERE / "vercel" / "node_modules" / name / "package.json"
+            found = manifest.exists() and json.loads(manifest.read_text()).get("version")
+            out[f"npm:{name}"] = found or "not installed"
     return out
 
 
@@ -140,8 +147,12 @@ def record_one(name: str, out_root: Path) -> None:
     planted = {mode: count for mode, count in modes.items() if mode != "ok"}
     words = {m: plan.TITLE_WORDS[m] for m in planted}
     category = {m: plan.CATEGORY[m] for m in planted}
+    unanswered = sum(1 for o in ctx.outcomes if o["ended"] != "ok")
+    if spec.silent_turn_limit:  # no error: the runs cut by the cap just end unanswered
+        unanswered += planted.pop("turn_limit", 0)
+        del words["turn_limit"], category["turn_limit"]
     if spec.answers_on_root:  # every run that raised ended without an answer
-        planted["no_final_answer"] = sum(1 for o in ctx.outcomes if o["ended"] != "ok")
+        planted["no_final_answer"] = unanswered
         words["no_final_answer"] = ["without a final answer"]
         category["no_final_answer"] = "no-final-answer"
     truth = {
@@ -155,7 +166,9 @@ def record_one(name: str, out_root: Path) -> None:
         "runs": ctx.outcomes,
     }
     (out_dir / "ground_truth.json").write_text(json.dumps(truth, indent=1) + "\n")
-    (out_dir / "versions.json").write_text(json.dumps(versions(spec.packages), indent=1) + "\n")
+    (out_dir / "versions.json").write_text(
+        json.dumps(versions(spec.packages, spec.node_packages), indent=1) + "\n"
+    )
     print(f"{name}: {len(ctx.outcomes)} runs -> {out_dir}", file=sys.stderr)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import plan
@@ -26,6 +26,10 @@ class Recorder:
     modes: dict[str, int] | None = None  # None: every mode of plan.PLANTED
     #: Whether the root span carries the run's answer (so runs ending without one count).
     answers_on_root: bool = True
+    #: The step cap ends runs quietly (no error): they are runs without a final answer.
+    silent_turn_limit: bool = False
+    #: npm packages (read from vercel/node_modules) whose versions are recorded.
+    node_packages: list[str] = field(default_factory=list)
 
 
 def _async_client(ctx: Context) -> Any:
@@ -504,6 +508,38 @@ def _strands(latest: bool) -> Callable[[Context], None]:
     return record
 
 
+# -- Vercel AI SDK (Node; ai.* attributes) ------------------------------------------------
+
+
+def record_vercel_ai(ctx: Context) -> None:
+    """generateText / streamText with tools and stopWhen(stepCountIs), telemetry on; one
+    Node process per run (vercel/record.mjs). Needs `npm install` in vercel/ first."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    folder = Path(__file__).parent / "vercel"
+    env = {
+        **os.environ,
+        "FAKE_BASE_URL": ctx.base_url,
+        "OTLP_ENDPOINT": ctx.endpoint,
+        "TURN_LIMIT": str(plan.TURN_LIMIT),
+        "CLIENT_TIMEOUT_MS": str(int(plan.CLIENT_TIMEOUT * 1000)),
+        "MODEL": plan.MODEL,
+        "PROMPT": plan.PROMPT,
+    }
+
+    def one(run: plan.PlannedRun) -> None:
+        args = ["node", "record.mjs", run.mode, str(run.number), "1" if run.streamed else "0"]
+        done = subprocess.run(args, cwd=folder, env=env, capture_output=True, text=True)
+        if done.returncode == 3:
+            raise RuntimeError(done.stdout.strip())
+        if done.returncode != 0:
+            raise SystemExit(f"node failed: {done.stderr[-2000:]}")
+
+    ctx.each(one)
+
+
 _OTEL = ["opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http", "openai"]
 
 RECORDERS: dict[str, Recorder] = {
@@ -573,6 +609,20 @@ RECORDERS: dict[str, Recorder] = {
             ("strands_genai_latest", True, "current"),
         )
     },
+    "vercel_ai": Recorder(
+        record_vercel_ai,
+        "Vercel AI SDK generateText/streamText with experimental_telemetry (ai.* spans), "
+        "OTel Node SDK and OTLP/HTTP exporter; stopWhen ends a run quietly, so runs cut by "
+        "the step cap count as runs without a final answer",
+        [],
+        silent_turn_limit=True,
+        node_packages=[
+            "ai",
+            "@ai-sdk/openai",
+            "@opentelemetry/sdk-trace-node",
+            "@opentelemetry/exporter-trace-otlp-http",
+        ],
+    ),
     "genai_openai_v2": Recorder(
         record_genai_openai_v2,
         "A loop on the openai client traced by the OTel GenAI openai-v2 instrumentor "
