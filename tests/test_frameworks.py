@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from halo_mcp.findings.models import Finding
-from halo_mcp.store import open_store
+from halo_mcp.store import SpanFilter, open_store
 from halo_mcp.triage import TriageReport, run_triage
 
 DATA = Path(__file__).parent / "data" / "frameworks"
@@ -80,3 +80,24 @@ def test_nothing_is_invented(framework: str, cache: Path) -> None:
     found = sorted(item.category for item in report.items)
     assert found == expected, [(i.category, i.title) for i in report.items]
     assert not report.truncated
+
+
+#: OpenInference's LangChain and LlamaIndex instrumentors name no agent (no agent.name:
+#: only span names such as the graph node "agent"), so these two have no agent to find.
+NO_AGENT_NAME = {"langgraph_oi", "llama_index_oi"}
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_models_tokens_tools_and_agents_are_recognized(framework: str, cache: Path) -> None:
+    folder = DATA / framework
+    with open_store([folder / "traces.jsonl.gz"], cache_dir=cache / framework) as store:
+        llm = store.query_spans(SpanFilter(kind=["llm"]), limit=500).spans
+        tools = store.query_spans(SpanFilter(kind=["tool"]), limit=500).spans
+    # Failed calls may have no model name: OpenInference's openai instrumentor takes
+    # llm.model_name from the response (the request's is inside llm.invocation_parameters).
+    answered = [span for span in llm if span.status != "error"]
+    assert answered and all(span.model for span in answered), framework
+    assert any(span.input_tokens and span.output_tokens for span in answered), framework
+    assert tools and all(span.tool_name == "read_file" for span in tools), framework
+    if framework not in NO_AGENT_NAME:
+        assert all(span.agent for span in llm + tools), framework
