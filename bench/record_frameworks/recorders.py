@@ -377,7 +377,7 @@ def _streamed_message(stream: Any) -> dict[str, Any]:
     return message
 
 
-# -- LlamaIndex, smolagents (OpenInference) -------------------------------------------
+# -- LlamaIndex (OpenInference) -------------------------------------------
 
 
 def record_llama_index(ctx: Context) -> None:
@@ -418,41 +418,6 @@ def record_llama_index(ctx: Context) -> None:
 
     loop = asyncio.new_event_loop()
     ctx.each(lambda run: loop.run_until_complete(one(run)))
-
-
-def record_smolagents(ctx: Context) -> None:
-    """A smolagents ToolCallingAgent with max_steps."""
-    from openinference.instrumentation.smolagents import SmolagentsInstrumentor
-    from smolagents import OpenAIServerModel, ToolCallingAgent, tool
-
-    SmolagentsInstrumentor().instrument(tracer_provider=ctx.tracer_provider)
-
-    @tool
-    def read_file(path: str) -> str:
-        """Read a text file and return its contents.
-
-        Args:
-            path: The file to read.
-        """
-        return plan.read_file(path)
-
-    model = OpenAIServerModel(
-        model_id=plan.MODEL,
-        api_base=ctx.base_url,
-        api_key=FAKE_KEY,
-        client_kwargs={"max_retries": 0, "timeout": plan.CLIENT_TIMEOUT},
-        retry=False,
-    )
-    agent = ToolCallingAgent(
-        tools=[read_file], model=model, max_steps=plan.TURN_LIMIT, verbosity_level=0
-    )
-
-    def one(run: plan.PlannedRun) -> None:
-        # Not streamed: with stream=True the instrumentor leaves each run's context
-        # attached, so the next runs nest into its trace (all 25 runs gave 3 traces).
-        agent.run(plan.PROMPT)
-
-    ctx.each(one, final_tool="final_answer")
 
 
 # -- Strands Agents (OTel GenAI semantic conventions, its own tracer) ---------------------
