@@ -8,17 +8,26 @@ failed to start).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
-from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from pydantic import SecretStr, ValidationError
+
+from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommands
+from halo_mcp.cli.output import first_error_message
+from halo_mcp.excgroups import leaves
+from halo_mcp.settings import Environment
+
+# The MCP server and client are imported when `serve` runs, not when the parser is built:
+# the other commands (and `--help`) must not pay for them at start-up.
+if TYPE_CHECKING:
+    from halo_mcp.server import ServerSettings
 
 DEFAULT_PORT = 8765
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="Run the MCP server over stdio, or Streamable HTTP with --http.",
@@ -81,34 +90,27 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def build_settings(args: argparse.Namespace) -> Any:
-    from pydantic import SecretStr
+def build_settings(args: argparse.Namespace) -> ServerSettings:
+    from halo_mcp.server import ServerSettings
 
-    from halo_mcp.server import ServerSettings, tokens_from_env
-
+    tokens = None  # from --token-env
     if args.token:
         tokens = [SecretStr(t.strip()) for t in args.token.split(",") if t.strip()]
-    else:
-        tokens = tokens_from_env(args.token_env)
-    overrides: dict[str, Any] = {"model": args.model} if args.model else {}
-    if args.telemetry:
-        overrides["telemetry"] = True
-    return ServerSettings(
+    return ServerSettings.from_env(
+        token_env=args.token_env,
+        tokens=tokens,
+        engine={"model": args.model, "telemetry": True if args.telemetry else None},
         transport="http" if args.http else "stdio",
         host=args.host,
         port=args.port,
         roots=args.root,
-        tokens=tokens,
         allowed_hosts=args.allowed_host,
         allowed_origins=args.allowed_origin,
         max_concurrent_runs=args.max_concurrent_runs,
-        engine_overrides=overrides,
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
     if args.test:
         return self_test(args)
     try:
@@ -117,17 +119,9 @@ def run(args: argparse.Namespace) -> int:
 
         serve(settings)
     except (ValidationError, ValueError) as exc:
-        print(f"halo-mcp serve: {_first_error(exc)}", file=sys.stderr)
+        print(f"halo-mcp serve: {first_error_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
-
-
-def _first_error(exc: Exception) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        return str(first.get("msg", exc)).removeprefix("Value error, ")
-    return str(exc)
 
 
 def _server_args(args: argparse.Namespace) -> list[str]:
@@ -148,22 +142,13 @@ def self_test(args: argparse.Namespace) -> int:
         line, ok = anyio.run(_probe, _server_args(args))
     except Exception as exc:  # the server did not start or did not answer
         print(
-            f"halo-mcp serve: FAILED to start over stdio: {_leaf(exc)!r}. Run `halo-mcp serve "
+            f"halo-mcp serve: FAILED to start over stdio: {leaves(exc)[0]!r}. Run `halo-mcp serve "
             "-v` (with the same flags) to see the server's own error on stderr.",
             file=sys.stderr,
         )
         return EXIT_FAILED
     print(line)
     return EXIT_OK if ok else EXIT_FAILED
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    """The first real error inside (possibly nested) exception groups."""
-    inner = getattr(exc, "exceptions", None)  # ExceptionGroup (3.11+) or anyio's on 3.10
-    while isinstance(inner, (list, tuple)) and inner and isinstance(inner[0], BaseException):
-        exc = inner[0]
-        inner = getattr(exc, "exceptions", None)
-    return exc
 
 
 async def _probe(server_args: list[str]) -> tuple[str, bool]:
@@ -174,7 +159,7 @@ async def _probe(server_args: list[str]) -> tuple[str, bool]:
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "halo_mcp", "serve", *server_args],
-        env=dict(os.environ),
+        env=Environment.for_child_process(),
     )
     started = time.perf_counter()
     with anyio.fail_after(30):
@@ -183,9 +168,10 @@ async def _probe(server_args: list[str]) -> tuple[str, bool]:
             elapsed = time.perf_counter() - started
             protocol = client.protocol_version
     names = sorted(t.name for t in tools.tools)
+    env = Environment.read()
     creds = (
         "LLM credentials: set"
-        if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL")
+        if env.openai_api_key or env.openai_base_url
         else "LLM credentials: MISSING (set OPENAI_API_KEY for analyze_traces)"
     )
     ok = "analyze_traces" in names and "query_spans" in names

@@ -14,7 +14,7 @@ import hashlib
 import json
 import statistics
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -628,7 +628,7 @@ def _span_dict(v: SpanView) -> dict[str, Any]:
     return v.model_dump(mode="json", exclude_none=True, exclude={"source"})
 
 
-def _raw_bytes(spans: Any) -> int:
+def _raw_bytes(spans: Iterable[SpanView]) -> int:
     return sum(s.source.length for s in spans if s.source is not None)
 
 
@@ -647,6 +647,7 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+#: A store tool: its context and its own argument model (one per tool, hence Any) -> text.
 StoreTool = Callable[[ToolContext, Any], str]
 
 #: name -> (description, argument model, implementation)

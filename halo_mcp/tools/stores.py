@@ -27,11 +27,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from halo_mcp.store.errors import StoreError
+from halo_mcp.store import StoreError, TraceStore, open_store
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ TRIM_EVERY_S = 5.0
 
 @dataclass
 class _Entry:
-    store: Any
+    store: TraceStore
     users: int = 0
     retired: bool = False  # replaced or evicted: close when the last user is done
 
@@ -66,15 +66,18 @@ class StoreCache:
         threading.Thread(target=self._trim_while_open, name="halo-trim", daemon=True).start()
 
     async def call(
-        self, paths: Sequence[Path], fn: Callable[[Any], T], *, heavy: bool = False
+        self, paths: Sequence[Path], fn: Callable[[TraceStore], T], *, heavy: bool = False
     ) -> T:
         """Run `fn(store)` in a store thread; store errors become ToolErrors. `heavy` calls
         (content scans) run apart from the quick ones."""
-        key = tuple(str(p) for p in paths)
         pool = self._heavy if heavy else self._quick
-        return await asyncio.wrap_future(pool.submit(self._call_sync, key, fn, heavy))
+        return await asyncio.wrap_future(pool.submit(self.use, paths, fn, heavy=heavy))
 
-    def _call_sync(self, key: _Key, fn: Callable[[Any], T], heavy: bool = False) -> T:
+    def use(self, paths: Sequence[Path], fn: Callable[[TraceStore], T], *, heavy: bool = True) -> T:
+        """`call` for code already in a worker thread: runs `fn(store)` in this thread (it
+        blocks: never on the event loop). Counted as heavy by default (such callers run
+        whole workflows, e.g. a check)."""
+        key = tuple(str(p) for p in paths)
         try:
             entry = self._acquire(key)
         except StoreError as exc:
@@ -115,8 +118,6 @@ class StoreCache:
                     if self._entries.get(key) is entry:
                         del self._entries[key]
                     self._retire(entry)
-            from halo_mcp.store.store import open_store
-
             fresh = _Entry(open_store(list(key), cache_dir=self.cache_dir), users=1)
             with self._guard:
                 self._entries[key] = fresh
@@ -154,7 +155,7 @@ class StoreCache:
         self._heavy.shutdown(wait=False, cancel_futures=True)
 
 
-def _close_quietly(store: Any) -> None:
+def _close_quietly(store: TraceStore) -> None:
     """Closing is best effort: an index left open is closed by garbage collection."""
     with contextlib.suppress(Exception):
         store.close()
