@@ -11,9 +11,16 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from halo_mcp.cli.collect import (
+    add_limit_options,
+    add_token_options,
+    bearer_tokens,
+    collect_settings,
+)
 
 DEFAULT_PORT = 8765
 
@@ -40,26 +47,17 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         help="allow trace paths only inside DIR (repeatable; over HTTP the default is the cwd)",
     )
-    tokens = parser.add_mutually_exclusive_group()
-    tokens.add_argument(
-        "--token-env",
-        default="HALO_MCP_TOKEN",
-        metavar="NAME",
-        help="env var holding the bearer token(s), comma-separated (default HALO_MCP_TOKEN)",
-    )
-    tokens.add_argument(
-        "--token", metavar="T", help="bearer token(s), comma-separated (prefer --token-env)"
+    add_token_options(parser)
+    parser.add_argument(
+        "--collect",
+        type=Path,
+        metavar="DIR",
+        help="also receive OTLP/HTTP traces into DIR (see `halo-mcp collect`), on --host",
     )
     parser.add_argument(
-        "--allowed-host",
-        action="append",
-        default=[],
-        metavar="HOST:PORT",
-        help="extra Host header accepted over HTTP, e.g. halo.internal:8765 or halo.internal:*",
+        "--collect-port", type=int, default=4318, help="port of the receiver (default 4318)"
     )
-    parser.add_argument(
-        "--allowed-origin", action="append", default=[], metavar="ORIGIN", help="extra Origin"
-    )
+    add_limit_options(parser, prefix="collect-")
     parser.add_argument(
         "--max-concurrent-runs",
         type=int,
@@ -82,14 +80,9 @@ def register(subparsers: Any) -> None:
 
 
 def build_settings(args: argparse.Namespace) -> Any:
-    from pydantic import SecretStr
+    from halo_mcp.server import ServerSettings
 
-    from halo_mcp.server import ServerSettings, tokens_from_env
-
-    if args.token:
-        tokens = [SecretStr(t.strip()) for t in args.token.split(",") if t.strip()]
-    else:
-        tokens = tokens_from_env(args.token_env)
+    tokens = bearer_tokens(args)
     overrides: dict[str, Any] = {"model": args.model} if args.model else {}
     if args.telemetry:
         overrides["telemetry"] = True
@@ -113,16 +106,20 @@ def run(args: argparse.Namespace) -> int:
         return self_test(args)
     try:
         settings = build_settings(args)
+        collect = None
+        if args.collect is not None:
+            collect = collect_settings(args, args.collect, args.collect_port, prefix="collect-")
+        from halo_mcp.collect.journal import JournalError
         from halo_mcp.server import serve
 
-        serve(settings)
-    except (ValidationError, ValueError) as exc:
-        print(f"halo-mcp serve: {_first_error(exc)}", file=sys.stderr)
+        serve(settings, collect=collect)
+    except (ValidationError, ValueError, JournalError) as exc:
+        print(f"halo-mcp serve: {first_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
 
 
-def _first_error(exc: Exception) -> str:
+def first_error(exc: Exception) -> str:
     errors = getattr(exc, "errors", None)
     if callable(errors):
         first = errors()[0]
