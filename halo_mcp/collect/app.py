@@ -58,6 +58,7 @@ class Receiver:
                 kind, 429, otlp.RESOURCE_EXHAUSTED, "receiver busy, retry later", retry=True
             )
         self.in_flight += 1
+        log.debug("receiving a request (%d in flight)", self.in_flight)
         try:
             return await self._export(request)
         finally:

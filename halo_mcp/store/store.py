@@ -818,7 +818,8 @@ def open_store(
     inputs = inputs_fingerprint(files, directories)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     try:
-        db_path, reused = ensure_index(files, root, notify)
+        given = sorted({Path(p).expanduser().resolve() for p in paths})
+        db_path, reused = ensure_index(files, root, notify, inputs=given)
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(
             f"cannot build or read the trace index under {root} ({exc}); point HALO_CACHE_DIR "
