@@ -29,9 +29,9 @@ class ReceiverProcess:
         self.url = f"http://127.0.0.1:{self.port}/v1/traces"
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
+        command = [sys.executable, "-m", "halo_mcp", "collect", "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "halo_mcp", "collect", "--port", str(self.port)]
-            + ["--dir", str(directory), "-v", *extra],
+            [*command, "--dir", str(directory), "-v", *extra],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
