@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from halo_mcp.cli.window import add_window_options, window_from_args
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -28,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     triage.add_argument("--json", action="store_true", help="Print the report as JSON.")
     triage.add_argument("--max-items", type=int, default=25, help="Items to keep (default 25).")
     triage.add_argument("--cache-dir", help="Where the index lives (default: $HALO_CACHE_DIR).")
+    add_window_options(triage)
     triage.add_argument("-v", "--verbose", action="store_true", help="Log details to stderr.")
     triage.set_defaults(handler=run_triage_command)
 
@@ -50,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--json", action="store_true", help="Print the report as JSON.")
     check.add_argument("--cache-dir", help="Where the index lives (default: $HALO_CACHE_DIR).")
     check.add_argument("--data-dir", help="The run store (default: $HALO_DATA_DIR).")
+    add_window_options(check)
+    add_window_options(check, prefix="baseline-")
     check.add_argument("-v", "--verbose", action="store_true", help="Log details to stderr.")
     check.set_defaults(handler=run_check_command)
 
@@ -67,9 +72,12 @@ def run_triage_command(args: argparse.Namespace) -> int:
     if args.max_items < 1:
         return _fail("--max-items must be at least 1")
     try:
-        with open_store(args.paths, cache_dir=args.cache_dir, notify=notice) as store:
+        window = window_from_args(args)
+        with open_store(
+            args.paths, cache_dir=args.cache_dir, notify=notice, window=window
+        ) as store:
             report = run_triage(store, max_items=args.max_items)
-    except StoreError as exc:
+    except (StoreError, ValueError) as exc:
         return _fail(str(exc))
     if args.json:
         print_json(report)
@@ -173,10 +181,17 @@ def run_check_command(args: argparse.Namespace) -> int:
 
     baseline = None
     try:
+        window = window_from_args(args)
+        baseline_window = window_from_args(args, prefix="baseline-")
+    except ValueError as exc:
+        return _fail(str(exc))
+    try:
         if args.source == "triage":
             if not args.baseline:
                 return _fail("SOURCE 'triage' needs --baseline OLD_PATH... (the traces to triage)")
-            baseline = open_store(args.baseline, cache_dir=args.cache_dir, notify=notice)
+            baseline = open_store(
+                args.baseline, cache_dir=args.cache_dir, notify=notice, window=baseline_window
+            )
             findings = run_triage(baseline).items
             run_id, what = None, "triage of the baseline traces"
         else:
@@ -185,10 +200,14 @@ def run_check_command(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 return _fail(str(exc))
             if args.baseline:
-                baseline = open_store(args.baseline, cache_dir=args.cache_dir, notify=notice)
+                baseline = open_store(
+                    args.baseline, cache_dir=args.cache_dir, notify=notice, window=baseline_window
+                )
         if not findings:
             return _fail(f"{what} has no findings to check", EXIT_FAILED)
-        with open_store(args.new_paths, cache_dir=args.cache_dir, notify=notice) as new_store:
+        with open_store(
+            args.new_paths, cache_dir=args.cache_dir, notify=notice, window=window
+        ) as new_store:
             report = check_findings(findings, new_store, baseline_store=baseline, run_id=run_id)
     except StoreError as exc:
         return _fail(str(exc))

@@ -61,6 +61,7 @@ from halo_mcp.store.shards import (
     span_source,
     spans_where,
 )
+from halo_mcp.store.timewindow import TimeWindow
 
 log = logging.getLogger(__name__)
 
@@ -805,13 +806,15 @@ def open_store(
     *,
     cache_dir: str | Path | None = None,
     notify: Callable[[str], None] | None = None,
+    window: TimeWindow | None = None,
 ) -> TraceStore:
     """Open (building or extending the index when needed) a store over files or directories.
 
     `paths` may name `.jsonl`/`.json`/`.gz` files or directories of them. The index lives in
     `cache_dir` (default: :func:`halo_mcp.settings.cache_dir`), never in the trace folder.
     `notify` hears a line when building or updating the index takes a while (and when it
-    is done). Raises TraceFileNotFoundError or NoSpansError with a message saying what to do.
+    is done). `window` keeps only the traces starting inside it (see store/window.py).
+    Raises TraceFileNotFoundError or NoSpansError with a message saying what to do.
     """
     files, directories = expand_paths(paths)
     # Taken before the index reads the files: a change made while it builds shows next time.
@@ -833,4 +836,11 @@ def open_store(
     except NoSpansError:
         store.close()
         raise
-    return store
+    if window is None or window.is_open:
+        return store
+    from halo_mcp.store.window import scope_to_window
+
+    try:
+        return scope_to_window(store, window)
+    finally:
+        store.close()

@@ -21,6 +21,7 @@ import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
 from halo_mcp.store.errors import StoreError
+from halo_mcp.store.timewindow import TimeWindow
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -38,17 +39,26 @@ class StoreCache:
         self._locks: dict[_Key, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    async def call(self, paths: Sequence[Path], fn: Callable[[Any], T]) -> T:
-        """Run `fn(store)` in a worker thread; store errors become ToolErrors."""
+    async def call(
+        self, paths: Sequence[Path], fn: Callable[[Any], T], window: TimeWindow | None = None
+    ) -> T:
+        """Run `fn(store)` in a worker thread; store errors become ToolErrors. With a
+        `window`, `fn` gets a store of the window's traces, built for this call."""
         key = tuple(str(p) for p in paths)
-        return await anyio.to_thread.run_sync(self._call_sync, key, fn)
+        return await anyio.to_thread.run_sync(self._call_sync, key, fn, window)
 
-    def _call_sync(self, key: _Key, fn: Callable[[Any], T]) -> T:
+    def _call_sync(self, key: _Key, fn: Callable[[Any], T], window: TimeWindow | None) -> T:
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             try:
-                return fn(self._open(key))
+                store = self._open(key)
+                if window is None or window.is_open:
+                    return fn(store)
+                from halo_mcp.store.window import scope_to_window
+
+                with scope_to_window(store, window) as scoped:
+                    return fn(scoped)
             except StoreError as exc:
                 raise ToolError(str(exc)) from None
 
