@@ -146,3 +146,28 @@ def create_server_for_tests():
     from halo_mcp.server import create_server
 
     return create_server(settings())
+
+
+async def test_analyze_traces_over_a_window_sees_only_its_traces(engine_env, tmp_path):
+    from halo_mcp.server import create_server
+    from tests.mcp_support import script_analysis
+
+    path = staggered(tmp_path)
+    script_analysis(engine_env.server)
+    async with Client(create_server(settings())) as client:
+        started = await client.call_tool(
+            "analyze_traces",
+            {"trace_paths": [str(path)], "since": SINCE, "wait_seconds": 0.1},
+        )
+        assert not started.is_error, started.content[0].text
+        run_id = started.structured_content["run_id"]
+        for _ in range(100):
+            status = await client.call_tool("get_run", {"run_id": run_id, "wait_seconds": 5})
+            if status.structured_content["done"]:
+                break
+        assert status.structured_content["status"] == "finished"
+        bad = await client.call_tool("analyze_traces", {"trace_paths": [str(path)], "until": "x"})
+        assert bad.is_error and "'x' is not a time" in bad.content[0].text
+    sent = "".join(r.body.decode() for r in engine_env.server.requests)
+    assert "Analyze 4 traces" in sent  # the root task counts the window's traces
+    assert "Analyze 13 traces" not in sent

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from halo_mcp.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from halo_mcp.cli.window import add_window_options, window_from_args
 
 _NOISY_LOGGERS = ("asyncio", "httpcore", "httpcore2", "httpx", "httpx2", "openai")
 
@@ -123,6 +124,7 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
         metavar="EFFORT",
         help="Reasoning effort for reasoning models, e.g. low, medium, high.",
     )
+    add_window_options(p)
     engine = p.add_argument_group("engine")
     engine.add_argument("--max-depth", type=int, metavar="N", help="Sub-agent depth (default: 2).")
     engine.add_argument("--max-turns", type=int, metavar="N", help="Turns per agent (default: 20).")
@@ -285,6 +287,7 @@ def run_command(args: argparse.Namespace) -> int:
             max_parallel=args.max_parallel,
             telemetry=args.telemetry,
             data_dir=args.data_dir,
+            window=window_from_args(args),
         )
     except ValidationError as exc:
         problems = "; ".join(
@@ -292,6 +295,9 @@ def run_command(args: argparse.Namespace) -> int:
             for e in exc.errors()
         )
         _err(f"halo-mcp run: {redact(problems)}")
+        return EXIT_USAGE
+    except ValueError as exc:  # --since/--until
+        _err(f"halo-mcp run: {redact(str(exc))}")
         return EXIT_USAGE
 
     from halo_mcp.cli.progress import ProgressRenderer

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr
 
+from halo_mcp.store.timewindow import TimeWindow
+
 DEFAULT_MODEL = "gpt-5.4-mini"
 
 
@@ -35,6 +37,9 @@ class EngineSettings(BaseModel):
     data_dir: Path | None = Field(None, description="Run store; default settings.data_dir().")
     cache_dir: Path | None = Field(None, description="Trace indexes; default settings.cache_dir().")
     telemetry: bool = False
+    window: TimeWindow | None = Field(
+        None, description="Analyze only the traces starting in this window (since/until)."
+    )
 
     @classmethod
     def from_env(cls, **overrides: object) -> EngineSettings:

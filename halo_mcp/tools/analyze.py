@@ -19,6 +19,7 @@ from halo_mcp.tools.paths import resolve_paths
 from halo_mcp.tools.results import tool_result
 from halo_mcp.tools.runs import status_links, wait_for_run
 from halo_mcp.tools.state import caller_owner, server_state
+from halo_mcp.tools.window import Since, Until, window_arg
 
 DEFAULT_PROMPT = (
     "Find the systemic failure modes of this agent harness: recurring tool errors, loops, "
@@ -94,6 +95,8 @@ def register(server: MCPServer) -> None:
         max_turns: Annotated[
             int | None, Field(ge=1, le=500, description="Turns per agent (default 20).")
         ] = None,
+        since: Since = None,
+        until: Until = None,
     ) -> Annotated[CallToolResult, RunStatusResult]:
         """Find the systemic failure modes of an LLM agent harness in its OpenTelemetry traces.
         LLM agents explore the traces, delegate to sub-agents, and report findings verified
@@ -103,6 +106,7 @@ def register(server: MCPServer) -> None:
         When finished: findings in brief (id, title, severity, prevalence) and the report link.
         Then get_finding(id) for root cause and fix, query_spans with the finding's matcher for
         concrete cases, and edit the harness. An identical request while one is running joins it.
+        since/until analyze only the traces that started in a window (e.g. since "24h").
         """
         if run_id is not None:
             result = await wait_for_run(ctx, run_id, wait_seconds)
@@ -114,12 +118,14 @@ def register(server: MCPServer) -> None:
             )
         state = server_state(ctx)
         paths = [str(p) for p in await resolve_paths(trace_paths, state.roots)]
+        window = window_arg(since, until)
         overrides = {
             name: value
             for name, value in (
                 ("model", model),
                 ("max_depth", max_depth),
                 ("max_turns", max_turns),
+                ("window", window),
             )
             if value is not None
         }
