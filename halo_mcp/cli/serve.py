@@ -102,6 +102,8 @@ def build_settings(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from halo_mcp.collect.journal import JournalError
+
     if args.test:
         return self_test(args)
     try:
@@ -109,7 +111,6 @@ def run(args: argparse.Namespace) -> int:
         collect = None
         if args.collect is not None:
             collect = collect_settings(args, args.collect, args.collect_port, prefix="collect-")
-        from halo_mcp.collect.journal import JournalError
         from halo_mcp.server import serve
 
         serve(settings, collect=collect)
