@@ -52,7 +52,7 @@ def test_bounds_parse_relative_iso_and_say_what_is_wrong():
     assert parse_time_point("2026-05-01T12:00:00+02:00") == datetime(
         2026, 5, 1, 10, tzinfo=timezone.utc
     )
-    with pytest.raises(ValueError, match="'yesterday' is not a time.*24h"):
+    with pytest.raises(ValueError, match=r"'yesterday' is not a time.*24h"):
         parse_time_point("yesterday")
     with pytest.raises(ValueError, match=r"since \(.*\) must be before until"):
         time_window("1h", "2h")  # an hour ago is after two hours ago

@@ -16,8 +16,8 @@ import secrets
 from pathlib import Path
 
 from halo_mcp.store import derive
+from halo_mcp.store.connections import connect
 from halo_mcp.store.errors import NoSpansError
-from halo_mcp.store.index import connect
 from halo_mcp.store.schema import (
     SCHEMA_VERSION,
     SPAN_INDEXES,
@@ -53,7 +53,9 @@ def scope_to_window(store: TraceStore, window: TimeWindow) -> WindowedStore:
         if traces == 0:
             raise NoSpansError(_empty_message(store, window))
         _derive(target)
-        scoped = WindowedStore(target, store.paths, False, store._inputs)
+        scoped = WindowedStore(
+            target, store.paths, False, store._inputs, query_time_limit=store.query_time_limit
+        )
     except BaseException:
         for suffix in ("", "-wal", "-shm", "-journal"):
             with contextlib.suppress(FileNotFoundError):
