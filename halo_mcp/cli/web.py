@@ -127,7 +127,7 @@ def run_report(args: argparse.Namespace) -> int:
 def run_ui(args: argparse.Namespace) -> int:
     from pydantic import SecretStr, ValidationError
 
-    from halo_mcp.cli.serve import _first_error
+    from halo_mcp.cli.serve import first_error
     from halo_mcp.server import tokens_from_env
     from halo_mcp.store import StoreError
     from halo_mcp.web.app import UiSettings, serve_ui
@@ -154,7 +154,7 @@ def run_ui(args: argparse.Namespace) -> int:
         print(f"halo-mcp ui: indexing, then serving {where}{hint}", file=sys.stderr)
         serve_ui(settings)
     except (ValidationError, ValueError) as exc:
-        return _fail(_first_error(exc))
+        return _fail(first_error(exc))
     except StoreError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
