@@ -9,6 +9,7 @@ integers as strings, enums as numbers).
 from __future__ import annotations
 
 import gzip
+import shutil
 import socket
 import subprocess
 import sys
@@ -291,3 +292,24 @@ def test_a_second_receiver_on_the_same_directory_is_refused(tmp_path):
         )
     assert done.returncode == 2
     assert "another halo-mcp receiver is writing to" in done.stderr
+
+
+def test_a_failed_write_is_a_503_with_retry_after_and_nothing_acknowledged(tmp_path):
+    """The collection directory vanishes under the receiver: the write of the next file
+    fails, the client gets 503 + Retry-After (retryable), and once the directory is back
+    the same request is stored."""
+    collection = tmp_path / "collection"
+    js = {"Content-Type": "application/json"}
+    with ReceiverProcess(collection, "--rotate-mb", "0.002") as receiver:
+        first = orjson.dumps(json_request("31" * 16, spans=6))
+        assert httpx2.post(receiver.url, content=first, headers=js, timeout=30).status_code == 200
+        shutil.rmtree(collection)
+        second = orjson.dumps(json_request("32" * 16, spans=6))
+        refused = httpx2.post(receiver.url, content=second, headers=js, timeout=30)
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        assert "retry" in refused.json()["message"]
+        collection.mkdir()
+        again = httpx2.post(receiver.url, content=second, headers=js, timeout=30)
+        assert again.status_code == 200
+    assert {t for t, _ in stored_ids(collection)} == {"32" * 16}
