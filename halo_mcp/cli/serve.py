@@ -90,13 +90,22 @@ def build_settings(args: argparse.Namespace) -> Any:
         transport="http" if args.http else "stdio",
         host=args.host,
         port=args.port,
-        roots=args.root,
+        roots=_roots(args),
         tokens=tokens,
         allowed_hosts=args.allowed_host,
         allowed_origins=args.allowed_origin,
         max_concurrent_runs=args.max_concurrent_runs,
         engine_overrides=overrides,
     )
+
+
+def _roots(args: argparse.Namespace) -> list[Path]:
+    """The --root folders; with --collect, the collection directory is readable too (over
+    HTTP, or when roots are set: stdio without --root reads any path anyway)."""
+    roots = [Path(r) for r in args.root]
+    if args.collect is not None and (roots or args.http):
+        roots = [*(roots or [Path.cwd()]), args.collect.expanduser()]
+    return roots
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     if args.test:
         return self_test(args)
     try:
+        if args.collect is not None:  # exists before it is checked as a root
+            args.collect.expanduser().mkdir(parents=True, exist_ok=True)
         settings = build_settings(args)
         collect = None
         if args.collect is not None:
@@ -114,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         from halo_mcp.server import serve
 
         serve(settings, collect=collect)
-    except (ValidationError, ValueError, JournalError) as exc:
+    except (ValidationError, ValueError, JournalError, OSError) as exc:
         print(f"halo-mcp serve: {first_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
