@@ -21,7 +21,17 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-_COMMAND_MODULES = ("traces", "run", "triage", "serve", "collect", "imports", "install", "web")
+_COMMAND_MODULES = (
+    "traces",
+    "sql",
+    "run",
+    "triage",
+    "serve",
+    "collect",
+    "imports",
+    "install",
+    "web",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

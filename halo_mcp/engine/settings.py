@@ -40,6 +40,12 @@ class EngineSettings(BaseModel):
     window: TimeWindow | None = Field(
         None, description="Analyze only the traces starting in this window (since/until)."
     )
+    repo_path: Path | None = Field(
+        None, description="The harness's source repository: code and git tools for the agents."
+    )
+    context: str | None = Field(
+        None, max_length=20_000, description="The user's description of the harness."
+    )
 
     @classmethod
     def from_env(cls, **overrides: object) -> EngineSettings:
