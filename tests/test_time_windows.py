@@ -171,3 +171,16 @@ async def test_analyze_traces_over_a_window_sees_only_its_traces(engine_env, tmp
     sent = "".join(r.body.decode() for r in engine_env.server.requests)
     assert "Analyze 4 traces" in sent  # the root task counts the window's traces
     assert "Analyze 13 traces" not in sent
+
+
+async def test_sql_over_a_window_sees_only_its_traces(tmp_path, capsys):
+    path = staggered(tmp_path)
+    query = "SELECT COUNT(*) AS traces FROM traces"
+    async with Client(create_server_for_tests()) as client:
+        result = await client.call_tool(
+            "query_sql", {"trace_paths": [str(path)], "sql": query, "since": SINCE}
+        )
+        assert not result.is_error, result.content[0].text
+        assert result.structured_content["rows"] == [[4]]
+    assert main(["sql", str(path), query, "--until", SINCE, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == [[9]]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from halo_mcp.cli.window import add_window_options, window_from_args
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -27,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="Print the result as JSON.")
     p.add_argument("--cache-dir", help="Where the index lives (default: $HALO_CACHE_DIR).")
+    add_window_options(p)
     p.add_argument("-v", "--verbose", action="store_true", help="Log details to stderr.")
     p.set_defaults(handler=run_sql_command)
 
@@ -52,7 +55,12 @@ def run_sql_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     *paths, sql = args.items
     try:
-        with open_store(paths, cache_dir=args.cache_dir, notify=notice) as store:
+        window = window_from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        with open_store(paths, cache_dir=args.cache_dir, notify=notice, window=window) as store:
             result = store.query_sql(sql, limit=args.limit, time_limit_s=args.timeout)
     except SqlError as exc:
         print(f"error: {exc}", file=sys.stderr)
