@@ -61,7 +61,7 @@ def run_phoenix(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from halo_mcp.cli.serve import first_error
-    from halo_mcp.importers.phoenix import ImportError_, PhoenixImport, import_phoenix
+    from halo_mcp.importers.phoenix import PhoenixImportError, PhoenixImport, import_phoenix
     from halo_mcp.store.timewindow import time_window
 
     try:
@@ -80,7 +80,7 @@ def run_phoenix(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         result = import_phoenix(job, lambda line: print(line, file=sys.stderr, flush=True))
-    except ImportError_ as exc:
+    except PhoenixImportError as exc:
         print(f"halo-mcp import phoenix: {exc}", file=sys.stderr)
         return EXIT_FAILED
     more = "" if result.finished else " (stopped at --max-pages: run again to continue)"

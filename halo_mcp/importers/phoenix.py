@@ -32,7 +32,7 @@ STATE_SUFFIX = ".phoenix-state"
 _STATUS = {"OK": 1, "ERROR": 2}
 
 
-class ImportError_(RuntimeError):
+class PhoenixImportError(RuntimeError):
     """The import cannot go on; the message says what to do."""
 
 
@@ -126,7 +126,7 @@ def _load_state(job: PhoenixImport) -> ImportState:
     )
     if not path.exists():
         if job.output.exists() and job.output.stat().st_size:
-            raise ImportError_(
+            raise PhoenixImportError(
                 f"{job.output} exists but has no {STATE_SUFFIX} file: it was not written by "
                 "this import. Pass another -o FILE, or delete it to import again."
             )
@@ -134,11 +134,11 @@ def _load_state(job: PhoenixImport) -> ImportState:
     try:
         state = ImportState.model_validate_json(path.read_bytes())
     except ValueError as exc:
-        raise ImportError_(
+        raise PhoenixImportError(
             f"cannot read {path} ({exc}); delete it and {job.output} to import again"
         ) from None
     if (state.url, state.project) != (fresh.url, fresh.project):
-        raise ImportError_(
+        raise PhoenixImportError(
             f"{job.output} holds an import of project {state.project!r} from {state.url}; "
             "pass another -o FILE for this one"
         )
@@ -177,22 +177,22 @@ def _fetch(job: PhoenixImport, state: ImportState) -> dict[str, Any]:
     except urllib.error.HTTPError as exc:
         detail = exc.read()[:300].decode(errors="replace")
         if exc.code == 404:
-            raise ImportError_(
+            raise PhoenixImportError(
                 f"Phoenix at {state.url} has no project {job.project!r} ({detail}); list the "
                 f"projects at {state.url}/v1/projects and pass --project NAME"
             ) from None
         if exc.code in (401, 403):
-            raise ImportError_(
+            raise PhoenixImportError(
                 f"Phoenix at {state.url} refused the request ({exc.code}); set PHOENIX_API_KEY "
                 "(or --api-key-env NAME) to a key of that server"
             ) from None
-        raise ImportError_(
+        raise PhoenixImportError(
             f"Phoenix at {state.url} answered {exc.code} ({detail}); the import can be "
             "re-run: it continues where it stopped"
         ) from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise ImportError_(
+        raise PhoenixImportError(
             f"cannot read spans from {state.url} ({reason}); check --url and that Phoenix "
             "is running. Re-running continues where it stopped"
         ) from None
