@@ -61,7 +61,7 @@ def run_phoenix(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from halo_mcp.cli.serve import first_error
-    from halo_mcp.importers.phoenix import PhoenixImportError, PhoenixImport, import_phoenix
+    from halo_mcp.importers.phoenix import PhoenixImport, PhoenixImportError, import_phoenix
     from halo_mcp.store.timewindow import time_window
 
     try:
