@@ -49,7 +49,9 @@ Workflow:
    Pass repo_path (the harness's repository) so findings cite code lines and commits.
 2. When finished, read findings (most severe first) with get_finding(finding_id): root cause,
    suggested harness change, how to validate it, evidence, code_refs (path:lines verified
-   at HEAD), suspect_commits, first_seen/last_seen.
+   at HEAD), suspect_commits, first_seen/last_seen. Act on `status: verified` ones;
+   check `partial`/`unverified` ones (status_reasons say what failed). A run whose
+   `outcome` is not "findings" carries a `warning`: read it before trusting the result.
 3. See concrete cases with query_spans(trace_paths, filter=<finding.matcher>) and get_trace
    (deterministic, no LLM, fast; trace_overview lists names and error signatures to filter
    on; query_sql answers rates and joins in SQL), then edit the harness.

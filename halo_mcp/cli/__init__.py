@@ -19,6 +19,8 @@ from halo_mcp import __version__
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: The run finished but its result needs a second look (see RunRecord.outcome/warning).
+EXIT_WARNING = 3
 EXIT_INTERRUPTED = 130
 
 _COMMAND_MODULES = (

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from halo_mcp.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from halo_mcp.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_WARNING
 from halo_mcp.cli.window import add_window_options, window_from_args
 
 _NOISY_LOGGERS = ("asyncio", "httpcore", "httpcore2", "httpx", "httpx2", "openai")
@@ -32,7 +32,8 @@ results:
 
 exit codes:
   0 finished, 1 failed, 2 bad usage or input (missing file, file without spans,
-  bad header, no API key),
+  bad header, no API key), 3 finished with a warning (the model refused every turn,
+  produced no structured finding or only unverified ones, or --max-run-tokens ended it),
   130 interrupted (Ctrl-C cancels the run and records it as cancelled)
 
 environment:
@@ -143,6 +144,25 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
     engine.add_argument("--max-turns", type=int, metavar="N", help="Turns per agent (default: 20).")
     engine.add_argument(
         "--max-parallel", type=int, metavar="N", help="Sub-agents running at once (default: 10)."
+    )
+    engine.add_argument(
+        "--sub-max-turns",
+        type=int,
+        metavar="N",
+        help="Turns per sub-agent (default: half of --max-turns; never more).",
+    )
+    engine.add_argument(
+        "--max-run-tokens",
+        type=int,
+        metavar="N",
+        help="Token budget of the whole run; when reached the run ends, keeping its findings.",
+    )
+    engine.add_argument(
+        "--cache-control",
+        action="store_true",
+        default=None,
+        help="Add explicit prompt-cache breakpoints (for Anthropic models behind "
+        "OpenAI-compatible gateways).",
     )
     engine.add_argument(
         "--telemetry",
@@ -342,6 +362,9 @@ def run_command(args: argparse.Namespace) -> int:
             max_depth=args.max_depth,
             max_turns=args.max_turns,
             max_parallel=args.max_parallel,
+            sub_max_turns=args.sub_max_turns,
+            max_run_tokens=args.max_run_tokens,
+            cache_control=args.cache_control,
             telemetry=args.telemetry,
             data_dir=args.data_dir,
             window=window_from_args(args),
@@ -531,7 +554,12 @@ def _finish(args: argparse.Namespace, settings: Any, outcome: _Outcome, redact: 
             _err(f"read a finding: halo-mcp show {run.findings[0].id}")
     if bad_input:
         return EXIT_USAGE
-    return EXIT_FAILED if failed else EXIT_OK
+    if failed:
+        return EXIT_FAILED
+    if run.warning:
+        _err(f"halo-mcp run: warning ({run.outcome}): {run.warning}")
+        return EXIT_WARNING
+    return EXIT_OK
 
 
 def _telemetry_output(run_id: str) -> str:

@@ -51,6 +51,8 @@ def render_report(run: RunRecord) -> str:
     ]
     if run.error:
         lines.append(f"- Error: {run.error}")
+    if run.warning:
+        lines.append(f"- Warning: {run.warning}")
     lines += ["", f"## Findings ({len(run.findings)})", ""]
     if not run.findings:
         lines.append("No findings were recorded.")
@@ -60,7 +62,7 @@ def render_report(run: RunRecord) -> str:
             "",
             f"- Id: `{finding.id}` (details: `halo-mcp show {finding.id}`)",
             f"- Severity: {finding.severity.value}; category: {finding.category}",
-            f"- Prevalence: {prevalence_text(finding)}",
+            f"- Prevalence: {prevalence_text(finding)}; status: {finding.status.value}",
             f"- Root cause: {finding.root_cause}",
             f"- Suggested change: {finding.suggested_change}",
             "",
@@ -76,7 +78,8 @@ def render_finding(finding: Finding) -> str:
         f"- Id: `{finding.id}` (run `{finding.run_id}`, source: {finding.source})",
         f"- Severity: {finding.severity.value}; category: {finding.category}",
         f"- Prevalence: {prevalence_text(finding)}",
-        f"- Verified: {'yes' if finding.verified else 'no'}",
+        f"- Status: {finding.status.value}",
+        *[f"  - `{r.code}`: {r.detail}" for r in finding.status_reasons],
         "",
         "## Description",
         "",
@@ -114,9 +117,11 @@ def render_finding(finding: Finding) -> str:
         lines += ["", f"## Code ({len(finding.code_refs)})", "", *code_ref_bullets(finding)]
     if finding.suspect_commits:
         lines += ["", "## Suspect commits", "", *commit_bullets(finding)]
-    if finding.verification_notes:
+    reasons = {r.detail for r in finding.status_reasons}
+    notes = [note for note in finding.verification_notes if note not in reasons]
+    if notes:
         lines += ["", "## Verification notes", ""]
-        lines += [f"- {note}" for note in finding.verification_notes]
+        lines += [f"- {note}" for note in notes]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

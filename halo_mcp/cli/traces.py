@@ -64,6 +64,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     query.add_argument("--text", metavar="REGEX", help="Regex over span content (any case).")
     query.add_argument(
+        "--trace-rule",
+        metavar="JSON",
+        help='Only spans of traces satisfying a trace rule, e.g. \'{"kind": "repeated_call", '
+        '"tool_name": "http_get", "min_count": 3}\' (kinds: repeated_call, step_limit, '
+        "no_final_answer, ends_after_tool_error, followed_by, trace_duration, trace_tokens).",
+    )
+    query.add_argument(
         "--sort",
         default="start_time",
         help="Order: start_time, -start_time, duration, -duration, tokens, -tokens ('-' for "
@@ -128,6 +135,17 @@ def _attr_value(text: str) -> Any:
     return text
 
 
+def _trace_rule(text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValueError(
+            f'--trace-rule is not JSON ({exc}); e.g. \'{{"kind": "no_final_answer"}}\''
+        ) from None
+
+
 def build_filter(args: argparse.Namespace) -> Any:
     """The SpanFilter the flags describe; ValueError (with a readable message) if invalid."""
     from pydantic import ValidationError
@@ -156,6 +174,7 @@ def build_filter(args: argparse.Namespace) -> Any:
         "start_before": _time(args.start_before, "--start-before") if args.start_before else None,
         "attributes": attributes or None,
         "text": args.text,
+        "trace_rule": _trace_rule(args.trace_rule) if args.trace_rule else None,
     }
     try:
         return SpanFilter(**{k: v for k, v in values.items() if v not in (None, False)})
@@ -163,7 +182,9 @@ def build_filter(args: argparse.Namespace) -> Any:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
         )
-        raise ValueError(f"invalid filter: {problems}") from None
+        from halo_mcp.store.models import filter_help
+
+        raise ValueError(f"invalid filter: {problems}. {filter_help()}") from None
 
 
 def run_overview(args: argparse.Namespace) -> int:

@@ -228,14 +228,14 @@ def render_check(report: Any, what: str) -> str:
         return f"{prev.traces_matched}/{prev.traces_in_scope} ({prev.rate:.1%})" if prev else "?"
 
     rows = [
-        (r.verdict.upper(), figure(r.before), figure(r.after), r.title, r.finding_id)
+        (r.verdict.upper(), figure(r.before), figure(r.after), str(r.status), r.title, r.finding_id)
         for r in report.results
     ]
     lines = [
         f"Check of {len(report.results)} findings ({what}) on {', '.join(report.new_paths)} "
         f"({report.traces_in_scope} traces). Before: {report.baseline}.",
         "",
-        table(("verdict", "before", "after", "finding", "id"), rows, 70),
+        table(("verdict", "before", "after", "status", "finding", "id"), rows, 70),
         "",
     ]
     for r in report.results:

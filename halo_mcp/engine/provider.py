@@ -107,6 +107,27 @@ class Completion:
         return message
 
 
+#: The explicit prompt-cache marker of Anthropic models (also taken by gateways that put
+#: them behind the Chat Completions API).
+CACHE_CONTROL = {"type": "ephemeral"}
+
+
+def with_cache_breakpoints(messages: list[dict]) -> list[dict]:
+    """The messages with explicit cache breakpoints: on the system prompt (stable for the
+    whole run) and on the last message (so the next turn reads everything before it from
+    the cache). Content becomes a list of text parts there; the rest is unchanged."""
+    out = list(messages)
+    marks = {0, len(out) - 1} if out else set()
+    for i in sorted(marks):
+        message = out[i]
+        content = message.get("content")
+        if message.get("role") == "assistant" or not isinstance(content, str) or not content:
+            continue
+        part = {"type": "text", "text": content, "cache_control": dict(CACHE_CONTROL)}
+        out[i] = {**message, "content": [part]}
+    return out
+
+
 class _Retryable(Exception):
     """A failed attempt worth retrying; `delay_s` is the server's Retry-After, if any."""
 
@@ -250,6 +271,8 @@ class ChatProvider:
         max_output_tokens: int | None,
     ) -> dict[str, Any]:
         s = self.settings
+        if s.cache_control:
+            messages = with_cache_breakpoints(messages)
         request: dict[str, Any] = {
             "model": model or s.model,
             "messages": messages,

@@ -32,6 +32,7 @@ from halo_mcp.engine.events import (
 from halo_mcp.engine.excgroups import first_error
 from halo_mcp.engine.findings import sort_findings
 from halo_mcp.engine.models import RunRecord, RunStatus
+from halo_mcp.engine.outcome import judge_outcome
 from halo_mcp.engine.report import render_report
 from halo_mcp.engine.runstore import RunStore, open_run_store
 from halo_mcp.engine.settings import EngineSettings
@@ -105,7 +106,7 @@ def _compact_event(event: EngineEvent) -> dict[str, Any]:
     data = event.model_dump(mode="json")
     if "finding" in data:
         f = data.pop("finding")
-        data["finding"] = {k: f.get(k) for k in ("id", "title", "severity", "verified")}
+        data["finding"] = {k: f.get(k) for k in ("id", "title", "severity", "verified", "status")}
     for key in ("arguments", "summary", "task"):
         if isinstance(data.get(key), str):
             data[key] = clip(data[key], EVENT_TEXT_CHARS)[0]
@@ -214,7 +215,7 @@ async def _drive(
                 state.tools = ToolContext(store=store, budgets=budgets or ToolBudgets(), repo=repo)
                 traces_in_scope = (await anyio.to_thread.run_sync(store.count)).traces_in_scope
                 state.set_phase("triage")
-                triage = await _triage_context(store, run.id)
+                triage = await _triage_context(store, run.id, state)
                 state.set_phase("exploring")
                 task = _root_task(run.prompt, run.trace_paths, traces_in_scope)
                 root = Agent(state, task, context=triage)
@@ -254,7 +255,11 @@ async def _finish(
     """Write the end state: findings kept whatever happened, report, final events."""
     run.finished_at = _now()
     run.usage = state.usage.model_copy()
+    state.merge_drafts()  # what sub-agents confirmed is kept, whatever the root did
     run.findings = sort_findings(state.findings.values())
+    run.usage_by_agent = {k: v.model_copy() for k, v in state.agent_usage.items()}
+    if run.status == RunStatus.finished:
+        run.outcome, run.warning = judge_outcome(state, run.findings)
     notes: list[tuple[str, str]] = []
     if state.unstructured_final:
         notes.append(("Final answer (not structured)", state.unstructured_final))
@@ -313,11 +318,13 @@ def _open_repo(settings: EngineSettings) -> Repository | None:
         raise EngineError(str(exc)) from None
 
 
-async def _triage_context(store: TraceStore, run_id: str) -> str | None:
+async def _triage_context(store: TraceStore, run_id: str, state: RunState) -> str | None:
     """The triage summary for the root's first message, or None if triage failed: the
-    root then starts from the overview alone (a run never fails because of triage)."""
+    root then starts from the overview alone (a run never fails because of triage). Its
+    items become adoptable by id."""
     try:
         report = await anyio.to_thread.run_sync(run_triage, store, abandon_on_cancel=True)
+        state.adoptable.update({item.id: item for item in report.items})
         return prompts.triage_context(triage_summary(report))
     except Exception:
         log.warning("run %s: triage failed; the root starts without it", run_id, exc_info=True)

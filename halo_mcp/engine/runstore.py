@@ -8,6 +8,7 @@ config saved is ``EngineSettings.public_dict()``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 DB_NAME = "runs.sqlite3"
 #: Events kept per run; older ones are dropped (the log is for following a run, not audit).
 MAX_EVENTS_PER_RUN = 2000
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -49,7 +50,8 @@ CREATE TABLE IF NOT EXISTS runs (
     owner TEXT,
     pid INTEGER,
     proc_marker TEXT,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    ending TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
 CREATE TABLE IF NOT EXISTS findings (
@@ -122,6 +124,7 @@ class RunStore:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version < _SCHEMA_VERSION:
                 db.executescript(_SCHEMA)
+                _add_column(db, "runs", "ending", "TEXT")  # version 2: outcome, warning
                 db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
 
     @contextmanager
@@ -219,7 +222,7 @@ class RunStore:
             self._require(db, run.id)
             db.execute(
                 "UPDATE runs SET status=?, started_at=?, finished_at=?, usage=?, progress=?,"
-                " error=?, report=?, updated_at=? WHERE id=?",
+                " error=?, report=?, updated_at=?, ending=? WHERE id=?",
                 (
                     run.status.value,
                     run.started_at.isoformat() if run.started_at else None,
@@ -229,6 +232,7 @@ class RunStore:
                     run.error,
                     run.report_markdown,
                     _now().isoformat(),
+                    _ending_json(run),
                     run.id,
                 ),
             )
@@ -365,6 +369,7 @@ class RunStore:
             owner,
             pid,
             marker,
+            ending,
         ) = row
         findings = [
             Finding.model_validate_json(d)
@@ -395,13 +400,30 @@ class RunStore:
             report_markdown=report,
             error=error,
             owner=owner,
+            **(orjson.loads(ending) if ending else {}),
         )
 
 
 _SELECT_RUN = (
     "SELECT id, status, prompt, trace_paths, config, created_at, started_at, finished_at,"
-    " usage, progress, error, report, owner, pid, proc_marker FROM runs"
+    " usage, progress, error, report, owner, pid, proc_marker, ending FROM runs"
 )
+
+
+#: The RunRecord fields kept in the `ending` column (set when a run ends).
+_ENDING_FIELDS = ("outcome", "warning", "usage_by_agent")
+
+
+def _ending_json(run: RunRecord) -> str:
+    return run.model_dump_json(include=set(_ENDING_FIELDS))
+
+
+def _add_column(db: sqlite3.Connection, table: str, column: str, kind: str) -> None:
+    """Add a column to a table made by an older version (another process may race us)."""
+    columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    if column not in columns:
+        with contextlib.suppress(sqlite3.OperationalError):  # added meanwhile
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 def _dumps(value: Any) -> str:

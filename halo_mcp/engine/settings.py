@@ -28,6 +28,29 @@ class EngineSettings(BaseModel):
     refusal_retries: int = 1
     max_depth: int = Field(2, ge=0, le=5)
     max_turns: int = Field(20, ge=1, le=500)
+    sub_max_turns: int | None = Field(
+        None,
+        ge=1,
+        le=500,
+        description="Turns per sub-agent; default half of max_turns (at least 1), never more.",
+    )
+    max_run_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Token budget of the whole run (input + output, all agents); when "
+        "reached the run ends gracefully, keeping its findings.",
+    )
+    fold_reads_after_turns: int | None = Field(
+        4,
+        ge=1,
+        description="Large store-read results (trace views, span pages) older than this "
+        "many turns keep only their head in an agent's context; None keeps them whole.",
+    )
+    cache_control: bool = Field(
+        False,
+        description="Add explicit prompt-cache breakpoints (cache_control) to requests, for "
+        "providers that take them (Anthropic models behind OpenAI-compatible gateways).",
+    )
     max_parallel: int = Field(10, ge=1, le=64)
     max_retries: int = Field(5, ge=0, le=20)
     request_timeout_s: float = 120.0
@@ -60,6 +83,13 @@ class EngineSettings(BaseModel):
             values["model"] = model
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)
+
+    @property
+    def sub_turns(self) -> int:
+        """The turn budget of a sub-agent: smaller than the root's unless configured."""
+        if self.sub_max_turns is not None:
+            return min(self.sub_max_turns, self.max_turns)
+        return max(1, self.max_turns // 2)
 
     def public_dict(self) -> dict:
         """The settings safe to persist and show: no key, header values masked."""

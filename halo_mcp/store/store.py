@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 from halo_mcp.settings import cache_dir as default_cache_dir
-from halo_mcp.store import overview, span_queries, trace_queries
+from halo_mcp.store import filters, overview, span_queries, trace_queries
 from halo_mcp.store import sql as sql_views
 from halo_mcp.store.aggregates import Aggregates
 from halo_mcp.store.connections import ThreadConnections, open_reader
@@ -111,6 +111,7 @@ class TraceStore:
     search = _request(span_queries.search)
     raw_span = _request(span_queries.raw_span)
     known_ids = _request(span_queries.known_ids)
+    rule_trace_count = _request(filters.count_rule_traces)
     query_traces = _request(trace_queries.query_traces)
     trace_summary = _request(trace_queries.trace_summary)
     trace_tree = _request(trace_queries.trace_tree)

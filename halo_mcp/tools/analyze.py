@@ -93,7 +93,15 @@ def register(server: MCPServer) -> None:
             int | None, Field(ge=0, le=5, description="Sub-agent nesting depth (default 2).")
         ] = None,
         max_turns: Annotated[
-            int | None, Field(ge=1, le=500, description="Turns per agent (default 20).")
+            int | None, Field(ge=1, le=500, description="Turns of the root agent (default 20).")
+        ] = None,
+        max_run_tokens: Annotated[
+            int | None,
+            Field(
+                ge=1,
+                description="Token budget of the whole run (all agents, input + output); "
+                "when reached the run ends early, keeping its findings.",
+            ),
         ] = None,
         since: Since = None,
         until: Until = None,
@@ -139,6 +147,7 @@ def register(server: MCPServer) -> None:
                 ("model", model),
                 ("max_depth", max_depth),
                 ("max_turns", max_turns),
+                ("max_run_tokens", max_run_tokens),
                 ("window", window),
                 ("repo_path", repo),
                 ("context", context.strip() if context and context.strip() else None),

@@ -62,6 +62,7 @@ def summarize(finding: Any) -> FindingSummary:
         category=clip(finding.category, 100)[0],
         prevalence=prevalence_text(finding),
         verified=finding.verified,
+        status=_value(finding.status),
         uri=finding_uri(finding.id),
     )
 
@@ -113,6 +114,11 @@ def full_finding(finding: Any) -> FindingOut:
         matcher=finding.matcher,
         prevalence=prevalence,
         verified=finding.verified,
+        status=_value(finding.status),
+        status_reasons=[
+            r.model_copy(update={"detail": clip(r.detail, NOTE_CHARS)[0], "ids": r.ids[:20]})
+            for r in finding.status_reasons[:MAX_NOTES]
+        ],
         verification_notes=[clip(n, NOTE_CHARS)[0] for n in finding.verification_notes][:MAX_NOTES],
         code_refs=list(getattr(finding, "code_refs", []))[:MAX_CODE_REFS],
         suspect_commits=list(getattr(finding, "suspect_commits", []))[:MAX_CODE_REFS],

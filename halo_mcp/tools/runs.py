@@ -37,8 +37,17 @@ PROMPT_CHARS = 300
 # ----------------------------------------------------------------------------- status
 
 
+def _value(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
 def _next_step(
-    run_id: str, status: str, position: int | None, findings: int, error: str | None
+    run_id: str,
+    status: str,
+    position: int | None,
+    findings: int,
+    error: str | None,
+    warning: str | None = None,
 ) -> str:
     wait = f"call get_run(run_id='{run_id}', wait_seconds=50)"
     if status == "queued":
@@ -46,6 +55,11 @@ def _next_step(
         return f"Queued ({ahead}). To wait, {wait}; to give up, call cancel_run."
     if status == "running":
         return f"Still running. To keep waiting, {wait} (repeat until done is true)."
+    if status == "finished" and warning:
+        return (
+            f"Done, with a warning: {clip(warning, 300)[0]} Read the report_uri resource; "
+            "read each finding with get_finding and check its status before acting on it."
+        )
     if status == "finished" and findings:
         return (
             "Done. Read each finding with get_finding(finding_id); pass its matcher as "
@@ -79,6 +93,8 @@ def status_result(
     error: str | None,
     position: int | None = None,
     deduplicated: bool = False,
+    outcome: str | None = None,
+    warning: str | None = None,
 ) -> RunStatusResult:
     done = status not in ("queued", "running")
     end = finished_at if (done and finished_at) else datetime.now(timezone.utc)
@@ -103,7 +119,9 @@ def status_result(
         findings_omitted=max(0, len(listed) - MAX_FINDINGS_LISTED),
         report_uri=report_uri(run_id) if done else None,
         error=clip(error, 1000)[0] if error else None,
-        next_step=_next_step(run_id, status, position, len(listed), error),
+        outcome=outcome if done else None,
+        warning=clip(warning, 1000)[0] if warning and done else None,
+        next_step=_next_step(run_id, status, position, len(listed), error, warning),
     )
 
 
@@ -125,6 +143,8 @@ def live_status(state: ServerState, run: LiveRun, deduplicated: bool = False) ->
         error=run.error,
         position=state.manager.queue_position(run.run_id),
         deduplicated=deduplicated,
+        outcome=_value(record.outcome) if record is not None else None,
+        warning=record.warning if record is not None else None,
     )
 
 
@@ -143,6 +163,8 @@ def record_status(record: Any) -> RunStatusResult:
         prompt=record.prompt,
         findings=record.findings,
         error=record.error,
+        outcome=_value(record.outcome),
+        warning=record.warning,
     )
 
 
@@ -329,6 +351,7 @@ def register(server: MCPServer) -> None:
                     prompt=clip(record.prompt, 120)[0],
                     trace_paths=[clip(path, 300)[0] for path in record.trace_paths[:5]],
                     findings=len(live.findings if live else record.findings),
+                    outcome=_value(record.outcome),
                 )
             )
         return tool_result(RunList(runs=items, more=len(records) > limit))

@@ -16,7 +16,13 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field, ValidationError
 
-from halo_mcp.store.models import DEFAULT_SPAN_FIELDS, SPAN_FIELDS, SPAN_SORTS, SpanFilter
+from halo_mcp.store.models import (
+    DEFAULT_SPAN_FIELDS,
+    SPAN_FIELDS,
+    SPAN_SORTS,
+    SpanFilter,
+    filter_help,
+)
 from halo_mcp.text import clip
 from halo_mcp.tools.models import (
     READ_ONLY,
@@ -50,10 +56,7 @@ def parse_filter(raw: dict[str, Any] | None) -> SpanFilter | None:
             f"{'.'.join(str(p) for p in err['loc']) or 'filter'}: {err['msg']}"
             for err in exc.errors()[:5]
         )
-        raise ToolError(
-            f"Invalid filter ({problems}). Valid filter fields: {_FILTER_FIELDS}. "
-            'Example: {"errors_only": true, "kind": ["tool"], "min_duration_ms": 1000}.'
-        ) from None
+        raise ToolError(f"Invalid filter ({problems}). {filter_help()}") from None
 
 
 def _invalid_query(exc: Exception) -> ToolError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from halo_mcp.findings.models import Finding, Severity
+from halo_mcp.findings.models import Finding, FindingStatus, Severity
 from halo_mcp.triage.describe import describe_rule, describe_scope
 from halo_mcp.triage.models import EXAMPLES, RULE_TAG, TRIAGE_RUN_ID, Candidate, TriageRule
 
@@ -161,4 +161,5 @@ def to_finding(cand: Candidate) -> Finding:
         prevalence=cand.measure.prevalence(),
         verified=bool(cand.measure.examples),
         verification_notes=notes,
+        status=FindingStatus.verified if cand.measure.examples else FindingStatus.unverified,
     )

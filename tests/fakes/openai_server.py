@@ -278,6 +278,19 @@ def last_message(request: dict | RecordedRequest) -> dict:
     return messages[-1] if messages else {}
 
 
+def cache_breakpoints(request: dict | RecordedRequest) -> list[tuple[int, str]]:
+    """(message index, role) of every content part carrying an explicit `cache_control`
+    breakpoint (Anthropic-style prompt caching through a compatible gateway)."""
+    marks = []
+    for i, message in enumerate(_messages(request)):
+        content = message.get("content")
+        if isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and part.get("cache_control"):
+                    marks.append((i, message.get("role", "")))
+    return marks
+
+
 def tool_names(request: dict | RecordedRequest) -> list[str]:
     """Names of the tools offered in a chat request."""
     body = request.json if isinstance(request, RecordedRequest) else request
