@@ -184,3 +184,31 @@ async def test_sql_over_a_window_sees_only_its_traces(tmp_path, capsys):
         assert result.structured_content["rows"] == [[4]]
     assert main(["sql", str(path), query, "--until", SINCE, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["rows"] == [[9]]
+
+
+async def test_the_server_keeps_a_window_store_until_the_files_change(tmp_path):
+    """Paging through one window reuses its store; an append makes the next call rebuild
+    it; stores of windows no longer used are closed and their index files deleted."""
+    path = staggered(tmp_path)
+    windows = lambda: sorted((tmp_path / "cache").rglob("*.window-*.sqlite"))  # noqa: E731
+    async with Client(create_server_for_tests()) as client:
+        args = {"trace_paths": [str(path)], "since": SINCE, "limit": 3, "fields": ["span_id"]}
+        first = await client.call_tool("query_spans", args)
+        cursor = first.structured_content["next_cursor"]
+        second = await client.call_tool("query_spans", {**args, "cursor": cursor})
+        assert first.structured_content["total"] == second.structured_content["total"] == 8
+        seen = [s["span_id"] for r in (first, second) for s in r.structured_content["spans"]]
+        assert len(set(seen)) == 6
+        [kept] = windows()
+        with open(path, "a") as handle:
+            handle.write(json.dumps(agent("w12", "w12-a", "planner", 50, 52)) + "\n")
+        grown = await client.call_tool("query_spans", args)
+        assert grown.structured_content["total"] == 9
+        assert windows() and kept not in windows()
+        for since in ("2025-03-01T10:00:10Z", "2025-03-01T10:00:20Z", "2025-03-01T10:00:40Z"):
+            result = await client.call_tool(
+                "trace_overview", {"trace_paths": [str(path)], "since": since}
+            )
+            assert not result.is_error, result.content[0].text
+        assert len(windows()) == 2
+    assert windows() == []

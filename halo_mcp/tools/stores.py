@@ -27,6 +27,9 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _Key = tuple[str, ...]
+#: Window stores kept per set of paths (the latest used): a client paging through one
+#: window reuses its store instead of building it again for every page.
+WINDOWS_PER_STORE = 2
 
 
 class StoreCache:
@@ -37,13 +40,14 @@ class StoreCache:
         self.cache_dir = cache_dir
         self._stores: OrderedDict[_Key, Any] = OrderedDict()
         self._locks: dict[_Key, threading.Lock] = {}
+        self._windows: dict[_Key, OrderedDict[tuple[int, int], Any]] = {}
         self._guard = threading.Lock()
 
     async def call(
         self, paths: Sequence[Path], fn: Callable[[Any], T], window: TimeWindow | None = None
     ) -> T:
         """Run `fn(store)` in a worker thread; store errors become ToolErrors. With a
-        `window`, `fn` gets a store of the window's traces, built for this call."""
+        `window`, `fn` gets a store of the window's traces (kept for the same bounds)."""
         key = tuple(str(p) for p in paths)
         return await anyio.to_thread.run_sync(self._call_sync, key, fn, window)
 
@@ -55,12 +59,30 @@ class StoreCache:
                 store = self._open(key)
                 if window is None or window.is_open:
                     return fn(store)
-                from halo_mcp.store.window import scope_to_window
-
-                with scope_to_window(store, window) as scoped:
-                    return fn(scoped)
+                return fn(self._window(key, store, window))
             except StoreError as exc:
                 raise ToolError(str(exc)) from None
+
+    def _window(self, key: _Key, store: Any, window: TimeWindow) -> Any:
+        """The store of `window` over `store` (the caller holds the key's lock): reused for
+        the same bounds while the files are unchanged, else built from `store`."""
+        from halo_mcp.store.window import scope_to_window
+
+        bounds = window.bounds_ns()
+        with self._guard:
+            kept = self._windows.setdefault(key, OrderedDict())
+            scoped = kept.pop(bounds, None)
+        if scoped is not None and scoped.inputs_changed():
+            _close_quietly(scoped)
+            scoped = None
+        if scoped is None:
+            scoped = scope_to_window(store, window)
+        with self._guard:
+            kept[bounds] = scoped
+            old = [kept.popitem(last=False)[1] for _ in range(len(kept) - WINDOWS_PER_STORE)]
+        for stale in old:
+            _close_quietly(stale)
+        return scoped
 
     def _open(self, key: _Key) -> Any:
         """The open store for `key` (the caller holds the key's lock, so no other call is
@@ -84,15 +106,20 @@ class StoreCache:
             while len(self._stores) > self.size:
                 old_key, old = self._stores.popitem(last=False)
                 old_lock = self._locks.pop(old_key, None)
+                windows = list(self._windows.pop(old_key, {}).values())
                 # Close now unless a call is using it; then garbage collection closes it.
                 if old_lock is not None and old_lock.acquire(blocking=False):
-                    _close_quietly(old)
+                    for item in [old, *windows]:
+                        _close_quietly(item)
                     old_lock.release()
         return store
 
     def close(self) -> None:
         with self._guard:
             stores, self._stores = list(self._stores.values()), OrderedDict()
+            for kept in self._windows.values():
+                stores.extend(kept.values())
+            self._windows = {}
         for store in stores:
             _close_quietly(store)
 
