@@ -10,9 +10,11 @@ Exit codes: 0 done, 1 failed, 2 bad usage or bad input, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 from halo_mcp import __version__
 
@@ -36,9 +38,20 @@ _COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    import importlib
+class Subcommands(Protocol):
+    """What a command module's `register` gets: `ArgumentParser.add_subparsers()`'s result,
+    which argparse only names privately (`argparse._SubParsersAction`)."""
 
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
+class AddsArguments(Protocol):
+    """A parser or an argument group (argparse names their common base only privately)."""
+
+    def add_argument(self, *name_or_flags: str, **kwargs: Any) -> argparse.Action: ...
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="halo-mcp",
         description=(

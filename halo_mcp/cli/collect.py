@@ -11,12 +11,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from halo_mcp.cli import EXIT_OK, EXIT_USAGE
+from pydantic import SecretStr
+
+from halo_mcp.cli import EXIT_OK, EXIT_USAGE, Subcommands
+from halo_mcp.cli.output import first_error_message
+
+if TYPE_CHECKING:
+    from halo_mcp.collect.settings import CollectSettings
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser(
         "collect",
         help="Receive OTLP/HTTP traces at /v1/traces into a directory halo-mcp reads.",
@@ -87,10 +93,8 @@ def add_limit_options(parser: argparse.ArgumentParser, prefix: str = "") -> None
     )
 
 
-def bearer_tokens(args: argparse.Namespace) -> list[Any]:
-    """The tokens from --token or the --token-env variable."""
-    from pydantic import SecretStr
-
+def bearer_tokens(args: argparse.Namespace) -> list[SecretStr]:
+    """The tokens from --token or the --token-env variable (as `serve` reads them)."""
     from halo_mcp.server import tokens_from_env
 
     if args.token:
@@ -98,7 +102,14 @@ def bearer_tokens(args: argparse.Namespace) -> list[Any]:
     return tokens_from_env(args.token_env)
 
 
-def collect_settings(args: argparse.Namespace, directory: Path, port: int, prefix: str = "") -> Any:
+def collect_settings(
+    args: argparse.Namespace,
+    directory: Path,
+    port: int,
+    tokens: list[SecretStr],
+    prefix: str = "",
+) -> CollectSettings:
+    """The receiver's settings from the flags (`prefix` 'collect-' under `serve`)."""
     from halo_mcp.collect.settings import CollectSettings
 
     option = prefix.replace("-", "_")
@@ -106,7 +117,7 @@ def collect_settings(args: argparse.Namespace, directory: Path, port: int, prefi
         host=args.host,
         port=port,
         directory=directory.expanduser().absolute(),
-        tokens=bearer_tokens(args),
+        tokens=tokens,
         allowed_hosts=args.allowed_host,
         allowed_origins=args.allowed_origin,
         max_request_bytes=int(getattr(args, f"{option}max_request_mb") * (1 << 20)),
@@ -119,14 +130,13 @@ def run(args: argparse.Namespace) -> int:
     import anyio
     from pydantic import ValidationError
 
-    from halo_mcp.cli.serve import first_error
     from halo_mcp.collect.app import run_collector
     from halo_mcp.collect.journal import JournalError
 
     try:
-        settings = collect_settings(args, args.dir, args.port)
+        settings = collect_settings(args, args.dir, args.port, bearer_tokens(args))
         anyio.run(run_collector, settings)
-    except (ValidationError, ValueError, JournalError) as exc:
-        print(f"halo-mcp collect: {first_error(exc)}", file=sys.stderr)
+    except (ValidationError, ValueError, JournalError, OSError) as exc:
+        print(f"halo-mcp collect: {first_error_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK

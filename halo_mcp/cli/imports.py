@@ -10,12 +10,11 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
-from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommands
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser(
         "import", help="Pull spans from a tracing backend into a trace file halo-mcp reads."
     )
@@ -60,7 +59,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 def run_phoenix(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from halo_mcp.cli.serve import first_error
+    from halo_mcp.cli.output import first_error_message
     from halo_mcp.importers.phoenix import PhoenixImport, PhoenixImportError, import_phoenix
     from halo_mcp.store.timewindow import time_window
 
@@ -76,7 +75,7 @@ def run_phoenix(args: argparse.Namespace) -> int:
             window=window,
         )
     except (ValidationError, ValueError) as exc:
-        print(f"halo-mcp import phoenix: {first_error(exc)}", file=sys.stderr)
+        print(f"halo-mcp import phoenix: {first_error_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     try:
         result = import_phoenix(job, lambda line: print(line, file=sys.stderr, flush=True))

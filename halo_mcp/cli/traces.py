@@ -6,14 +6,22 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import orjson
+from pydantic import ValidationError
+
+from halo_mcp.cli import EXIT_OK, Subcommands
+from halo_mcp.cli.output import fail, notice, print_json, table
 from halo_mcp.cli.window import add_window_options, window_from_args
 
-EXIT_OK, EXIT_USAGE = 0, 2
+# The store is imported by the handlers when they run, so that `halo-mcp --help` and
+# `halo-mcp serve` do not pay for it at start-up.
+if TYPE_CHECKING:
+    from halo_mcp.store import LoadReport, Overview, SpanFilter, TraceStore
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("paths", nargs="+", metavar="PATH", help="Trace files or directories.")
     common.add_argument("--json", action="store_true", help="Print JSON instead of tables.")
@@ -100,14 +108,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     query.set_defaults(handler=run_query)
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_USAGE
-
-
-def _open(args: argparse.Namespace) -> Any:
+def _open(args: argparse.Namespace) -> TraceStore:
     """The store of the paths, scoped to --since/--until; ValueError for a bad window."""
-    from halo_mcp.cli.output import notice
     from halo_mcp.store import open_store
 
     window = window_from_args(args)
@@ -146,10 +148,8 @@ def _trace_rule(text: str) -> Any:
         ) from None
 
 
-def build_filter(args: argparse.Namespace) -> Any:
+def build_filter(args: argparse.Namespace) -> SpanFilter | None:
     """The SpanFilter the flags describe; ValueError (with a readable message) if invalid."""
-    from pydantic import ValidationError
-
     from halo_mcp.store import SpanFilter
 
     attributes = {}
@@ -188,7 +188,6 @@ def build_filter(args: argparse.Namespace) -> Any:
 
 
 def run_overview(args: argparse.Namespace) -> int:
-    from halo_mcp.cli.output import print_json
     from halo_mcp.store import StoreError
 
     try:
@@ -196,7 +195,7 @@ def run_overview(args: argparse.Namespace) -> int:
             view = store.overview()
             report = store.report
     except (StoreError, ValueError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if args.json:
         print_json(view)
         return EXIT_OK
@@ -208,8 +207,7 @@ def _pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
 
-def render_overview(view: Any, report: Any) -> str:
-    from halo_mcp.cli.output import table
+def render_overview(view: Overview, report: LoadReport) -> str:
 
     out = []
     files = ", ".join(f"{f.path} ({f.format}, {f.spans} spans)" for f in view.files)
@@ -218,7 +216,7 @@ def render_overview(view: Any, report: Any) -> str:
         f"Traces: {view.traces}  Spans: {view.spans}  Error spans: {view.error_spans}  "
         f"Traces with errors: {view.error_traces} ({_pct(view.error_traces, view.traces)})"
     )
-    if view.start_time:
+    if view.start_time and view.end_time:
         out.append(f"Time range: {view.start_time.isoformat()} .. {view.end_time.isoformat()}")
     out.append(f"Tokens: {view.tokens.input} in, {view.tokens.output} out")
     notes = []
@@ -251,11 +249,13 @@ def render_overview(view: Any, report: Any) -> str:
     if view.error_signatures:
         out.append("")
         out.append("Top error signatures")
-        rows = [
+        signature_rows = [
             (s.traces, s.spans, s.span_name, s.message, s.example_trace_ids[0])
             for s in view.error_signatures
         ]
-        out.append(table(["traces", "spans", "span/tool", "message", "example trace"], rows))
+        out.append(
+            table(["traces", "spans", "span/tool", "message", "example trace"], signature_rows)
+        )
     if view.sample_trace_ids:
         out.append("")
         out.append("Sample trace ids: " + ", ".join(view.sample_trace_ids))
@@ -263,13 +263,12 @@ def render_overview(view: Any, report: Any) -> str:
 
 
 def run_query(args: argparse.Namespace) -> int:
-    from halo_mcp.cli.output import print_json, table
     from halo_mcp.store import DEFAULT_SPAN_FIELDS, StoreError
 
     try:
         flt = build_filter(args)
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     fields = (
         [f.strip() for f in args.fields.split(",") if f.strip()]
         if args.fields
@@ -286,7 +285,7 @@ def run_query(args: argparse.Namespace) -> int:
                 max_chars=args.max_chars,
             )
     except (StoreError, ValueError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if args.json:
         print_json(page)
         return EXIT_OK
@@ -309,7 +308,5 @@ def _cell(value: Any) -> Any:
     if isinstance(value, float):
         return f"{value:.1f}"
     if isinstance(value, dict | list):
-        import orjson
-
         return orjson.dumps(value).decode()
     return value

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING
+
+from halo_mcp.cli import AddsArguments
+
+if TYPE_CHECKING:
+    from halo_mcp.store.timewindow import TimeWindow
 
 #: Spelled out (not imported) to keep `--help` fast; same text as store.timewindow.EXAMPLES.
 _FORMS = "relative to now (30m, 24h, 7d) or ISO 8601 (2026-05-01T12:00:00Z)"
 
 
-def add_window_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+def add_window_options(parser: AddsArguments, prefix: str = "") -> None:
     """--since/--until (with `prefix` 'baseline-': the baseline's window)."""
     whose = "baseline traces" if prefix else "traces"
     parser.add_argument(
@@ -22,7 +27,7 @@ def add_window_options(parser: argparse.ArgumentParser, prefix: str = "") -> Non
     )
 
 
-def window_from_args(args: argparse.Namespace, prefix: str = "") -> Any:
+def window_from_args(args: argparse.Namespace, prefix: str = "") -> TimeWindow | None:
     """The TimeWindow of the flags, or None; ValueError naming the flag when invalid."""
     from halo_mcp.store.timewindow import time_window
 

@@ -27,12 +27,12 @@ from halo_mcp.engine import prompts, telemetry
 from halo_mcp.engine.compaction import compact, estimate_tokens
 from halo_mcp.engine.errors import EngineError
 from halo_mcp.engine.events import AgentFinished, AgentStarted, TextDelta, ToolCalled, ToolResult
-from halo_mcp.engine.excgroups import first_error
 from halo_mcp.engine.findings import parse_drafts, parse_final_json, verify
 from halo_mcp.engine.harness_tools import engine_tools
-from halo_mcp.engine.provider import ContextLengthError, InvalidRequestError
+from halo_mcp.engine.provider import Completion, ContextLengthError, InvalidRequestError, ToolCall
 from halo_mcp.engine.schemas import parse_arguments, tool_schema
 from halo_mcp.engine.state import RunState, SubReport
+from halo_mcp.excgroups import first_error
 from halo_mcp.findings.ids import new_finding_id
 from halo_mcp.findings.models import Finding, FindingStatus
 from halo_mcp.findings.verify import status_of
@@ -307,8 +307,8 @@ class Agent:
     # --------------------------------------------------------------- provider
 
     async def _complete(
-        self, *, note: str | None, tools: list[dict], tool_choice: str | None = None
-    ) -> Any:
+        self, *, note: str | None, tools: list[dict[str, Any]], tool_choice: str | None = None
+    ) -> Completion:
         s = self.state
         retried = False
         while True:
@@ -361,7 +361,7 @@ class Agent:
 
     # ------------------------------------------------------------------ tools
 
-    async def _run_tools(self, calls: list[Any]) -> list[dict[str, Any]]:
+    async def _run_tools(self, calls: list[ToolCall]) -> list[dict[str, Any]]:
         results: list[str] = [""] * len(calls)
         delegates = 0
         # A parent waiting on its children lends them its slot (no deadlock when nested).
@@ -417,7 +417,7 @@ class Agent:
             )
             del self.read_turns[message["tool_call_id"]]
 
-    async def _run_one(self, i: int, call: Any, results: list[str], over: bool) -> None:
+    async def _run_one(self, i: int, call: ToolCall, results: list[str], over: bool) -> None:
         s = self.state
         tool = clip(call.name or "", 100)[0]
         arguments = clip(call.arguments or "", EVENT_ARG_CHARS)[0]
@@ -434,7 +434,7 @@ class Agent:
             )
         )
 
-    async def _result_of(self, call: Any, over: bool) -> tuple[str, bool]:
+    async def _result_of(self, call: ToolCall, over: bool) -> tuple[str, bool]:
         """The tool result as the model sees it: errors prefixed, size within budget."""
         if over:
             refused = (
@@ -483,7 +483,7 @@ class Agent:
             return f"{name}: {error}", True
         try:
             if impl is not None:
-                ctx = self.state.tools
+                ctx = self.state.trace_tools
                 text = await anyio.to_thread.run_sync(functools.partial(impl, ctx, args))
                 return text, False
             return await getattr(self, f"_tool_{name}")(args)
@@ -505,7 +505,7 @@ class Agent:
     async def _tool_synthesize(self, args: at.SynthesizeArgs) -> tuple[str, bool]:
         s = self.state
         material, missing = await anyio.to_thread.run_sync(
-            at.synthesis_material, s.tools, args.trace_ids
+            at.synthesis_material, s.trace_tools, args.trace_ids
         )
         if not material:
             return (
@@ -762,7 +762,7 @@ def result_summary(name: str, text: str) -> str:
     return first
 
 
-def _findings_from_calls(calls: list[Any]) -> str:
+def _findings_from_calls(calls: list[ToolCall]) -> str:
     """A model that answers the forced final with a findings tool call anyway: use it."""
     for call in calls:
         if call.name in ("submit_findings", "add_findings"):

@@ -15,7 +15,7 @@ import json
 import re
 import statistics
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -629,7 +629,7 @@ def _span_dict(v: SpanView) -> dict[str, Any]:
     return v.model_dump(mode="json", exclude_none=True, exclude={"source"})
 
 
-def _raw_bytes(spans: Any) -> int:
+def _raw_bytes(spans: Iterable[SpanView]) -> int:
     return sum(s.source.length for s in spans if s.source is not None)
 
 
@@ -648,6 +648,7 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+#: A store tool: its context and its own argument model (one per tool, hence Any) -> text.
 StoreTool = Callable[[ToolContext, Any], str]
 
 #: name -> (description, argument model, implementation)

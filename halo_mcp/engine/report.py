@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from halo_mcp.check.verdicts import fmt_prevalence
 from halo_mcp.engine.models import RunRecord
 from halo_mcp.findings.models import Finding
 from halo_mcp.harness.render import code_ref_bullets, commit_bullets, seen_line
@@ -17,12 +18,17 @@ FIELD_CHARS = 4_000
 NOTES_CHARS = 20_000
 
 
-def prevalence_text(finding: Finding) -> str:
-    """e.g. '37/300 traces (12.3%), 52 spans'; 'n/a' without a usable matcher."""
+def prevalence_text(finding: Finding, *, spans: bool = False, missing: str = "n/a") -> str:
+    """e.g. '37/300 traces (12.3%)' (with ', 52 spans' when `spans`); `missing` when the
+    finding has no prevalence (no usable matcher). The one rendering of a prevalence: the
+    report, the CLI and the MCP tools show it the same way."""
     p = finding.prevalence
     if p is None:
-        return "n/a"
-    return f"{p.traces_matched}/{p.traces_in_scope} traces ({p.rate * 100:.1f}%)"
+        return missing
+    text = fmt_prevalence(p)
+    if spans:
+        text += f", {p.spans_matched} span{'s' if p.spans_matched != 1 else ''}"
+    return text
 
 
 def render_report(
@@ -96,13 +102,11 @@ def _summary_lines(run: RunRecord, traces: int | None, turns: int | None) -> lis
 
 
 def _finding_lines(i: int, f: Finding) -> list[str]:
-    p = f.prevalence
-    spans = f", {p.spans_matched} spans" if p else ""
     lines = [
         f"### {i}. {_field(f.title, 300)}",
         "",
         f"- **id:** `{f.id}` · **severity:** {f.severity.value} · **category:** "
-        f"{_field(f.category, 80)} · **prevalence:** {prevalence_text(f)}{spans} · "
+        f"{_field(f.category, 80)} · **prevalence:** {prevalence_text(f, spans=True)} · "
         f"**status:** {f.status.value}",
         "",
         f"**What happens.** {_field(f.description)}",

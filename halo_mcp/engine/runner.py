@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +28,17 @@ from halo_mcp.engine.events import (
     RunStarted,
     TextDelta,
 )
-from halo_mcp.engine.excgroups import first_error
 from halo_mcp.engine.findings import sort_findings
+from halo_mcp.engine.lifecycle import RunLifecycle
 from halo_mcp.engine.models import RunRecord, RunStatus
 from halo_mcp.engine.outcome import judge_outcome
+from halo_mcp.engine.provider import ChatProvider
 from halo_mcp.engine.report import render_report
 from halo_mcp.engine.runstore import RunStore, open_run_store
 from halo_mcp.engine.settings import EngineSettings
 from halo_mcp.engine.state import RunState
+from halo_mcp.engine.telemetry import Telemetry
+from halo_mcp.excgroups import first_error
 from halo_mcp.harness.paths import HarnessPathError, Repository, open_repository
 from halo_mcp.store.errors import StoreError
 from halo_mcp.store.store import TraceStore, open_store
@@ -47,10 +49,6 @@ log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.5
 EVENT_TEXT_CHARS = 300
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class Recorder:
@@ -121,7 +119,7 @@ async def execute_run(
     run_id: str | None = None,
     owner: str | None = None,
     on_event: Callable[[EngineEvent], None] | None = None,
-    provider: Any = None,
+    provider: ChatProvider | None = None,
     budgets: ToolBudgets | None = None,
     run_store: RunStore | None = None,
     on_state: Callable[[RunState], None] | None = None,
@@ -134,42 +132,27 @@ async def execute_run(
     `on_state` receives the run's shared state once created (benchmarks inspect its
     tool counters through it).
     """
-    runs = run_store or await anyio.to_thread.run_sync(open_run_store, settings)
-    if run_id:
-        run = await anyio.to_thread.run_sync(runs.get, run_id)
-        if run.status != RunStatus.queued:
-            raise EngineError(
-                f"Run {run_id} is {run.status.value}, not queued; only a queued run can be "
-                "started. Start a new analysis instead."
-            )
-    else:
-        run = await anyio.to_thread.run_sync(
-            functools.partial(
-                runs.create,
-                prompt,
-                [str(p) for p in trace_paths],
-                settings.public_dict(),
-                owner=owner,
-            )
-        )
+    if run_store is None:
+        run_store = await anyio.to_thread.run_sync(open_run_store, settings)
+    lifecycle = RunLifecycle(run_store)
+    if run_id is None:
+        queued = functools.partial(lifecycle.queue, prompt, trace_paths, settings, owner=owner)
+        run_id = (await anyio.to_thread.run_sync(queued)).id
+    run = await anyio.to_thread.run_sync(lifecycle.start, run_id)
     if provider is None:
         try:
-            from halo_mcp.engine.provider import ChatProvider
-
             provider = ChatProvider(settings)
         except NoApiKeyError as exc:
-            run.status, run.error, run.finished_at = RunStatus.failed, str(exc), _now()
-            await anyio.to_thread.run_sync(runs.save, run)
+            await anyio.to_thread.run_sync(lifecycle.end_stored, run.id, RunStatus.failed, str(exc))
             raise
-    run = await anyio.to_thread.run_sync(runs.mark_running, run.id)
-    return await _drive(run, settings, runs, provider, on_event, budgets, on_state)
+    return await _drive(run, settings, lifecycle, provider, on_event, budgets, on_state)
 
 
 async def _drive(
     run: RunRecord,
     settings: EngineSettings,
-    runs: RunStore,
-    provider: Any,
+    lifecycle: RunLifecycle,
+    provider: ChatProvider,
     on_event: Callable[[EngineEvent], None] | None,
     budgets: ToolBudgets | None,
     on_state: Callable[[RunState], None] | None = None,
@@ -177,7 +160,7 @@ async def _drive(
     state = RunState(run_id=run.id, settings=settings, provider=provider)
     if on_state is not None:
         on_state(state)
-    recorder = Recorder(runs, run.id, state)
+    recorder = Recorder(lifecycle.runs, run.id, state)
 
     def emit(event: EngineEvent) -> None:
         recorder.on_event(event)
@@ -222,22 +205,23 @@ async def _drive(
                 await root.run()
                 state.set_phase("reporting")
                 tg.cancel_scope.cancel()
-            run.status = RunStatus.finished
         except BaseException as exc:
             error = first_error(exc)
             if error is None:  # only cancellation: record it, then let it propagate
                 with anyio.CancelScope(shield=True):
-                    run.status, run.error = RunStatus.cancelled, "The run was cancelled."
-                    await _finish(run, state, recorder, runs, root, traces_in_scope, None, tel)
+                    lifecycle.end(run, RunStatus.cancelled, "The run was cancelled.")
+                    await _finish(run, state, recorder, lifecycle, root, traces_in_scope, None, tel)
                     await _close(store, provider)
                 raise
             if not isinstance(error, Exception):
                 raise
-            run.status, run.error = RunStatus.failed, _error_message(error, settings)
+            lifecycle.end(run, RunStatus.failed, _error_message(error, settings))
             if not isinstance(error, EngineError | StoreError):
                 log.error("run %s failed", run.id, exc_info=error)
+        else:
+            lifecycle.end(run, RunStatus.finished)
         with anyio.CancelScope(shield=True):
-            await _finish(run, state, recorder, runs, root, traces_in_scope, emit, tel)
+            await _finish(run, state, recorder, lifecycle, root, traces_in_scope, emit, tel)
             await _close(store, provider)
     return run
 
@@ -246,14 +230,14 @@ async def _finish(
     run: RunRecord,
     state: RunState,
     recorder: Recorder,
-    runs: RunStore,
+    lifecycle: RunLifecycle,
     root: Agent | None,
     traces_in_scope: int | None,
     emit: Callable[[EngineEvent], None] | None,
-    tel: Any = None,
+    tel: Telemetry | None = None,
 ) -> None:
-    """Write the end state: findings kept whatever happened, report, final events."""
-    run.finished_at = _now()
+    """Complete an ended run (`lifecycle.end`) and save it: findings kept whatever happened,
+    report, final events."""
     run.usage = state.usage.model_copy()
     state.merge_drafts()  # what sub-agents confirmed is kept, whatever the root did
     run.findings = sort_findings(state.findings.values())
@@ -291,12 +275,12 @@ async def _finish(
             emit(RunFailed(run_id=run.id, error=run.error or "failed", run=run))
     try:
         await recorder.flush()
-        await anyio.to_thread.run_sync(runs.save, run)
+        await anyio.to_thread.run_sync(lifecycle.save, run)
     except Exception:
         log.exception("could not save the final state of run %s", run.id)
 
 
-async def _close(store: TraceStore | None, provider: Any) -> None:
+async def _close(store: TraceStore | None, provider: ChatProvider) -> None:
     if store is not None:
         try:
             await anyio.to_thread.run_sync(store.close)

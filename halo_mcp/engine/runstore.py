@@ -8,6 +8,7 @@ config saved is ``EngineSettings.public_dict()``.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import logging
 import os
@@ -24,6 +25,7 @@ from halo_mcp import settings as halo_settings
 from halo_mcp.engine.errors import UnknownFindingError, UnknownRunError
 from halo_mcp.engine.ids import new_run_id
 from halo_mcp.engine.models import Progress, RunRecord, RunStatus, Usage
+from halo_mcp.engine.settings import EngineSettings
 from halo_mcp.findings.models import Finding
 
 log = logging.getLogger(__name__)
@@ -272,7 +274,7 @@ class RunStore:
         self, limit: int = 20, owner: str | None = None, *, status: RunStatus | None = None
     ) -> list[RunRecord]:
         """The most recent runs first (with findings), optionally only one owner's."""
-        sql, params = _SELECT_RUN, []
+        sql, params = _SELECT_RUN, list[object]()
         clauses = []
         if owner is not None:
             clauses.append("owner=?")
@@ -325,7 +327,9 @@ class RunStore:
                     (run_id, newest - MAX_EVENTS_PER_RUN),
                 )
 
-    def events(self, run_id: str, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+    def events(
+        self, run_id: str, after: int = 0, limit: int = 100
+    ) -> builtins.list[dict[str, Any]]:
         """Events after sequence number `after`, oldest first; each carries its `seq`."""
         with self._connect() as db:
             self._require(db, run_id)
@@ -430,7 +434,6 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
-def open_run_store(settings: Any = None) -> RunStore:
+def open_run_store(settings: EngineSettings | None = None) -> RunStore:
     """The run store for these EngineSettings (their data_dir, else the default)."""
-    data_dir = getattr(settings, "data_dir", None) if settings is not None else None
-    return RunStore(data_dir)
+    return RunStore(settings.data_dir if settings is not None else None)

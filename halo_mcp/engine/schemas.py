@@ -110,7 +110,7 @@ def parse_arguments(model: type[M], raw: str | None) -> tuple[M | None, str | No
     text = (raw or "").strip() or "{}"
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         return None, (
             f"the arguments are not valid JSON ({exc.msg} at char {exc.pos}). Send one JSON "
             "object matching the tool's parameters, with double-quoted keys and strings."

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 
 from halo_mcp.engine.agent_tools import ToolContext
 from halo_mcp.engine.events import EngineEvent, FindingAccepted, ProgressUpdate
 from halo_mcp.engine.models import Progress, Usage
+from halo_mcp.engine.provider import ChatProvider
 from halo_mcp.engine.settings import EngineSettings
 from halo_mcp.findings.ids import new_finding_id
 from halo_mcp.findings.models import Finding
@@ -34,8 +34,8 @@ class SubReport:
 class RunState:
     run_id: str
     settings: EngineSettings
-    provider: Any
-    tools: ToolContext | None = None
+    provider: ChatProvider
+    tools: ToolContext | None = None  # set once the traces are open
     emit: Callable[[EngineEvent], None] = lambda event: None
     limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
     agent_slots: anyio.Semaphore = field(default_factory=lambda: anyio.Semaphore(1))
@@ -73,6 +73,13 @@ class RunState:
         # is held while waiting on children, so nesting cannot deadlock.
         self.agent_slots = anyio.Semaphore(self.settings.max_parallel)
         self.limiter = anyio.CapacityLimiter(self.settings.max_parallel + 1)
+
+    @property
+    def trace_tools(self) -> ToolContext:
+        """The agents' tools' context; the agents start only once the traces are open."""
+        if self.tools is None:
+            raise RuntimeError("the traces are not open yet")
+        return self.tools
 
     # -- ids
 

@@ -7,13 +7,16 @@ run handle; the client polls with get_run (or analyze_traces with run_id) until 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ToolAnnotations
-from pydantic import Field
+from pydantic import Field, ValidationError
 
+from halo_mcp.engine.settings import EngineSettings
+from halo_mcp.tools.manager import RunOverrides
 from halo_mcp.tools.models import RunId, RunStatusResult, TracePaths, WaitSeconds
 from halo_mcp.tools.paths import resolve_paths, resolve_repo_path
 from halo_mcp.tools.results import tool_result
@@ -37,20 +40,15 @@ NO_CREDENTIALS = (
 )
 
 
-def engine_settings_factory(base_overrides: dict[str, Any]):
-    """Build EngineSettings from the server's environment; ToolError when none is usable."""
+def settings_for_run(base: EngineSettings) -> Callable[[RunOverrides], EngineSettings]:
+    """The settings of one analysis: the server's, with the caller's overrides; a ToolError
+    when they are invalid or no LLM is configured."""
 
-    def build(overrides: dict[str, Any]) -> Any:
-        from pydantic import ValidationError
-
-        from halo_mcp.engine.settings import EngineSettings
-
+    def build(overrides: RunOverrides) -> EngineSettings:
         try:
-            settings = EngineSettings.from_env(**{**base_overrides, **overrides})
-            if not settings.telemetry:
-                from halo_mcp.engine.telemetry import env_enabled
-
-                settings.telemetry = env_enabled()
+            settings = EngineSettings.model_validate(
+                {**base.model_dump(), **overrides.model_dump(exclude_none=True)}
+            )
         except ValidationError as exc:
             raise ToolError(f"Invalid analysis settings: {exc.errors()[0]['msg']}.") from None
         if settings.api_key is None and settings.base_url is None:
@@ -103,8 +101,6 @@ def register(server: MCPServer) -> None:
                 "when reached the run ends early, keeping its findings.",
             ),
         ] = None,
-        since: Since = None,
-        until: Until = None,
         repo_path: Annotated[
             str | None,
             Field(
@@ -118,6 +114,8 @@ def register(server: MCPServer) -> None:
             str | None,
             Field(max_length=20_000, description="A description of the harness for every agent."),
         ] = None,
+        since: Since = None,
+        until: Until = None,
     ) -> Annotated[CallToolResult, RunStatusResult]:
         """Find the systemic failure modes of an LLM agent harness in its OpenTelemetry traces.
         LLM agents explore the traces, delegate to sub-agents, and report findings verified
@@ -139,21 +137,16 @@ def register(server: MCPServer) -> None:
             )
         state = server_state(ctx)
         paths = [str(p) for p in await resolve_paths(trace_paths, state.roots)]
-        window = window_arg(since, until)
         repo = await resolve_repo_path(repo_path, state.roots) if repo_path else None
-        overrides = {
-            name: value
-            for name, value in (
-                ("model", model),
-                ("max_depth", max_depth),
-                ("max_turns", max_turns),
-                ("max_run_tokens", max_run_tokens),
-                ("window", window),
-                ("repo_path", repo),
-                ("context", context.strip() if context and context.strip() else None),
-            )
-            if value is not None
-        }
+        overrides = RunOverrides(
+            model=model,
+            max_depth=max_depth,
+            max_turns=max_turns,
+            max_run_tokens=max_run_tokens,
+            repo_path=repo,
+            context=context.strip() if context and context.strip() else None,
+            window=window_arg(since, until),
+        )
         text = (prompt or "").strip() or DEFAULT_PROMPT
         run, deduplicated = await state.manager.start(
             paths, text, overrides, caller_owner(ctx), request_meta=ctx.request_context.meta

@@ -140,7 +140,7 @@ class FindingSummary(BaseModel):
     title: str
     severity: str
     category: str | None = None
-    prevalence: str | None = Field(None, description="e.g. '12/40 traces (30%)', from the store.")
+    prevalence: str | None = Field(None, description="e.g. '12/40 traces (30.0%)', from the store.")
     verified: bool = False
     status: str = Field(
         "unverified", description="verified, partial or unverified (see get_finding's reasons)."

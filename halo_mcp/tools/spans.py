@@ -16,11 +16,13 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field, ValidationError
 
+from halo_mcp.store import InvalidFilterError, Overview, SpanView, TraceStore, UnknownIdError
 from halo_mcp.store.models import (
     DEFAULT_SPAN_FIELDS,
     SPAN_FIELDS,
     SPAN_SORTS,
     SpanFilter,
+    SpanSort,
     filter_help,
 )
 from halo_mcp.text import clip
@@ -77,17 +79,17 @@ def _fit(sizes: Sequence[int], budget: int) -> int:
     return max(1, count)
 
 
-def _span_size(span: Any) -> int:
+def _span_size(span: SpanView) -> int:
     """Characters one span adds to a result (only its chosen fields are sent)."""
     return len(orjson.dumps(span.model_dump(mode="json", exclude_none=True))) + 1
 
 
 def query_page(
-    store: Any,
+    store: TraceStore,
     span_filter: SpanFilter | None,
     *,
     fields: Sequence[str],
-    sort: str,
+    sort: SpanSort,
     limit: int,
     cursor: str | None,
     max_chars: int,
@@ -95,8 +97,6 @@ def query_page(
     budget: int = RESULT_BUDGET_CHARS,
 ) -> SpanQueryResult:
     """One page as the tool result, measured as sent, within the budget."""
-    from halo_mcp.store.errors import InvalidFilterError
-
     reduced: int | None = None
     for _ in range(4):
         try:
@@ -128,7 +128,7 @@ def query_page(
 _OVERVIEW_LISTS = ("files", "services", "agents", "models", "tools", "span_kinds")
 
 
-def bounded_overview(overview: Any, trace_paths: list[str]) -> OverviewResult:
+def bounded_overview(overview: Overview, trace_paths: list[str]) -> OverviewResult:
     """The overview with long lists cut (most frequent first, as the store orders them)."""
     data = overview.model_dump()
     for cap in (50, 20, 5):
@@ -224,13 +224,11 @@ def register(server: MCPServer) -> None:
         """One trace as a depth-first span tree (each span with its depth), plus the trace's
         summary (root, agents, models, errors, tokens, duration). Use it to follow what the
         agent did around a failing span found with query_spans or cited by a finding."""
-        from halo_mcp.store.errors import InvalidFilterError, UnknownIdError
-
         state = server_state(ctx)
         paths = await resolve_paths(trace_paths, state.roots)
         chosen = list(dict.fromkeys(fields)) if fields else list(DEFAULT_SPAN_FIELDS)
 
-        def tree(store: Any) -> TraceResult:
+        def tree(store: TraceStore) -> TraceResult:
             nonlocal limit, max_chars
             for _ in range(4):
                 try:

@@ -15,12 +15,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
-from halo_mcp.store.errors import StoreError
+from halo_mcp.store import StoreError, TraceStore, open_store
 from halo_mcp.store.timewindow import TimeWindow
 
 T = TypeVar("T")
@@ -38,20 +38,29 @@ class StoreCache:
     def __init__(self, size: int = 8, cache_dir: Path | None = None) -> None:
         self.size = size
         self.cache_dir = cache_dir
-        self._stores: OrderedDict[_Key, Any] = OrderedDict()
+        self._stores: OrderedDict[_Key, TraceStore] = OrderedDict()
         self._locks: dict[_Key, threading.Lock] = {}
-        self._windows: dict[_Key, OrderedDict[tuple[int, int], Any]] = {}
+        self._windows: dict[_Key, OrderedDict[tuple[int, int], TraceStore]] = {}
         self._guard = threading.Lock()
 
     async def call(
-        self, paths: Sequence[Path], fn: Callable[[Any], T], window: TimeWindow | None = None
+        self,
+        paths: Sequence[Path],
+        fn: Callable[[TraceStore], T],
+        window: TimeWindow | None = None,
     ) -> T:
         """Run `fn(store)` in a worker thread; store errors become ToolErrors. With a
         `window`, `fn` gets a store of the window's traces (kept for the same bounds)."""
-        key = tuple(str(p) for p in paths)
-        return await anyio.to_thread.run_sync(self._call_sync, key, fn, window)
+        return await anyio.to_thread.run_sync(self.use, paths, fn, window)
 
-    def _call_sync(self, key: _Key, fn: Callable[[Any], T], window: TimeWindow | None) -> T:
+    def use(
+        self,
+        paths: Sequence[Path],
+        fn: Callable[[TraceStore], T],
+        window: TimeWindow | None = None,
+    ) -> T:
+        """`call` for code already in a worker thread (it blocks: never on the event loop)."""
+        key = tuple(str(p) for p in paths)
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
@@ -63,7 +72,7 @@ class StoreCache:
             except StoreError as exc:
                 raise ToolError(str(exc)) from None
 
-    def _window(self, key: _Key, store: Any, window: TimeWindow) -> Any:
+    def _window(self, key: _Key, store: TraceStore, window: TimeWindow) -> TraceStore:
         """The store of `window` over `store` (the caller holds the key's lock): reused for
         the same bounds while the files are unchanged, else built from `store`."""
         from halo_mcp.store.window import scope_to_window
@@ -84,7 +93,7 @@ class StoreCache:
             _close_quietly(stale)
         return scoped
 
-    def _open(self, key: _Key) -> Any:
+    def _open(self, key: _Key) -> TraceStore:
         """The open store for `key` (the caller holds the key's lock, so no other call is
         using it), opened again when its files changed."""
         with self._guard:
@@ -98,8 +107,6 @@ class StoreCache:
             with self._guard:
                 self._stores.pop(key, None)
             _close_quietly(store)
-        from halo_mcp.store.store import open_store
-
         store = open_store(list(key), cache_dir=self.cache_dir)
         with self._guard:
             self._stores[key] = store
@@ -124,7 +131,7 @@ class StoreCache:
             _close_quietly(store)
 
 
-def _close_quietly(store: Any) -> None:
+def _close_quietly(store: TraceStore) -> None:
     """Closing is best effort: an index left open is closed by garbage collection."""
     with contextlib.suppress(Exception):
         store.close()
