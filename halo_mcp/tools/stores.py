@@ -32,6 +32,7 @@ from typing import TypeVar
 from mcp.server.mcpserver.exceptions import ToolError
 
 from halo_mcp.store import StoreError, TraceStore, open_store
+from halo_mcp.store.timewindow import TimeWindow
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ _Key = tuple[str, ...]
 QUICK_THREADS = max(4, min(8, 2 * (os.cpu_count() or 1)))
 HEAVY_THREADS = max(2, min(4, os.cpu_count() or 1))
 TRIM_EVERY_S = 5.0
+#: Window stores kept per set of paths (the latest used): a client paging through one
+#: window reuses its store instead of building it again for every page.
+WINDOWS_PER_STORE = 2
 
 
 @dataclass
@@ -58,6 +62,7 @@ class StoreCache:
         self.cache_dir = cache_dir
         self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
         self._opening: dict[_Key, threading.Lock] = {}
+        self._windows: dict[_Key, OrderedDict[tuple[int, int], _Entry]] = {}
         self._guard = threading.Lock()
         self._quick = ThreadPoolExecutor(QUICK_THREADS, thread_name_prefix="halo-store")
         self._heavy = ThreadPoolExecutor(HEAVY_THREADS, thread_name_prefix="halo-scan")
@@ -66,14 +71,27 @@ class StoreCache:
         threading.Thread(target=self._trim_while_open, name="halo-trim", daemon=True).start()
 
     async def call(
-        self, paths: Sequence[Path], fn: Callable[[TraceStore], T], *, heavy: bool = False
+        self,
+        paths: Sequence[Path],
+        fn: Callable[[TraceStore], T],
+        window: TimeWindow | None = None,
+        *,
+        heavy: bool = False,
     ) -> T:
-        """Run `fn(store)` in a store thread; store errors become ToolErrors. `heavy` calls
-        (content scans) run apart from the quick ones."""
+        """Run `fn(store)` in a store thread; store errors become ToolErrors. With a
+        `window`, `fn` gets a store of the window's traces (kept for the same bounds).
+        `heavy` calls (content scans) run apart from the quick ones."""
         pool = self._heavy if heavy else self._quick
-        return await asyncio.wrap_future(pool.submit(self.use, paths, fn, heavy=heavy))
+        return await asyncio.wrap_future(pool.submit(self.use, paths, fn, window, heavy=heavy))
 
-    def use(self, paths: Sequence[Path], fn: Callable[[TraceStore], T], *, heavy: bool = True) -> T:
+    def use(
+        self,
+        paths: Sequence[Path],
+        fn: Callable[[TraceStore], T],
+        window: TimeWindow | None = None,
+        *,
+        heavy: bool = True,
+    ) -> T:
         """`call` for code already in a worker thread: runs `fn(store)` in this thread (it
         blocks: never on the event loop). Counted as heavy by default (such callers run
         whole workflows, e.g. a check)."""
@@ -82,14 +100,19 @@ class StoreCache:
             entry = self._acquire(key)
         except StoreError as exc:
             raise ToolError(str(exc)) from None
+        scoped: _Entry | None = None
         if heavy:
             with self._guard:
                 self._scans += 1
         try:
-            return fn(entry.store)
+            if window is not None and not window.is_open:
+                scoped = self._acquire_window(key, entry, window)
+            return fn((scoped or entry).store)
         except StoreError as exc:
             raise ToolError(str(exc)) from None
         finally:
+            if scoped is not None:
+                self._release(scoped)
             self._release(entry)
             if heavy:
                 with self._guard:
@@ -97,6 +120,33 @@ class StoreCache:
                     last = self._scans == 0
                 if last:
                     release_free_memory()
+
+    def _acquire_window(self, key: _Key, base: _Entry, window: TimeWindow) -> _Entry:
+        """The store of `window` over `base`, counted as in use: reused for the same bounds
+        while the files are unchanged, else built from `base` (under the key's lock)."""
+        from halo_mcp.store.window import scope_to_window
+
+        bounds = window.bounds_ns()
+        with self._guard:
+            opening = self._opening.setdefault(key, threading.Lock())
+        with opening:
+            with self._guard:
+                kept = self._windows.setdefault(key, OrderedDict())
+                scoped = kept.pop(bounds, None)
+                if scoped is not None:
+                    scoped.users += 1
+            if scoped is not None and scoped.store.inputs_changed():
+                self._release(scoped)
+                with self._guard:
+                    self._retire(scoped)
+                scoped = None
+            if scoped is None:
+                scoped = _Entry(scope_to_window(base.store, window), users=1)
+            with self._guard:
+                kept[bounds] = scoped
+                while len(kept) > WINDOWS_PER_STORE:
+                    self._retire(kept.popitem(last=False)[1])
+            return scoped
 
     def _acquire(self, key: _Key) -> _Entry:
         """The open store for `key`, counted as in use; opened (again, when its files
@@ -124,7 +174,8 @@ class StoreCache:
                 while len(self._entries) > self.size:
                     old_key, old = self._entries.popitem(last=False)
                     self._opening.pop(old_key, None)
-                    self._retire(old)
+                    for scoped in [old, *self._windows.pop(old_key, {}).values()]:
+                        self._retire(scoped)
             return fresh
 
     def _retire(self, entry: _Entry) -> None:
@@ -149,6 +200,9 @@ class StoreCache:
         self._closed.set()
         with self._guard:
             entries, self._entries = list(self._entries.values()), OrderedDict()
+            for kept in self._windows.values():
+                entries.extend(kept.values())
+            self._windows = {}
             for entry in entries:
                 self._retire(entry)
         self._quick.shutdown(wait=False, cancel_futures=True)
