@@ -1,0 +1,249 @@
+"""The normalized span fields as ClickHouse expressions over an exporter row.
+
+Mirrors, in SQL, what ingestion does in Python for every span of a file
+(:func:`halo_mcp.store.formats.conventions.semantics` and
+:func:`halo_mcp.store.formats.spans.error_outcome`), from the same key tables, so that a
+span in ClickHouse gets the same kind, agent, model, tool, tokens, status and error
+message as the same span in a file. The equivalence tests hold the two together.
+
+Known limits of the translation: a map cannot tell a missing attribute from an empty
+string, so an attribute set to "" counts as absent here (ingestion would keep "").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from halo_mcp.store.formats import conventions as conv
+
+ATTRS = "SpanAttributes"
+
+
+def lit(value: str) -> str:
+    """A ClickHouse string literal (for constants of this module, never user input)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _array(values: Iterable[str]) -> str:
+    return "[" + ", ".join(lit(v) for v in values) + "]"
+
+
+def attr(key: str) -> str:
+    return f"{ATTRS}[{lit(key)}]"
+
+
+def first_of(keys: Sequence[str], extra: str | None = None) -> str:
+    """The first non-empty attribute of `keys` (then `extra`), or NULL."""
+    parts = [f"nullIf({attr(key)}, '')" for key in keys]
+    if extra is not None:
+        parts.append(extra)
+    if len(parts) == 1:
+        return f"CAST({parts[0]} AS Nullable(String))"
+    return f"coalesce({', '.join(parts)})"
+
+
+# -- HALO's inference.* keys not listed in the conventions, classified by their suffix --
+
+_REST = "lower(substring(k, 11))"
+_TOKEN = f"position({_REST}, 'token') > 0"
+_IN = f"(position({_REST}, 'input') > 0 OR position({_REST}, 'prompt') > 0)"
+_OUT = f"(position({_REST}, 'output') > 0 OR position({_REST}, 'completion') > 0)"
+
+
+def _ends(*suffixes: str) -> str:
+    return "(" + " OR ".join(f"endsWith({_REST}, {lit(s)})" for s in suffixes) + ")"
+
+
+_AGENT_SUFFIX = f"({_ends('agent_name', 'agent.name')} OR {_REST} = 'agent')"
+_MODEL_SUFFIX = f"({_ends('model_name', 'model')} AND position({_REST}, 'embedding') = 0)"
+_TOOL_SUFFIX = _ends("tool_name", "tool.name")
+_SESSION_SUFFIX = _ends("session_id", "session.id", "conversation_id", "thread_id")
+_KIND_SUFFIX = _ends("span_kind", "span.kind", "observation_kind", "kind")
+# In the order _classify_inference_key tries them: a key is in the first class it fits.
+_SUFFIX_ORDER = (
+    ("tokens_in", f"{_TOKEN} AND {_IN}"),
+    ("tokens_out", f"{_TOKEN} AND NOT {_IN} AND {_OUT}"),
+    ("agent", f"NOT {_TOKEN} AND {_AGENT_SUFFIX}"),
+    ("model", f"NOT {_TOKEN} AND NOT {_AGENT_SUFFIX} AND {_MODEL_SUFFIX}"),
+    (
+        "tool",
+        f"NOT {_TOKEN} AND NOT {_AGENT_SUFFIX} AND NOT {_MODEL_SUFFIX} AND {_TOOL_SUFFIX}",
+    ),
+    (
+        "session",
+        f"NOT {_TOKEN} AND NOT {_AGENT_SUFFIX} AND NOT {_MODEL_SUFFIX} AND NOT {_TOOL_SUFFIX} "
+        f"AND {_SESSION_SUFFIX}",
+    ),
+    (
+        "kind",
+        f"NOT {_TOKEN} AND NOT {_AGENT_SUFFIX} AND NOT {_MODEL_SUFFIX} AND NOT {_TOOL_SUFFIX} "
+        f"AND NOT {_SESSION_SUFFIX} AND {_KIND_SUFFIX}",
+    ),
+)
+_KNOWN_KEYS = _array(sorted(conv._SLOTS))
+
+
+def _by_suffix(slot: str) -> str:
+    condition = dict(_SUFFIX_ORDER)[slot]
+    key = (
+        f"arrayFirst(k -> startsWith(k, 'inference.') AND NOT has({_KNOWN_KEYS}, k) "
+        f"AND {condition}, arraySort(mapKeys({ATTRS})))"
+    )
+    return f"nullIf({ATTRS}[{key}], '')"
+
+
+def _int(text: str) -> str:
+    return f"toInt64OrNull(toString(toInt64OrNull(replaceRegexpOne({text}, '\\\\.0+$', ''))))"
+
+
+AGENT_OWN = first_of(conv._AGENT_KEYS, _by_suffix("agent"))
+MODEL = first_of(conv._MODEL_KEYS, _by_suffix("model"))
+TOOL = first_of(conv._TOOL_KEYS, _by_suffix("tool"))
+TOKENS_IN = _int(first_of(conv._INPUT_TOKEN_KEYS, _by_suffix("tokens_in")))
+TOKENS_OUT = _int(first_of(conv._OUTPUT_TOKEN_KEYS, _by_suffix("tokens_out")))
+SESSION = first_of(conv._SESSION_KEYS, _by_suffix("session"))
+
+_WORDS = sorted(conv._KIND_WORDS.items())
+_WORD_KEYS = _array(word for word, _ in _WORDS)
+_WORD_KINDS = _array(kind for _, kind in _WORDS)
+_OI = sorted(conv.OPENINFERENCE_KINDS.items())
+
+
+def _kind_word(text: str) -> str:
+    """conventions.kind_word in SQL: '' when the word is not a kind word."""
+    return f"transform(lower(ifNull({text}, '')), {_WORD_KEYS}, {_WORD_KINDS}, '')"
+
+
+def _name_has(*words: str) -> str:
+    return (
+        "(" + " OR ".join(f"positionCaseInsensitive(SpanName, {lit(w)}) > 0" for w in words) + ")"
+    )
+
+
+KIND_FROM_NAME = (
+    "multiIf("
+    f"{_name_has('guardrail')}, 'guardrail', "
+    f"{_name_has('handoff')}, 'chain', "
+    f"{_name_has('agent')}, if({_name_has('workflow')}, 'chain', 'agent'), "
+    f"{_name_has('tool', 'function')}, 'tool', "
+    f"{_name_has('llm', 'chat', 'completion', 'generation', 'generate')} OR "
+    "startsWith(lower(SpanName), 'openai.') OR startsWith(lower(SpanName), 'anthropic.') OR "
+    "startsWith(lower(SpanName), 'response'), 'llm', "
+    f"{_name_has('chain', 'workflow', 'pipeline')}, 'chain', 'other')"
+)
+
+_OI_VALUE = attr("openinference.span.kind")
+_KIND_OI = (
+    f"if({_OI_VALUE} = '', '', transform({_OI_VALUE}, {_array(k for k, _ in _OI)}, "
+    f"{_array(v for _, v in _OI)}, {_kind_word(_OI_VALUE)}))"
+)
+_KIND_GENAI = _kind_word(f"nullIf({attr('gen_ai.operation.name')}, '')")
+_KIND_SDK = _kind_word(first_of(conv._AGENTS_SDK_TYPE_KEYS))
+_KIND_HALO = _kind_word(_by_suffix("kind"))
+
+KIND = (
+    f"multiIf({_KIND_OI} != '', {_KIND_OI}, {_KIND_GENAI} != '', {_KIND_GENAI}, "
+    f"{_KIND_SDK} != '', {_KIND_SDK}, {_KIND_HALO} != '', {_KIND_HALO}, "
+    f"{TOOL} IS NOT NULL, 'tool', "
+    f"{MODEL} IS NOT NULL AND ({TOKENS_IN} IS NOT NULL OR {TOKENS_OUT} IS NOT NULL), 'llm', "
+    f"{KIND_FROM_NAME})"
+)
+
+# -- status and error message (spans.error_outcome) --------------------------------------
+
+_EXC_INDEX = (
+    "arrayFirstIndex((n, a) -> n = 'exception' OR a['exception.message'] != '' "
+    "OR a['exception.type'] != '', `Events.Name`, `Events.Attributes`)"
+)
+_EXC_ATTRS = f"`Events.Attributes`[{_EXC_INDEX}]"
+_EXC_MESSAGE = (
+    f"if({_EXC_INDEX} = 0, NULL, multiIf("
+    f"{_EXC_ATTRS}['exception.type'] != '' AND {_EXC_ATTRS}['exception.message'] != '', "
+    f"concat({_EXC_ATTRS}['exception.type'], ': ', {_EXC_ATTRS}['exception.message']), "
+    f"{_EXC_ATTRS}['exception.message'] != '', {_EXC_ATTRS}['exception.message'], "
+    f"nullIf({_EXC_ATTRS}['exception.type'], '')))"
+)
+_ERROR_TYPE = f"nullIf({attr('error.type')}, '')"
+_CODE = "lower(toString(StatusCode))"
+_BASE_STATUS = (
+    f"multiIf({_CODE} IN ('error', 'status_code_error', '2'), 'error', "
+    f"{_CODE} IN ('ok', 'status_code_ok', '1'), 'ok', 'unset')"
+)
+STATUS = f"if({_EXC_INDEX} > 0 OR {_ERROR_TYPE} IS NOT NULL, 'error', {_BASE_STATUS})"
+ERROR_MESSAGE = (
+    f"if({STATUS} = 'error', coalesce(nullIf(StatusMessage, ''), {_EXC_MESSAGE}, "
+    f"{_ERROR_TYPE}), NULL)"
+)
+
+START_NS = "toUnixTimestamp64Nano(Timestamp)"
+END_NS = f"({START_NS} + toInt64(Duration))"
+PARENT = "nullIf(ParentSpanId, '')"
+SERVICE_OWN = "nullIf(toString(ServiceName), '')"
+
+#: The normalized columns, named as in the file index (agent and service before
+#: inheritance: see `inherited` for spans that take them from an ancestor).
+NORMALIZED: tuple[tuple[str, str], ...] = (
+    ("trace_id", "TraceId"),
+    ("span_id", "SpanId"),
+    ("parent_span_id", PARENT),
+    ("name", "toString(SpanName)"),
+    ("kind", KIND),
+    ("status", STATUS),
+    ("error_message", ERROR_MESSAGE),
+    ("start_ns", START_NS),
+    ("end_ns", END_NS),
+    ("own_service", SERVICE_OWN),
+    ("own_agent", AGENT_OWN),
+    ("model", MODEL),
+    ("tool_name", TOOL),
+    ("input_tokens", TOKENS_IN),
+    ("output_tokens", TOKENS_OUT),
+    ("session_id", SESSION),
+)
+
+
+def normalized_select(table: str, where: str, matches: str = "1") -> str:
+    """SELECT of the normalized columns (agent/service not yet inherited), plus `matched`:
+    `matches`, a condition over the raw columns (attributes, text) evaluated per span."""
+    columns = ", ".join(f"{expr} AS {name}" for name, expr in NORMALIZED)
+    return f"SELECT {columns}, {matches} AS matched FROM {table} WHERE {where}"
+
+
+#: Columns of normalized_select, in order.
+NORMALIZED_NAMES = (*(name for name, _ in NORMALIZED), "matched")
+
+
+#: Steps of the ancestor walk (as ingestion's _ANCESTOR_STEPS bounds its walk).
+ANCESTOR_STEPS = 64
+
+
+def _inherit(own: str) -> str:
+    """Per trace: each span's own value, else its nearest ancestor's ('' is none)."""
+    return (
+        f"arrayFold((acc, step) -> arrayMap((v, p) -> if(v != '' OR p = 0, v, acc[p]), "
+        f"acc, pidx), range({ANCESTOR_STEPS}), {own})"
+    )
+
+
+def inherited_spans(table: str, where: str, matches: str = "1") -> str:
+    """Normalized spans with agent and service inherited from ancestors, as ingestion does.
+
+    Spans are gathered per trace (an array of row tuples), parents resolved by position,
+    and each step of the fold lets a value travel one level down. `where` must keep whole
+    traces (narrow by TraceId, never by a span's own fields)."""
+    inner = normalized_select(table, where, matches)
+    names = list(NORMALIZED_NAMES)
+    position = {name: i + 1 for i, name in enumerate(names)}
+    row = "tuple(" + ", ".join(names) + ")"
+    own = "arrayMap(r -> ifNull(r.{0}, ''), rows)"
+    picks = ", ".join(f"z.1.{position[n]} AS {n}" for n in names)
+    return (
+        f"SELECT {picks}, nullIf(z.2, '') AS agent, nullIf(z.3, '') AS service FROM ("
+        f"SELECT rows, arrayMap(r -> r.{position['span_id']}, rows) AS ids, "
+        f"arrayMap(r -> if(r.{position['parent_span_id']} IS NULL, 0, "
+        f"indexOf(ids, assumeNotNull(r.{position['parent_span_id']}))), rows) AS pidx, "
+        f"{_inherit(own.format(position['own_agent']))} AS agents, "
+        f"{_inherit(own.format(position['own_service']))} AS services "
+        f"FROM (SELECT groupArray({row}) AS rows FROM ({inner}) "
+        f"GROUP BY trace_id)) ARRAY JOIN arrayZip(rows, agents, services) AS z"
+    )
