@@ -22,3 +22,9 @@ def data_dir() -> Path:
         return Path(explicit).expanduser()
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "halo-mcp"
+
+
+def clickhouse_password() -> str | None:
+    """The password of ClickHouse trace locations: `HALO_CLICKHOUSE_PASSWORD` (never taken
+    from a URL, where it would be stored and shown)."""
+    return os.environ.get("HALO_CLICKHOUSE_PASSWORD") or None

@@ -142,19 +142,20 @@ _KIND_SDK = _kind_word(first_of(conv._AGENTS_SDK_TYPE_KEYS))
 _KIND_HALO = _kind_word(_by_suffix("kind"))
 
 KIND = (
-    f"multiIf({_KIND_OI} != '', {_KIND_OI}, {_KIND_GENAI} != '', {_KIND_GENAI}, "
-    f"{_KIND_SDK} != '', {_KIND_SDK}, {_KIND_HALO} != '', {_KIND_HALO}, "
-    f"{TOOL} IS NOT NULL, 'tool', "
-    f"{MODEL} IS NOT NULL AND ({TOKENS_IN} IS NOT NULL OR {TOKENS_OUT} IS NOT NULL), 'llm', "
+    "multiIf(_kind_oi != '', _kind_oi, _kind_genai != '', _kind_genai, "
+    "_kind_sdk != '', _kind_sdk, _kind_halo != '', _kind_halo, "
+    "tool_name IS NOT NULL, 'tool', "
+    "model IS NOT NULL AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL), 'llm', "
     f"{KIND_FROM_NAME})"
 )
 
 # -- status and error message (spans.error_outcome) --------------------------------------
 
-_EXC_INDEX = (
+_EXC_INDEX_EXPR = (
     "arrayFirstIndex((n, a) -> n = 'exception' OR a['exception.message'] != '' "
     "OR a['exception.type'] != '', `Events.Name`, `Events.Attributes`)"
 )
+_EXC_INDEX = "_exception"
 _EXC_ATTRS = f"`Events.Attributes`[{_EXC_INDEX}]"
 _EXC_MESSAGE = (
     f"if({_EXC_INDEX} = 0, NULL, multiIf("
@@ -171,7 +172,7 @@ _BASE_STATUS = (
 )
 STATUS = f"if({_EXC_INDEX} > 0 OR {_ERROR_TYPE} IS NOT NULL, 'error', {_BASE_STATUS})"
 ERROR_MESSAGE = (
-    f"if({STATUS} = 'error', coalesce(nullIf(StatusMessage, ''), {_EXC_MESSAGE}, "
+    f"if(status = 'error', coalesce(nullIf(StatusMessage, ''), {_EXC_MESSAGE}, "
     f"{_ERROR_TYPE}), NULL)"
 )
 
@@ -181,24 +182,30 @@ PARENT = "nullIf(ParentSpanId, '')"
 SERVICE_OWN = "nullIf(toString(ServiceName), '')"
 
 #: The normalized columns, named as in the file index (agent and service before
-#: inheritance: see `inherited` for spans that take them from an ancestor).
+#: inheritance: see `inherited_spans`), in dependency order: later expressions use the
+#: aliases of earlier ones, which keeps the SQL small enough to analyse fast.
 NORMALIZED: tuple[tuple[str, str], ...] = (
     ("trace_id", "TraceId"),
     ("span_id", "SpanId"),
     ("parent_span_id", PARENT),
     ("name", "toString(SpanName)"),
-    ("kind", KIND),
-    ("status", STATUS),
-    ("error_message", ERROR_MESSAGE),
-    ("start_ns", START_NS),
-    ("end_ns", END_NS),
-    ("own_service", SERVICE_OWN),
     ("own_agent", AGENT_OWN),
     ("model", MODEL),
     ("tool_name", TOOL),
     ("input_tokens", TOKENS_IN),
     ("output_tokens", TOKENS_OUT),
     ("session_id", SESSION),
+    ("_kind_oi", _KIND_OI),
+    ("_kind_genai", _KIND_GENAI),
+    ("_kind_sdk", _KIND_SDK),
+    ("_kind_halo", _KIND_HALO),
+    ("kind", KIND),
+    ("_exception", _EXC_INDEX_EXPR),
+    ("status", STATUS),
+    ("error_message", ERROR_MESSAGE),
+    ("start_ns", START_NS),
+    ("end_ns", END_NS),
+    ("own_service", SERVICE_OWN),
 )
 
 
@@ -209,19 +216,24 @@ def normalized_select(table: str, where: str, matches: str = "1") -> str:
     return f"SELECT {columns}, {matches} AS matched FROM {table} WHERE {where}"
 
 
-#: Columns of normalized_select, in order.
-NORMALIZED_NAMES = (*(name for name, _ in NORMALIZED), "matched")
+#: Columns of normalized_select that callers read (helper aliases start with '_').
+NORMALIZED_NAMES = (*(name for name, _ in NORMALIZED if not name.startswith("_")), "matched")
 
 
-#: Steps of the ancestor walk (as ingestion's _ANCESTOR_STEPS bounds its walk).
-ANCESTOR_STEPS = 64
+#: Pointer-jumping rounds: each doubles the ancestors looked at, so 8 reach 255 levels up
+#: (ingestion walks at most 256).
+ANCESTOR_ROUNDS = 8
 
 
 def _inherit(own: str) -> str:
-    """Per trace: each span's own value, else its nearest ancestor's ('' is none)."""
+    """Per trace: each span's own value ('' is none), else its nearest ancestor's.
+
+    Pointer jumping over (values, ancestor positions): after round k a span without a value
+    has looked at its first 2^k - 1 ancestors and points at the 2^k-th."""
     return (
-        f"arrayFold((acc, step) -> arrayMap((v, p) -> if(v != '' OR p = 0, v, acc[p]), "
-        f"acc, pidx), range({ANCESTOR_STEPS}), {own})"
+        f"arrayFold((acc, step) -> (arrayMap((v, p) -> if(v != '' OR p = 0, v, acc.1[p]), "
+        f"acc.1, acc.2), arrayMap((v, p) -> if(v != '' OR p = 0, p, acc.2[p]), acc.1, acc.2)), "
+        f"range({ANCESTOR_ROUNDS}), ({own}, pidx)).1"
     )
 
 

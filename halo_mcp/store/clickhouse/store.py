@@ -165,12 +165,15 @@ class ClickHouseTraceStore:
     def _rows(self, sql: str, params: Params) -> list[tuple[Any, ...]]:
         return self._client.rows(sql, params.values)
 
-    def _compile(self, flt: SpanFilter | dict | None, params: Params) -> CompiledFilter:
+    @staticmethod
+    def _parse(flt: SpanFilter | dict[str, Any] | None) -> SpanFilter:
         try:
-            parsed = flt if isinstance(flt, SpanFilter) else SpanFilter.model_validate(flt or {})
+            return flt if isinstance(flt, SpanFilter) else SpanFilter.model_validate(flt or {})
         except ValueError as exc:
             raise InvalidFilterError(f"invalid filter: {exc}") from None
-        return compile_filter(parsed, params, self.table, self.window)
+
+    def _compile(self, flt: SpanFilter, params: Params) -> CompiledFilter:
+        return compile_filter(flt, params, self.table, self.window)
 
     def _spans_source(self, compiled: CompiledFilter, inherit: bool) -> str:
         """A subquery of normalized spans that can match: with inherited agent/service when
@@ -284,10 +287,11 @@ class ClickHouseTraceStore:
         column, direction = query.check_sort(sort, _SORT)
         query.check_limit(limit)
         _check_max_chars(max_chars)
+        flt = self._parse(filter)
         params = self._params()
-        compiled = self._compile(filter, params)
+        compiled = self._compile(flt, params)
         total = self._count(compiled, params)[0]
-        qkey = query.query_key("ch", (filter or SpanFilter()).model_dump(mode="json"), sort)
+        qkey = query.query_key("ch", flt.model_dump(mode="json"), sort)
         extra = "1"
         if cursor:
             key, ids = _decode_cursor(cursor, sort, qkey)
@@ -329,7 +333,7 @@ class ClickHouseTraceStore:
     def count(self, filter: SpanFilter | None = None) -> MatchCount:
         """How many spans and traces `filter` selects, and how many traces exist."""
         params = self._params()
-        spans, traces = self._count(self._compile(filter, params), params)
+        spans, traces = self._count(self._compile(self._parse(filter), params), params)
         return MatchCount(spans=spans, traces=traces, traces_in_scope=self._trace_total)
 
     # -- traces --------------------------------------------------------------------------
@@ -391,15 +395,16 @@ class ClickHouseTraceStore:
         """Summaries of the traces having at least one span that matches `filter`."""
         column, direction = query.check_sort(sort, _TRACE_SORT)
         query.check_limit(limit)
+        flt = self._parse(filter)
         params = self._params()
-        compiled = self._compile(filter, params)
+        compiled = self._compile(flt, params)
         inherit = compiled.needs_inheritance
         matching = (
             f"SELECT DISTINCT trace_id FROM ({self._spans_source(compiled, inherit)}) "
             f"WHERE {compiled.span_where(inherit)}"
         )
         total = int(self._rows(f"SELECT count() FROM ({matching})", params)[0][0])
-        qkey = query.query_key("ch-traces", (filter or SpanFilter()).model_dump(mode="json"), sort)
+        qkey = query.query_key("ch-traces", flt.model_dump(mode="json"), sort)
         having = ""
         if cursor:
             key, ids = _decode_cursor(cursor, sort, qkey)
@@ -520,7 +525,7 @@ class ClickHouseTraceStore:
         """Regex search over span content (RE2, inside ClickHouse), optionally within
         spans selected by `filter`."""
         query.check_limit(limit)
-        base = filter if isinstance(filter, SpanFilter) else SpanFilter.model_validate(filter or {})
+        base = self._parse(filter)
         flt = base.model_copy(update={"text": pattern}) if base.text is None else base
         params = self._params()
         compiled = self._compile(flt, params)
@@ -653,21 +658,23 @@ class ClickHouseTraceStore:
             f"transform(ifNull(error_message, ''), {params.add(messages, 'Array(String)')}, "
             f"{params.add(normalized, 'Array(String)')}, ifNull(error_message, ''))"
         )
-        examples = SIGNATURE_EXAMPLES * 4
+        k = SIGNATURE_EXAMPLES
+        # Per trace first, then per signature: the earliest k traces (by their first error)
+        # hold the earliest k error spans, so both example lists stay exact and small.
         rows = self._rows(
-            f"SELECT {name} AS n, {signature} AS sig, uniqExact(trace_id) AS traces, "
-            f"count() AS spans, groupArraySorted({examples})((start_ns, trace_id)), "
-            f"groupArraySorted({SIGNATURE_EXAMPLES})((start_ns, span_id)) "
-            f"FROM ({spans}) WHERE status = 'error' GROUP BY n, sig "
-            f"ORDER BY traces DESC, spans DESC, n, sig LIMIT {TOP_SIGNATURES}",
+            f"SELECT n, sig, count() AS traces, sum(c) AS spans, "
+            f"groupArraySorted({k})((first, trace_id)), "
+            f"arraySlice(arraySort(arrayFlatten(arrayMap(x -> x.2, "
+            f"groupArraySorted({k})((first, first_spans))))), 1, {k}) "
+            f"FROM (SELECT {name} AS n, {signature} AS sig, trace_id, min(start_ns) AS first, "
+            f"count() AS c, groupArraySorted({k})((start_ns, span_id)) AS first_spans "
+            f"FROM ({spans}) WHERE status = 'error' GROUP BY n, sig, trace_id) "
+            f"GROUP BY n, sig ORDER BY traces DESC, spans DESC, n, sig LIMIT {TOP_SIGNATURES}",
             params,
         )
         out = []
         for n, sig, traces, count, first_traces, first_spans in rows:
-            trace_ids: list[str] = []
-            for _, trace_id in first_traces:
-                if trace_id not in trace_ids and len(trace_ids) < SIGNATURE_EXAMPLES:
-                    trace_ids.append(trace_id)
+            trace_ids = [trace_id for _, trace_id in first_traces]
             out.append(
                 ErrorSignature(
                     span_name=str(n or ""),
