@@ -25,7 +25,7 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 
 from halo_mcp import __version__
-from halo_mcp.tools import analyze, findings, prompts, runs, spans, triage
+from halo_mcp.tools import analyze, findings, html_report, prompts, runs, spans, triage
 from halo_mcp.tools.analyze import engine_settings_factory
 from halo_mcp.tools.arguments import invalid_arguments
 from halo_mcp.tools.manager import RunManager
@@ -48,7 +48,8 @@ Workflow:
 3. See concrete cases with query_spans(trace_paths, filter=<finding.matcher>) and get_trace
    (deterministic, no LLM, fast; trace_overview lists names and error signatures to filter
    on), then edit the harness.
-Large artifacts are resources: halo://runs/{run_id}/report (markdown) and
+Large artifacts are resources: halo://runs/{run_id}/report (markdown),
+halo://runs/{run_id}/report.html (a self-contained page for a person to open) and
 halo://findings/{finding_id} (JSON). Errors say what to do next."""
 
 
@@ -208,7 +209,7 @@ def create_server(settings: ServerSettings | None = None) -> MCPServer:
         log_level="WARNING",
         **auth_kwargs,
     )
-    for module in (analyze, runs, findings, spans, triage, prompts):
+    for module in (analyze, runs, findings, spans, triage, prompts, html_report):
         module.register(server)
     return server
 

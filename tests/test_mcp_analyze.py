@@ -59,7 +59,11 @@ async def test_analysis_reports_progress_then_findings_with_links(engine_env, tr
 
         again = await client.call_tool("get_run", {"run_id": status["run_id"], "wait_seconds": 0})
         links = [c for c in again.content if c.type == "resource_link"]
-        assert {str(link.uri) for link in links} == {done["report_uri"], finding["uri"]}
+        assert {str(link.uri) for link in links} == {
+            done["report_uri"],
+            done["report_uri"] + ".html",  # the same report as a self-contained page
+            finding["uri"],
+        }
 
         report = await client.read_resource(done["report_uri"])
         assert "Rate-limit errors" in report.contents[0].text

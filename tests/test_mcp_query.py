@@ -281,6 +281,7 @@ async def test_resource_templates_for_reports_and_findings_are_listed(env, mode)
         templates = (await client.list_resource_templates()).resource_templates
         assert {t.uri_template for t in templates} == {
             "halo://runs/{run_id}/report",
+            "halo://runs/{run_id}/report.html",
             "halo://findings/{finding_id}",
         }
         with pytest.raises(Exception, match="list_runs"):

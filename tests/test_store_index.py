@@ -341,7 +341,7 @@ def test_an_unwritable_cache_dir_is_a_store_error_saying_what_to_do(tmp_path) ->
 
 
 def test_parser_workers_leave_ctrl_c_to_the_parent() -> None:
-    pool = index_module._pool()
+    pool = index_module.worker_pool()
     try:
         assert pool.submit(signal.getsignal, signal.SIGINT).result() == signal.SIG_IGN
     finally:
@@ -356,10 +356,10 @@ def test_identical_tool_inputs_group_whatever_the_attribute_shape(tmp_path: Path
     nested["attributes"]["input"] = {"value": args}
     other = tool("r1", "r1-t3", "r1-a", 5, 6, "read", args='{"path": "/tmp/other"}')
     path = write(tmp_path / "r.jsonl", [agent("r1", "r1-a", "w"), flat, nested, other])
-    with open_store([path], cache_dir=tmp_path / "cache") as store:
-        repeats = store.repeated_tool_calls(min_repeats=2)
+    with open_store([path], cache_dir=tmp_path / "cache") as store, store.aggregates() as reader:
+        repeats = list(reader.repeated_calls(min_repeats=2))
     assert [(r.trace_id, r.tool_name, r.calls) for r in repeats] == [("r1", "read", 2)]
-    assert sorted(repeats[0].example_span_ids) == ["r1-t1", "r1-t2"]
+    assert sorted(repeats[0].span_ids) == ["r1-t1", "r1-t2"]
 
 
 def test_a_second_builder_is_told_it_waits_for_the_first(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from halo_mcp.store import SpanFilter, open_store
-from halo_mcp.store.signatures import _RULES, _SPACES, MAX_MESSAGE_CHARS, normalize_message
+from halo_mcp.store.signatures import MAX_MESSAGE_CHARS, RULES, SPACES, normalize_message
 from halo_mcp.synth import generate
 
 
@@ -44,9 +44,9 @@ def test_skipping_rules_whose_strings_are_absent_never_changes_a_signature() -> 
 
     def every_rule(message: str) -> str:
         text = message[: MAX_MESSAGE_CHARS * 4]
-        for pattern, placeholder, _ in _RULES:
+        for pattern, placeholder, _ in RULES:
             text = pattern.sub(placeholder, text)
-        return _SPACES.sub(" ", text).strip()[:MAX_MESSAGE_CHARS]
+        return SPACES.sub(" ", text).strip()[:MAX_MESSAGE_CHARS]
 
     parts = [
         "http://x.y/a?b=1", "HTTPS://Q.R/s", "user@mail.com", "a@b", "2024-01-02T03:04:05Z",
@@ -115,7 +115,8 @@ def test_each_planted_failure_mode_surfaces_as_an_error_signature(planted) -> No
 def test_the_retry_loop_shows_up_as_repeated_identical_tool_calls(planted) -> None:
     store, manifest = planted
     mode = next(m for m in manifest.failure_modes if m.name == "retry_loop")
-    loops = store.repeated_tool_calls(min_repeats=4)
+    with store.aggregates() as reader:
+        loops = list(reader.repeated_calls(min_repeats=4))
     assert mode.planted_traces > 0
     assert {r.trace_id for r in loops} == set(mode.trace_ids)
 

@@ -203,9 +203,10 @@ def test_search_returns_excerpts_around_the_match(store: TraceStore) -> None:
 
 
 def test_repeated_identical_tool_calls_are_found(store: TraceStore) -> None:
-    loops = store.repeated_tool_calls(min_repeats=3)
+    with store.aggregates() as reader:
+        loops = list(reader.repeated_calls(min_repeats=3))
+        assert list(reader.repeated_calls(min_repeats=4)) == []
     assert [(r.trace_id, r.tool_name, r.calls) for r in loops] == [("t2", "search", 3)]
-    assert store.repeated_tool_calls(min_repeats=4) == []
 
 
 def test_one_store_serves_many_threads(store: TraceStore) -> None:
@@ -230,7 +231,7 @@ def test_one_store_serves_many_threads(store: TraceStore) -> None:
 
 def test_text_search_scans_big_inputs_and_confirms_on_decoded_text(tmp_path, monkeypatch):
     monkeypatch.setenv("HALO_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr("halo_mcp.store.store.SCAN_THRESHOLD", 1)
+    monkeypatch.setattr("halo_mcp.store.filters.SCAN_THRESHOLD", 1)
     spans = [
         agent("q1", "q1-a", "main"),
         tool("q1", "q1-x", "q1-a", 1, 2, "shell", args='say "quoted"\nnext'),
@@ -268,7 +269,7 @@ def test_text_search_finds_the_right_span_on_a_line_holding_many(tmp_path, monke
     import json
 
     monkeypatch.setenv("HALO_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr("halo_mcp.store.store.SCAN_THRESHOLD", 1)
+    monkeypatch.setattr("halo_mcp.store.filters.SCAN_THRESHOLD", 1)
     spans = [
         _otlp_span("b7ad6b7169203331", "", "root", "nothing here"),
         _otlp_span("00f067aa0ba902b7", "b7ad6b7169203331", "step", "the otter swims"),
@@ -340,7 +341,7 @@ def test_broad_filters_are_totalled_from_the_span_group_tally(tmp_path, monkeypa
     """query_spans totals filters on kinds, errors, service, agent, model or tool from
     the tally kept at build time; they must equal a real count, duplicates and inherited
     agents included."""
-    from halo_mcp.store import store as store_module
+    from halo_mcp.store import span_queries
     from halo_mcp.synth import generate
 
     path = tmp_path / "synth.jsonl"
@@ -372,7 +373,7 @@ def test_broad_filters_are_totalled_from_the_span_group_tally(tmp_path, monkeypa
         def no_counting(*args, **kwargs):
             raise AssertionError("counted span by span")
 
-        monkeypatch.setattr(store_module, "count_where", no_counting)
+        monkeypatch.setattr(span_queries, "count_where", no_counting)
         assert [opened.query_spans(SpanFilter(**f), limit=1).total for f in filters] == spans
         counts = [opened.count(SpanFilter(**f)) for f in filters]
         assert [(c.spans, c.traces) for c in counts] == list(zip(spans, traces, strict=True))

@@ -78,7 +78,9 @@ def _snapshot(store: TraceStore) -> dict[str, Any]:
     first = out["traces0"][0]["trace_id"]
     out["tree"] = store.trace_tree(first).model_dump()
     out["search"] = store.search("HTTP 5\\d\\d", limit=50).model_dump()
-    out["loops"] = [r.model_dump() for r in store.repeated_tool_calls(min_repeats=2)]
+    with store.aggregates() as reader:
+        loops = reader.repeated_calls(min_repeats=2)
+        out["loops"] = sorted((*r[:4], sorted(r.span_ids)) for r in loops)
     return out
 
 

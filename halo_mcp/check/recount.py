@@ -13,7 +13,6 @@ from pydantic import BaseModel, Field
 from halo_mcp import triage
 from halo_mcp.check.verdicts import VERDICTS, Verdict, decide
 from halo_mcp.findings.models import Evidence, Finding, Prevalence, Severity
-from halo_mcp.store import aggregates
 from halo_mcp.store.errors import StoreError
 from halo_mcp.store.store import TraceStore
 
@@ -72,13 +71,11 @@ def check_findings(
     """Recount each finding on `new_store` (and on `baseline_store` when given, else use its
     recorded prevalence as 'before') and decide a verdict per finding."""
     began = time.perf_counter()
-    with aggregates.reader(new_store) as new_conn, contextlib.ExitStack() as stack:
-        new_ctx = triage.AggregateContext(new_conn)
+    with new_store.aggregates() as new_reader, contextlib.ExitStack() as stack:
+        new_ctx = triage.AggregateContext(new_reader)
         old_ctx = None
         if baseline_store is not None:
-            old_ctx = triage.AggregateContext(
-                stack.enter_context(aggregates.reader(baseline_store))
-            )
+            old_ctx = triage.AggregateContext(stack.enter_context(baseline_store.aggregates()))
         results = [_check_one(f, new_store, new_ctx, baseline_store, old_ctx) for f in findings]
         total = new_ctx.total
     elapsed = (time.perf_counter() - began) * 1000
@@ -111,21 +108,27 @@ def _check_one(
     old_ctx: triage.AggregateContext | None,
 ) -> FindingCheck:
     rule = _rule_for(finding)
-    base = {
-        "finding_id": finding.id,
-        "source": finding.source,
-        "title": finding.title,
-        "category": finding.category,
-        "severity": finding.severity,
-        "method": rule.kind if rule else "none",
-    }
-    if rule is None:
+
+    def result(before: Prevalence | None, verdict: Verdict, reason: str) -> FindingCheck:
         return FindingCheck(
-            **base,
-            before=finding.prevalence,
-            verdict="unknown",
-            reason="This finding has no matcher, so it cannot be recounted on new traces.",
+            finding_id=finding.id,
+            source=finding.source,
+            title=finding.title,
+            category=finding.category,
+            severity=finding.severity,
+            method=rule.kind if rule else "none",
+            before=before,
+            verdict=verdict,
+            reason=reason,
         )
+
+    if rule is None:
+        return result(
+            finding.prevalence,
+            "unknown",
+            "This finding has no matcher, so it cannot be recounted on new traces.",
+        )
+    before: Prevalence | None
     try:
         after = triage.measure_in(new_ctx, rule, finding.matcher, new_store)
         if old_store is not None and old_ctx is not None:
@@ -133,26 +136,17 @@ def _check_one(
         else:
             before = finding.prevalence
     except (StoreError, ValueError) as exc:
-        return FindingCheck(
-            **base,
-            before=finding.prevalence,
-            verdict="unknown",
-            reason=f"The matcher could not be counted ({exc}).",
-        )
+        return result(finding.prevalence, "unknown", f"The matcher could not be counted ({exc}).")
     decision = decide(before, after.prevalence())
     reason = decision.reason
     if rule.kind in ("error_cluster", "retry_storm") and after.matched == 0:
         reason += _similar_errors(new_ctx, rule)
-    return FindingCheck(
-        **base,
-        before=before,
-        after=after.prevalence(),
-        verdict=decision.verdict,
-        p_value=decision.p_value,
-        relative_change=decision.relative_change,
-        reason=reason,
-        still_matching=after.examples[:EXAMPLES],
-    )
+    checked = result(before, decision.verdict, reason)
+    checked.after = after.prevalence()
+    checked.p_value = decision.p_value
+    checked.relative_change = decision.relative_change
+    checked.still_matching = after.examples[:EXAMPLES]
+    return checked
 
 
 def _rule_for(finding: Finding) -> triage.TriageRule | None:
@@ -187,8 +181,8 @@ def recount_prevalence(findings: Sequence[Finding], store: TraceStore) -> list[F
     so 'before' and 'after' come from the same counting. Findings that cannot be recounted
     keep their recorded prevalence."""
     out = []
-    with aggregates.reader(store) as conn:
-        ctx = triage.AggregateContext(conn)
+    with store.aggregates() as reader:
+        ctx = triage.AggregateContext(reader)
         for finding in findings:
             rule = _rule_for(finding)
             if rule is None:

@@ -3,6 +3,7 @@
 from halo_mcp.store.errors import (
     InvalidFilterError,
     NoSpansError,
+    QueryTimeoutError,
     StoreError,
     TraceFileNotFoundError,
     UnknownIdError,
@@ -25,8 +26,10 @@ from halo_mcp.store.models import (
     TraceTree,
 )
 from halo_mcp.store.store import TraceStore, open_store
+from halo_mcp.store.time_limit import DEFAULT_QUERY_TIME_LIMIT
 
 __all__ = [
+    "DEFAULT_QUERY_TIME_LIMIT",
     "DEFAULT_SPAN_FIELDS",
     "SPAN_FIELDS",
     "InvalidFilterError",
@@ -34,6 +37,7 @@ __all__ = [
     "MatchCount",
     "NoSpansError",
     "Overview",
+    "QueryTimeoutError",
     "SearchResult",
     "Span",
     "SpanFilter",

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from halo_mcp.store.errors import InvalidFilterError
+
+if TYPE_CHECKING:
+    from halo_mcp.store.formats import SpanPayload
 
 BLOCK_BYTES = 8 << 20
 
@@ -274,7 +277,8 @@ def values_equal(actual: Any, wanted: Any) -> bool:
     return str(actual) == str(wanted)
 
 
-def attributes_match(payload: Any, wanted: dict[str, Any]) -> bool:
+def attributes_match(payload: SpanPayload, wanted: Mapping[str, Any]) -> bool:
+    """Whether every wanted attribute (or resource attribute) equals the span's value."""
     for key, value in wanted.items():
         if key in payload.attributes:
             actual = payload.attributes[key]

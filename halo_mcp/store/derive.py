@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from halo_mcp.store.connections import iter_rows
 from halo_mcp.store.shards import span_tables
 from halo_mcp.store.signatures import normalize_message
 
@@ -197,7 +198,7 @@ def _inherit_missing(conn: sqlite3.Connection, scope: str, source: str) -> Group
         "WHERE trace_id IN (SELECT trace_id FROM temp.need) ORDER BY trace_id"
     )
     batch: list[tuple] = []
-    for _, group in itertools.groupby(_stream(cursor), key=lambda r: r[TRACE]):
+    for _, group in itertools.groupby(iter_rows(cursor, 10_000), key=lambda r: r[TRACE]):
         rows = list(group)
         agents = _inherit(rows, AGENT)
         services = _inherit(rows, SERVICE)
@@ -257,14 +258,6 @@ def _inherit(rows: Sequence[tuple], col: int) -> dict[int, Any]:
         if value is not None:
             found[row[ID]] = value
     return found
-
-
-def _stream(cursor: sqlite3.Cursor) -> Any:
-    while True:
-        batch = cursor.fetchmany(10000)
-        if not batch:
-            return
-        yield from batch
 
 
 def load_groups(conn: sqlite3.Connection) -> Groups:

@@ -19,3 +19,7 @@ class InvalidFilterError(StoreError):
 
 class UnknownIdError(StoreError):
     """A trace or span id is not in the store."""
+
+
+class QueryTimeoutError(StoreError):
+    """A query ran past the store's per-query time limit and was stopped."""

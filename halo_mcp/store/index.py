@@ -32,9 +32,10 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from halo_mcp.store import derive
+from halo_mcp.store.connections import connect
 from halo_mcp.store.files import HASH_BYTES, FileState, file_state, hash_range, set_key
 from halo_mcp.store.ingest import (
     MAX_BAD_EXAMPLES,
@@ -86,22 +87,16 @@ class Plan:
     from_offset: int = 0
     from_line: int = 0
 
+    @property
+    def fid(self) -> int:
+        """The file's id in the index (known once the file is prepared)."""
+        if self.file_id is None:
+            raise RuntimeError(f"{self.state.path} has no file id yet")
+        return self.file_id
+
 
 def index_path(cache_dir: Path, files: list[Path]) -> Path:
     return cache_dir / "indexes" / f"{set_key(files)}.sqlite"
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """A connection to an index file (URI filenames on, so shards attach read-only)."""
-    conn = sqlite3.connect(
-        Path(path).absolute().as_uri(),
-        uri=True,
-        isolation_level=None,
-        check_same_thread=False,
-        timeout=60,
-    )
-    conn.execute("PRAGMA busy_timeout=60000")
-    return conn
 
 
 def plan_updates(conn: sqlite3.Connection, states: list[FileState]) -> list[Plan] | None:
@@ -276,7 +271,7 @@ def _update(conn: sqlite3.Connection, plans: list[Plan], fresh: bool) -> None:
             conn.execute("DELETE FROM temp.affected")
         work = [p for p in plans if p.action != "same"]
         pending = sum(p.state.end - p.from_offset for p in work)
-        pool = _pool() if _parallel(pending) else None
+        pool = worker_pool() if _parallel(pending) else None
         began = time.perf_counter()
         groups: derive.Groups = {}
         orphaned_names = 0
@@ -337,7 +332,7 @@ def _run_shards(runs: list[list[Segment]], db_path: Path, token: str) -> list[Sh
     from concurrent.futures.process import BrokenProcessPool
 
     paths = [shard_file(db_path, token, k) for k in range(1, len(runs) + 1)]
-    pool = _pool()
+    pool = worker_pool()
     try:
         futures = [
             pool.submit(build_shard, k, str(path), run)
@@ -397,9 +392,10 @@ def _build_sharded(conn: sqlite3.Connection, plans: list[Plan], db_path: Path, t
                     f"SELECT duplicates, file_id FROM {schema}.files WHERE duplicates > 0"
                 ).fetchall(),
             )
-        signatures: derive.Signatures | None = derive.collect_signatures(conn, "main.spans")
+        collected = derive.collect_signatures(conn, "main.spans")
         for result in results:
-            derive.merge_signatures(signatures, result.signatures)
+            derive.merge_signatures(collected, result.signatures)
+        signatures: derive.Signatures | None = collected
         if join_shard_traces(conn, groups):
             signatures = None  # duplicates across shards were dropped: scan them all again
         log.debug("traces joined at %.2fs", time.perf_counter() - began)
@@ -414,7 +410,7 @@ def _last_id(conn: sqlite3.Connection) -> int:
     return row[0] if row else 0
 
 
-def _pool() -> Executor:
+def worker_pool() -> Executor:
     """Parser workers. Fork is instant and re-imports nothing, but is only safe while this
     process runs a single thread (e.g. the CLI); a threaded host (the MCP server) gets
     forkserver workers instead."""
@@ -513,6 +509,7 @@ def _results(plan: Plan, pool: Executor | None) -> Iterator[SliceResult]:
 
     If the pool breaks (a worker could not start or died), the rest is parsed in-process."""
     path = str(plan.state.path)
+    tasks: Iterator[tuple[Callable[..., SliceResult], tuple[Any, ...]]]
     if plan.state.gz:
         tasks = ((parse_gz_block, (data, off)) for data, off in _gz_blocks(plan.state.path))
     else:
@@ -560,7 +557,7 @@ def _ingest_file(
 ) -> int:
     """Parse and insert what `plan` asks for. Returns how many of the new spans have a
     parent but lack an agent or a service (see derive.refresh_traces)."""
-    fid = plan.file_id
+    fid = plan.fid
     line_base = plan.from_line
     next_id = _last_id(conn) + 1
     seq = conn.execute(

@@ -34,6 +34,11 @@ def meta_int(meta: dict[str, str | None], key: str) -> int:
     return int(value) if value not in (None, "") else 0
 
 
+def spans_per_file(conn: sqlite3.Connection) -> dict[str, int]:
+    """Spans indexed from each file (by path)."""
+    return {path: int(spans or 0) for path, spans in conn.execute("SELECT path, spans FROM files")}
+
+
 def file_reports(conn: sqlite3.Connection) -> list[FileReport]:
     return [
         FileReport(

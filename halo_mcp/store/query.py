@@ -10,11 +10,12 @@ import base64
 import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, overload
 
 import orjson
 
 from halo_mcp.store.errors import InvalidFilterError
+from halo_mcp.store.formats import SpanPayload
 from halo_mcp.store.models import (
     SPAN_FIELDS,
     SpanFilter,
@@ -60,7 +61,12 @@ def to_ns(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
+@overload
+def from_ns(ns: int) -> datetime: ...
+@overload
+def from_ns(ns: None) -> None: ...
 def from_ns(ns: int | None) -> datetime | None:
+    """Epoch ns as a UTC datetime (None stays None)."""
     if ns is None:
         return None
     seconds, rest = divmod(int(ns), 1_000_000_000)
@@ -248,7 +254,7 @@ def make_view(
     fields: Sequence[str],
     clipper: Clipper,
     source_of: Callable[[Sequence[Any]], SpanSource | None],
-    payload_of: Callable[[Sequence[Any]], Any],
+    payload_of: Callable[[Sequence[Any]], SpanPayload | None],
 ) -> SpanView:
     """A SpanView holding just `fields`; content fields come from `payload_of(row)`."""
     values: dict[str, Any] = {}

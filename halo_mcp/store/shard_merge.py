@@ -40,7 +40,7 @@ def cut_runs(plans: list[Plan], parts: int) -> list[list[Segment]]:
                     handle.seek(stop)
                     handle.readline()
                     stop = min(handle.tell(), size)
-                runs[-1].append(Segment(plan.file_id, path, start, stop))
+                runs[-1].append(Segment(plan.fid, path, start, stop))
                 room -= stop - start
                 start = stop
     return [run for run in runs if run]
@@ -88,7 +88,7 @@ def record_shards(
             if segment.format and fid not in formats:
                 formats[fid] = segment.format
     for plan in plans:
-        fid = plan.file_id
+        fid = plan.fid
         counts = (lines.get(fid, 0), spans.get(fid, 0), bad.get(fid, 0))
         record_file(conn, fid, plan.state, *counts, formats.get(fid))
 

@@ -7,11 +7,12 @@ import re
 
 MAX_MESSAGE_CHARS = 300
 
-# Order matters: the most specific shapes are replaced first. Each rule names strings of
-# which a match must contain one (none: always tried); a message holding none of them
-# skips the rule (about half the cost: most messages have no @, / or 0x). Placeholders
-# add none of these strings, so testing the original message is enough.
-_RULES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
+#: The rules, in order: (pattern, placeholder, needles). Order matters: the most specific
+#: shapes are replaced first. Each rule names strings of which a match must contain one
+#: (none: always tried); a message holding none of them skips the rule (about half the
+#: cost: most messages have no @, / or 0x). Placeholders add none of these strings, so
+#: testing the original message is enough.
+RULES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     (re.compile(r"https?://[^\s'\"<>)\]]+", re.I), "<URL>", ("://",)),
     (re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"), "<EMAIL>", ("@",)),
     (
@@ -40,7 +41,8 @@ _RULES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     (re.compile(r'"[^"\n]{1,200}"'), '"<S>"', ('"',)),
     (re.compile(r"(?<![\w<.-])[-+]?\d+(?:[.,]\d+)*(?:e[-+]?\d+)?", re.I), "<N>", ()),
 )
-_SPACES = re.compile(r"\s+")
+#: Runs of whitespace, collapsed to one space.
+SPACES = re.compile(r"\s+")
 
 
 def normalize_message(message: str | None) -> str:
@@ -49,8 +51,8 @@ def normalize_message(message: str | None) -> str:
     if not message:
         return ""
     text = message[: MAX_MESSAGE_CHARS * 4]
-    for pattern, placeholder, needles in _RULES:
+    for pattern, placeholder, needles in RULES:
         if not needles or any(needle in text for needle in needles):
             text = pattern.sub(placeholder, text)
-    text = _SPACES.sub(" ", text).strip()
+    text = SPACES.sub(" ", text).strip()
     return text[:MAX_MESSAGE_CHARS]

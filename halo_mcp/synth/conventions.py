@@ -102,7 +102,7 @@ def _openinference(span: SimSpan, trace: SimTrace, tiny: bool) -> dict[str, Any]
             ):
                 attrs[name_key] = call["name"]
                 attrs[args_key] = call["arguments"]
-            output = {"role": "assistant", "content": span.output_text or ""}
+            output: dict[str, object] = {"role": "assistant", "content": span.output_text or ""}
             if span.tool_calls:
                 output["tool_calls"] = span.tool_calls
             attrs["output.value"] = orjson.dumps(output).decode()

@@ -240,7 +240,7 @@ class _Tally:
 
 
 def _write(
-    out: BinaryIO,
+    out: BinaryIO | gzip_module.GzipFile,
     traces: int | None,
     target_bytes: int | None,
     planned: int,

@@ -444,11 +444,11 @@ def simulate(
         calls: list[tuple[str, str, tuple[str, str] | None, str | None]] = []
         if step == "arg_error":
             bad_path = _arg_error_path(rng)
-            error = (
+            not_found = (
                 "FileNotFoundError",
                 f"FileNotFoundError: [Errno 2] No such file or directory: '{bad_path}'",
             )
-            calls.append(("read_file", orjson.dumps({"path": bad_path}).decode(), error, None))
+            calls.append(("read_file", orjson.dumps({"path": bad_path}).decode(), not_found, None))
         elif step == "arg_fix":
             fixed = orjson.dumps({"path": bad_path.replace(" ", "_")}).decode()
             run.used_args.add(fixed)

@@ -77,10 +77,13 @@ def halo_lines(trace: SimTrace, convention: str, tiny: bool, messy: bool = False
             status = {"code": ok, "message": None if messy else ""}
         else:
             status = {"code": "STATUS_CODE_ERROR", "message": span.error}
+        attrs = attributes(span, trace, convention, tiny)
+        if messy:
+            attrs = _stringify_numbers(attrs)
         record = {
             "trace_id": trace.trace_id,
             "span_id": span.span_id,
-            "parent_span_id": span.parent_id,
+            "parent_span_id": "" if messy and span.parent_id is None else span.parent_id,
             "name": span_name(span, convention),
             "kind": "SPAN_KIND_CLIENT" if span.kind == "llm" else "SPAN_KIND_INTERNAL",
             "start_time": iso_ns(span.start_ns),
@@ -88,12 +91,8 @@ def halo_lines(trace: SimTrace, convention: str, tiny: bool, messy: bool = False
             "status": status,
             "resource": resource,
             "scope": scope,
-            "attributes": attributes(span, trace, convention, tiny),
+            "attributes": attrs,
         }
-        if messy:
-            record["attributes"] = _stringify_numbers(record["attributes"])
-            if span.parent_id is None:
-                record["parent_span_id"] = ""
         lines.append(orjson.dumps(record))
     return lines
 
@@ -242,11 +241,16 @@ def agents_sdk_lines(
         )
     ]
     for span in _by_end(trace):
-        error = None
+        error: dict[str, object] | None = None
         if span.error is not None:
-            error = {"message": span.error, "data": {"error_type": span.error_type}}
+            data = {"error_type": span.error_type}
             if span.kind == "tool":
-                error["data"]["tool_name"] = span.name
+                data["tool_name"] = span.name
+            error = {"message": span.error, "data": data}
+        span_data = _span_data(span, trace, tiny)
+        usage = span_data.get("usage")
+        if messy and usage:
+            span_data["usage"] = _stringify_numbers(usage)
         record = {
             "object": "trace.span",
             "id": _sdk_span_id(trace, span.span_id),
@@ -254,12 +258,9 @@ def agents_sdk_lines(
             "parent_id": _sdk_span_id(trace, span.parent_id),
             "started_at": iso_us(span.start_ns),
             "ended_at": iso_us(span.end_ns),
-            "span_data": _span_data(span, trace, tiny),
+            "span_data": span_data,
             "error": error,
         }
-        usage = record["span_data"].get("usage")
-        if messy and usage:
-            record["span_data"]["usage"] = _stringify_numbers(usage)
         lines.append(orjson.dumps(record))
     return lines
 

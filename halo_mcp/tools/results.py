@@ -43,5 +43,9 @@ def report_uri(run_id: str) -> str:
     return f"halo://runs/{run_id}/report"
 
 
+def report_html_uri(run_id: str) -> str:
+    return f"halo://runs/{run_id}/report.html"
+
+
 def finding_uri(finding_id: str) -> str:
     return f"halo://findings/{finding_id}"

@@ -27,7 +27,7 @@ from halo_mcp.tools.models import (
     RunStatusResult,
     WaitSeconds,
 )
-from halo_mcp.tools.results import link, report_uri, tool_result
+from halo_mcp.tools.results import link, report_html_uri, report_uri, tool_result
 from halo_mcp.tools.state import ServerState, caller_owner, server_state, visible
 
 MAX_FINDINGS_LISTED = 30
@@ -236,6 +236,14 @@ def status_links(result: RunStatusResult) -> list[Any]:
     if result.report_uri:
         links.append(
             link(result.report_uri, f"report {result.run_id}", "Run report", "text/markdown")
+        )
+        links.append(
+            link(
+                report_html_uri(result.run_id),
+                f"report {result.run_id} (HTML)",
+                "Run report as one self-contained HTML page (charts, evidence waterfalls)",
+                "text/html",
+            )
         )
     for finding in result.findings or []:
         links.append(link(finding.uri, f"finding {finding.id}", finding.title, "application/json"))

@@ -1,17 +1,19 @@
 """Deterministic triage (no LLM, no API key): the symptoms a trace set shows, counted.
 
-Triage reads aggregates from the trace index (errors grouped by signature, repeated tool
-inputs, latency and token distributions, root spans) and turns each symptom into an item
+Triage reads aggregates of the trace index through the store's one door,
+``TraceStore.aggregates()`` (errors grouped by signature, repeated tool inputs, latency
+and token distributions, root spans; no SQL here) and turns each symptom into an item
 of the same shape as an engine finding (source="triage"): a matcher, a prevalence computed
 by the store, and evidence ids. It says nothing about causes; the engine's root agent
 starts from :func:`triage_summary` and spends its turns on why.
 
 One module per idea:
 - models.py: the rule, the report, Measurement and Candidate (an item before ranking);
-- detectors: errors.py (error signature clusters, retry storms; bursts.py says when they
-  come in bursts), loops.py (identical tool calls), limits.py (runs piled at a silent step
-  limit), outliers.py (latency and tokens per tool/model/agent), answers.py (runs without
-  a final answer), tools.py (tools by failure rate);
+- detectors: error_clusters.py (error signature clusters, retry storms; bursts.py says
+  when they come in bursts), loops.py (identical tool calls), limits.py (runs piled at a
+  silent step limit), outliers.py (latency and tokens per tool/model/agent), answers.py
+  (runs without a final answer), tool_failures.py (tools by failure rate);
+- context.py: one aggregate reader plus the aggregates detectors share;
 - rank.py: merging items over the same traces, ranking, conversion to findings;
 - measure.py: recounting an item's rule on other traces (for check);
 - summary.py: the bounded text for an agent's prompt; run.py: `run_triage`;

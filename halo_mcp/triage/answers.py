@@ -6,18 +6,12 @@ ROOT_SAMPLE roots) and read in full only when some run does end without an answe
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Severity
-from halo_mcp.store import aggregates
-from halo_mcp.triage.models import (
-    EXAMPLES,
-    Candidate,
-    Measurement,
-    TriageRule,
-    evidence,
-)
+from halo_mcp.store.aggregates import Aggregates
+from halo_mcp.triage.models import EXAMPLES, Candidate, Measurement, TriageRule, evidence
 
 if TYPE_CHECKING:
     from halo_mcp.triage.context import AggregateContext
@@ -28,9 +22,9 @@ ROOT_SAMPLE = 2000
 
 
 def missing_answers(
-    conn: sqlite3.Connection,
+    reader: Aggregates,
     every: int = 1,
-    known: dict[tuple[str, str], bool] | None = None,
+    known: Mapping[tuple[str, str], bool] | None = None,
     record: dict[tuple[str, str], bool] | None = None,
 ) -> tuple[dict[str, str], int]:
     """Traces whose root span has no output ({trace: root span}), and the roots read
@@ -38,7 +32,7 @@ def missing_answers(
     again; `record` gets the roots read."""
     missing: dict[str, str] = {}
     roots = 0
-    for trace_id, span_id, has_output in aggregates.root_answered(conn, every, known):
+    for trace_id, span_id, has_output in reader.root_answered(every, known):
         roots += 1
         if record is not None:
             record[(trace_id, span_id)] = has_output
@@ -58,9 +52,9 @@ def missing_measure(missing: dict[str, str], total: int) -> Measurement:
 def final_answer_items(ctx: AggregateContext, notes: list[str]) -> list[Candidate]:
     every = max(1, ctx.total // ROOT_SAMPLE)
     sampled: dict[tuple[str, str], bool] = {}
-    missing, roots = missing_answers(ctx.conn, every, record=sampled if every > 1 else None)
+    missing, roots = missing_answers(ctx.reader, every, record=sampled if every > 1 else None)
     if every > 1 and missing and len(missing) <= roots / 2:
-        missing, roots = missing_answers(ctx.conn, 1, known=sampled)  # some do: count all
+        missing, roots = missing_answers(ctx.reader, 1, known=sampled)  # some do: count all
     elif every > 1 and not missing and roots:
         notes.append(
             f"Runs without a final answer: none in a sample of {roots} root spans, so the "

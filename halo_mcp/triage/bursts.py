@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
-
-from halo_mcp.store.shards import span_tables
+from halo_mcp.store.aggregates import Aggregates
 
 #: Equal time windows the trace set's time range is cut into.
 TIME_BINS = 50
@@ -12,26 +10,16 @@ TIME_BINS = 50
 BURST_MIN_ERRORS = 20
 
 
-def _bin_width(t0: int, t1: int) -> int:
+def bin_width(t0: int, t1: int) -> int:
+    """The width (ns) of each of the TIME_BINS windows from t0 to t1 (t1 in the last)."""
     return max(1, (t1 - t0) // TIME_BINS + 1)
 
 
-def all_start_bins(conn: sqlite3.Connection, t0: int, t1: int) -> list[int]:
-    """Spans started in each time window (all spans: the baseline). One range count per
-    window and span table, answered from the start_ns index (no sort of every span)."""
-    width = _bin_width(t0, t1)
-    counts = [0] * TIME_BINS
+def all_start_bins(reader: Aggregates, t0: int, t1: int) -> list[int]:
+    """Spans started in each time window (all spans: the baseline)."""
     if t0 > t1:
-        return counts
-    for table in span_tables(conn):
-        parts = ", ".join(
-            f"(SELECT COUNT(*) FROM {table} WHERE start_ns >= ? AND start_ns < ?)"
-            for _ in range(TIME_BINS)
-        )
-        params = [v for b in range(TIME_BINS) for v in (t0 + b * width, t0 + (b + 1) * width)]
-        row = conn.execute(f"SELECT {parts}", params).fetchone()
-        counts = [have + int(more or 0) for have, more in zip(counts, row, strict=True)]
-    return counts
+        return [0] * TIME_BINS
+    return reader.starts_per_window(t0, bin_width(t0, t1), TIME_BINS)
 
 
 def bins_for_80(counts: list[int]) -> int:
@@ -52,7 +40,7 @@ def burst_note(starts: list[int], t0: int, t1: int, baseline: int | None) -> str
     spans need (and at most a fifth of all bins)."""
     if baseline is None or len(starts) < BURST_MIN_ERRORS or t1 <= t0:
         return None
-    width = _bin_width(t0, t1)
+    width = bin_width(t0, t1)
     counts = [0] * TIME_BINS
     for s in starts:
         b = (s - t0) // width

@@ -9,25 +9,17 @@ MIN_STORM_ERRORS times are a retry storm.
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Evidence, Severity
-from halo_mcp.store import aggregates
-from halo_mcp.store.models import SpanFilter
+from halo_mcp.store.aggregates import Aggregates
+from halo_mcp.store.models import SpanFilter, SpanKind
 from halo_mcp.store.signatures import normalize_message
 from halo_mcp.text import clip
 from halo_mcp.triage.bursts import all_start_bins, bins_for_80, burst_note
-from halo_mcp.triage.models import (
-    EXAMPLES,
-    Candidate,
-    Measurement,
-    TriageRule,
-    evidence,
-    who,
-)
+from halo_mcp.triage.models import EXAMPLES, Candidate, Measurement, TriageRule, evidence, who
 
 if TYPE_CHECKING:
     from halo_mcp.triage.context import AggregateContext
@@ -113,12 +105,12 @@ def error_type(signature: str) -> str:
 # -- counting ----------------------------------------------------------------------------
 
 
-def error_clusters(conn: sqlite3.Connection) -> dict[ClusterKey, Cluster]:
+def error_clusters(reader: Aggregates) -> dict[ClusterKey, Cluster]:
     """Every error span grouped by (kind, tool, normalized message with models masked)."""
-    models = aggregates.model_names(conn)
+    models = reader.model_names()
     normalized: dict[str | None, str] = {}
     clusters: dict[ClusterKey, Cluster] = {}
-    for kind, tool, name, message, trace_id, span_id, start in aggregates.error_spans(conn):
+    for kind, tool, name, message, trace_id, span_id, start in reader.error_spans():
         signature = normalized.get(message)
         if signature is None:
             signature = cluster_signature(message, models)
@@ -154,8 +146,8 @@ def storm_measure(cluster: Cluster, min_count: int, total: int) -> Measurement:
 
 
 def cluster_items(ctx: AggregateContext) -> list[Candidate]:
-    t0, t1 = aggregates.time_range(ctx.conn)
-    baseline = bins_for_80(all_start_bins(ctx.conn, t0, t1)) if t1 > t0 else None
+    t0, t1 = ctx.reader.time_range()
+    baseline = bins_for_80(all_start_bins(ctx.reader, t0, t1)) if t1 > t0 else None
     out = []
     for cluster in ctx.clusters.values():
         err_type = error_type(cluster.signature)
@@ -236,7 +228,7 @@ def _severity(category: str, rate: float) -> Severity:
 
 def _matcher(cluster: Cluster) -> SpanFilter:
     return SpanFilter(
-        kind=[cluster.kind] if cluster.kind in _KINDS else None,
+        kind=[SpanKind(cluster.kind)] if cluster.kind in _KINDS else None,
         tool_name=cluster.tool_name,
         errors_only=True,
         text=signature_regex(cluster.signature),

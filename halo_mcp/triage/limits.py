@@ -1,18 +1,17 @@
 """Runs stopped at a silent step limit: an agent's runs piling up at the top LLM-call count.
 
 (Limits that raise an error, such as MaxTurnsExceeded, are error clusters of category
-turn-limit; see errors.py.)
+turn-limit; see error_clusters.py.)
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Severity
-from halo_mcp.store import aggregates
-from halo_mcp.store.models import SpanFilter
+from halo_mcp.store.aggregates import AgentCalls, Aggregates
+from halo_mcp.store.models import SpanFilter, SpanKind
 from halo_mcp.triage.models import Candidate, Measurement, TriageRule
 
 if TYPE_CHECKING:
@@ -45,17 +44,17 @@ def step_cap(histogram: dict[int, int]) -> int | None:
 
 
 def step_cap_measure(
-    conn: sqlite3.Connection,
+    reader: Aggregates,
     agents: set[str],
     cap: int,
     total: int,
-    calls_per_agent: Iterable[tuple[str, str, int]] | None = None,
+    calls_per_agent: Iterable[AgentCalls] | None = None,
 ) -> Measurement:
     """The traces where one of `agents` made at least `cap` LLM calls (from
     `calls_per_agent` when the caller already read them)."""
     m = Measurement(set(), 0, traces_in_scope=total)
     if calls_per_agent is None:
-        calls_per_agent = aggregates.llm_calls_per_agent(conn)
+        calls_per_agent = reader.llm_calls_per_agent()
     for trace_id, agent, calls in calls_per_agent:
         if agent in agents and calls >= cap:
             m.add(trace_id, calls, None, f"{agent}: {calls} LLM calls")
@@ -64,15 +63,15 @@ def step_cap_measure(
 
 def step_cap_items(ctx: AggregateContext) -> list[Candidate]:
     # The cap found is an agent's top count, so the traces at the top are all it needs.
-    histograms, rows = aggregates.llm_call_histograms(ctx.conn)
+    histograms = ctx.reader.llm_call_histograms()
     by_cap: dict[int, list[str]] = {}
-    for agent, hist in sorted(histograms.items()):
+    for agent, hist in sorted(histograms.per_agent.items()):
         cap = step_cap(hist)
         if cap is not None:
             by_cap.setdefault(cap, []).append(agent)
     out = []
     for cap, agents in sorted(by_cap.items()):
-        m = step_cap_measure(ctx.conn, set(agents), cap, ctx.total, rows)
+        m = step_cap_measure(ctx.reader, set(agents), cap, ctx.total, histograms.at_top)
         names = ", ".join(agents)
         out.append(
             Candidate(
@@ -85,7 +84,9 @@ def step_cap_items(ctx: AggregateContext) -> list[Candidate]:
                     "below: these runs were cut by a turn/step limit."
                 ),
                 rule=TriageRule(kind="step_cap", min_count=cap, names=agents),
-                matcher=SpanFilter(kind=["llm"], agent=agents[0]) if len(agents) == 1 else None,
+                matcher=SpanFilter(kind=[SpanKind.llm], agent=agents[0])
+                if len(agents) == 1
+                else None,
                 exact=False,
                 measure=m,
             )

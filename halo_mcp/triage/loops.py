@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Severity
-from halo_mcp.store import aggregates
-from halo_mcp.store.models import SpanFilter
+from halo_mcp.store.aggregates import Aggregates
+from halo_mcp.store.models import SpanFilter, SpanKind
 from halo_mcp.triage.models import Candidate, Measurement, TriageRule
 
 if TYPE_CHECKING:
@@ -17,17 +16,16 @@ if TYPE_CHECKING:
 MIN_REPEATS = 3
 
 
-def loops(conn: sqlite3.Connection, min_repeats: int, total: int) -> dict[str, Measurement]:
+def loops(reader: Aggregates, min_repeats: int, total: int) -> dict[str, Measurement]:
     """Per tool: the traces where it got identical input at least `min_repeats` times."""
     out: dict[str, Measurement] = {}
     errors: dict[str, int] = {}
-    for trace_id, tool, calls, error_calls, span_ids in aggregates.repeated_calls(
-        conn, min_repeats
-    ):
+    for call in reader.repeated_calls(min_repeats):
+        tool, calls = call.tool_name, call.calls
         m = out.setdefault(tool, Measurement(set(), 0, traces_in_scope=total))
-        errors[tool] = errors.get(tool, 0) + (error_calls or 0)
-        first = (span_ids or "").split(" ")[0] or None
-        m.add(trace_id, calls, first, f"{tool} called {calls} times with identical input")
+        errors[tool] = errors.get(tool, 0) + call.error_calls
+        first = call.span_ids[0] if call.span_ids else None
+        m.add(call.trace_id, calls, first, f"{tool} called {calls} times with identical input")
     for tool, m in out.items():
         m.all_errors = errors.get(tool, 0) == m.spans
     return out
@@ -35,7 +33,7 @@ def loops(conn: sqlite3.Connection, min_repeats: int, total: int) -> dict[str, M
 
 def loop_items(ctx: AggregateContext) -> list[Candidate]:
     out = []
-    for tool, m in loops(ctx.conn, MIN_REPEATS, ctx.total).items():
+    for tool, m in loops(ctx.reader, MIN_REPEATS, ctx.total).items():
         all_errors = m.all_errors
         out.append(
             Candidate(
@@ -49,7 +47,7 @@ def loop_items(ctx: AggregateContext) -> list[Candidate]:
                     + "): it repeats instead of changing course."
                 ),
                 rule=TriageRule(kind="repeated_call", tool_name=tool, min_count=MIN_REPEATS),
-                matcher=SpanFilter(kind=["tool"], tool_name=tool, errors_only=all_errors),
+                matcher=SpanFilter(kind=[SpanKind.tool], tool_name=tool, errors_only=all_errors),
                 exact=False,
                 measure=m,
             )

@@ -4,7 +4,7 @@ finding's prevalence before and after a fix."""
 from __future__ import annotations
 
 from halo_mcp.findings.models import Finding
-from halo_mcp.store import aggregates
+from halo_mcp.store.aggregates import GROUPED_KINDS
 from halo_mcp.store.models import SpanFilter
 from halo_mcp.store.store import TraceStore
 from halo_mcp.triage.answers import missing_answers, missing_measure
@@ -13,12 +13,7 @@ from halo_mcp.triage.describe import split_validation
 from halo_mcp.triage.error_clusters import MIN_STORM_ERRORS, storm_measure
 from halo_mcp.triage.limits import step_cap_measure
 from halo_mcp.triage.loops import MIN_REPEATS, loops
-from halo_mcp.triage.models import (
-    EXAMPLES,
-    Measurement,
-    TriageRule,
-    evidence,
-)
+from halo_mcp.triage.models import EXAMPLES, Measurement, TriageRule, evidence
 from halo_mcp.triage.outliers import outlier_evidence
 
 
@@ -29,8 +24,8 @@ def rule_of(finding: Finding) -> TriageRule | None:
 
 def measure(store: TraceStore, rule: TriageRule, matcher: SpanFilter | None = None) -> Measurement:
     """Count one triage rule on a store (used by check; one aggregate pass per call)."""
-    with aggregates.reader(store) as conn:
-        return measure_in(AggregateContext(conn), rule, matcher, store)
+    with store.aggregates() as reader:
+        return measure_in(AggregateContext(reader), rule, matcher, store)
 
 
 def measure_in(
@@ -38,7 +33,7 @@ def measure_in(
 ) -> Measurement:
     """Count one rule with a context's shared aggregates; a 'matcher' rule counts the
     finding's matcher through the store."""
-    conn = ctx.conn
+    reader = ctx.reader
     if rule.kind in ("error_cluster", "retry_storm"):
         cluster = ctx.clusters.get((rule.span_kind or "", rule.tool_name, rule.signature or ""))
         if cluster is None:
@@ -47,20 +42,27 @@ def measure_in(
             return Measurement(set(cluster.per_trace), cluster.spans, cluster.examples, ctx.total)
         return storm_measure(cluster, rule.min_count or MIN_STORM_ERRORS, ctx.total)
     if rule.kind == "repeated_call":
-        return loops(conn, rule.min_count or MIN_REPEATS, ctx.total).get(
+        return loops(reader, rule.min_count or MIN_REPEATS, ctx.total).get(
             rule.tool_name or "", Measurement(set(), 0, traces_in_scope=ctx.total)
         )
     if rule.kind == "outlier":
-        spans, traces, top = aggregates.at_least(
-            conn, rule.span_kind or "", rule.group or "", rule.metric or "duration",
-            rule.threshold or 0, EXAMPLES,
-        )  # fmt: skip
-        return Measurement(traces, spans, outlier_evidence(top, rule.metric), ctx.total)
+        kind = next((k for k in GROUPED_KINDS if k == rule.span_kind), None)
+        if kind is None:
+            raise ValueError(
+                f"an outlier rule's span_kind must be one of {', '.join(GROUPED_KINDS)}, "
+                f"not {rule.span_kind!r}"
+            )
+        found = reader.at_least(
+            kind, rule.group or "", rule.metric or "duration", rule.threshold or 0, EXAMPLES
+        )
+        return Measurement(
+            found.traces, found.spans, outlier_evidence(found.top, rule.metric), ctx.total
+        )
     if rule.kind == "no_final_answer":
-        missing, _roots = missing_answers(conn)
+        missing, _roots = missing_answers(reader)
         return missing_measure(missing, ctx.total)
     if rule.kind == "step_cap":
-        return step_cap_measure(conn, set(rule.names or ()), rule.min_count or 1, ctx.total)
+        return step_cap_measure(reader, set(rule.names or ()), rule.min_count or 1, ctx.total)
     if matcher is None or store is None:
         raise ValueError("a matcher rule needs the finding's matcher and a store")
     return count_matcher(store, matcher)

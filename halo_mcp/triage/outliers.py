@@ -11,16 +11,9 @@ import math
 from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Evidence, Severity
-from halo_mcp.store import aggregates
+from halo_mcp.store.aggregates import GroupedKind, Metric, SpanValue
 from halo_mcp.store.models import SpanFilter
-from halo_mcp.triage.models import (
-    EXAMPLES,
-    Candidate,
-    Measurement,
-    TriageRule,
-    evidence,
-    who,
-)
+from halo_mcp.triage.models import EXAMPLES, Candidate, Measurement, TriageRule, evidence, who
 
 if TYPE_CHECKING:
     from halo_mcp.triage.context import AggregateContext
@@ -32,7 +25,11 @@ OUTLIER_MIN_GROUP = 30
 OUTLIER_SAMPLE_ROWS = 50_000
 _NORMAL_TAIL_Z4 = 3.17e-5  # P(Z > 4) for a standard normal
 #: The span kinds compared, with their metrics.
-_PLAN = (("tool", ("duration",)), ("llm", ("duration", "tokens")), ("agent", ("duration",)))
+_PLAN: tuple[tuple[GroupedKind, tuple[Metric, ...]], ...] = (
+    ("tool", ("duration",)),
+    ("llm", ("duration", "tokens")),
+    ("agent", ("duration",)),
+)
 
 
 def outlier_threshold(values: list[int]) -> int | None:
@@ -62,23 +59,23 @@ def more_than_tail(observed: int, group_size: int) -> bool:
 
 def outlier_items(ctx: AggregateContext) -> list[Candidate]:
     """Two scans in all: one sample of every kind, then every group's outliers."""
-    samples = aggregates.metric_samples_many(ctx.conn, [k for k, _ in _PLAN], OUTLIER_SAMPLE_ROWS)
-    plan: dict[tuple[str, str], dict[str, int]] = {}
+    samples = ctx.reader.metric_samples(tuple(k for k, _ in _PLAN), OUTLIER_SAMPLE_ROWS)
+    plan: dict[tuple[GroupedKind, Metric], dict[str, int]] = {}
     for kind, metrics in _PLAN:
         for metric in metrics:
-            sample = samples[kind][0][metric]
+            sample = samples[kind].values[metric]
             thresholds = {g: t for g, v in sample.items() if (t := outlier_threshold(v))}
             if thresholds:
                 plan[(kind, metric)] = thresholds
-    found = aggregates.over_thresholds_many(ctx.conn, plan)
+    found = ctx.reader.over_thresholds(plan)
     out = []
     for (kind, metric), thresholds in plan.items():
-        sample, step = samples[kind][0][metric], samples[kind][1]
+        sample, step = samples[kind].values[metric], samples[kind].step
         for group, rows in sorted(found[(kind, metric)].items()):
-            traces = {t for t, _, _ in rows}
+            traces = {r.trace_id for r in rows}
             if not more_than_tail(len(rows), len(sample[group]) * step) or len(traces) < 2:
                 continue
-            top = sorted(rows, key=lambda r: -r[2])[:EXAMPLES]
+            top = sorted(rows, key=lambda r: -r.value)[:EXAMPLES]
             threshold = thresholds[group]
             median = int(_median(sorted(sample[group])))
             rule = TriageRule(
@@ -89,7 +86,7 @@ def outlier_items(ctx: AggregateContext) -> list[Candidate]:
 
 
 def _candidate(
-    rule: TriageRule, median: int, spans: int, traces: set[str], top: list[tuple[str, str, int]]
+    rule: TriageRule, median: int, spans: int, traces: set[str], top: list[SpanValue]
 ) -> Candidate:
     kind, group, metric = rule.span_kind or "", rule.group or "", rule.metric or "duration"
     threshold = rule.threshold or 0
@@ -97,7 +94,7 @@ def _candidate(
         kind, who(kind, group if kind == "tool" else None)
     )
     column = {"tool": "tool_name", "llm": "model", "agent": "agent"}[kind]
-    scope = SpanFilter(kind=[kind], **{column: group})
+    scope = SpanFilter.model_validate({"kind": [kind], column: group})
     if metric == "duration":
         limit, typical = fmt_ms(threshold / 1e6), fmt_ms(median / 1e6)
         matcher = scope.model_copy(update={"min_duration_ms": threshold / 1e6})
@@ -124,7 +121,7 @@ def _candidate(
     )
 
 
-def outlier_evidence(top: list[tuple[str, str, int]], metric: str | None) -> list[Evidence]:
+def outlier_evidence(top: list[SpanValue], metric: str | None) -> list[Evidence]:
     unit = (lambda v: fmt_ms(v / 1e6)) if metric == "duration" else (lambda v: f"{v:,} tokens")
     return [evidence(t, s, unit(v)) for t, s, v in top]
 

@@ -12,13 +12,7 @@ import hashlib
 
 from halo_mcp.findings.models import Finding, Severity
 from halo_mcp.triage.describe import describe_rule, describe_scope
-from halo_mcp.triage.models import (
-    EXAMPLES,
-    RULE_TAG,
-    TRIAGE_RUN_ID,
-    Candidate,
-    TriageRule,
-)
+from halo_mcp.triage.models import EXAMPLES, RULE_TAG, TRIAGE_RUN_ID, Candidate, TriageRule
 
 #: Items whose trace sets overlap this much (Jaccard) are merged.
 MERGE_JACCARD = 0.9

@@ -1,8 +1,8 @@
-"""`run_triage`: every detector, a few at a time on their own read connections, merged,
+"""`run_triage`: every detector, a few at a time on their own aggregate readers, merged,
 ranked, bounded.
 
 The detectors are independent aggregate reads. SQLite releases the GIL while a statement
-steps, so running them in a few threads (one read connection each) overlaps their scans
+steps, so running them in a few threads (one reader, so one connection, each) overlaps their scans
 with each other and with the Python work of the others (root payloads, signatures).
 """
 
@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from halo_mcp.store import aggregates
 from halo_mcp.store.store import TraceStore
 from halo_mcp.triage.answers import final_answer_items
 from halo_mcp.triage.context import AggregateContext
@@ -33,13 +32,13 @@ def run_triage(store: TraceStore, *, max_items: int = MAX_ITEMS) -> TriageReport
     notes: list[str] = []
     tools: list[ToolFailure] = []
     tool_found: list[Candidate] = []
-    with aggregates.reader(store) as conn:
-        total = aggregates.trace_total(conn)
-        spans, error_spans = aggregates.span_totals(conn)
+    with store.aggregates() as reader:
+        total = reader.trace_total()
+        spans, error_spans = reader.span_totals()
 
     def errors_and_tools(ctx: AggregateContext) -> list[Candidate]:
         found = cluster_items(ctx)
-        tools.extend(tool_failures(ctx.conn))
+        tools.extend(tool_failures(ctx.reader))
         tool_found.extend(tool_items(ctx, tools))
         return found
 
@@ -53,8 +52,8 @@ def run_triage(store: TraceStore, *, max_items: int = MAX_ITEMS) -> TriageReport
     ]
 
     def run(lane: list[Callable[[AggregateContext], list[Candidate]]]) -> list[list[Candidate]]:
-        with aggregates.reader(store) as lane_conn:
-            ctx = AggregateContext(lane_conn, total)
+        with store.aggregates() as lane_reader:
+            ctx = AggregateContext(lane_reader, total)
             return [job(ctx) for job in lane]
 
     with ThreadPoolExecutor(len(lanes), thread_name_prefix="triage") as pool:

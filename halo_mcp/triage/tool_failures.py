@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Severity
-from halo_mcp.store import aggregates
-from halo_mcp.store.models import SpanFilter
-from halo_mcp.store.shards import span_source
+from halo_mcp.store.aggregates import Aggregates
+from halo_mcp.store.models import SpanFilter, SpanKind
 from halo_mcp.triage.models import (
     EXAMPLES,
     Candidate,
@@ -23,10 +21,10 @@ if TYPE_CHECKING:
     from halo_mcp.triage.context import AggregateContext
 
 
-def tool_failures(conn: sqlite3.Connection) -> list[ToolFailure]:
+def tool_failures(reader: Aggregates) -> list[ToolFailure]:
     """Every tool with its calls, failures and traces with failures, worst first."""
-    traces = aggregates.tool_error_traces(conn)
-    rows = aggregates.tool_calls(conn)
+    traces = reader.tool_error_traces()
+    rows = reader.tool_calls()
     tools = [
         ToolFailure(
             name=name,
@@ -45,29 +43,17 @@ def tool_items(ctx: AggregateContext, tools: list[ToolFailure]) -> list[Candidat
     """A tool's overall failure rate, only when its errors span several signatures (else the
     error cluster already says it)."""
     per_tool: dict[str, int] = {}
-    for _, tool, _ in ctx.clusters:
-        if tool:
-            per_tool[tool] = per_tool.get(tool, 0) + 1
+    for _, tool_name, _ in ctx.clusters:
+        if tool_name:
+            per_tool[tool_name] = per_tool.get(tool_name, 0) + 1
     out = []
     for tool in tools:
         if tool.errors == 0 or per_tool.get(tool.name, 0) < 2:
             continue
-        traces = {
-            r[0]
-            for r in ctx.conn.execute(
-                "SELECT DISTINCT trace_id "
-                f"FROM {span_source(ctx.conn, 'trace_id, tool_name, status')} "
-                "WHERE tool_name = ? AND status = 'error'",
-                (tool.name,),
-            )
-        }
+        traces = ctx.reader.failing_tool_traces(tool.name)
         examples = [
-            evidence(t, s, m)
-            for t, s, m in ctx.conn.execute(
-                "SELECT trace_id, span_id, error_message FROM spans WHERE tool_name = ? AND "
-                "status = 'error' LIMIT ?",
-                (tool.name, EXAMPLES),
-            )
+            evidence(call.trace_id, call.span_id, call.error_message)
+            for call in ctx.reader.failing_tool_calls(tool.name, EXAMPLES)
         ]
         out.append(
             Candidate(
@@ -80,7 +66,7 @@ def tool_items(ctx: AggregateContext, tools: list[ToolFailure]) -> list[Candidat
                     "signatures."
                 ),
                 rule=TriageRule(kind="matcher"),
-                matcher=SpanFilter(kind=["tool"], tool_name=tool.name, errors_only=True),
+                matcher=SpanFilter(kind=[SpanKind.tool], tool_name=tool.name, errors_only=True),
                 exact=True,
                 measure=Measurement(traces, tool.errors, examples),
             )

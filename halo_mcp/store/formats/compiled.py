@@ -134,9 +134,10 @@ def _compile(keys: tuple, plan: Plan) -> Semantics | None:
 def compiled_semantics(keys: tuple) -> Semantics | None:
     """The compiled `semantics` (+ error.type) for attributes with exactly these keys, in
     this order; None when it cannot be compiled (the caller then uses semantics)."""
-    found = _compiled.get(keys, False)
-    if found is not False:
-        return found
+    try:
+        return _compiled[keys]
+    except KeyError:
+        pass
     if len(_compiled) >= _CACHE_LIMIT:
         _compiled.clear()
     found = _compiled[keys] = _compile(keys, _plan(keys))

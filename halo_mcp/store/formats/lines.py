@@ -61,8 +61,10 @@ def load_line(line: bytes | bytearray | memoryview | str) -> Any:
     integers beyond 64 bits, and invalid UTF-8 is replaced) so one odd value does not
     cost a whole line.
     """
-    if type(line) is not bytes:
-        line = line.encode("utf-8", "replace") if type(line) is str else bytes(line)
+    if isinstance(line, str):
+        line = line.encode("utf-8", "replace")
+    elif type(line) is not bytes:
+        line = bytes(line)
     if line[:3] == BOM:
         line = line[3:]
     try:
@@ -218,7 +220,7 @@ def _report(obj: Any) -> tuple[list[tuple], int, str | None]:
     """Rows of a parsed line, how many of its spans were bad, and the first reason."""
     if type(obj) is dict and "span_id" in obj and "span_data" not in obj:
         result = _safe_row(SPAN, obj, None)  # HALO: one span per line
-        return ([], 1, result) if type(result) is str else ([result], 0, None)
+        return ([], 1, result) if isinstance(result, str) else ([result], 0, None)
     entries: list[Entry] = []
     try:
         _walk(obj, entries)
@@ -229,7 +231,7 @@ def _report(obj: Any) -> tuple[list[tuple], int, str | None]:
     first_reason = None
     for flavor, item, context in entries:
         result = item if flavor == BAD else _safe_row(flavor, item, context)
-        if type(result) is str:
+        if isinstance(result, str):
             bad += 1
             if first_reason is None:
                 first_reason = result

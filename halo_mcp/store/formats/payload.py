@@ -89,7 +89,7 @@ def _messages(attrs: dict[str, Any], prefix: str) -> str | None:
     lines = []
     for index in sorted(grouped, key=_index_key):
         role = "message"
-        parts = []
+        parts: list[str] = []
         for rest, value in grouped[index]:
             short = rest[8:] if rest.startswith("message.") else rest
             if short == "role":

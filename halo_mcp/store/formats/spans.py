@@ -212,7 +212,7 @@ def span_row(span: dict, service: str | None, otlp: bool) -> tuple:
 
     attrs = attribute_map(get("attributes"))
 
-    status_field = get("status")
+    status_field: Any = get("status")
     code = status_field.get("code") if type(status_field) is dict else None
     status = _STATUS_CODES.get(code) if type(code) is str or type(code) is int else None
     if status is not None:

@@ -80,6 +80,7 @@ def iso_to_ns(text: str) -> int:
     if size == 19:
         return base * 1_000_000_000
     last = text[-1]
+    offset: int | None
     if last == "Z" or last == "z":
         fraction = text[20:-1]
         offset = 0

@@ -1,0 +1,162 @@
+"""`halo-mcp report RUN_ID --html -o FILE` and `halo-mcp ui [PATHS]`: seeing runs and traces.
+
+Both are thin: the report is built by `halo_mcp.web.report`, the viewer by `halo_mcp.web.app`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
+DEFAULT_UI_PORT = 8766
+
+
+def register(subparsers: Any) -> None:
+    report = subparsers.add_parser(
+        "report",
+        help="Write a run's report as one self-contained HTML file (--html).",
+        description=(
+            "Write a run's report: findings ranked, prevalence with 95% intervals, first/last "
+            "seen and a daily-rate chart per finding, check results before/after, and each "
+            "finding's evidence traces as a span waterfall. One file, nothing fetched."
+        ),
+    )
+    report.add_argument("run_id", metavar="RUN_ID", help="From `halo-mcp runs`.")
+    report.add_argument("--html", action="store_true", help="HTML (the only format here)")
+    report.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default stdout)")
+    report.add_argument(
+        "--check",
+        action="append",
+        default=[],
+        metavar="NEW_PATH",
+        help="recount the findings on these newer traces and show before/after (repeatable)",
+    )
+    report.add_argument(
+        "--check-json",
+        metavar="FILE",
+        help="show a saved check (`halo-mcp check RUN_ID NEW_PATHS --json > FILE`)",
+    )
+    report.add_argument("--data-dir", metavar="DIR", help="run store directory")
+    report.add_argument("--cache-dir", metavar="DIR", help="trace index directory")
+    report.set_defaults(handler=run_report)
+
+    ui = subparsers.add_parser(
+        "ui",
+        help="Browse traces, runs, findings and triage in a local web viewer.",
+        description=(
+            "Serve a trace viewer on http://127.0.0.1:PORT: trace list with filters, a trace's "
+            "tree and timeline with span details, runs and findings, triage. It follows "
+            "growing trace files. Beyond loopback it needs a token (HALO_MCP_TOKEN or --token)."
+        ),
+    )
+    ui.add_argument("paths", nargs="*", metavar="PATH", help="trace files or directories")
+    ui.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=DEFAULT_UI_PORT, help="port (default 8766)")
+    tokens = ui.add_mutually_exclusive_group()
+    tokens.add_argument(
+        "--token-env",
+        default="HALO_MCP_TOKEN",
+        metavar="NAME",
+        help="env var holding the token(s), comma-separated (default HALO_MCP_TOKEN)",
+    )
+    tokens.add_argument("--token", metavar="T", help="token(s), comma-separated")
+    ui.add_argument("--allowed-host", action="append", default=[], metavar="HOST:PORT")
+    ui.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN")
+    ui.add_argument("--data-dir", metavar="DIR", help="run store directory")
+    ui.add_argument("--cache-dir", metavar="DIR", help="trace index directory")
+    ui.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
+    ui.set_defaults(handler=run_ui)
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
+    print(f"halo-mcp: {message}", file=sys.stderr)
+    return code
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from halo_mcp.check.recount import CheckReport, check_findings
+    from halo_mcp.cli.install import write_atomically
+    from halo_mcp.cli.output import notice
+    from halo_mcp.engine.errors import UnknownRunError
+    from halo_mcp.engine.runstore import RunStore
+    from halo_mcp.store import StoreError, open_store
+    from halo_mcp.web.report import run_report_html
+
+    if not args.html:
+        return _fail(
+            "pass --html (this command writes the HTML report; `halo-mcp show RUN_ID` prints "
+            "the markdown one)"
+        )
+    try:
+        run = RunStore(args.data_dir).get(args.run_id)
+    except UnknownRunError as exc:
+        return _fail(str(exc))
+    check = None
+    if args.check_json:
+        try:
+            check = CheckReport.model_validate_json(Path(args.check_json).read_bytes())
+        except (OSError, ValidationError) as exc:
+            return _fail(
+                f"{args.check_json} is not a saved check ({str(exc).splitlines()[0]}); save "
+                f"one with `halo-mcp check {run.id} NEW_PATHS --json > FILE`"
+            )
+    elif args.check:
+        try:
+            with open_store(args.check, cache_dir=args.cache_dir, notify=notice) as new_store:
+                check = check_findings(run.findings, new_store, run_id=run.id)
+        except StoreError as exc:
+            return _fail(str(exc))
+    page = run_report_html(run, check=check, cache_dir=args.cache_dir)
+    if args.output:
+        try:
+            write_atomically(Path(args.output), page)
+        except OSError as exc:
+            return _fail(f"cannot write {args.output} ({exc})", EXIT_FAILED)
+        print(f"report written to {args.output} ({len(page.encode()) // 1024} KB)", file=sys.stderr)
+    else:
+        sys.stdout.write(page)
+    return EXIT_OK
+
+
+def run_ui(args: argparse.Namespace) -> int:
+    from pydantic import SecretStr, ValidationError
+
+    from halo_mcp.cli.serve import _first_error
+    from halo_mcp.server import tokens_from_env
+    from halo_mcp.store import StoreError
+    from halo_mcp.web.app import UiSettings, serve_ui
+
+    if not args.paths:
+        return _fail("name the trace files or directories to view: halo-mcp ui PATH [PATH...]")
+    if args.token:
+        tokens = [SecretStr(t.strip()) for t in args.token.split(",") if t.strip()]
+    else:
+        tokens = tokens_from_env(args.token_env)
+    try:
+        settings = UiSettings(
+            paths=args.paths,
+            host=args.host,
+            port=args.port,
+            tokens=tokens,
+            allowed_hosts=args.allowed_host,
+            allowed_origins=args.allowed_origin,
+            cache_dir=args.cache_dir,
+            data_dir=args.data_dir,
+        )
+        where = f"http://{args.host}:{args.port}/"
+        hint = f" (open {where}?token=<your token> once)" if tokens else ""
+        print(f"halo-mcp ui: indexing, then serving {where}{hint}", file=sys.stderr)
+        serve_ui(settings)
+    except (ValidationError, ValueError) as exc:
+        return _fail(_first_error(exc))
+    except StoreError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_OK

@@ -1,0 +1,81 @@
+"""The full-text file scan: the spans whose content matches a regex, found by running the
+regex over the raw trace files instead of reading span lines one by one.
+
+Only for raw-safe patterns (see content.raw_safe): the raw bytes are scanned in big
+blocks, and each hit line's spans are confirmed on their decoded text. A line's spans are
+found from the index's line_index (sorted line offsets and the row id of each line's
+first span), read once per file and shared by every thread.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import sqlite3
+import threading
+from array import array
+from collections.abc import Iterator
+
+from halo_mcp.store import content
+from halo_mcp.store.formats import SpanPayload, span_payloads, span_text
+from halo_mcp.store.raw_lines import TraceFiles
+from halo_mcp.store.time_limit import Deadline
+
+
+class TextScanner:
+    """Scans a store's trace files for a pattern; safe to share between threads."""
+
+    def __init__(self, files: TraceFiles) -> None:
+        self._files = files
+        self._line_indexes: dict[int, tuple[array[int], array[int]]] = {}
+        self._guard = threading.Lock()
+
+    def matching_ids(
+        self, conn: sqlite3.Connection, rx: re.Pattern[str], raw: bytes, deadline: Deadline
+    ) -> Iterator[int]:
+        """Row ids of the spans whose text `rx` matches; `raw` is its raw-safe form."""
+        matcher = content.block_matcher(raw)
+        for file_id, (path, gz) in sorted(self._files.by_id.items()):
+            offsets, firsts = self._line_index(conn, file_id)
+            for offset, line in content.matching_lines(path, gz, matcher):
+                deadline.check()
+                i = bisect.bisect_left(offsets, offset)
+                if i >= len(offsets) or offsets[i] != offset:
+                    continue
+                for row_id, payload in _line_spans(conn, file_id, offset, firsts[i], line):
+                    if rx.search(span_text(payload)):
+                        yield row_id
+
+    def _line_index(self, conn: sqlite3.Connection, file_id: int) -> tuple[array[int], array[int]]:
+        """Sorted line offsets of a file and the id of each line's first span."""
+        with self._guard:
+            cached = self._line_indexes.get(file_id)
+        if cached is not None:
+            return cached
+        offsets, firsts = array("q"), array("q")
+        for off_blob, first_blob in conn.execute(
+            "SELECT offsets, first_ids FROM line_index WHERE file_id=? ORDER BY seq", (file_id,)
+        ):
+            offsets.frombytes(off_blob)
+            firsts.frombytes(first_blob)
+        with self._guard:
+            self._line_indexes[file_id] = (offsets, firsts)
+        return offsets, firsts
+
+
+def _line_spans(
+    conn: sqlite3.Connection, file_id: int, offset: int, first_id: int, line: bytes
+) -> list[tuple[int, SpanPayload]]:
+    """(row id, content) of each span on a line (an OTLP line can hold many)."""
+    try:
+        payloads = span_payloads(line)
+    except Exception:
+        return []
+    if len(payloads) == 1:
+        return [(first_id, payloads[0][1])]
+    by_id = dict(payloads)
+    rows = conn.execute(
+        "SELECT id, span_id FROM spans WHERE id >= ? AND id < ? AND file_id = ? AND offset = ?",
+        (first_id, first_id + len(payloads), file_id, offset),
+    )
+    return [(rid, by_id[sid]) for rid, sid in rows if sid in by_id]
