@@ -104,11 +104,16 @@ def make_handler(engine: Engine, user: str, password: str) -> type[BaseHTTPReque
                     if found:
                         fmt = found.group(1)
                         text = text[: found.start()]
+                    if "max_execution_time" in query:  # the client's per-query setting
+                        limit = int(query["max_execution_time"][-1])
+                        text = f"{text} SETTINGS max_execution_time={limit}"
                     data = engine.run(text, fmt, params)
             except Exception as exc:  # the engine's message goes back as the server's would
                 if os.environ.get("CLICKHOUSE_FAKE_DEBUG"):
                     print(repr(sql), repr(body[:2000]), params, file=sys.stderr)
-                self._reply(500, f"{exc}\n".encode(), {"X-ClickHouse-Exception-Code": "1"})
+                code = re.search(r"Code: (\d+)\.", str(exc))
+                headers = {"X-ClickHouse-Exception-Code": code.group(1) if code else "1"}
+                self._reply(500, f"{exc}\n".encode(), headers)
                 return
             self._reply(200, data, {"X-ClickHouse-Format": fmt, "X-ClickHouse-Summary": "{}"})
 

@@ -14,7 +14,8 @@ from typing import Any, Protocol
 import orjson
 
 from halo_mcp.store.clickhouse.location import ClickHouseLocation
-from halo_mcp.store.errors import StoreError
+from halo_mcp.store.errors import QueryTimeoutError, StoreError
+from halo_mcp.store.time_limit import NARROW_HINT
 
 #: Rows written per INSERT statement by `insert`.
 INSERT_BATCH = 5_000
@@ -27,8 +28,16 @@ class ClickHouseError(StoreError):
 class ClickHouseClient(Protocol):
     """What the store needs from ClickHouse."""
 
-    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        """Run a SELECT and return its rows (bounded by the statement's own LIMIT)."""
+    def rows(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        time_limit: float | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """Run a SELECT and return its rows (bounded by the statement's own LIMIT). With
+        `time_limit` (seconds), ClickHouse stops the statement after that long
+        (max_execution_time) and QueryTimeoutError is raised."""
         ...
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
@@ -77,12 +86,19 @@ class HttpClickHouseClient:
             ) from None
         self._password = password
 
-    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    def rows(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        time_limit: float | None = None,
+    ) -> list[tuple[Any, ...]]:
+        settings = {"max_execution_time": _seconds(time_limit)} if time_limit else None
         try:
-            result = self._client.query(sql, parameters=dict(params or {}))
+            result = self._client.query(sql, parameters=dict(params or {}), settings=settings)
             return [tuple(row) for row in result.result_rows]
         except Exception as exc:
-            raise ClickHouseError(_scrub(str(exc), self._password)) from None
+            raise _error(_scrub(str(exc), self._password), time_limit) from None
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         try:
@@ -122,18 +138,32 @@ class EmbeddedClickHouseClient:
                 "writable, or create it with `halo-mcp load PATH --to chdb:FOLDER`"
             ) from None
 
-    def _query(self, sql: str, fmt: str, params: Mapping[str, Any] | None) -> bytes:
+    def _query(
+        self,
+        sql: str,
+        fmt: str,
+        params: Mapping[str, Any] | None,
+        time_limit: float | None = None,
+    ) -> bytes:
         bound = {key: _param_text(value) for key, value in (params or {}).items()}
         with self._lock:
             try:
                 result = self._session.query(sql, fmt, params=bound)
             except Exception as exc:
-                raise ClickHouseError(str(exc).strip()) from None
+                raise _error(str(exc).strip(), time_limit) from None
         return bytes(result.bytes())
 
-    def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    def rows(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        time_limit: float | None = None,
+    ) -> list[tuple[Any, ...]]:
         settings = " SETTINGS output_format_json_quote_64bit_integers=0"
-        data = self._query(sql + settings, "JSONCompactEachRow", params)
+        if time_limit:
+            settings += f", max_execution_time={_seconds(time_limit)}"
+        data = self._query(sql + settings, "JSONCompactEachRow", params, time_limit)
         return [tuple(orjson.loads(line)) for line in data.splitlines() if line.strip()]
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
@@ -166,6 +196,21 @@ def _array_item(value: Any) -> str:
     if isinstance(value, str):
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     return _param_text(value)
+
+
+def _seconds(limit: float) -> int:
+    """max_execution_time in whole seconds (at least 1)."""
+    return max(1, round(limit))
+
+
+def _error(message: str, time_limit: float | None) -> ClickHouseError | QueryTimeoutError:
+    """A statement's failure: a time-out (ClickHouse code 159) as the store's own."""
+    if time_limit and ("TIMEOUT_EXCEEDED" in message or "Code: 159." in message):
+        return QueryTimeoutError(
+            f"the query ran past the time limit of {time_limit:g}s inside ClickHouse and was "
+            f"stopped; {NARROW_HINT}"
+        )
+    return ClickHouseError(message)
 
 
 def _scrub(message: str, secret: str) -> str:

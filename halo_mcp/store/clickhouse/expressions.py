@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from halo_mcp.store.formats import conventions as conv
+from halo_mcp.store.formats import payload as pl
 
 ATTRS = "SpanAttributes"
 
@@ -209,10 +210,13 @@ NORMALIZED: tuple[tuple[str, str], ...] = (
 )
 
 
-def normalized_select(table: str, where: str, matches: str = "1") -> str:
+def normalized_select(
+    table: str, where: str, matches: str = "1", more: Sequence[tuple[str, str]] = ()
+) -> str:
     """SELECT of the normalized columns (agent/service not yet inherited), plus `matched`:
-    `matches`, a condition over the raw columns (attributes, text) evaluated per span."""
-    columns = ", ".join(f"{expr} AS {name}" for name, expr in NORMALIZED)
+    `matches`, a condition over the raw columns (attributes, text) evaluated per span, and
+    `more` ((name, expression) over raw and normalized columns)."""
+    columns = ", ".join(f"{expr} AS {name}" for name, expr in (*NORMALIZED, *more))
     return f"SELECT {columns}, {matches} AS matched FROM {table} WHERE {where}"
 
 
@@ -237,14 +241,19 @@ def _inherit(own: str) -> str:
     )
 
 
-def inherited_spans(table: str, where: str, matches: str = "1") -> str:
+def inherited_spans(
+    table: str, where: str, matches: str = "1", columns: Sequence[str] | None = None
+) -> str:
     """Normalized spans with agent and service inherited from ancestors, as ingestion does.
 
     Spans are gathered per trace (an array of row tuples), parents resolved by position,
     and each step of the fold lets a value travel one level down. `where` must keep whole
-    traces (narrow by TraceId, never by a span's own fields)."""
+    traces (narrow by TraceId, never by a span's own fields). `columns` (default: all)
+    are the normalized columns carried along besides agent and service: fewer make a
+    lighter pass over a big window."""
     inner = normalized_select(table, where, matches)
-    names = list(NORMALIZED_NAMES)
+    needed = ("trace_id", "span_id", "parent_span_id", "own_agent", "own_service")
+    names = list(NORMALIZED_NAMES) if columns is None else list(dict.fromkeys((*needed, *columns)))
     position = {name: i + 1 for i, name in enumerate(names)}
     row = "tuple(" + ", ".join(names) + ")"
     own = "arrayMap(r -> ifNull(r.{0}, ''), rows)"
@@ -259,3 +268,47 @@ def inherited_spans(table: str, where: str, matches: str = "1") -> str:
         f"FROM (SELECT groupArray({row}) AS rows FROM ({inner}) "
         f"GROUP BY trace_id)) ARRAY JOIN arrayZip(rows, agents, services) AS z"
     )
+
+
+# -- content: the payload's input and output (formats.payload._content) ------------------
+
+
+def _prefixed(prefix: str) -> str:
+    """The attributes under `prefix` as one text ('' when none): flattened messages, which
+    the payload renders line by line; the same set of keys and values gives the same text."""
+    return (
+        f"arrayStringConcat(arraySort(arrayFilter(x -> startsWith(x, {lit(prefix)}), "
+        f"arrayMap((k, v) -> concat(k, '\\t', v), mapKeys({ATTRS}), mapValues({ATTRS})))), "
+        "'\\n')"
+    )
+
+
+def _event_bodies(names: Sequence[str]) -> str:
+    """The bodies of the events named `names` as one text ('' when none)."""
+    body = "concat(a['content'], a['message'], a['gen_ai.event.content'])"
+    return (
+        f"arrayStringConcat(arrayFilter(x -> x != '', arrayMap((n, a) -> if(has("
+        f"{_array(names)}, n) AND {body} != '', concat(n, ': ', {body}), ''), "
+        "`Events.Name`, `Events.Attributes`)), '\\n')"
+    )
+
+
+def content_text(keys: Sequence[str], prefixes: Sequence[str], events: Sequence[str]) -> str:
+    """What the payload reader takes as a span's input or output, as one nullable text:
+    the first non-empty key, else the flattened messages, else the event bodies. Equal
+    payload texts give equal texts here (the rendering of messages and events differs from
+    the payload's, which only hashes and emptiness tests read)."""
+    parts = [f"nullIf({attr(key)}, '')" for key in keys]
+    parts += [f"nullIf({_prefixed(prefix)}, '')" for prefix in prefixes]
+    parts.append(f"nullIf({_event_bodies(events)}, '')")
+    return f"coalesce({', '.join(parts)})"
+
+
+#: A span's input text and output text (formats.payload.otel_payload's input and output).
+INPUT_TEXT = content_text(pl._INPUT_KEYS, pl._INPUT_MESSAGE_PREFIXES, pl._INPUT_EVENTS)
+OUTPUT_TEXT = content_text(pl._OUTPUT_KEYS, pl._OUTPUT_MESSAGE_PREFIXES, pl._OUTPUT_EVENTS)
+#: A 63-bit hash of a tool span's input, NULL without input: groups identical calls the
+#: way the file index's input_hash does (the hash function differs; equal texts agree).
+INPUT_HASH = f"if(kind = 'tool', bitShiftRight(sipHash64({INPUT_TEXT}), 1), NULL)"
+#: Whether the output is non-blank (Python's str.strip: whitespace, \v included).
+ANSWERED = f"ifNull(match({OUTPUT_TEXT}, '[^\\\\s\\\\x0b]'), 0)"

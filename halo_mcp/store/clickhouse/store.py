@@ -13,8 +13,9 @@ seen, as if they were not in the table.
 from __future__ import annotations
 
 import base64
+import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -22,6 +23,7 @@ import orjson
 
 from halo_mcp.store import query
 from halo_mcp.store.clickhouse import expressions as ex
+from halo_mcp.store.clickhouse.aggregates import ClickHouseAggregates
 from halo_mcp.store.clickhouse.client import ClickHouseClient, connect
 from halo_mcp.store.clickhouse.filters import CompiledFilter, Params, compile_filter
 from halo_mcp.store.clickhouse.location import ClickHouseLocation
@@ -50,6 +52,7 @@ from halo_mcp.store.models import (
     TraceTree,
 )
 from halo_mcp.store.signatures import normalize_message
+from halo_mcp.store.time_limit import DEFAULT_QUERY_TIME_LIMIT
 
 #: The window scanned when the caller gives none: this long, ending at the newest span.
 DEFAULT_WINDOW = timedelta(days=7)
@@ -121,7 +124,10 @@ def _ns(value: datetime) -> int:
 
 
 class ClickHouseTraceStore:
-    """The store's read API over one ClickHouse trace table. Open with `open_clickhouse`."""
+    """The store's read API over one ClickHouse trace table. Open with `open_clickhouse`.
+
+    `query_time_limit` (seconds, None for none) is each statement's max_execution_time:
+    ClickHouse stops a longer one and QueryTimeoutError says how to narrow it."""
 
     def __init__(
         self,
@@ -131,9 +137,11 @@ class ClickHouseTraceStore:
         *,
         since: datetime | None = None,
         until: datetime | None = None,
+        query_time_limit: float | None = DEFAULT_QUERY_TIME_LIMIT,
     ) -> None:
         self.location = location
         self.shape = shape
+        self.query_time_limit = query_time_limit
         self._client = client
         self._lock = threading.Lock()
         self.table = location.qualified_table
@@ -163,7 +171,7 @@ class ClickHouseTraceStore:
         return params
 
     def _rows(self, sql: str, params: Params) -> list[tuple[Any, ...]]:
-        return self._client.rows(sql, params.values)
+        return self._client.rows(sql, params.values, time_limit=self.query_time_limit)
 
     @staticmethod
     def _parse(flt: SpanFilter | dict[str, Any] | None) -> SpanFilter:
@@ -687,6 +695,14 @@ class ClickHouseTraceStore:
             )
         return out
 
+    @contextlib.contextmanager
+    def aggregates(self, *, time_limit: float | None = None) -> Iterator[ClickHouseAggregates]:
+        """Whole-set aggregate reads (triage, re-checks) over the window, each inside
+        ClickHouse. Unlimited in time unless `time_limit` (seconds) is given."""
+        yield ClickHouseAggregates(
+            self._client, self.table, self.window, self.window_ns, self._trace_total, time_limit
+        )
+
     def inputs_changed(self) -> bool:
         """A ClickHouse table is read live: every query sees what is there now."""
         return False
@@ -760,12 +776,15 @@ def open_clickhouse(
     *,
     since: datetime | None = None,
     until: datetime | None = None,
+    query_time_limit: float | None = DEFAULT_QUERY_TIME_LIMIT,
 ) -> ClickHouseTraceStore:
     """Connect, check the table's layout, and open a store over its window."""
     client = connect(location)
     try:
         shape = table_shape(client, location)
-        return ClickHouseTraceStore(location, client, shape, since=since, until=until)
+        return ClickHouseTraceStore(
+            location, client, shape, since=since, until=until, query_time_limit=query_time_limit
+        )
     except StoreError:
         client.close()
         raise
