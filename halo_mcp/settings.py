@@ -28,3 +28,10 @@ def clickhouse_password() -> str | None:
     """The password of ClickHouse trace locations: `HALO_CLICKHOUSE_PASSWORD` (never taken
     from a URL, where it would be stored and shown)."""
     return os.environ.get("HALO_CLICKHOUSE_PASSWORD") or None
+
+
+def clickhouse_url() -> str | None:
+    """The server's default trace location, `HALO_CLICKHOUSE_URL` (a
+    `clickhouse://USER@HOST:PORT/DB?table=T` URL or `chdb:FOLDER`): read when a tool gets no
+    trace path, and over HTTP the only `clickhouse://` location a client may name."""
+    return (os.environ.get("HALO_CLICKHOUSE_URL") or "").strip() or None

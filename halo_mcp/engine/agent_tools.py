@@ -22,6 +22,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from halo_mcp.engine.findings import FindingDraft
+from halo_mcp.store.api import TraceReader
 from halo_mcp.store.models import (
     DEFAULT_SPAN_FIELDS,
     SPAN_FIELDS,
@@ -31,7 +32,6 @@ from halo_mcp.store.models import (
     TraceSort,
     TraceTree,
 )
-from halo_mcp.store.store import TraceStore
 from halo_mcp.text import clip
 
 
@@ -53,7 +53,7 @@ class ToolBudgets:
 class ToolContext:
     """What store tools need, shared by all agents of a run. Counters feed the benchmark."""
 
-    store: TraceStore
+    store: TraceReader
     budgets: ToolBudgets = field(default_factory=ToolBudgets)
     raw_bytes_seen: int = 0
     largest_output: int = 0

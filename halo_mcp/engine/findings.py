@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from halo_mcp.engine.ids import new_finding_id
 from halo_mcp.findings.models import Evidence, Finding, Prevalence, Severity
+from halo_mcp.store.api import TraceReader
 from halo_mcp.store.errors import StoreError
 from halo_mcp.store.models import SpanFilter
-from halo_mcp.store.store import TraceStore
 from halo_mcp.text import clip
 
 MAX_EXCERPT_CHARS = 500
@@ -83,7 +83,7 @@ def parse_drafts(items: Iterable[Any]) -> tuple[list[_LenientDraft], list[str]]:
 
 
 def verify(
-    store: TraceStore, draft: FindingDraft, run_id: str, finding_id: str | None = None
+    store: TraceReader, draft: FindingDraft, run_id: str, finding_id: str | None = None
 ) -> Finding:
     """Check a draft against the store and return the Finding, with notes on what changed."""
     notes: list[str] = []
@@ -118,7 +118,7 @@ def verify(
 
 
 def _verify_evidence(
-    store: TraceStore, items: Sequence[EvidenceDraft], notes: list[str]
+    store: TraceReader, items: Sequence[EvidenceDraft], notes: list[str]
 ) -> list[Evidence]:
     trace_ids = sorted({e.trace_id for e in items})
     span_ids = sorted({e.span_id for e in items if e.span_id})
@@ -155,7 +155,7 @@ def _verify_evidence(
 
 
 def _verify_matcher(
-    store: TraceStore, raw: Any, evidence: list[Evidence], notes: list[str]
+    store: TraceReader, raw: Any, evidence: list[Evidence], notes: list[str]
 ) -> tuple[SpanFilter | None, Prevalence | None]:
     if raw is None:
         notes.append("no matcher given: prevalence cannot be computed")

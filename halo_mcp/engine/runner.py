@@ -36,8 +36,9 @@ from halo_mcp.engine.report import render_report
 from halo_mcp.engine.runstore import RunStore, open_run_store
 from halo_mcp.engine.settings import EngineSettings
 from halo_mcp.engine.state import RunState
+from halo_mcp.store.api import TraceReader
 from halo_mcp.store.errors import StoreError
-from halo_mcp.store.store import TraceStore, open_store
+from halo_mcp.store.store import open_store
 from halo_mcp.text import clip
 from halo_mcp.triage import run_triage, triage_summary
 
@@ -188,7 +189,7 @@ async def _drive(
                 log.exception("event consumer failed; continuing the run")
 
     state.emit = emit
-    store: TraceStore | None = None
+    store: TraceReader | None = None
     root: Agent | None = None
     traces_in_scope: int | None = None
     scope = telemetry.run_scope(settings, run.id, prompt=run.prompt, trace_paths=run.trace_paths)
@@ -284,7 +285,7 @@ async def _finish(
         log.exception("could not save the final state of run %s", run.id)
 
 
-async def _close(store: TraceStore | None, provider: Any) -> None:
+async def _close(store: TraceReader | None, provider: Any) -> None:
     if store is not None:
         try:
             await anyio.to_thread.run_sync(store.close)
@@ -296,7 +297,7 @@ async def _close(store: TraceStore | None, provider: Any) -> None:
         log.debug("closing the provider failed", exc_info=True)
 
 
-async def _triage_context(store: TraceStore, run_id: str) -> str | None:
+async def _triage_context(store: TraceReader, run_id: str) -> str | None:
     """The triage summary for the root's first message, or None if triage failed: the
     root then starts from the overview alone (a run never fails because of triage)."""
     try:

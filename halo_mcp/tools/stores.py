@@ -38,7 +38,7 @@ class StoreCache:
         self._locks: dict[_Key, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    async def call(self, paths: Sequence[Path], fn: Callable[[Any], T]) -> T:
+    async def call(self, paths: Sequence[Path | str], fn: Callable[[Any], T]) -> T:
         """Run `fn(store)` in a worker thread; store errors become ToolErrors."""
         key = tuple(str(p) for p in paths)
         return await anyio.to_thread.run_sync(self._call_sync, key, fn)

@@ -223,11 +223,12 @@ class ClickHouseAggregates:
 
     def repeated_calls(self, min_repeats: int) -> Iterator[RepeatedCall]:
         """Each time one tool got identical input (the same input hash) at least
-        `min_repeats` times in one trace; span ids in time order."""
+        `min_repeats` times in one trace; span ids in end order (the order exporters write
+        spans in, so the order of a file's lines)."""
         params = self._params()
         rows = self._rows(
             "SELECT trace_id, tool_name, count() AS calls, countIf(status = 'error'), "
-            "arrayMap(x -> x.2, arraySort(groupArray((start_ns, span_id)))) "
+            "arrayMap(x -> x.2, arraySort(groupArray((end_ns, span_id)))) "
             f"FROM ({self._spans(('input_hash', ex.INPUT_HASH))}) "
             "WHERE input_hash IS NOT NULL AND tool_name IS NOT NULL "
             "GROUP BY trace_id, tool_name, input_hash "
@@ -236,7 +237,9 @@ class ClickHouseAggregates:
             params,
         )
         for trace_id, tool, calls, error_calls, span_ids in rows:
-            yield RepeatedCall(str(trace_id), str(tool), int(calls), int(error_calls), tuple(span_ids))
+            yield RepeatedCall(
+                str(trace_id), str(tool), int(calls), int(error_calls), tuple(span_ids)
+            )
 
     # -- latency and tokens ---------------------------------------------------------------
 

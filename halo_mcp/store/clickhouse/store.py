@@ -17,11 +17,13 @@ import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from halo_mcp.store import query
+from halo_mcp.store.api import FilterArg
 from halo_mcp.store.clickhouse import expressions as ex
 from halo_mcp.store.clickhouse.aggregates import ClickHouseAggregates
 from halo_mcp.store.clickhouse.client import ClickHouseClient, connect
@@ -158,7 +160,7 @@ class ClickHouseTraceStore:
             self._params(),
         )
         self._span_total, self._trace_total = int(totals[0][0]), int(totals[0][1])
-        self.paths: list[Any] = []
+        self.paths: list[Path] = []
         self.report = LoadReport(
             files=[], spans=self._span_total, bad_lines=0, bad_line_examples=[]
         )
@@ -174,7 +176,7 @@ class ClickHouseTraceStore:
         return self._client.rows(sql, params.values, time_limit=self.query_time_limit)
 
     @staticmethod
-    def _parse(flt: SpanFilter | dict[str, Any] | None) -> SpanFilter:
+    def _parse(flt: FilterArg) -> SpanFilter:
         try:
             return flt if isinstance(flt, SpanFilter) else SpanFilter.model_validate(flt or {})
         except ValueError as exc:
@@ -282,7 +284,7 @@ class ClickHouseTraceStore:
 
     def query_spans(
         self,
-        filter: SpanFilter | None = None,
+        filter: FilterArg = None,
         *,
         sort: SpanSort = "start_time",
         limit: int = 50,
@@ -338,7 +340,7 @@ class ClickHouseTraceStore:
         )
         return int(rows[0][0]), int(rows[0][1])
 
-    def count(self, filter: SpanFilter | None = None) -> MatchCount:
+    def count(self, filter: FilterArg = None) -> MatchCount:
         """How many spans and traces `filter` selects, and how many traces exist."""
         params = self._params()
         spans, traces = self._count(self._compile(self._parse(filter), params), params)
@@ -394,7 +396,7 @@ class ClickHouseTraceStore:
 
     def query_traces(
         self,
-        filter: SpanFilter | None = None,
+        filter: FilterArg = None,
         *,
         sort: TraceSort = "start_time",
         limit: int = 50,
@@ -526,7 +528,7 @@ class ClickHouseTraceStore:
         self,
         pattern: str,
         *,
-        filter: SpanFilter | None = None,
+        filter: FilterArg = None,
         limit: int = 20,
         context_chars: int = 120,
     ) -> SearchResult:
