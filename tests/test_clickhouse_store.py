@@ -138,11 +138,9 @@ def test_every_read_answers_the_same_from_clickhouse_and_from_the_file(
                   "error_signatures", "sample_trace_ids"):  # fmt: skip
         assert getattr(ch_overview, field) == getattr(overview, field), field
     agent, tool = overview.agents[0].name, overview.tools[0].name
+    # Each filter field at least once (statements cost ~0.3 s each on a loaded machine).
     filters = [
-        SpanFilter(),
         SpanFilter(kind=["llm"]),
-        SpanFilter(errors_only=True),
-        SpanFilter(agent=agent),
         SpanFilter(agent=agent, kind=["tool"], errors_only=True),
         SpanFilter(tool_name=tool),
         SpanFilter(name="*Chat*"),
@@ -150,10 +148,10 @@ def test_every_read_answers_the_same_from_clickhouse_and_from_the_file(
         SpanFilter(text="timeout|rate.limit"),
         SpanFilter(attributes={"openinference.span.kind": "TOOL"}),
     ]
-    for flt in filters:
+    for number, flt in enumerate(filters):
         label = flt.model_dump(exclude_defaults=True)
         assert ch_store.count(flt) == file_store.count(flt), label
-        for sort in ("-duration", "start_time"):
+        for sort in ("-duration", "start_time")[: 2 if number < 2 else 1]:
             a = file_store.query_spans(flt, sort=sort, limit=9, fields=VIEW_FIELDS)
             b = ch_store.query_spans(flt, sort=sort, limit=9, fields=VIEW_FIELDS)
             assert b.total == a.total, label
@@ -184,7 +182,7 @@ def test_pages_follow_cursors_to_the_same_spans(file_store, ch_store) -> None:
         seen, cursor = [], None
         while True:
             page = store.query_spans(
-                SpanFilter(kind=["tool"]), sort="-duration", limit=40, cursor=cursor,
+                SpanFilter(kind=["tool"]), sort="-duration", limit=100, cursor=cursor,
                 fields=["span_id", "duration_ms"],
             )  # fmt: skip
             seen += [(s.duration_ms, s.span_id) for s in page.spans]

@@ -81,8 +81,12 @@ class TraceReader(Protocol):
     """The read API every store backend offers (see store.store.TraceStore for each
     method's contract)."""
 
-    paths: list[Path]
     report: LoadReport
+
+    @property
+    def paths(self) -> Sequence[Path | str]:
+        """The trace files read, or the ClickHouse location (without secrets)."""
+        ...
 
     def query_spans(
         self,

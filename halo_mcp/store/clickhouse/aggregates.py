@@ -223,12 +223,11 @@ class ClickHouseAggregates:
 
     def repeated_calls(self, min_repeats: int) -> Iterator[RepeatedCall]:
         """Each time one tool got identical input (the same input hash) at least
-        `min_repeats` times in one trace; span ids in end order (the order exporters write
-        spans in, so the order of a file's lines)."""
+        `min_repeats` times in one trace; span ids sorted (as the file index gives them)."""
         params = self._params()
         rows = self._rows(
             "SELECT trace_id, tool_name, count() AS calls, countIf(status = 'error'), "
-            "arrayMap(x -> x.2, arraySort(groupArray((end_ns, span_id)))) "
+            "arraySort(groupArray(span_id)) "
             f"FROM ({self._spans(('input_hash', ex.INPUT_HASH))}) "
             "WHERE input_hash IS NOT NULL AND tool_name IS NOT NULL "
             "GROUP BY trace_id, tool_name, input_hash "

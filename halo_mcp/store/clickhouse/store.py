@@ -160,7 +160,7 @@ class ClickHouseTraceStore:
             self._params(),
         )
         self._span_total, self._trace_total = int(totals[0][0]), int(totals[0][1])
-        self.paths: list[Path] = []
+        self.paths: list[Path | str] = [location.display]
         self.report = LoadReport(
             files=[], spans=self._span_total, bad_lines=0, bad_line_examples=[]
         )
