@@ -592,7 +592,9 @@ class ClickHouseTraceStore:
         """Counts, time range, services, agents, models, tools, kinds, tokens and the top
         error signatures of the window, each a bounded aggregate inside ClickHouse."""
         params = self._params()
-        spans = ex.inherited_spans(self.table, self.window)
+        # Only services and agents need inheritance (the costly pass): everything else
+        # reads the spans' own columns. Names of several columns share one pass.
+        spans = ex.normalized_select(self.table, self.window)
         rows = self._rows(
             "SELECT count(), uniqExact(trace_id), countIf(status = 'error'), "
             "uniqExactIf(trace_id, status = 'error'), min(start_ns), max(end_ns), "
@@ -601,15 +603,11 @@ class ClickHouseTraceStore:
             params,
         )
         n_spans, n_traces, err_spans, err_traces, start, end, tin, tout = rows[0]
-
-        def names(column: str) -> list[NameCount]:
-            found = self._rows(
-                f"SELECT {column} AS n, count() AS c FROM ({spans}) WHERE n IS NOT NULL "
-                f"GROUP BY n ORDER BY c DESC, n LIMIT {TOP_NAMES}",
-                params,
-            )
-            return [NameCount(name=str(n), count=int(c)) for n, c in found]
-
+        inherited = ex.inherited_spans(self.table, self.window, columns=())
+        names = {
+            **self._top_names(spans, ("model", "kind"), params),
+            **self._top_names(inherited, ("service", "agent"), params),
+        }
         tools = [
             ToolStats(name=str(n), calls=int(c), errors=int(e))
             for n, c, e in self._rows(
@@ -641,15 +639,31 @@ class ClickHouseTraceStore:
             bad_lines=0,
             start_time=query.from_ns(int(start)) if n_spans else None,
             end_time=query.from_ns(int(end)) if n_spans else None,
-            services=names("service"),
-            agents=names("agent"),
-            models=names("model"),
+            services=names["service"],
+            agents=names["agent"],
+            models=names["model"],
             tools=tools,
-            span_kinds=names("kind"),
+            span_kinds=names["kind"],
             tokens=TokenTotals(input=int(tin), output=int(tout)),
             error_signatures=signatures,
             sample_trace_ids=sample,
         )
+
+    def _top_names(
+        self, spans: str, columns: Sequence[str], params: Params
+    ) -> dict[str, list[NameCount]]:
+        """The TOP_NAMES most frequent values of each column, in one pass over `spans`."""
+        pairs = ", ".join(f"('{c}', CAST({c} AS Nullable(String)))" for c in columns)
+        found = self._rows(
+            f"SELECT pair.1 AS w, pair.2 AS n, count() AS c FROM ({spans}) "
+            f"ARRAY JOIN [{pairs}] AS pair WHERE n IS NOT NULL GROUP BY w, n "
+            f"ORDER BY w, c DESC, n LIMIT {TOP_NAMES} BY w",
+            params,
+        )
+        out: dict[str, list[NameCount]] = {c: [] for c in columns}
+        for which, name, count in found:
+            out[which].append(NameCount(name=str(name), count=int(count)))
+        return out
 
     def _signatures(self, params: Params, spans: str) -> list[ErrorSignature]:
         """Error signatures as ingestion groups them: by (tool or span name, normalized
