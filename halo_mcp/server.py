@@ -25,7 +25,7 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 
 from halo_mcp import __version__
-from halo_mcp.tools import analyze, findings, html_report, prompts, runs, spans, triage
+from halo_mcp.tools import analyze, findings, html_report, prompts, runs, spans, sql, triage
 from halo_mcp.tools.analyze import engine_settings_factory
 from halo_mcp.tools.arguments import invalid_arguments
 from halo_mcp.tools.manager import RunManager
@@ -43,11 +43,13 @@ Workflow:
 1. analyze_traces(trace_paths, prompt) starts an LLM analysis that takes minutes. It returns
    within wait_seconds with a run_id and status, sending progress meanwhile. Polling: while
    `done` is false, call get_run(run_id, wait_seconds=50) again. Never start a duplicate.
+   Pass repo_path (the harness's repository) so findings cite code lines and commits.
 2. When finished, read findings (most severe first) with get_finding(finding_id): root cause,
-   suggested harness change, how to validate it, evidence.
+   suggested harness change, how to validate it, evidence, code_refs (path:lines verified
+   at HEAD), suspect_commits, first_seen/last_seen.
 3. See concrete cases with query_spans(trace_paths, filter=<finding.matcher>) and get_trace
    (deterministic, no LLM, fast; trace_overview lists names and error signatures to filter
-   on), then edit the harness.
+   on; query_sql answers rates and joins in SQL), then edit the harness.
 Large artifacts are resources: halo://runs/{run_id}/report (markdown),
 halo://runs/{run_id}/report.html (a self-contained page for a person to open) and
 halo://findings/{finding_id} (JSON). Errors say what to do next."""
@@ -209,7 +211,7 @@ def create_server(settings: ServerSettings | None = None) -> MCPServer:
         log_level="WARNING",
         **auth_kwargs,
     )
-    for module in (analyze, runs, findings, spans, triage, prompts, html_report):
+    for module in (analyze, runs, findings, spans, sql, triage, prompts, html_report):
         module.register(server)
     return server
 

@@ -21,7 +21,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-_COMMAND_MODULES = ("traces", "run", "triage", "serve", "install", "web", "load")
+_COMMAND_MODULES = ("traces", "sql", "run", "triage", "serve", "install", "web", "load")
 
 
 def build_parser() -> argparse.ArgumentParser:

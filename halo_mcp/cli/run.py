@@ -38,8 +38,9 @@ environment:
   OPENAI_API_KEY, OPENAI_BASE_URL, HALO_MODEL   credentials, endpoint and model
   HALO_DATA_DIR, HALO_CACHE_DIR                 run store and trace index locations
 
-example:
+examples:
   halo-mcp run traces/prod.jsonl -p "Diagnose errors and suggest harness fixes"
+  halo-mcp run traces/ -p "Why do refunds fail?" --repo . --context @docs/agent.md
 """
 
 
@@ -123,6 +124,18 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
         metavar="EFFORT",
         help="Reasoning effort for reasoning models, e.g. low, medium, high.",
     )
+    harness = p.add_argument_group("the harness")
+    harness.add_argument(
+        "--repo",
+        metavar="PATH",
+        help="The harness's source repository: agents read its code and git history, and "
+        "findings cite code (path:lines) and suspect commits, checked against HEAD.",
+    )
+    harness.add_argument(
+        "--context",
+        metavar="TEXT|@FILE",
+        help="A description of the harness for every agent (text, or @file to read it).",
+    )
     engine = p.add_argument_group("engine")
     engine.add_argument("--max-depth", type=int, metavar="N", help="Sub-agent depth (default: 2).")
     engine.add_argument("--max-turns", type=int, metavar="N", help="Turns per agent (default: 20).")
@@ -186,6 +199,43 @@ def _register_show(subparsers: argparse._SubParsersAction) -> None:
 
 
 # ----------------------------------------------------------------------- helpers
+
+
+def read_context(value: str | None) -> str | None:
+    """--context TEXT, or @FILE for the text of a file; ValueError saying what is wrong."""
+    if value is None:
+        return None
+    if value.startswith("@"):
+        path = Path(value[1:]).expanduser()
+        try:
+            value = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read --context file {str(path)!r} ({exc})") from None
+    if len(value) > 20_000:
+        raise ValueError(
+            f"--context is {len(value):,} characters; keep it under 20,000 (a description "
+            "of the harness, not its code: pass the code with --repo)"
+        )
+    return value.strip() or None
+
+
+def check_repo(value: str | None) -> Path | None:
+    """--repo as a resolved directory; ValueError with the fix."""
+    if value is None:
+        return None
+    from halo_mcp.harness.paths import HarnessPathError, open_repository
+
+    try:
+        repo = open_repository(value)
+    except HarnessPathError as exc:
+        raise ValueError(str(exc)) from None
+    if repo.enclosing_work_tree is not None:
+        _err(
+            f"halo-mcp run: note: {repo.root} is inside the git work tree "
+            f"{repo.enclosing_work_tree}; the agents read its code but not its history. "
+            "Pass the work tree's root to --repo for git log, show, diff and blame."
+        )
+    return repo.root
 
 
 def _err(message: str) -> None:
@@ -264,6 +314,13 @@ def run_command(args: argparse.Namespace) -> int:
         _err(f"halo-mcp run: cannot write --output {args.output}: its folder does not exist.")
         return EXIT_USAGE
 
+    try:
+        context = read_context(args.context)
+        repo = check_repo(args.repo)
+    except ValueError as exc:
+        _err(f"halo-mcp run: {exc}")
+        return EXIT_USAGE
+
     redact = _Redactor(
         [args.api_key or "", os.environ.get("OPENAI_API_KEY", ""), *headers.values()]
     )
@@ -285,6 +342,8 @@ def run_command(args: argparse.Namespace) -> int:
             max_parallel=args.max_parallel,
             telemetry=args.telemetry,
             data_dir=args.data_dir,
+            repo_path=repo,
+            context=context,
         )
     except ValidationError as exc:
         problems = "; ".join(

@@ -14,6 +14,7 @@ from halo_mcp.cli.output import table
 from halo_mcp.cli.progress import format_elapsed, format_tokens
 from halo_mcp.engine.models import RunRecord
 from halo_mcp.findings.models import Finding
+from halo_mcp.harness.render import code_ref_bullets, commit_bullets, seen_line
 from halo_mcp.text import clip
 from halo_mcp.triage.describe import readable_validation
 
@@ -107,6 +108,12 @@ def render_finding(finding: Finding) -> str:
             if item.excerpt:
                 excerpt, _ = clip(" ".join(item.excerpt.split()), EXCERPT_CHARS)
                 lines.append(f"  > {excerpt}")
+    if seen := seen_line(finding):
+        lines += ["", "## Seen", "", seen[0].upper() + seen[1:]]
+    if finding.code_refs:
+        lines += ["", f"## Code ({len(finding.code_refs)})", "", *code_ref_bullets(finding)]
+    if finding.suspect_commits:
+        lines += ["", "## Suspect commits", "", *commit_bullets(finding)]
     if finding.verification_notes:
         lines += ["", "## Verification notes", ""]
         lines += [f"- {note}" for note in finding.verification_notes]

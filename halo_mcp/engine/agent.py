@@ -29,10 +29,12 @@ from halo_mcp.engine.errors import EngineError
 from halo_mcp.engine.events import AgentFinished, AgentStarted, TextDelta, ToolCalled, ToolResult
 from halo_mcp.engine.excgroups import first_error
 from halo_mcp.engine.findings import parse_drafts, parse_final_json, verify
+from halo_mcp.engine.harness_tools import engine_tools
 from halo_mcp.engine.provider import ContextLengthError, InvalidRequestError
 from halo_mcp.engine.schemas import parse_arguments, tool_schema
 from halo_mcp.engine.state import RunState, SubReport
 from halo_mcp.findings.models import Finding
+from halo_mcp.harness.verify import check_harness_fields
 from halo_mcp.store.errors import StoreError
 from halo_mcp.text import clip
 
@@ -73,11 +75,13 @@ _AGENT_TOOLS: dict[str, tuple[str, type]] = {
 }
 
 
-@functools.lru_cache(maxsize=8)
-def tool_schemas(is_root: bool, can_delegate: bool) -> tuple[dict[str, Any], ...]:
-    """The tools offered to an agent in this position."""
-    names = list(at.STORE_TOOLS)
-    schemas = [tool_schema(n, at.STORE_TOOLS[n][0], at.STORE_TOOLS[n][1]) for n in names]
+@functools.lru_cache(maxsize=32)
+def tool_schemas(
+    is_root: bool, can_delegate: bool, has_repo: bool = False, is_git: bool = False
+) -> tuple[dict[str, Any], ...]:
+    """The tools offered to an agent in this position (and run: with a repository?)."""
+    table = engine_tools(has_repo, is_git)
+    schemas = [tool_schema(n, table[n][0], table[n][1]) for n in table]
     extra = ["synthesize"]
     if can_delegate:
         extra.append("delegate")
@@ -108,13 +112,17 @@ class Agent:
         self.parent_id = parent_id
         self.is_root = depth == 0
         self.can_delegate = depth < state.settings.max_depth
-        self.tools = list(tool_schemas(self.is_root, self.can_delegate))
+        repo = state.tools.repo if state.tools is not None else None
+        has_repo, is_git = repo is not None, bool(repo and repo.is_git)
+        self.sync_tools = engine_tools(has_repo, is_git)
+        self.tools = list(tool_schemas(self.is_root, self.can_delegate, has_repo, is_git))
         self.tool_names = {t["function"]["name"] for t in self.tools}
         system = (
             prompts.root_system_prompt(self.can_delegate)
             if self.is_root
             else prompts.sub_system_prompt(self.can_delegate)
         )
+        system += prompts.harness_note(repo, state.settings.context)
         self.messages: list[dict[str, Any]] = [
             {"role": "system", "content": system},
             {"role": "user", "content": f"{task}\n\n{context}" if context else task},
@@ -368,8 +376,8 @@ class Agent:
         if name not in self.tool_names:
             available = ", ".join(sorted(self.tool_names))
             return f"unknown tool {name!r}. Available tools: {available}.", True
-        if name in at.STORE_TOOLS:
-            _, model, impl = at.STORE_TOOLS[name]
+        if name in self.sync_tools:
+            _, model, impl = self.sync_tools[name]
         else:
             model, impl = _AGENT_TOOLS[name][1], None
         args, error = parse_arguments(model, raw)
@@ -482,8 +490,13 @@ class Agent:
     async def _verify_and_accept(self, draft: Any) -> Finding:
         """Verify a draft against the store (ids, matcher, prevalence) and record it."""
         s = self.state
+        tools = s.tools
+        assert tools is not None, "tools are set before any agent runs"
         finding = await anyio.to_thread.run_sync(
-            functools.partial(verify, s.tools.store, draft, s.run_id)
+            functools.partial(verify, tools.store, draft, s.run_id)
+        )
+        finding = await anyio.to_thread.run_sync(
+            functools.partial(check_harness_fields, tools.store, tools.repo, finding, draft)
         )
         return s.accept(finding, self.agent_id, self.parent_id)
 
@@ -501,6 +514,15 @@ class Agent:
                 f"- {finding.id} {finding.title!r}: verified={finding.verified}, "
                 f"prevalence {prevalence}"
             )
+            if finding.first_seen is not None and finding.last_seen is not None:
+                line += (
+                    f", first seen {finding.first_seen.isoformat(timespec='seconds')}, "
+                    f"last seen {finding.last_seen.isoformat(timespec='seconds')}"
+                )
+            if finding.code_refs or finding.suspect_commits:
+                refs = [f"{c.path}:{c.start_line}-{c.end_line}" for c in finding.code_refs]
+                refs += [f"commit {c.sha[:12]}" for c in finding.suspect_commits]
+                line += "; verified refs: " + ", ".join(refs)
             if finding.verification_notes:
                 line += "; notes: " + "; ".join(finding.verification_notes)
             lines.append(line)

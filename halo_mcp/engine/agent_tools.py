@@ -22,6 +22,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from halo_mcp.engine.findings import FindingDraft
+from halo_mcp.harness.paths import Repository
 from halo_mcp.store.api import TraceReader
 from halo_mcp.store.models import (
     DEFAULT_SPAN_FIELDS,
@@ -55,6 +56,7 @@ class ToolContext:
 
     store: TraceReader
     budgets: ToolBudgets = field(default_factory=ToolBudgets)
+    repo: Repository | None = None  # the harness repository, when the run was given one
     raw_bytes_seen: int = 0
     largest_output: int = 0
     over_budget: list[str] = field(default_factory=list)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from halo_mcp.engine.ids import new_finding_id
 from halo_mcp.findings.models import Evidence, Finding, Prevalence, Severity
+from halo_mcp.harness.verify import CodeRefDraft, SuspectCommitDraft
 from halo_mcp.store.api import TraceReader
 from halo_mcp.store.errors import StoreError
 from halo_mcp.store.models import SpanFilter
@@ -55,6 +56,15 @@ class FindingDraft(BaseModel):
     matcher: SpanFilter | None = Field(
         None, description="A span filter selecting exactly the spans affected by this failure."
     )
+    code_refs: list[CodeRefDraft] = Field(
+        default_factory=list,
+        description="Harness code causing it (when the run has a repository): path, lines "
+        "and the exact excerpt, as read with repo_read_file. Checked against HEAD.",
+    )
+    suspect_commits: list[SuspectCommitDraft] = Field(
+        default_factory=list,
+        description="Commits suspected of introducing it (sha from git_log/git_blame).",
+    )
 
     @field_validator("severity", mode="before")
     @classmethod
@@ -69,6 +79,8 @@ class _LenientDraft(FindingDraft):
     """Parsing form: a bad matcher must not throw the finding away, only mark it."""
 
     matcher: Any = None  # type: ignore[assignment]
+    code_refs: Any = None  # type: ignore[assignment]  # checked one by one (harness.verify)
+    suspect_commits: Any = None  # type: ignore[assignment]
 
 
 def parse_drafts(items: Iterable[Any]) -> tuple[list[_LenientDraft], list[str]]:

@@ -4,6 +4,7 @@ over striking single traces, cite ids, report prevalence, matcher per finding)."
 
 from __future__ import annotations
 
+from halo_mcp.harness.paths import Repository
 from halo_mcp.store.models import SpanFilter
 
 #: Marks a sub-agent's system prompt (tests and logs tell the roles apart by it).
@@ -114,6 +115,7 @@ COMPACTION_PROMPT = """\
 You compress the working memory of an agent analyzing traces. Summarize the conversation
 excerpt below so the agent can continue without it: keep every hypothesis and its status,
 every count with the filter that produced it, every trace/span id that matters (exact),
+every code location (path:lines, with the exact excerpt) and commit sha that matters,
 the root causes found, the delegated tasks and their results, and what remains to do.
 Drop raw tool output that has been digested. Use terse bullet points."""
 
@@ -122,7 +124,10 @@ You are out of turns. Tools are disabled. Reply now with ONLY a JSON object, no 
 {"summary": "...", "findings": [{"title": "...", "category": "...", "severity":
 "critical|high|medium|low", "description": "...", "root_cause": "...",
 "suggested_change": "...", "validation": "...", "evidence": [{"trace_id": "...",
-"span_id": "...", "excerpt": "..."}], "matcher": {span filter fields}}]}
+"span_id": "...", "excerpt": "..."}], "matcher": {span filter fields}, "code_refs":
+[{"path": "...", "start_line": 1, "end_line": 2, "excerpt": "..."}], "suspect_commits":
+[{"sha": "..."}]}]}
+(code_refs and suspect_commits only when the run has a repository.)
 Include every failure mode you have evidence for, ids copied exactly from tool outputs."""
 
 SUB_FORCED_FINAL = """\
@@ -132,6 +137,60 @@ you found, with counts, filters and exact ids, and what you could not confirm.""
 ROOT_NUDGE = """\
 To end the run you must call submit_findings (with your findings and a summary). If you
 need more evidence, keep using the tools."""
+
+
+_SQL_NOTE = """
+SQL. query_sql runs one read-only SELECT over the views `spans`, `traces` and
+`span_counts` (its description lists the columns; span_counts answers per agent, model or
+tool counts in milliseconds). Use it for what filters cannot answer: rates per agent,
+model, tool, version or hour; joins between spans of a trace; when a failure first and
+last happened (MIN/MAX of start_time). Aggregate in SQL rather than paging spans.
+"""
+
+_REPO_NOTE = """
+The harness repository. You can read the source code of the harness that produced these
+traces: repo_tree, repo_glob, repo_grep and repo_read_file (line-numbered){git_tools}.
+Workflow 1, tie each finding to code: find where the failing behavior comes from in the
+harness (a prompt's text, a tool's description or schema, a tool's implementation, a retry
+or turn limit setting): grep for the tool name, error message or prompt wording seen in
+the traces, read the lines, and cite them in the finding's code_refs as path, start_line,
+end_line and the excerpt copied exactly from repo_read_file (without the line-number
+gutter). The engine checks every ref against the committed file at HEAD and drops refs
+whose path, lines or excerpt do not match, so quote precisely.
+{regression}"""
+
+_REGRESSION_NOTE = """Workflow 2, hunt regressions: when a failure mode starts partway
+through the traces, find when: record the finding with add_findings (its result gives
+first_seen and last_seen, computed from the matcher), or query_sql MIN(start_time) per day
+or hour. Then git_log with since/until around that time (ISO times, UTC like the traces;
+add a path, or the pickaxe for the text involved), git_show the candidates, git_blame the
+lines you cite, and put the commits that introduced the failure in suspect_commits (sha
+copied from git output; the engine checks each exists). Re-add the finding under the same
+title to attach them.
+"""
+
+_CONTEXT_NOTE = """
+About this harness (from the user):
+{context}
+"""
+
+
+def harness_note(repo: Repository | None, context: str | None) -> str:
+    """The system prompt's part about SQL, the harness repository and the user's
+    description of the harness (each only when it applies)."""
+    text = _SQL_NOTE
+    if repo is not None:
+        git_tools = (
+            ", and its git history: git_log, git_show, git_diff and git_blame"
+            if repo.is_git
+            else " (it has no git history)"
+        )
+        text += _REPO_NOTE.format(
+            git_tools=git_tools, regression=_REGRESSION_NOTE if repo.is_git else ""
+        )
+    if context and context.strip():
+        text += _CONTEXT_NOTE.format(context=context.strip())
+    return text
 
 
 def root_system_prompt(can_delegate: bool) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from halo_mcp.engine.models import RunRecord
 from halo_mcp.findings.models import Finding
+from halo_mcp.harness.render import code_ref_bullets, commit_bullets, seen_line
 from halo_mcp.text import clip
 
 MAX_REPORT_CHARS = 200_000
@@ -117,6 +118,12 @@ def _finding_lines(i: int, f: Finding) -> list[str]:
             where = f"trace `{e.trace_id}`" + (f", span `{e.span_id}`" if e.span_id else "")
             quote = f" — “{_field(e.excerpt, 300)}”" if e.excerpt else ""
             lines.append(f"- {where}{quote}")
+    if seen := seen_line(f):
+        lines += ["", f"**Seen:** {seen}"]
+    if f.code_refs:
+        lines += ["", "**Code:**", *code_ref_bullets(f)]
+    if f.suspect_commits:
+        lines += ["", "**Suspect commits:**", *commit_bullets(f)]
     if f.verification_notes:
         lines += ["", "**Verification notes:**"]
         lines += [f"- {_field(n, 500)}" for n in f.verification_notes[:20]]

@@ -36,6 +36,7 @@ from halo_mcp.engine.report import render_report
 from halo_mcp.engine.runstore import RunStore, open_run_store
 from halo_mcp.engine.settings import EngineSettings
 from halo_mcp.engine.state import RunState
+from halo_mcp.harness.paths import HarnessPathError, Repository, open_repository
 from halo_mcp.store.api import TraceReader
 from halo_mcp.store.errors import StoreError
 from halo_mcp.store.store import open_store
@@ -205,7 +206,8 @@ async def _drive(
                     functools.partial(open_store, run.trace_paths, cache_dir=settings.cache_dir),
                     abandon_on_cancel=True,
                 )
-                state.tools = ToolContext(store=store, budgets=budgets or ToolBudgets())
+                repo = await anyio.to_thread.run_sync(_open_repo, settings)
+                state.tools = ToolContext(store=store, budgets=budgets or ToolBudgets(), repo=repo)
                 traces_in_scope = (await anyio.to_thread.run_sync(store.count)).traces_in_scope
                 state.set_phase("triage")
                 triage = await _triage_context(store, run.id)
@@ -295,6 +297,16 @@ async def _close(store: TraceReader | None, provider: Any) -> None:
         await provider.aclose()
     except Exception:
         log.debug("closing the provider failed", exc_info=True)
+
+
+def _open_repo(settings: EngineSettings) -> Repository | None:
+    """The harness repository of the run, or None; a bad path fails the run clearly."""
+    if settings.repo_path is None:
+        return None
+    try:
+        return open_repository(settings.repo_path)
+    except HarnessPathError as exc:
+        raise EngineError(str(exc)) from None
 
 
 async def _triage_context(store: TraceReader, run_id: str) -> str | None:

@@ -35,6 +35,12 @@ class EngineSettings(BaseModel):
     data_dir: Path | None = Field(None, description="Run store; default settings.data_dir().")
     cache_dir: Path | None = Field(None, description="Trace indexes; default settings.cache_dir().")
     telemetry: bool = False
+    repo_path: Path | None = Field(
+        None, description="The harness's source repository: code and git tools for the agents."
+    )
+    context: str | None = Field(
+        None, max_length=20_000, description="The user's description of the harness."
+    )
 
     @classmethod
     def from_env(cls, **overrides: object) -> EngineSettings:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,6 +43,7 @@ from halo_mcp.store.models import (
     TraceSummary,
     TraceTree,
 )
+from halo_mcp.store.sql import SqlResult
 
 FilterArg = SpanFilter | Mapping[str, Any] | None
 
@@ -99,6 +101,16 @@ class TraceReader(Protocol):
         max_chars: int = 2000,
     ) -> SpanPage: ...
     def count(self, filter: FilterArg = None) -> MatchCount: ...
+    def seen(self, filter: FilterArg = None) -> tuple[datetime | None, datetime | None]: ...
+    def query_sql(
+        self,
+        sql: str,
+        *,
+        limit: int = ...,
+        max_chars: int = ...,
+        time_limit_s: float = ...,
+        max_steps: int | None = None,
+    ) -> SqlResult: ...
     def search(
         self,
         pattern: str,

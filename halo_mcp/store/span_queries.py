@@ -4,6 +4,7 @@ known ids. Each takes the request's Session (connection, hit tables, files, tota
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from halo_mcp.store import content, query
@@ -89,6 +90,17 @@ def count(s: Session, filter: FilterArg = None) -> MatchCount:
         f"SELECT COUNT(*), COUNT(DISTINCT s.trace_id) FROM {source}", params
     ).fetchone()
     return MatchCount(spans=spans, traces=traces, traces_in_scope=s.trace_total)
+
+
+def seen(s: Session, filter: FilterArg = None) -> tuple[datetime | None, datetime | None]:
+    """When the first and the last of the spans `filter` selects started (a finding's
+    first_seen / last_seen); (None, None) when none match."""
+    clauses, params = compile_filter(s, coerce_filter(filter))
+    source, params = spans_where(s.conn, clauses, params, "s.start_ns")
+    first, last = s.conn.execute(
+        f"SELECT MIN(s.start_ns), MAX(s.start_ns) FROM {source}", params
+    ).fetchone()
+    return query.from_ns(first), query.from_ns(last)
 
 
 def search(

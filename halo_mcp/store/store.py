@@ -24,6 +24,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 from halo_mcp.settings import cache_dir as default_cache_dir
 from halo_mcp.settings import clickhouse_password
 from halo_mcp.store import overview, span_queries, trace_queries
+from halo_mcp.store import sql as sql_views
 from halo_mcp.store.aggregates import Aggregates
 from halo_mcp.store.api import TraceReader
 from halo_mcp.store.clickhouse.location import is_clickhouse_location, parse_location
@@ -108,6 +109,7 @@ class TraceStore:
 
     query_spans = _request(span_queries.query_spans)
     count = _request(span_queries.count)
+    seen = _request(span_queries.seen)
     search = _request(span_queries.search)
     raw_span = _request(span_queries.raw_span)
     known_ids = _request(span_queries.known_ids)
@@ -116,6 +118,27 @@ class TraceStore:
     trace_tree = _request(trace_queries.trace_tree)
 
     # -- the whole set ---------------------------------------------------------------------
+
+    def query_sql(
+        self,
+        sql: str,
+        *,
+        limit: int = sql_views.DEFAULT_ROW_LIMIT,
+        max_chars: int = sql_views.DEFAULT_MAX_CHARS,
+        time_limit_s: float = sql_views.DEFAULT_TIME_LIMIT_S,
+        max_steps: int | None = None,
+    ) -> sql_views.SqlResult:
+        """One read-only SELECT over the documented `spans` and `traces` views (see
+        store/sql.py), bounded in rows, characters and time. Raises SqlError."""
+        self._threads.check_open()
+        return sql_views.run_sql(
+            self.index_path,
+            sql,
+            limit=limit,
+            max_chars=max_chars,
+            time_limit_s=time_limit_s,
+            max_steps=max_steps,
+        )
 
     def overview(self) -> Overview:
         """Dataset overview: counts, time range, services, agents, models, tools, tokens,

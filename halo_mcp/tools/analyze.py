@@ -16,7 +16,7 @@ from pydantic import Field
 
 from halo_mcp.settings import clickhouse_url
 from halo_mcp.tools.models import RunId, RunStatusResult, TracePaths, WaitSeconds
-from halo_mcp.tools.paths import resolve_paths
+from halo_mcp.tools.paths import resolve_paths, resolve_repo_path
 from halo_mcp.tools.results import tool_result
 from halo_mcp.tools.runs import status_links, wait_for_run
 from halo_mcp.tools.state import caller_owner, server_state
@@ -95,6 +95,19 @@ def register(server: MCPServer) -> None:
         max_turns: Annotated[
             int | None, Field(ge=1, le=500, description="Turns per agent (default 20).")
         ] = None,
+        repo_path: Annotated[
+            str | None,
+            Field(
+                max_length=4096,
+                description="The harness's source repository (a folder, ideally its git "
+                "root): agents read its code and history, and findings cite code_refs "
+                "(path:lines) and suspect_commits, verified against HEAD.",
+            ),
+        ] = None,
+        context: Annotated[
+            str | None,
+            Field(max_length=20_000, description="A description of the harness for every agent."),
+        ] = None,
     ) -> Annotated[CallToolResult, RunStatusResult]:
         """Find the systemic failure modes of an LLM agent harness in its OpenTelemetry traces.
         LLM agents explore the traces, delegate to sub-agents, and report findings verified
@@ -115,12 +128,15 @@ def register(server: MCPServer) -> None:
             )
         state = server_state(ctx)
         paths = [str(p) for p in await resolve_paths(trace_paths, state.roots)]
+        repo = await resolve_repo_path(repo_path, state.roots) if repo_path else None
         overrides = {
             name: value
             for name, value in (
                 ("model", model),
                 ("max_depth", max_depth),
                 ("max_turns", max_turns),
+                ("repo_path", repo),
+                ("context", context.strip() if context and context.strip() else None),
             )
             if value is not None
         }

@@ -35,6 +35,7 @@ from halo_mcp.tools.state import ServerState, caller_owner, server_state, visibl
 TEXT_CHARS = 4000
 EXCERPT_CHARS = 400
 MAX_EVIDENCE = 25
+MAX_CODE_REFS = 10
 MAX_NOTES = 10
 NOTE_CHARS = 300
 
@@ -113,6 +114,10 @@ def full_finding(finding: Any) -> FindingOut:
         prevalence=prevalence,
         verified=finding.verified,
         verification_notes=[clip(n, NOTE_CHARS)[0] for n in finding.verification_notes][:MAX_NOTES],
+        code_refs=list(getattr(finding, "code_refs", []))[:MAX_CODE_REFS],
+        suspect_commits=list(getattr(finding, "suspect_commits", []))[:MAX_CODE_REFS],
+        first_seen=getattr(finding, "first_seen", None),
+        last_seen=getattr(finding, "last_seen", None),
         uri=finding_uri(finding.id),
         report_uri=report_uri(finding.run_id),
         **text,

@@ -15,6 +15,7 @@ from mcp_types import ToolAnnotations
 from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema, field_serializer
 
 from halo_mcp.engine.models import Progress, RunStatus, Usage
+from halo_mcp.findings.models import CodeRef, SuspectCommit
 from halo_mcp.store.models import (
     SPAN_FIELDS,
     Overview,
@@ -226,6 +227,14 @@ class FindingOut(BaseModel):
     prevalence: PrevalenceOut | None = None
     verified: bool = False
     verification_notes: list[str] = []
+    code_refs: list[CodeRef] = Field(
+        default_factory=list, description="Harness code to change (path:lines, verified at HEAD)."
+    )
+    suspect_commits: list[SuspectCommit] = Field(
+        default_factory=list, description="Commits suspected of introducing the failure."
+    )
+    first_seen: datetime | None = Field(None, description="Earliest matching span.")
+    last_seen: datetime | None = Field(None, description="Latest matching span.")
     uri: str = Field(description="Resource with this finding as JSON, unabridged.")
     report_uri: str = Field(description="The run's markdown report.")
 

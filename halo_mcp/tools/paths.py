@@ -153,3 +153,18 @@ def normalize_roots(roots: Sequence[str | Path]) -> list[Path]:
             raise ValueError(f"--root {str(root)!r} is not a directory")
         out.append(path)
     return out
+
+
+async def resolve_repo_path(raw: str, roots: Sequence[Path] | None) -> str:
+    """A harness repository folder for analyze_traces: resolved like a trace path (over
+    HTTP inside the roots, `..` refused, symlinks resolved first) and a directory."""
+    try:
+        path = await anyio.to_thread.run_sync(_resolve_one, raw, roots)
+    except ToolError as exc:
+        raise ToolError(f"repo_path: {exc}".replace("Trace path", "path")) from None
+    if not path.is_dir():
+        raise ToolError(
+            f"repo_path {str(path)!r} is not a directory; pass the harness repository's root "
+            "folder."
+        )
+    return str(path)

@@ -13,15 +13,17 @@ def analyze_and_fix_text(trace_path: str, goal: str) -> str:
     return f"""Improve the agent harness in this repository using its traces at {trace_path}.
 Goal: {goal}
 
-1. Call analyze_traces(trace_paths=["{trace_path}"], prompt=<the goal above, in your words>).
-   It returns quickly with a run_id. While `done` is false, call
-   get_run(run_id=..., wait_seconds=50) again; do not start another analysis.
+1. Call analyze_traces(trace_paths=["{trace_path}"], prompt=<the goal above, in your words>,
+   repo_path=<this repository's root, absolute>). It returns quickly with a run_id. While
+   `done` is false, call get_run(run_id=..., wait_seconds=50) again; do not start another
+   analysis.
 2. When it is finished, read the findings, most severe first: get_finding(finding_id) gives
    the root cause, the suggested change and how to validate it.
 3. For each finding you act on, look at concrete cases: query_spans(trace_paths=["{trace_path}"],
    filter=<the finding's matcher>, fields=[..., "input", "output"]) and get_trace for one of
    the traces, so the fix addresses what really happens.
-4. Find the code that produces this behaviour (prompts, tool definitions, retries, limits)
+4. Find the code that produces this behaviour (prompts, tool definitions, retries, limits),
+   starting from the finding's code_refs (path:lines verified at HEAD) and suspect_commits,
    and make the smallest change that fixes the root cause. Explain each change.
 5. Say how to validate: which traces to collect after the change, and which matcher should
    then select fewer traces (the finding's `validation` field).

@@ -23,7 +23,7 @@ from halo_mcp.engine.models import RunRecord
 from halo_mcp.findings.models import Finding
 from halo_mcp.store.api import TraceReader
 from halo_mcp.store.errors import StoreError
-from halo_mcp.store.models import DEFAULT_SPAN_FIELDS, SpanFilter, SpanSort, TraceTree
+from halo_mcp.store.models import DEFAULT_SPAN_FIELDS, SpanFilter, TraceTree
 
 log = logging.getLogger(__name__)
 
@@ -235,12 +235,7 @@ def fit_trace(tree: TraceTree, keep: set[str], budget: int) -> bool:
 
 def seen_range(store: TraceReader, matcher: SpanFilter) -> tuple[datetime | None, datetime | None]:
     """Start of the earliest and of the latest span the matcher selects."""
-    ends: list[datetime | None] = []
-    sorts: tuple[SpanSort, SpanSort] = ("start_time", "-start_time")
-    for sort in sorts:
-        page = store.query_spans(matcher, sort=sort, limit=1, fields=["start_time"])
-        ends.append(page.spans[0].start_time if page.spans else None)
-    return ends[0], ends[1]
+    return store.seen(matcher)
 
 
 def _time_range(store: TraceReader) -> tuple[datetime, datetime] | None:

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from halo_mcp.store import query
+from halo_mcp.store import sql as sql_views
 from halo_mcp.store.api import FilterArg
 from halo_mcp.store.clickhouse import expressions as ex
 from halo_mcp.store.clickhouse.aggregates import ClickHouseAggregates
@@ -345,6 +346,37 @@ class ClickHouseTraceStore:
         params = self._params()
         spans, traces = self._count(self._compile(self._parse(filter), params), params)
         return MatchCount(spans=spans, traces=traces, traces_in_scope=self._trace_total)
+
+    def seen(self, filter: FilterArg = None) -> tuple[datetime | None, datetime | None]:
+        """When the first and the last of the spans `filter` selects started; (None, None)
+        when none match."""
+        params = self._params()
+        compiled = self._compile(self._parse(filter), params)
+        inherit = compiled.needs_inheritance
+        first, last, spans = self._rows(
+            f"SELECT min(start_ns), max(start_ns), count() FROM "
+            f"({self._spans_source(compiled, inherit)}) WHERE {compiled.span_where(inherit)}",
+            params,
+        )[0]
+        if not spans:
+            return None, None
+        return query.from_ns(int(first)), query.from_ns(int(last))
+
+    def query_sql(
+        self,
+        sql: str,
+        *,
+        limit: int = sql_views.DEFAULT_ROW_LIMIT,
+        max_chars: int = sql_views.DEFAULT_MAX_CHARS,
+        time_limit_s: float = sql_views.DEFAULT_TIME_LIMIT_S,
+        max_steps: int | None = None,
+    ) -> sql_views.SqlResult:
+        """The SQL tool's views exist over the file index only, for now."""
+        raise sql_views.SqlError(
+            f"query_sql is not available on a ClickHouse location ({self.location.display}) "
+            "yet; use query_spans, count_spans, query_traces or search (all run inside "
+            "ClickHouse), or query the table with ClickHouse's own client"
+        )
 
     # -- traces --------------------------------------------------------------------------
 

@@ -1,0 +1,71 @@
+"""`halo-mcp sql PATH... "SELECT ..."`: read-only SQL over the trace views from a terminal
+(the same views and limits as the `query_sql` MCP tool)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "sql",
+        help="Read-only SQL over views of the traces (spans, traces, span_counts).",
+        description="Run one SELECT over the views `spans`, `traces` and `span_counts` of "
+        "the traces' index (read-only, bounded rows, characters and time). The last argument "
+        "is the query; `--schema` prints the views' columns.",
+        epilog='example: halo-mcp sql traces.jsonl "SELECT tool_name, COUNT(*) AS calls, '
+        'AVG(is_error) AS error_rate FROM spans WHERE tool_name IS NOT NULL GROUP BY 1"',
+    )
+    p.add_argument("items", nargs="*", metavar="PATH... SQL", help="Trace paths, then the query.")
+    p.add_argument("--schema", action="store_true", help="Print the views and their columns.")
+    p.add_argument("--limit", type=int, default=100, metavar="N", help="Rows, 1-1000 (100).")
+    p.add_argument(
+        "--timeout", type=float, default=30.0, metavar="S", help="Time limit in seconds (30)."
+    )
+    p.add_argument("--json", action="store_true", help="Print the result as JSON.")
+    p.add_argument("--cache-dir", help="Where the index lives (default: $HALO_CACHE_DIR).")
+    p.add_argument("-v", "--verbose", action="store_true", help="Log details to stderr.")
+    p.set_defaults(handler=run_sql_command)
+
+
+def run_sql_command(args: argparse.Namespace) -> int:
+    from halo_mcp.cli.output import notice, print_json, table
+    from halo_mcp.store import open_store
+    from halo_mcp.store.errors import StoreError
+    from halo_mcp.store.sql import MAX_ROW_LIMIT, SQL_SCHEMA, SqlError
+
+    if args.schema:
+        print(SQL_SCHEMA)
+        return EXIT_OK
+    if len(args.items) < 2:
+        print(
+            'error: pass trace paths and then the query, e.g. halo-mcp sql traces.jsonl "SELECT '
+            'COUNT(*) FROM spans" (--schema lists the columns)',
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if not 1 <= args.limit <= MAX_ROW_LIMIT or args.timeout <= 0:
+        print(f"error: --limit must be 1-{MAX_ROW_LIMIT} and --timeout > 0", file=sys.stderr)
+        return EXIT_USAGE
+    *paths, sql = args.items
+    try:
+        with open_store(paths, cache_dir=args.cache_dir, notify=notice) as store:
+            result = store.query_sql(sql, limit=args.limit, time_limit_s=args.timeout)
+    except SqlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print_json(result)
+        return EXIT_OK
+    print(table(result.columns, result.rows))
+    tail = f"{result.returned} rows in {result.elapsed_ms:.0f} ms"
+    if result.note:
+        tail += f"; {result.note}"
+    notice(tail)
+    return EXIT_OK
