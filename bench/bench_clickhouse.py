@@ -21,6 +21,7 @@ file only (its index at 10M spans would take long to build here): the same data 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import statistics
 import subprocess
@@ -28,20 +29,25 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from halo_mcp.store import SpanFilter, open_store  # noqa: E402
+from halo_mcp.store import (  # noqa: E402
+    DEFAULT_QUERY_TIME_LIMIT,
+    QueryTimeoutError,
+    SpanFilter,
+    open_store,
+)
 from halo_mcp.store.api import TraceReader  # noqa: E402
 from halo_mcp.store.clickhouse.client import connect  # noqa: E402
 from halo_mcp.store.clickhouse.load import load_files  # noqa: E402
 from halo_mcp.store.clickhouse.location import parse_location  # noqa: E402
 from halo_mcp.store.clickhouse.schema import create_tables  # noqa: E402
-from halo_mcp.store.clickhouse.store import open_clickhouse  # noqa: E402
+from halo_mcp.store.clickhouse.store import ClickHouseTraceStore, open_clickhouse  # noqa: E402
 from halo_mcp.synth import generate  # noqa: E402
 from halo_mcp.triage.run import run_triage  # noqa: E402
 
@@ -74,50 +80,81 @@ def rss_mb() -> float:
     return 0.0
 
 
-def timed(fn: Callable[[], Any], reps: int) -> list[float]:
-    fn()  # warm: caches, first connection
+def timed(fn: Callable[[], Any], reps: int, warm: bool = True) -> list[float] | str:
+    """Wall times (ms) of `reps` calls, or what stopped them (the store's time limit)."""
     out = []
-    for _ in range(reps):
-        began = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - began) * 1000)
+    try:
+        if warm:
+            fn()  # caches, first connection
+        for _ in range(reps):
+            began = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - began) * 1000)
+    except QueryTimeoutError:
+        return f"stopped by the store's time limit ({DEFAULT_QUERY_TIME_LIMIT:g} s)"
     return out
 
 
-def pct(values: list[float]) -> str:
+def pct(values: list[float] | str) -> str:
+    if isinstance(values, str):
+        return values
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return f"p50 {statistics.median(ordered):9.1f} ms  p95 {p95:9.1f} ms"
 
 
-def read_tools(store: TraceReader) -> dict[str, Callable[[], Any]]:
-    """The read tools an agent calls, on ids and names taken from the data itself."""
+class Probe(NamedTuple):
+    """What the read tools ask for: a trace, one of its spans, a failing tool, the end."""
+
+    trace_id: str
+    span_id: str
+    tool: str
+    end: datetime
+
+
+def probe_of(store: TraceReader) -> Probe:
+    """Ids and names taken from the data itself (the overview of the base data)."""
     overview = store.overview()
     trace_id = overview.sample_trace_ids[0]
     tree = store.trace_tree(trace_id, limit=50)
-    span_id = tree.nodes[-1].span.span_id
     tool = next(t.name for t in overview.tools if t.errors)
-    end = overview.end_time
-    assert end is not None
+    assert overview.end_time is not None
+    return Probe(trace_id, tree.nodes[-1].span.span_id, tool, overview.end_time)
+
+
+def copied(probe: Probe, store: ClickHouseTraceStore) -> Probe:
+    """The same trace and span in copy 0 of the grown table (ids as COPY_SQL makes them)."""
+    trace_id = hashlib.md5(f"{probe.trace_id}0".encode()).hexdigest()
+    span_id = hashlib.md5(f"{probe.trace_id}{probe.span_id}0".encode()).hexdigest()[:16]
+    end = datetime.fromtimestamp(store.window_ns[1] / 1e9, tz=timezone.utc)
+    return Probe(trace_id, span_id, probe.tool, end)
+
+
+def read_tools(store: TraceReader, probe: Probe) -> dict[str, Callable[[], Any]]:
     window = SpanFilter(
-        tool_name=tool, errors_only=True, start_after=end - timedelta(hours=6), start_before=end
+        tool_name=probe.tool,
+        errors_only=True,
+        start_after=probe.end - timedelta(hours=6),
+        start_before=probe.end,
     )
     return {
-        "trace by id (trace_tree)": lambda: store.trace_tree(trace_id, limit=200),
+        "trace by id (trace_tree)": lambda: store.trace_tree(probe.trace_id, limit=200),
         "span by id (query_spans)": lambda: store.query_spans(
-            SpanFilter(trace_ids=[trace_id], span_ids=[span_id]), limit=1
+            SpanFilter(trace_ids=[probe.trace_id], span_ids=[probe.span_id]), limit=1
         ),
-        f"{tool} errors, last 6 h": lambda: store.query_spans(window, limit=20),
-        "overview": store.overview,
+        f"{probe.tool} errors, last 6 h": lambda: store.query_spans(window, limit=20),
         "text search 'rate limit'": lambda: store.search("rate limit", limit=10),
     }
 
 
-def measure(label: str, store: TraceReader, reps: int, triage: bool = True) -> None:
+def measure(label: str, store: TraceReader, probe: Probe, reps: int, heavy_reps: int = 1) -> None:
+    """The read tools (`reps` times after a warm-up call), then overview and triage
+    (`heavy_reps` times, no warm-up)."""
     print(f"\n== {label}")
-    for name, fn in read_tools(store).items():
+    for name, fn in read_tools(store, probe).items():
         print(f"  {name:32s} {pct(timed(fn, reps))}")
-    if triage:
+    if heavy_reps:
+        print(f"  {'overview':32s} {pct(timed(store.overview, heavy_reps, warm=False))}")
         began = time.perf_counter()
         report = run_triage(store)
         print(
@@ -144,7 +181,8 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=10_000_000)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--base-traces", type=int, default=BASE_TRACES)
-    parser.add_argument("--steps", type=int, default=3, help="growth steps measured")
+    parser.add_argument("--steps", type=int, default=4, help="growth steps measured")
+    parser.add_argument("--heavy-reps", type=int, default=1, help="overview/triage runs")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-ch-"))
@@ -166,9 +204,10 @@ def main() -> None:
 
         # Same data, both stores.
         with open_store([base_file], cache_dir=work / "cache") as files:
-            measure(f"file store (SQLite), {loaded.spans} spans", files, args.reps)
+            probe = probe_of(files)
+            measure(f"file store (SQLite), {loaded.spans} spans", files, probe, args.reps, 3)
         with open_clickhouse(base) as small:
-            measure(f"ClickHouse, the same {loaded.spans} spans", small, args.reps)
+            measure(f"ClickHouse, the same {loaded.spans} spans", small, probe, args.reps, 3)
 
         copies = max(1, args.spans // max(1, loaded.spans))
         shift = int(SPREAD.total_seconds() * 1e9) // copies
@@ -184,8 +223,23 @@ def main() -> None:
                 f"\n(grew otel.otel_traces to {made * loaded.spans:,} spans in "
                 f"{time.perf_counter() - began:.0f} s, inside ClickHouse)"
             )
+            # The reads run under the store's default time limit (text search is bounded
+            # by it); overview and triage are whole-window reads, measured without one.
             with open_clickhouse(main_table) as store:
-                measure(f"ClickHouse, {store.count().spans:,} spans", store, args.reps)
+                label = f"ClickHouse, {store.count().spans:,} spans"
+                measure(label, store, copied(probe, store), args.reps, 0)
+            if target != targets[-1]:
+                continue  # overview and triage at the full size only (each takes minutes)
+            with open_clickhouse(main_table, query_time_limit=None) as store:
+                print(f"  {'overview (no limit)':32s} {pct(timed(store.overview, 1, False))}")
+                began = time.perf_counter()
+                report = run_triage(store)
+                print(
+                    f"  {'triage':32s} {time.perf_counter() - began:9.2f} s  "
+                    f"({len(report.items)} items, {report.spans:,} spans, {report.traces:,} "
+                    f"traces)"
+                )
+                print(f"  halo-mcp RSS now {rss_mb():.0f} MB")
         client.close()
     finally:
         process.kill()

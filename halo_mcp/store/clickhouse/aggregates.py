@@ -50,6 +50,14 @@ _METRIC_COLUMN: dict[str, str] = {
     "tokens": "ifNull(input_tokens, 0) + ifNull(output_tokens, 0)",
 }
 _SAMPLE_KEY = "cityHash64(span_id)"
+_ERROR_COLUMNS = (
+    "kind", "tool_name", "name", "error_message", "trace_id", "span_id", "start_ns", "status",
+)  # fmt: skip
+_LOOP_COLUMNS = ("trace_id", "span_id", "tool_name", "kind", "status", "start_ns")
+_GROUPED_COLUMNS = (
+    "trace_id", "span_id", "kind", "tool_name", "model", "own_agent", "start_ns", "end_ns",
+    "input_tokens", "output_tokens", "status",
+)  # fmt: skip
 
 
 class ClickHouseAggregates:
@@ -82,9 +90,10 @@ class ClickHouseAggregates:
         values = (params or self._params()).values
         return self._client.rows(sql, values, time_limit=self._time_limit)
 
-    def _spans(self, *more: tuple[str, str]) -> str:
-        """The window's spans, normalized (own agent and service only)."""
-        return ex.normalized_select(self._table, self._window, more=more)
+    def _spans(self, *columns: str, more: tuple[tuple[str, str], ...] = ()) -> str:
+        """The window's spans, normalized (own agent and service only): only `columns`
+        (and what they and `more` need), which keeps ClickHouse's planning short."""
+        return ex.normalized_select(self._table, self._window, more=more, columns=columns)
 
     def _inherited(self, *columns: str) -> str:
         """The window's spans with agent inherited (carrying only `columns`)."""
@@ -122,7 +131,7 @@ class ClickHouseAggregates:
 
     def span_totals(self) -> SpanTotals:
         spans, errors = self._rows(
-            f"SELECT count(), countIf(status = 'error') FROM ({self._spans()})"
+            f"SELECT count(), countIf(status = 'error') FROM ({self._spans('status')})"
         )[0]
         return SpanTotals(int(spans), int(errors))
 
@@ -130,7 +139,7 @@ class ClickHouseAggregates:
         return [
             str(r[0])
             for r in self._rows(
-                f"SELECT DISTINCT model FROM ({self._spans()}) WHERE model IS NOT NULL "
+                f"SELECT DISTINCT model FROM ({self._spans('model')}) WHERE model IS NOT NULL "
                 f"ORDER BY model LIMIT {MAX_MODELS}"
             )
         ]
@@ -138,7 +147,8 @@ class ClickHouseAggregates:
     def kind_count(self, kind: str) -> int:
         params = self._params()
         found = self._rows(
-            f"SELECT count() FROM ({self._spans()}) WHERE kind = {params.add(kind)}", params
+            f"SELECT count() FROM ({self._spans('kind')}) WHERE kind = {params.add(kind)}",
+            params,
         )
         return int(found[0][0])
 
@@ -146,7 +156,8 @@ class ClickHouseAggregates:
         return [
             ToolCalls(str(name), int(calls), int(errors))
             for name, calls, errors in self._rows(
-                f"SELECT tool_name, count(), countIf(status = 'error') FROM ({self._spans()}) "
+                "SELECT tool_name, count(), countIf(status = 'error') FROM "
+                f"({self._spans('tool_name', 'status')}) "
                 "WHERE tool_name IS NOT NULL GROUP BY tool_name ORDER BY tool_name"
             )
         ]
@@ -182,7 +193,7 @@ class ClickHouseAggregates:
         """Every error span, in time order (then trace and span id), page by page."""
         rows = self._pages(
             "kind, tool_name, name, error_message",
-            self._spans(),
+            self._spans(*_ERROR_COLUMNS),
             "status = 'error'",
             ("start_ns", "trace_id", "span_id"),
         )
@@ -195,7 +206,8 @@ class ClickHouseAggregates:
         return {
             str(name): int(traces)
             for name, traces in self._rows(
-                f"SELECT tool_name, uniqExact(trace_id) FROM ({self._spans()}) "
+                "SELECT tool_name, uniqExact(trace_id) FROM "
+                f"({self._spans('trace_id', 'tool_name', 'status')}) "
                 "WHERE status = 'error' AND tool_name IS NOT NULL GROUP BY tool_name"
             )
         }
@@ -205,7 +217,8 @@ class ClickHouseAggregates:
         return {
             str(r[0])
             for r in self._rows(
-                f"SELECT DISTINCT trace_id FROM ({self._spans()}) "
+                "SELECT DISTINCT trace_id FROM "
+                f"({self._spans('trace_id', 'tool_name', 'status')}) "
                 f"WHERE tool_name = {params.add(tool_name)} AND status = 'error'",
                 params,
             )
@@ -215,7 +228,7 @@ class ClickHouseAggregates:
         params = self._params()
         rows = self._rows(
             "SELECT kind, tool_name, name, error_message, trace_id, span_id, start_ns "
-            f"FROM ({self._spans()}) WHERE tool_name = {params.add(tool_name)} "
+            f"FROM ({self._spans(*_ERROR_COLUMNS)}) WHERE tool_name = {params.add(tool_name)} "
             f"AND status = 'error' ORDER BY start_ns, trace_id, span_id LIMIT {int(limit)}",
             params,
         )
@@ -228,7 +241,7 @@ class ClickHouseAggregates:
         rows = self._rows(
             "SELECT trace_id, tool_name, count() AS calls, countIf(status = 'error'), "
             "arraySort(groupArray(span_id)) "
-            f"FROM ({self._spans(('input_hash', ex.INPUT_HASH))}) "
+            f"FROM ({self._spans(*_LOOP_COLUMNS, more=(('input_hash', ex.INPUT_HASH),))}) "
             "WHERE input_hash IS NOT NULL AND tool_name IS NOT NULL "
             "GROUP BY trace_id, tool_name, input_hash "
             f"HAVING calls >= {params.add(int(min_repeats), 'Int64')} "
@@ -246,11 +259,8 @@ class ClickHouseAggregates:
         """Spans with their group columns: agents inherited only when a kind groups by
         agent (the costlier pass)."""
         if "agent" in kinds:
-            return self._inherited(
-                "kind", "tool_name", "model", "start_ns", "end_ns", "input_tokens",
-                "output_tokens", "status",
-            )  # fmt: skip
-        return f"SELECT *, own_agent AS agent FROM ({self._spans()})"
+            return self._inherited(*_GROUPED_COLUMNS)
+        return f"SELECT *, own_agent AS agent FROM ({self._spans(*_GROUPED_COLUMNS)})"
 
     def metric_samples(
         self, kinds: tuple[GroupedKind, ...], max_rows: int
@@ -388,7 +398,10 @@ class ClickHouseAggregates:
         if every > 1:
             where += f" AND {_SAMPLE_KEY} % {int(every)} = 0"
         rows = self._pages(
-            "answered", self._spans(("answered", ex.ANSWERED)), where, ("trace_id", "span_id")
+            "answered",
+            self._spans("trace_id", "span_id", "parent_span_id", more=(("answered", ex.ANSWERED),)),
+            where,
+            ("trace_id", "span_id"),
         )
         for answered, trace_id, span_id in rows:
             given = known.get((trace_id, span_id))
