@@ -61,7 +61,9 @@ def _missing_extra(exc: ImportError) -> ClickHouseError:
 class HttpClickHouseClient:
     """A ClickHouse server over HTTP(S), through clickhouse-connect."""
 
-    def __init__(self, location: ClickHouseLocation, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, location: ClickHouseLocation, *, timeout_s: float = 600.0) -> None:
+        """`timeout_s` bounds waiting for an answer; the server stops statements at the
+        store's time limit (max_execution_time) well before, when one is set."""
         try:
             import clickhouse_connect
         except ImportError as exc:
