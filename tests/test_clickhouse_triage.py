@@ -161,15 +161,22 @@ def test_the_window_bounds_triage_and_counts(stores, chdb_folder: Path) -> None:
 
 
 def test_clickhouse_stops_a_statement_past_the_time_limit(chdb_folder: Path) -> None:
-    client = connect(parse_location(f"chdb:{chdb_folder}"))
+    location = parse_location(f"chdb:{chdb_folder}")
+    client = connect(location)
     try:
         with pytest.raises(QueryTimeoutError, match="time limit"):
             # An endless scan: only the time limit ends it.
-            client.rows(
-                "SELECT count() FROM system.numbers WHERE sipHash64(number) = 1", time_limit=1
-            )
+            endless = "SELECT count() FROM system.numbers WHERE sipHash64(number) = 1"
+            client.rows(endless, time_limit=1)
     finally:
         client.close()
+    # A request of several statements shares one limit: none is left after the first.
+    store = open_clickhouse(location, query_time_limit=1e-6)
+    try:
+        with pytest.raises(QueryTimeoutError, match="narrow it"):
+            store.search("error")
+    finally:
+        store.close()
 
 
 def test_mcp_paths_accept_clickhouse_only_where_the_server_allows(

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 
@@ -31,7 +33,12 @@ from halo_mcp.store.clickhouse.client import ClickHouseClient, connect
 from halo_mcp.store.clickhouse.filters import CompiledFilter, Params, compile_filter
 from halo_mcp.store.clickhouse.location import ClickHouseLocation
 from halo_mcp.store.clickhouse.schema import TableShape, table_shape
-from halo_mcp.store.errors import InvalidFilterError, StoreError, UnknownIdError
+from halo_mcp.store.errors import (
+    InvalidFilterError,
+    QueryTimeoutError,
+    StoreError,
+    UnknownIdError,
+)
 from halo_mcp.store.formats.payload import SpanPayload, otel_payload, span_text
 from halo_mcp.store.models import (
     DEFAULT_SPAN_FIELDS,
@@ -55,7 +62,7 @@ from halo_mcp.store.models import (
     TraceTree,
 )
 from halo_mcp.store.signatures import normalize_message
-from halo_mcp.store.time_limit import DEFAULT_QUERY_TIME_LIMIT
+from halo_mcp.store.time_limit import DEFAULT_QUERY_TIME_LIMIT, NARROW_HINT
 
 #: The window scanned when the caller gives none: this long, ending at the newest span.
 DEFAULT_WINDOW = timedelta(days=7)
@@ -109,6 +116,32 @@ _TRACE_SORT = {
 }
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _request(
+    method: Callable[Concatenate[ClickHouseTraceStore, P], R],
+) -> Callable[Concatenate[ClickHouseTraceStore, P], R]:
+    """One request of the read API: its statements share the store's time limit (each gets
+    what is left of it as max_execution_time), so a request with several statements is
+    bounded as a whole, like the file store's."""
+
+    @functools.wraps(method)
+    def wrapped(self: ClickHouseTraceStore, *args: P.args, **kwargs: P.kwargs) -> R:
+        state = self._requests
+        outer = getattr(state, "started", None) is None
+        if outer:
+            state.started = time.monotonic()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            if outer:
+                state.started = None
+
+    return wrapped
+
+
 def _as_row(values: Sequence[Any]) -> tuple[Any, ...]:
     """A ClickHouse row (in _ROW_NAMES order) -> a tuple in query.ROW_COLUMNS layout."""
     by_name = dict(zip(_ROW_NAMES, values, strict=True))
@@ -147,6 +180,7 @@ class ClickHouseTraceStore:
         self.query_time_limit = query_time_limit
         self._client = client
         self._lock = threading.Lock()
+        self._requests = threading.local()
         self.table = location.qualified_table
         newest = client.rows(f"SELECT toUnixTimestamp64Nano(max(Timestamp)) FROM {self.table}")
         end = _ns(until) if until is not None else int(newest[0][0] or 0)
@@ -174,7 +208,17 @@ class ClickHouseTraceStore:
         return params
 
     def _rows(self, sql: str, params: Params) -> list[tuple[Any, ...]]:
-        return self._client.rows(sql, params.values, time_limit=self.query_time_limit)
+        limit = self.query_time_limit
+        started = getattr(self._requests, "started", None)
+        if limit is not None and started is not None:
+            left = limit - (time.monotonic() - started)
+            if left <= 0:
+                raise QueryTimeoutError(
+                    f"the request ran past the time limit of {limit:g}s and was stopped; "
+                    f"{NARROW_HINT}"
+                )
+            limit = left
+        return self._client.rows(sql, params.values, time_limit=limit)
 
     @staticmethod
     def _parse(flt: FilterArg) -> SpanFilter:
@@ -283,6 +327,7 @@ class ClickHouseTraceStore:
 
     # -- spans ---------------------------------------------------------------------------
 
+    @_request
     def query_spans(
         self,
         filter: FilterArg = None,
@@ -341,12 +386,14 @@ class ClickHouseTraceStore:
         )
         return int(rows[0][0]), int(rows[0][1])
 
+    @_request
     def count(self, filter: FilterArg = None) -> MatchCount:
         """How many spans and traces `filter` selects, and how many traces exist."""
         params = self._params()
         spans, traces = self._count(self._compile(self._parse(filter), params), params)
         return MatchCount(spans=spans, traces=traces, traces_in_scope=self._trace_total)
 
+    @_request
     def seen(self, filter: FilterArg = None) -> tuple[datetime | None, datetime | None]:
         """When the first and the last of the spans `filter` selects started; (None, None)
         when none match."""
@@ -426,6 +473,7 @@ class ClickHouseTraceStore:
             )
         return out
 
+    @_request
     def query_traces(
         self,
         filter: FilterArg = None,
@@ -473,6 +521,7 @@ class ClickHouseTraceStore:
             next_cursor = _encode_cursor(sort, key, (last.trace_id, ""), qkey)
         return TracePage(traces=summaries, total=total, next_cursor=next_cursor)
 
+    @_request
     def trace_summary(self, trace_id: str) -> TraceSummary:
         """One trace's summary. Raises UnknownIdError naming how to find valid ids."""
         params = self._params()
@@ -485,6 +534,7 @@ class ClickHouseTraceStore:
             )
         return found[0]
 
+    @_request
     def trace_tree(
         self,
         trace_id: str,
@@ -537,6 +587,7 @@ class ClickHouseTraceStore:
             trace_id=trace_id, summary=summary, nodes=nodes, truncated=len(ordered) < len(rows)
         )
 
+    @_request
     def raw_span(self, trace_id: str, span_id: str) -> dict[str, Any]:
         """The span as the exporter stored it (one row of the table, as a dict)."""
         params = self._params()
@@ -556,6 +607,7 @@ class ClickHouseTraceStore:
             for name, value in zip(columns, rows[0], strict=True)
         }
 
+    @_request
     def search(
         self,
         pattern: str,
@@ -598,6 +650,7 @@ class ClickHouseTraceStore:
             pattern=pattern, matches=matches, spans_matched=total, truncated=total > len(matches)
         )
 
+    @_request
     def known_ids(
         self, trace_ids: Sequence[str] = (), span_ids: Sequence[str] = ()
     ) -> tuple[set[str], set[str]]:
@@ -620,6 +673,7 @@ class ClickHouseTraceStore:
 
     # -- overview ------------------------------------------------------------------------
 
+    @_request
     def overview(self) -> Overview:
         """Counts, time range, services, agents, models, tools, kinds, tokens and the top
         error signatures of the window, each a bounded aggregate inside ClickHouse."""
