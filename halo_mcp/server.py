@@ -5,7 +5,8 @@ prompt), so tests and the CLI construct it the same way. `serve(settings)` runs 
 (the default: nothing but protocol on stdout, logs on stderr) or Streamable HTTP (bearer
 tokens, DNS-rebinding protection for every bind address, a request size limit).
 
-Start-up stays fast: the engine and the OpenAI client are imported on the first analysis.
+Start-up stays fast: the engine's run machinery and the OpenAI client are imported on the
+first analysis (see tools/manager.py).
 """
 
 from __future__ import annotations
@@ -14,24 +15,35 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from mcp.server.mcpserver import MCPServer
+import anyio
+import uvicorn
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import CallToolResult, InputRequiredResult
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from starlette.applications import Starlette
 
 from halo_mcp import __version__
+from halo_mcp.engine.settings import EngineSettings
+from halo_mcp.settings import Environment
 from halo_mcp.tools import analyze, findings, html_report, prompts, runs, spans, sql, triage
-from halo_mcp.tools.analyze import engine_settings_factory
+from halo_mcp.tools.analyze import settings_for_run
 from halo_mcp.tools.arguments import invalid_arguments
 from halo_mcp.tools.manager import RunManager
 from halo_mcp.tools.paths import normalize_roots
 from halo_mcp.tools.state import ServerState
 from halo_mcp.tools.stores import StoreCache
+
+if TYPE_CHECKING:
+    from halo_mcp.collect.settings import CollectSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +58,9 @@ Workflow:
    Pass repo_path (the harness's repository) so findings cite code lines and commits.
 2. When finished, read findings (most severe first) with get_finding(finding_id): root cause,
    suggested harness change, how to validate it, evidence, code_refs (path:lines verified
-   at HEAD), suspect_commits, first_seen/last_seen.
+   at HEAD), suspect_commits, first_seen/last_seen. Act on `status: verified` ones;
+   check `partial`/`unverified` ones (status_reasons say what failed). A run whose
+   `outcome` is not "findings" carries a `warning`: read it before trusting the result.
 3. See concrete cases with query_spans(trace_paths, filter=<finding.matcher>) and get_trace
    (deterministic, no LLM, fast; trace_overview lists names and error signatures to filter
    on; query_sql answers rates and joins in SQL), then edit the harness.
@@ -75,10 +89,26 @@ class ServerSettings(BaseModel):
     max_concurrent_runs: int = Field(2, ge=1, le=32)
     max_request_bytes: int = Field(1_000_000, ge=1024)
     progress_interval_s: float = Field(2.0, gt=0, le=30)
-    engine_overrides: dict[str, Any] = Field(
-        default_factory=dict, description="EngineSettings fields over the environment's."
+    engine: EngineSettings = Field(
+        default_factory=lambda: server_engine_settings(),
+        description="Settings of every analysis (an analyze_traces call may change a few).",
     )
     store_cache_size: int = Field(8, ge=1, le=64)
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        token_env: str = TOKEN_ENV,
+        tokens: list[SecretStr] | None = None,
+        engine: dict[str, object] | None = None,
+        **values: Any,
+    ) -> ServerSettings:
+        """Settings from flags (`values`) over the environment: bearer tokens from
+        `token_env` unless `tokens` are given; `engine` fields over the environment's."""
+        if tokens is None:
+            tokens = tokens_from_env(token_env)
+        return cls(tokens=tokens, engine=server_engine_settings(**(engine or {})), **values)
 
     @model_validator(mode="after")
     def _remote_needs_token(self) -> ServerSettings:
@@ -113,8 +143,18 @@ def token_owner(token: str) -> str:
 
 
 def tokens_from_env(name: str = TOKEN_ENV) -> list[SecretStr]:
-    raw = os.environ.get(name, "")
-    return [SecretStr(t.strip()) for t in raw.split(",") if t.strip()]
+    """The bearer tokens in the variable `name`, comma-separated."""
+    return [SecretStr(t.strip()) for t in Environment.variable(name).split(",") if t.strip()]
+
+
+def server_engine_settings(**overrides: object) -> EngineSettings:
+    """EngineSettings from the environment, with HALO_TELEMETRY (the server has no per-run
+    flag), then `overrides` (None values ignored)."""
+    env = Environment.read()
+    values = {name: value for name, value in overrides.items() if value is not None}
+    if env.halo_telemetry:
+        values.setdefault("telemetry", True)
+    return EngineSettings.from_env(env, **values)
 
 
 class StaticTokenVerifier:
@@ -125,9 +165,7 @@ class StaticTokenVerifier:
             (t.get_secret_value().encode(), token_owner(t.get_secret_value())) for t in tokens
         ]
 
-    async def verify_token(self, token: str) -> Any:
-        from mcp.server.auth.provider import AccessToken
-
+    async def verify_token(self, token: str) -> AccessToken | None:
         given = token.encode()
         match = None
         for secret, owner in self._tokens:
@@ -145,39 +183,40 @@ class HaloServer(MCPServer):
     pydantic's ValidationError; this is the one place to reword it for every tool.
     """
 
-    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        context: Context[ServerState, Any] | None = None,
+    ) -> CallToolResult | InputRequiredResult:
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
             cause = exc.__cause__
             if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
                 raise
-            tool = self._tool_manager.get_tool(name)
-            schema = tool.parameters if tool is not None else None
+            schema = next((t.input_schema for t in await self.list_tools() if t.name == name), None)
             raise invalid_arguments(name, cause, schema) from cause
 
 
-def _lifespan(settings: ServerSettings, roots: list[Path] | None):
+def _lifespan(
+    settings: ServerSettings, roots: list[Path] | None
+) -> Callable[[MCPServer], AbstractAsyncContextManager[ServerState]]:
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[ServerState]:
-        overrides = dict(settings.engine_overrides)
-        data_dir = overrides.get("data_dir")
-        cache_dir = overrides.get("cache_dir")
+        engine = settings.engine
         manager = RunManager(
-            engine_settings_factory(overrides),
+            settings_for_run(engine),
             max_concurrent=settings.max_concurrent_runs,
-            data_dir=Path(data_dir) if data_dir else None,
+            data_dir=engine.data_dir,
         )
-        stores = StoreCache(
-            size=settings.store_cache_size, cache_dir=Path(cache_dir) if cache_dir else None
-        )
+        stores = StoreCache(size=settings.store_cache_size, cache_dir=engine.cache_dir)
         async with manager:
             try:
                 yield ServerState(
                     roots=roots,
                     manager=manager,
                     stores=stores,
-                    engine_overrides=overrides,
                     progress_interval_s=settings.progress_interval_s,
                 )
             finally:
@@ -192,8 +231,6 @@ def create_server(settings: ServerSettings | None = None) -> MCPServer:
     roots = settings.effective_roots()
     auth_kwargs: dict[str, Any] = {}
     if settings.transport == "http" and settings.tokens:
-        from mcp.server.auth.settings import AuthSettings
-
         auth_kwargs = {
             "token_verifier": StaticTokenVerifier(settings.tokens),
             "auth": AuthSettings(
@@ -216,10 +253,8 @@ def create_server(settings: ServerSettings | None = None) -> MCPServer:
     return server
 
 
-def transport_security(settings: ServerSettings) -> Any:
+def transport_security(settings: ServerSettings) -> TransportSecuritySettings:
     """Host/Origin checks for every bind address (the SDK only adds them for loopback)."""
-    from mcp.server.transport_security import TransportSecuritySettings
-
     hosts, origins = list(settings.allowed_hosts), list(settings.allowed_origins)
     host = settings.host
     if is_loopback(host):
@@ -240,7 +275,7 @@ def transport_security(settings: ServerSettings) -> Any:
     )
 
 
-def http_app(server: MCPServer, settings: ServerSettings) -> Any:
+def http_app(server: MCPServer, settings: ServerSettings) -> Starlette:
     """The Streamable HTTP ASGI app at /mcp, with Host/Origin checks and a body size limit."""
     return server.streamable_http_app(
         transport_security=transport_security(settings),
@@ -249,16 +284,33 @@ def http_app(server: MCPServer, settings: ServerSettings) -> Any:
     )
 
 
-def serve(settings: ServerSettings) -> None:
-    """Run the server until stdin closes (stdio) or the process is interrupted (HTTP)."""
-    import anyio
-
+def serve(settings: ServerSettings, collect: CollectSettings | None = None) -> None:
+    """Run the server until stdin closes (stdio) or the process is interrupted (HTTP);
+    with `collect`, the OTLP trace receiver runs beside it in the same event loop."""
     server = create_server(settings)
-    if settings.transport == "stdio":
+    if collect is not None:
+        anyio.run(_serve_beside_collector, server, settings, collect)
+    elif settings.transport == "stdio":
         anyio.run(server.run_stdio_async)
-        return
-    import uvicorn
+    else:
+        anyio.run(_http_server(server, settings).serve)
 
+
+async def _serve_beside_collector(
+    server: MCPServer, settings: ServerSettings, collect: CollectSettings
+) -> None:
+    from halo_mcp.collect.app import run_collector
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run_collector, collect)
+        if settings.transport == "stdio":
+            await server.run_stdio_async()
+        else:
+            await _http_server(server, settings).serve()
+        group.cancel_scope.cancel()
+
+
+def _http_server(server: MCPServer, settings: ServerSettings) -> uvicorn.Server:
     app = http_app(server, settings)
     log.warning(
         "halo-mcp serving Streamable HTTP on http://%s:%d/mcp (%s)",
@@ -267,4 +319,4 @@ def serve(settings: ServerSettings) -> None:
         f"{len(settings.tokens)} bearer token(s)" if settings.tokens else "no token: loopback only",
     )
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
-    anyio.run(uvicorn.Server(config).serve)
+    return uvicorn.Server(config)

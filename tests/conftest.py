@@ -24,7 +24,6 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))  # so `tests.fakes...` imports work however pytest runs
 
-from halo_mcp.engine import provider  # noqa: E402
 from halo_mcp.engine.settings import EngineSettings  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAIServer  # noqa: E402
 
@@ -69,6 +68,4 @@ def engine_env(
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("HALO_MODEL", raising=False)
-    monkeypatch.setattr(provider, "RETRY_BASE_DELAY_S", 0.001)
-    monkeypatch.setattr(provider, "RETRY_AFTER_CAP_S", 1.0)
     return EngineEnv(fake_openai, FAKE_API_KEY, data_dir, cache_dir, dict(os.environ))

@@ -126,7 +126,7 @@ def test_findings_and_the_end_of_the_run_always_get_their_own_line() -> None:
     r.handle(FindingAccepted(run_id=RUN, finding=finding()))
     r.handle(RunFinished(run_id=RUN, run=finished_run()))
     lines = stream.getvalue().splitlines()
-    assert lines[1] == "[07:30:05] finding [high] read_file gets bad paths"
+    assert lines[1] == "[07:30:05] finding [high, unverified] read_file gets bad paths"
     assert lines[2].startswith("[07:30:05] finished 100% | 0 agents")
     assert "5.2k tokens | 1 finding" in lines[2]
 
@@ -158,6 +158,8 @@ def test_on_a_terminal_one_line_is_rewritten_in_place() -> None:
     r.handle(FindingAccepted(run_id=RUN, finding=finding()))
     after = stream.getvalue()[len(out) :]
     # The status line is cleared, the finding printed on its own line, the status redrawn.
-    assert after.startswith("\r\x1b[2Kfinding [high] read_file gets bad paths\n\r\x1b[2K")
+    assert after.startswith(
+        "\r\x1b[2Kfinding [high, unverified] read_file gets bad paths\n\r\x1b[2K"
+    )
     r.close()
     assert stream.getvalue().endswith("\n")

@@ -286,7 +286,7 @@ def test_the_help_lists_every_option_of_the_original_cli() -> None:
 def test_ctrl_c_that_also_stopped_an_index_builder_still_counts_as_an_interrupt() -> None:
     # In a terminal Ctrl-C reaches the whole process group, helper processes included:
     # their KeyboardInterrupt comes back wrapped in the engine's task group.
-    from halo_mcp.cli.run import _is_interrupt
+    from halo_mcp.excgroups import is_interrupt
 
     try:
         group_type = BaseExceptionGroup
@@ -295,10 +295,10 @@ def test_ctrl_c_that_also_stopped_an_index_builder_still_counts_as_an_interrupt(
 
     wrapped = group_type("task group", [KeyboardInterrupt()])
     nested = group_type("outer", [wrapped, asyncio.CancelledError()])
-    assert _is_interrupt(KeyboardInterrupt())
-    assert _is_interrupt(nested)
-    assert not _is_interrupt(group_type("boom", [KeyboardInterrupt(), ValueError("real")]))
-    assert not _is_interrupt(ValueError("real"))
+    assert is_interrupt(KeyboardInterrupt())
+    assert is_interrupt(nested)
+    assert not is_interrupt(group_type("boom", [KeyboardInterrupt(), ValueError("real")]))
+    assert not is_interrupt(ValueError("real"))
 
 
 def test_on_a_terminal_progress_is_one_line_rewritten_in_place(

@@ -147,7 +147,8 @@ async def test_a_sub_agent_out_of_turns_returns_what_it_has(engine_env, traces):
         ],
     )
     server.route(is_root, [tool_call("delegate", {"task": "look"}), _submit(*ids)])
-    events = [e async for e in stream_run([traces], "x", engine_env.settings(max_turns=2))]
+    settings = engine_env.settings(max_turns=2, sub_max_turns=2)
+    events = [e async for e in stream_run([traces], "x", settings)]
 
     assert isinstance(events[-1], RunFinished)
     sub_requests = [r for r in server.chat_requests if is_sub(r.json)]

@@ -47,7 +47,7 @@ def test_prevalence_comes_from_the_store_not_the_model(store):
     assert finding.id.startswith("f_") and finding.run_id == "run_x"
 
 
-def test_unknown_ids_are_dropped_and_noted(store):
+def test_unknown_ids_are_dropped_with_reasons_and_the_finding_is_partial(store):
     span = _error(store)
     other = _error(store, "http_get")
     evidence = [
@@ -56,21 +56,20 @@ def test_unknown_ids_are_dropped_and_noted(store):
         {"trace_id": span.trace_id, "span_id": other.span_id},  # a span of another trace
     ]
     finding = verify(store, _draft({"tool_name": "read_file"}, evidence), "run_x")
-    notes = " | ".join(finding.verification_notes)
+    reasons = {r.code: r for r in finding.status_reasons}
 
-    assert [(e.trace_id, e.span_id) for e in finding.evidence] == [
-        (span.trace_id, None),
-        (span.trace_id, None),
-    ]
-    assert "made-up-trace" in notes and "made-up-span" in notes
-    assert "is in another trace" in notes
-    assert finding.verified  # valid matcher and at least one real id
+    assert [(e.trace_id, e.span_id) for e in finding.evidence] == [(span.trace_id, None)]
+    assert reasons["unknown_trace"].ids == ["made-up-trace"]
+    assert reasons["unknown_span"].ids == ["made-up-span"]
+    assert reasons["span_in_other_trace"].ids == [other.span_id]
+    assert finding.status == "partial" and finding.verified is False
 
 
 def test_a_finding_citing_only_unknown_ids_is_unverified(store):
     finding = verify(store, _draft({"tool_name": "read_file"}, [{"trace_id": "nope"}]), "r")
     assert not finding.verified and finding.evidence == []
-    assert any("no cited id exists" in n for n in finding.verification_notes)
+    assert finding.status == "unverified"
+    assert "no_evidence" in {r.code for r in finding.status_reasons}
 
 
 @pytest.mark.parametrize(
@@ -88,6 +87,7 @@ def test_a_bad_or_empty_matcher_leaves_the_finding_unverified(store, matcher, no
     finding = verify(store, _draft(matcher, [{"trace_id": span.trace_id}]), "r")
     assert not finding.verified
     assert any(note in n for n in finding.verification_notes)
+    assert finding.status == "unverified"
 
 
 def test_a_matcher_missing_the_cited_traces_is_noted(store):
@@ -96,7 +96,9 @@ def test_a_matcher_missing_the_cited_traces_is_noted(store):
     finding = verify(
         store, _draft({"span_ids": [other.span_id]}, [{"trace_id": span.trace_id}]), "r"
     )
-    assert any("selects none of the cited traces" in n for n in finding.verification_notes)
+    codes = {r.code for r in finding.status_reasons}
+    assert {"matcher_misses_all_evidence", "matcher_lists_ids"} <= codes
+    assert finding.status == "unverified"
 
 
 def test_findings_sort_by_severity_then_prevalence():
@@ -131,7 +133,9 @@ def test_the_final_answer_is_parsed_from_fenced_or_chatty_json():
 def test_drafts_with_missing_fields_are_rejected_with_a_reason():
     drafts, problems = parse_drafts([{"title": "only a title"}, finding_args("ok", {}, [])])
     assert len(drafts) == 1
-    assert problems and "finding #1" in problems[0] and "severity" in problems[0]
+    assert problems and problems[0].index == 1 and problems[0].title == "only a title"
+    assert "finding #1 'only a title' rejected" in problems[0].line()
+    assert any("severity" in reason for reason in problems[0].reasons)
 
 
 def test_the_report_shows_prevalence_as_a_share_of_traces(store):

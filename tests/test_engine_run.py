@@ -109,7 +109,10 @@ async def test_root_delegates_to_two_parallel_sub_agents_and_submits_verified_fi
     assert server.unscripted_calls == []
 
     real, nothing = run.findings  # sorted: high before low
-    assert real.verified is True
+    # a bogus trace id among the evidence: dropped, so the finding is partial, not verified
+    assert real.status == "partial" and real.verified is False
+    assert [r.code for r in real.status_reasons] == ["unknown_trace"]
+    assert real.status_reasons[0].ids == ["bogus-trace-id-000"]
     traces_matched, in_scope, spans = count(traces, engine_env.cache_dir, matcher)
     assert real.prevalence.traces_matched == traces_matched
     assert real.prevalence.traces_in_scope == in_scope

@@ -12,7 +12,7 @@ import pytest
 
 from halo_mcp.engine import runstore as rs
 from halo_mcp.engine.errors import UnknownFindingError, UnknownRunError
-from halo_mcp.engine.models import Progress, RunStatus, Usage
+from halo_mcp.engine.models import Progress, RunOutcome, RunStatus, Usage
 from halo_mcp.engine.settings import EngineSettings
 from halo_mcp.findings.models import Finding, Severity
 
@@ -132,3 +132,29 @@ def test_listing_filters_by_owner_newest_first(tmp_path):
     c = store.create("c", [], {}, owner="alice")
     assert [r.id for r in store.list(owner="alice")] == [c.id, a.id]
     assert len(store.list(limit=2)) == 2
+
+
+def test_the_outcome_warning_and_usage_per_agent_are_kept(tmp_path):
+    store = rs.RunStore(tmp_path)
+    run = store.create("p", ["t.jsonl"], {})
+    run.status = RunStatus.finished
+    run.outcome, run.warning = RunOutcome.refused, "The model refused every one of its replies."
+    run.usage_by_agent = {"root": Usage(calls=2, input_tokens=100), "root.1": Usage(calls=1)}
+    store.save(run)
+
+    again = rs.RunStore(tmp_path).get(run.id)
+    assert again.outcome == RunOutcome.refused and again.warning == run.warning
+    assert again.usage_by_agent["root"].input_tokens == 100
+
+
+def test_a_version_1_run_store_gains_the_new_column(tmp_path):
+    store = rs.RunStore(tmp_path)
+    run = store.create("p", ["t.jsonl"], {})
+    with sqlite3.connect(store.path) as db:  # as version 1 left it
+        db.execute("ALTER TABLE runs DROP COLUMN ending")
+        db.execute("PRAGMA user_version=1")
+    again = rs.RunStore(tmp_path)
+    assert again.get(run.id).outcome is None
+    run.warning = "w"
+    again.save(run)
+    assert again.get(run.id).warning == "w"

@@ -42,7 +42,8 @@ def store(tmp_path):
     lines = [_span("big", "root0", None, "agent run")]
     for i in range(120):
         err = "boom: disk full" if i % 10 == 0 else None
-        lines.append(_span("big", f"s{i:03d}", "root0", f"step_{i % 4}", out="y" * 6000, err=err))
+        out = f"output {i} " + "y" * 6000  # distinct values: a view cannot fold them
+        lines.append(_span("big", f"s{i:03d}", "root0", f"step_{i % 4}", out=out, err=err))
     lines.append(_span("giant", "g0", None, "dump", out="z" * 60_000))
     for t in range(30):
         lines.append(_span(f"small{t}", f"p{t}", None, "lookup", out=f"result {t} " * 200))
@@ -63,7 +64,7 @@ def test_a_trace_too_big_to_view_comes_back_as_a_summary_with_advice(store):
     assert {"name": "step_0", "count": 30} in data["top_span_names"]
     assert data["raw_span_bytes"]["max"] > 6000
     assert "view_spans" in data["how_to_narrow"] and "search" in data["how_to_narrow"]
-    assert "over the 150,000-byte view budget" in data["too_large_to_show"]
+    assert "over the 80,000-byte view budget" in data["too_large_to_show"]
 
 
 def test_a_small_trace_view_shows_content_with_values_capped(store):

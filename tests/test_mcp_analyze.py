@@ -9,6 +9,7 @@ import anyio
 import pytest
 from mcp import Client
 
+from halo_mcp.engine.models import RunStatus, Usage
 from halo_mcp.server import create_server
 from tests.fakes.openai_server import delay, reply, tool_call
 from tests.mcp_support import ProgressLog, make_traces, script_analysis, settings
@@ -292,13 +293,13 @@ def test_the_largest_finding_and_run_status_stay_under_the_budget():
     assert whole.evidence_omitted == 75 and "…[truncated: 20000 chars]" in whole.root_cause
     status = status_result(
         run_id="run_big",
-        status="finished",
+        status=RunStatus.finished,
         created_at=datetime.now(timezone.utc),
         finished_at=datetime.now(timezone.utc),
         phase="done",
         fraction=1.0,
         message=long,
-        usage={},
+        usage=Usage(),
         agents_running=0,
         trace_paths=[long] * 64,
         prompt=long,

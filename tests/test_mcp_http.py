@@ -7,7 +7,6 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from pydantic import SecretStr, ValidationError
 
 from halo_mcp.server import ServerSettings, token_owner, transport_security
@@ -54,7 +53,10 @@ def url(root, traces):
 
 
 def client(url: str, token: str, mode: str = "auto") -> Client:
-    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    # A long read timeout: the server holds the response stream open while a tool runs.
+    http = httpx2.AsyncClient(
+        headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30, read=300)
+    )
     return Client(streamable_http_client(url, http_client=http), mode=mode)
 
 

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 import pytest
 from mcp import Client
 
+from halo_mcp.engine.models import RunStatus, Usage
 from halo_mcp.server import INSTRUCTIONS, create_server
 from halo_mcp.synth import generate
 from halo_mcp.tools.results import RESULT_BUDGET_CHARS
@@ -296,13 +297,13 @@ def test_the_size_a_budget_measures_is_the_size_of_the_text_sent():
 
     status = status_result(
         run_id="run_x",
-        status="running",
+        status=RunStatus.running,
         created_at=datetime.now(timezone.utc),
         finished_at=None,
         phase="exploring",
         fraction=0.5,
         message="",
-        usage={},
+        usage=Usage(),
         agents_running=1,
         trace_paths=["/t.jsonl"],
         prompt="why?",

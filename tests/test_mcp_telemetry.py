@@ -24,7 +24,7 @@ async def test_an_analysis_joins_the_callers_trace(engine_env, tmp_path, monkeyp
     monkeypatch.setenv("HALO_TELEMETRY_PATH", str(spans_file))
     traces = make_traces(tmp_path / "traces")
     script_analysis(engine_env.server)
-    server = create_server(settings(engine_overrides={"telemetry": True}))
+    server = create_server(settings(engine=engine_env.settings(telemetry=True)))
     async with Client(server, mode=mode) as client:
         result = await client.call_tool(
             "analyze_traces",

@@ -7,7 +7,6 @@ import logging
 import anyio
 import pytest
 
-from halo_mcp.engine import provider as provider_module
 from halo_mcp.engine.errors import ProviderError
 from halo_mcp.engine.provider import ChatProvider, ContextLengthError, InvalidRequestError
 from tests.fakes.openai_server import (
@@ -26,25 +25,21 @@ USER = [{"role": "user", "content": "find the failures"}]
 
 
 @pytest.fixture
-def delays(monkeypatch) -> list[float]:
-    """The backoff delays the provider chose (it still sleeps them)."""
-    chosen: list[float] = []
-    real_sleep = provider_module._sleep
-
-    async def record(seconds: float) -> None:
-        chosen.append(seconds)
-        await real_sleep(min(seconds, 0.05))
-
-    monkeypatch.setattr(provider_module, "_sleep", record)
-    return chosen
+def delays() -> list[float]:
+    """The backoff delays the providers made by `make_provider` chose (they still sleep)."""
+    return []
 
 
 @pytest.fixture
-async def make_provider(engine_env):
+async def make_provider(engine_env, delays):
     made: list[ChatProvider] = []
 
+    async def record(seconds: float) -> None:
+        delays.append(seconds)
+        await anyio.sleep(min(seconds, 0.05))
+
     def make(**overrides: object) -> ChatProvider:
-        made.append(ChatProvider(engine_env.settings(**overrides)))
+        made.append(ChatProvider(engine_env.settings(**overrides), sleep=record))
         return made[-1]
 
     yield make
@@ -66,13 +61,12 @@ async def test_a_rate_limit_is_retried_after_the_servers_retry_after(
 
 
 async def test_retry_after_ms_is_preferred_and_long_waits_are_capped(
-    fake_openai, make_provider, delays, monkeypatch
+    fake_openai, make_provider, delays
 ):
-    monkeypatch.setattr(provider_module, "RETRY_AFTER_CAP_S", 0.5)
     fake_openai.script(
         [status(429, retry_after=9, retry_after_ms=150), status(429, retry_after=3600), reply("ok")]
     )
-    completion = await make_provider().complete(USER)
+    completion = await make_provider(retry_after_cap_s=0.5).complete(USER)
     assert completion.content == "ok"
     assert delays == [0.15, 0.5]
 

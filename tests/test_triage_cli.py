@@ -42,7 +42,9 @@ def test_a_triage_item_shown_as_text_explains_its_rule_without_the_json(env):
     with open_store([env / "old.jsonl"], cache_dir=env / "cache") as store:
         loop = next(i for i in run_triage(store).items if i.category == "loop")
     text = render_finding(loop)
-    assert "[triage-rule]" not in text and '"repeated_call"' not in text
+    # the rule JSON stays out; the matcher (with its trace rule) is shown as a filter
+    prose = text.replace(loop.matcher.model_dump_json(exclude_none=True, exclude_defaults=True), "")
+    assert "[triage-rule]" not in text and '"repeated_call"' not in prose
     assert "Counted by the triage rule: traces where" in text
     assert "The matcher only selects the scope" in text  # the description, in full
 
@@ -60,10 +62,12 @@ def test_a_saved_triage_is_checked_against_new_traces(env, capsys):
     assert by_category["loop"] == "resolved"
     assert by_category["tool-error"] == "unchanged"
     assert report["verdicts"]["resolved"] >= 1
+    assert {r["status"] for r in report["results"]} == {"verified"}  # triage ids are real
 
     assert main(["check", str(saved), str(env / "new.jsonl")]) == 0
     text = capsys.readouterr().out
     assert "RESOLVED" in text and "UNCHANGED" in text and "Fisher" in text
+    assert "status" in text.splitlines()[2] and "verified" in text
 
 
 def test_check_can_triage_the_old_traces_as_its_baseline(env, capsys):

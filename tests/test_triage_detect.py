@@ -129,14 +129,16 @@ def test_a_loop_item_says_its_matcher_is_the_scope_and_the_rule_counts_the_loop(
     loop = next(i for i in report.items if i.category == "loop")
     tool = loop.matcher.tool_name
     scope = f"every {'failing ' if loop.matcher.errors_only else ''}call of tool {tool}"
+    scope += f" in the traces where {loop.matcher.trace_rule.describe()}"
     loop_rule = f"traces where {tool} is called at least 3 times with identical input"
     assert f"The matcher only selects the scope ({scope})" in loop.description
     assert f"the count ({loop_rule}) is computed by the triage rule" in loop.description
     note = loop.verification_notes[-1]
     assert f"selects the scope only: {scope}" in note and "`halo-mcp check`" in note
-    # the scope holds at least the counted traces and spans; check recounts with the rule
+    # the matcher's trace rule selects exactly the looping traces (and every call of the
+    # tool in them, so at least the counted spans); check recounts with the triage rule
     counted = store.count(loop.matcher)
-    assert counted.traces >= loop.prevalence.traces_matched
+    assert counted.traces == loop.prevalence.traces_matched
     assert counted.spans >= loop.prevalence.spans_matched
     result = check_findings([loop], store).results[0]
     assert result.method == "repeated_call" and result.after == loop.prevalence

@@ -178,3 +178,17 @@ def test_a_large_trace_keeps_content_only_for_the_cited_spans(web: WebEnv):
     kept = [n.span.span_id for n in small.nodes if n.span.attributes]
     assert kept == [tree.nodes[1].span.span_id]
     assert len(small.nodes) == len(tree.nodes)
+
+
+def test_a_run_with_a_warning_outcome_carries_it_into_the_page(web: WebEnv):
+    from halo_mcp.engine.models import RunOutcome
+
+    run = web.run.model_copy(
+        update={
+            "outcome": RunOutcome.only_unverified,
+            "warning": "All 2 finding(s) are unverified.",
+        }
+    )
+    data = embedded(run_report_html(run, cache_dir=web.cache_dir))
+    assert data["run"]["outcome"] == "only_unverified"
+    assert data["run"]["warning"] == "All 2 finding(s) are unverified."

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from halo_mcp import triage
 from halo_mcp.check.verdicts import VERDICTS, Verdict, decide
-from halo_mcp.findings.models import Evidence, Finding, Prevalence, Severity
+from halo_mcp.findings.models import Evidence, Finding, FindingStatus, Prevalence, Severity
 from halo_mcp.store.api import TraceReader
 from halo_mcp.store.errors import StoreError
 
@@ -30,6 +30,11 @@ class FindingCheck(BaseModel):
     category: str
     severity: Severity
     method: str = Field(description="How it was recounted: 'matcher' or the triage rule kind.")
+    status: FindingStatus = Field(
+        FindingStatus.unverified,
+        description="The finding's verification status when it was recorded (verified, "
+        "partial, unverified): a verdict on an unverified finding needs a second look.",
+    )
     before: Prevalence | None = None
     after: Prevalence | None = None
     verdict: Verdict
@@ -117,6 +122,7 @@ def _check_one(
             category=finding.category,
             severity=finding.severity,
             method=rule.kind if rule else "none",
+            status=finding.status,
             before=before,
             verdict=verdict,
             reason=reason,

@@ -10,23 +10,49 @@ Exit codes: 0 done, 1 failed, 2 bad usage or bad input, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 from halo_mcp import __version__
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: The run finished but its result needs a second look (see RunRecord.outcome/warning).
+EXIT_WARNING = 3
 EXIT_INTERRUPTED = 130
 
-_COMMAND_MODULES = ("traces", "sql", "run", "triage", "serve", "install", "web", "load")
+_COMMAND_MODULES = (
+    "traces",
+    "sql",
+    "run",
+    "triage",
+    "serve",
+    "collect",
+    "imports",
+    "install",
+    "web",
+    "load",
+)
+
+
+class Subcommands(Protocol):
+    """What a command module's `register` gets: `ArgumentParser.add_subparsers()`'s result,
+    which argparse only names privately (`argparse._SubParsersAction`)."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
+class AddsArguments(Protocol):
+    """A parser or an argument group (argparse names their common base only privately)."""
+
+    def add_argument(self, *name_or_flags: str, **kwargs: Any) -> argparse.Action: ...
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import importlib
-
     parser = argparse.ArgumentParser(
         prog="halo-mcp",
         description=(

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommands
 from halo_mcp.cli.clientconfig import (
     CLIENTS,
     DEFAULT_TOKEN_ENV,
@@ -24,6 +24,8 @@ from halo_mcp.cli.clientconfig import (
     is_loopback_url,
     merge,
 )
+from halo_mcp.cli.output import first_error_message
+from halo_mcp.settings import Environment
 
 DEFAULT_SCOPE: dict[str, str] = {
     "claude-code": "project",
@@ -58,7 +60,7 @@ examples:
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser(
         "install",
         help="Register the halo MCP server in Claude Code, Cursor, Codex or VS Code.",
@@ -134,10 +136,10 @@ def vscode_user_dir() -> Path | None:
     if sys.platform == "darwin":
         candidates = [home / "Library" / "Application Support" / "Code" / "User"]
     elif os.name == "nt":
-        appdata = os.environ.get("APPDATA")
+        appdata = Environment.read().appdata
         candidates = [Path(appdata) / "Code" / "User"] if appdata else []
     else:
-        config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+        config = Path(Environment.read().xdg_config_home or home / ".config")
         candidates = [config / "Code" / "User"]
     return next((c for c in candidates if c.is_dir()), None)
 
@@ -153,7 +155,7 @@ def config_path(client: Client, scope: str, cwd: Path | None = None) -> Path | N
     if client == "codex":
         if scope == "project":
             return cwd / ".codex" / "config.toml"
-        codex_home = os.environ.get("CODEX_HOME")
+        codex_home = Environment.read().codex_home
         return (Path(codex_home).expanduser() if codex_home else home / ".codex") / "config.toml"
     if scope == "project":
         return cwd / ".vscode" / "mcp.json"
@@ -206,7 +208,7 @@ def run_install(args: argparse.Namespace) -> int:
     token_env = args.token_env
     # A remote server needs a token; a local one does when the user has set one up.
     wants_token = args.http and (
-        not is_loopback_url(args.http) or bool(os.environ.get(DEFAULT_TOKEN_ENV))
+        not is_loopback_url(args.http) or bool(Environment.variable(DEFAULT_TOKEN_ENV))
     )
     if token_env is None and wants_token:
         token_env = DEFAULT_TOKEN_ENV
@@ -218,7 +220,7 @@ def run_install(args: argparse.Namespace) -> int:
             token_env=token_env if args.http else None,
         )
     except ValueError as exc:
-        _err(f"halo-mcp install: {_first_error(exc)}")
+        _err(f"halo-mcp install: {first_error_message(exc)}")
         return EXIT_USAGE
 
     path = config_path(client, scope)
@@ -264,11 +266,11 @@ def run_install(args: argparse.Namespace) -> int:
         except OSError as exc:
             _err(f"halo-mcp install: cannot write {path}: {exc}")
             return EXIT_FAILED
-        verb = "added" if result.action == "added" else "updated"
-        _err(f"{verb} {result.location} in {shown}")
+        done = "added" if result.action == "added" else "updated"
+        _err(f"{done} {result.location} in {shown}")
         _err(result.diff(shown))
     _err(_NEXT_STEP[client])
-    if not args.http and not os.environ.get("OPENAI_API_KEY"):
+    if not args.http and not Environment.read().openai_api_key:
         _err(
             "Note: OPENAI_API_KEY is not set in this shell. The client passes its own"
             " environment to halo-mcp; set the key where the client starts (or"
@@ -276,13 +278,3 @@ def run_install(args: argparse.Namespace) -> int:
             " without it."
         )
     return EXIT_OK
-
-
-def _first_error(exc: ValueError) -> str:
-    """The readable part of a pydantic validation error (or the error itself)."""
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        for error in errors():
-            message = str(error.get("msg", ""))
-            return message.removeprefix("Value error, ")
-    return str(exc)

@@ -8,14 +8,35 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+
+from halo_mcp.cli import EXIT_USAGE
 
 
 def print_json(value: BaseModel | Any) -> None:
     """Write `value` as indented JSON to stdout (pydantic models dumped in JSON mode)."""
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json", exclude_none=True)
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+    sys.stdout.write(json_text(value))
+
+
+def json_text(value: Any) -> str:
+    """`value` (JSON-ready data) as indented JSON text, ending with a newline."""
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def first_error_message(exc: Exception) -> str:
+    """The readable part of a validation error (the first problem), or the error itself."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+    return str(exc)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> int:
+    """Say on stderr why a command failed (the message says what to do instead); returns
+    the exit code for the handler to return."""
+    print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 def notice(message: str) -> None:

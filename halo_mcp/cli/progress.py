@@ -149,7 +149,7 @@ class ProgressRenderer:
         elif isinstance(event, FindingAccepted):
             self.findings += 1
             finding = event.finding
-            self.note(f"finding [{finding.severity.value}] {finding.title}")
+            self.note(f"finding [{finding.severity.value}, {finding.status}] {finding.title}")
         elif isinstance(event, (RunFinished, RunFailed)):
             run = event.run
             self.phase = run.status.value

@@ -15,13 +15,35 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from halo_mcp.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from pydantic import ValidationError
 
+from halo_mcp.cli import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_WARNING,
+    AddsArguments,
+    Subcommands,
+)
+from halo_mcp.cli.install import write_atomically
+from halo_mcp.cli.output import json_text
+from halo_mcp.cli.window import add_window_options, window_from_args
+from halo_mcp.excgroups import is_interrupt
+from halo_mcp.settings import Environment
+
+# The engine's run machinery, the run store and the trace store are imported by the handlers
+# when they run (together well over a second): `halo-mcp --help` and `serve` must not pay.
+if TYPE_CHECKING:
+    from halo_mcp.cli.progress import ProgressRenderer
+    from halo_mcp.engine.models import RunRecord
+    from halo_mcp.engine.runstore import RunStore
+    from halo_mcp.engine.settings import EngineSettings
 _NOISY_LOGGERS = ("asyncio", "httpcore", "httpcore2", "httpx", "httpx2", "openai")
 
 _RUN_EPILOG = """\
@@ -31,7 +53,8 @@ results:
 
 exit codes:
   0 finished, 1 failed, 2 bad usage or input (missing file, file without spans,
-  bad header, no API key),
+  bad header, no API key), 3 finished with a warning (the model refused every turn,
+  produced no structured finding or only unverified ones, or --max-run-tokens ended it),
   130 interrupted (Ctrl-C cancels the run and records it as cancelled)
 
 environment:
@@ -44,13 +67,13 @@ examples:
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     _register_run(subparsers)
     _register_runs(subparsers)
     _register_show(subparsers)
 
 
-def _register_run(subparsers: argparse._SubParsersAction) -> None:
+def _register_run(subparsers: Subcommands) -> None:
     p = subparsers.add_parser(
         "run",
         help="Analyze traces with the HALO engine and print the report.",
@@ -136,11 +159,31 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
         metavar="TEXT|@FILE",
         help="A description of the harness for every agent (text, or @file to read it).",
     )
+    add_window_options(p)
     engine = p.add_argument_group("engine")
     engine.add_argument("--max-depth", type=int, metavar="N", help="Sub-agent depth (default: 2).")
     engine.add_argument("--max-turns", type=int, metavar="N", help="Turns per agent (default: 20).")
     engine.add_argument(
         "--max-parallel", type=int, metavar="N", help="Sub-agents running at once (default: 10)."
+    )
+    engine.add_argument(
+        "--sub-max-turns",
+        type=int,
+        metavar="N",
+        help="Turns per sub-agent (default: half of --max-turns; never more).",
+    )
+    engine.add_argument(
+        "--max-run-tokens",
+        type=int,
+        metavar="N",
+        help="Token budget of the whole run; when reached the run ends, keeping its findings.",
+    )
+    engine.add_argument(
+        "--cache-control",
+        action="store_true",
+        default=None,
+        help="Add explicit prompt-cache breakpoints (for Anthropic models behind "
+        "OpenAI-compatible gateways).",
     )
     engine.add_argument(
         "--telemetry",
@@ -161,7 +204,7 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_command)
 
 
-def _add_data_dir(parser: argparse.ArgumentParser | Any) -> None:
+def _add_data_dir(parser: AddsArguments) -> None:
     parser.add_argument(
         "--data-dir",
         metavar="DIR",
@@ -169,7 +212,7 @@ def _add_data_dir(parser: argparse.ArgumentParser | Any) -> None:
     )
 
 
-def _register_runs(subparsers: argparse._SubParsersAction) -> None:
+def _register_runs(subparsers: Subcommands) -> None:
     p = subparsers.add_parser(
         "runs",
         help="List recent analyses (newest first).",
@@ -183,7 +226,7 @@ def _register_runs(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=runs_command)
 
 
-def _register_show(subparsers: argparse._SubParsersAction) -> None:
+def _register_show(subparsers: Subcommands) -> None:
     p = subparsers.add_parser(
         "show",
         help="Print a run's report (RUN_ID) or one finding in full (FINDING_ID).",
@@ -269,12 +312,6 @@ def parse_headers(values: Sequence[str]) -> dict[str, str]:
     return headers
 
 
-def _dump_json(value: Any) -> str:
-    import orjson
-
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n"
-
-
 def _no_key_message(trace_paths: Sequence[str]) -> str:
     """Say that no LLM is configured and offer the triage of the same traces, as a command
     line that can be pasted as is."""
@@ -291,8 +328,6 @@ def _no_key_message(trace_paths: Sequence[str]) -> str:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
     from halo_mcp.engine.settings import EngineSettings
 
     try:
@@ -321,8 +356,9 @@ def run_command(args: argparse.Namespace) -> int:
         _err(f"halo-mcp run: {exc}")
         return EXIT_USAGE
 
+    env_key = Environment.read().openai_api_key
     redact = _Redactor(
-        [args.api_key or "", os.environ.get("OPENAI_API_KEY", ""), *headers.values()]
+        [args.api_key or "", env_key.get_secret_value() if env_key else "", *headers.values()]
     )
     try:
         settings = EngineSettings.from_env(
@@ -340,10 +376,14 @@ def run_command(args: argparse.Namespace) -> int:
             max_depth=args.max_depth,
             max_turns=args.max_turns,
             max_parallel=args.max_parallel,
+            sub_max_turns=args.sub_max_turns,
+            max_run_tokens=args.max_run_tokens,
+            cache_control=args.cache_control,
             telemetry=args.telemetry,
             data_dir=args.data_dir,
             repo_path=repo,
             context=context,
+            window=window_from_args(args),
         )
     except ValidationError as exc:
         problems = "; ".join(
@@ -351,6 +391,9 @@ def run_command(args: argparse.Namespace) -> int:
             for e in exc.errors()
         )
         _err(f"halo-mcp run: {redact(problems)}")
+        return EXIT_USAGE
+    except ValueError as exc:  # --since/--until
+        _err(f"halo-mcp run: {redact(str(exc))}")
         return EXIT_USAGE
 
     from halo_mcp.cli.progress import ProgressRenderer
@@ -373,14 +416,17 @@ class _Outcome:
     """How the streaming ended: the final run, or the reason there is none."""
 
     run_id: str | None = None
-    run: Any = None  # RunRecord
+    run: RunRecord | None = None
     failed_error: str | None = None
     interrupted: bool = False
     error: BaseException | None = None
 
 
 async def _execute(
-    trace_paths: Sequence[str], prompt: str, settings: Any, renderer: Any
+    trace_paths: Sequence[str],
+    prompt: str,
+    settings: EngineSettings,
+    renderer: ProgressRenderer | None,
 ) -> _Outcome:
     from halo_mcp.engine.api import stream_run
     from halo_mcp.engine.events import RunFailed, RunFinished, RunStarted
@@ -404,13 +450,13 @@ async def _execute(
                     except Exception:  # progress is cosmetic: never let it stop the run
                         logging.getLogger(__name__).debug("progress failed", exc_info=True)
 
-    async def ticker() -> None:
+    async def ticker(renderer: ProgressRenderer) -> None:
         while True:
             await asyncio.sleep(1.0)
             renderer.tick()
 
     task = asyncio.ensure_future(consume())
-    ticking = asyncio.ensure_future(ticker()) if renderer is not None else None
+    ticking = asyncio.ensure_future(ticker(renderer)) if renderer is not None else None
 
     def on_interrupt() -> None:
         if outcome.interrupted:  # second Ctrl-C: stop waiting for a clean cancel
@@ -428,7 +474,7 @@ async def _execute(
         if not outcome.interrupted:
             raise
     except BaseException as exc:
-        if outcome.interrupted or _is_interrupt(exc):
+        if outcome.interrupted or is_interrupt(exc):
             # Ctrl-C in a terminal also reaches helper processes (the index builders):
             # their KeyboardInterrupt comes back as the run's error. It is still Ctrl-C.
             outcome.interrupted = True
@@ -443,19 +489,9 @@ async def _execute(
     return outcome
 
 
-def _is_interrupt(exc: BaseException) -> bool:
-    """KeyboardInterrupt, alone or inside exception groups (with cancellations)."""
-    if isinstance(exc, KeyboardInterrupt):
-        return True
-    leaves = getattr(exc, "exceptions", None)  # an exception group (3.10: the backport)
-    if not isinstance(leaves, (list, tuple)) or not leaves:
-        return False
-    return any(_is_interrupt(e) for e in leaves) and all(
-        _is_interrupt(e) or isinstance(e, asyncio.CancelledError) for e in leaves
-    )
-
-
-def _install_interrupt_handler(loop: asyncio.AbstractEventLoop, callback: Any) -> Any:
+def _install_interrupt_handler(
+    loop: asyncio.AbstractEventLoop, callback: Callable[[], None]
+) -> Callable[[], object]:
     """Route Ctrl-C to `callback` inside the loop; returns the function that undoes it."""
     try:
         loop.add_signal_handler(signal.SIGINT, callback)
@@ -468,7 +504,12 @@ def _install_interrupt_handler(loop: asyncio.AbstractEventLoop, callback: Any) -
         return lambda: signal.signal(signal.SIGINT, previous)
 
 
-def _finish(args: argparse.Namespace, settings: Any, outcome: _Outcome, redact: Any) -> int:
+def _finish(
+    args: argparse.Namespace,
+    settings: EngineSettings,
+    outcome: _Outcome,
+    redact: Callable[[str], str],
+) -> int:
     from halo_mcp.cli import runview
     from halo_mcp.engine.errors import EngineError, NoApiKeyError
     from halo_mcp.store.errors import StoreError
@@ -496,7 +537,7 @@ def _finish(args: argparse.Namespace, settings: Any, outcome: _Outcome, redact: 
         else:
             _err("halo-mcp run: interrupted before the run started.")
         if args.json and run is not None:
-            _deliver(args, _dump_json(run.model_dump(mode="json")))
+            _deliver(args, json_text(run.model_dump(mode="json")))
         return EXIT_INTERRUPTED
 
     if run is None:
@@ -508,7 +549,7 @@ def _finish(args: argparse.Namespace, settings: Any, outcome: _Outcome, redact: 
     # failed on its input: exit 2 like a missing file, not 1 like a provider failure.
     bad_input = failed and run.progress.phase == "indexing" and run.usage.calls == 0
     if args.json:
-        _deliver(args, _dump_json(run.model_dump(mode="json")))
+        _deliver(args, json_text(run.model_dump(mode="json")))
     elif not failed or run.findings:  # a failed run still prints the findings it had
         _deliver(args, runview.render_report(run))
 
@@ -525,7 +566,12 @@ def _finish(args: argparse.Namespace, settings: Any, outcome: _Outcome, redact: 
             _err(f"read a finding: halo-mcp show {run.findings[0].id}")
     if bad_input:
         return EXIT_USAGE
-    return EXIT_FAILED if failed else EXIT_OK
+    if failed:
+        return EXIT_FAILED
+    if run.warning:
+        _err(f"halo-mcp run: warning ({run.outcome}): {run.warning}")
+        return EXIT_WARNING
+    return EXIT_OK
 
 
 def _telemetry_output(run_id: str) -> str:
@@ -539,8 +585,6 @@ def _telemetry_output(run_id: str) -> str:
 
 def _deliver(args: argparse.Namespace, text: str) -> None:
     if args.output:
-        from halo_mcp.cli.install import write_atomically
-
         try:
             write_atomically(Path(args.output), text)  # never a half-written report
         except OSError as exc:
@@ -551,34 +595,27 @@ def _deliver(args: argparse.Namespace, text: str) -> None:
         sys.stdout.flush()
 
 
-def _record_cancelled(settings: Any, run_id: str | None) -> Any:
-    """The interrupted run as stored, marked cancelled if the engine could not do it
+def _record_cancelled(settings: EngineSettings, run_id: str | None) -> RunRecord | None:
+    """The interrupted run as stored, ended as cancelled if the engine could not do it
     (e.g. Ctrl-C also stopped an index builder and the run ended with that error)."""
+    from halo_mcp.engine.errors import UnknownRunError
+    from halo_mcp.engine.lifecycle import open_lifecycle
+    from halo_mcp.engine.models import RunStatus
+
     if not run_id:
         return None
-    from datetime import datetime, timezone
-
-    from halo_mcp.engine.errors import UnknownRunError
-    from halo_mcp.engine.models import RunStatus
-    from halo_mcp.engine.runstore import RunStore
-
-    store = RunStore(settings.data_dir)
     try:
-        run = store.get(run_id)
+        return open_lifecycle(settings).end_stored(
+            run_id, RunStatus.cancelled, "Cancelled with Ctrl-C."
+        )
     except UnknownRunError:
         return None
-    if run.status in (RunStatus.queued, RunStatus.running, RunStatus.interrupted):
-        run.status = RunStatus.cancelled
-        run.error = run.error or "Cancelled with Ctrl-C."
-        run.finished_at = run.finished_at or datetime.now(timezone.utc)
-        store.save(run)
-    return run
 
 
 # -------------------------------------------------------------------- runs, show
 
 
-def _store(args: argparse.Namespace) -> Any:
+def _store(args: argparse.Namespace) -> RunStore:
     from halo_mcp.engine.runstore import RunStore
 
     return RunStore(args.data_dir)
@@ -592,7 +629,7 @@ def runs_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     runs = _store(args).list(limit=args.limit)
     if args.json:
-        sys.stdout.write(_dump_json([_run_summary_json(run) for run in runs]))
+        sys.stdout.write(json_text([_run_summary_json(run) for run in runs]))
         return EXIT_OK
     if not runs:
         _err("No runs yet. Start one with: halo-mcp run TRACE_PATH -p 'What to look for'")
@@ -601,7 +638,7 @@ def runs_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run_summary_json(run: Any) -> dict[str, Any]:
+def _run_summary_json(run: RunRecord) -> dict[str, Any]:
     """A run without its report and evidence: what a list needs."""
     data = run.model_dump(mode="json", exclude={"report_markdown", "findings", "config"})
     data["findings"] = [
@@ -626,14 +663,14 @@ def show_command(args: argparse.Namespace) -> int:
         if ident.startswith("f_"):
             finding = store.get_finding(ident)
             text = (
-                _dump_json(finding.model_dump(mode="json"))
+                json_text(finding.model_dump(mode="json"))
                 if args.json
                 else runview.render_finding(finding)
             )
         else:
             run = store.get(ident)
             text = (
-                _dump_json(run.model_dump(mode="json")) if args.json else runview.render_report(run)
+                json_text(run.model_dump(mode="json")) if args.json else runview.render_report(run)
             )
     except (UnknownRunError, UnknownFindingError):
         kind = "finding" if ident.startswith("f_") else "run"

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from halo_mcp.cli.output import table
 from halo_mcp.cli.progress import format_elapsed, format_tokens
 from halo_mcp.engine.models import RunRecord
+from halo_mcp.engine.report import prevalence_text
 from halo_mcp.findings.models import Finding
 from halo_mcp.harness.render import code_ref_bullets, commit_bullets, seen_line
 from halo_mcp.text import clip
@@ -20,17 +21,6 @@ from halo_mcp.triage.describe import readable_validation
 
 #: Longest excerpt shown per evidence item in `show FINDING_ID`.
 EXCERPT_CHARS = 500
-
-
-def prevalence_text(finding: Finding) -> str:
-    """'12/100 traces (12.0%), 15 spans' or 'not measured'."""
-    p = finding.prevalence
-    if p is None:
-        return "not measured"
-    return (
-        f"{p.traces_matched}/{p.traces_in_scope} traces ({p.rate:.1%}),"
-        f" {p.spans_matched} span{'s' if p.spans_matched != 1 else ''}"
-    )
 
 
 def elapsed(run: RunRecord) -> str:
@@ -51,6 +41,8 @@ def render_report(run: RunRecord) -> str:
     ]
     if run.error:
         lines.append(f"- Error: {run.error}")
+    if run.warning:
+        lines.append(f"- Warning: {run.warning}")
     lines += ["", f"## Findings ({len(run.findings)})", ""]
     if not run.findings:
         lines.append("No findings were recorded.")
@@ -60,7 +52,8 @@ def render_report(run: RunRecord) -> str:
             "",
             f"- Id: `{finding.id}` (details: `halo-mcp show {finding.id}`)",
             f"- Severity: {finding.severity.value}; category: {finding.category}",
-            f"- Prevalence: {prevalence_text(finding)}",
+            f"- Prevalence: {prevalence_text(finding, spans=True, missing='not measured')}; "
+            f"status: {finding.status.value}",
             f"- Root cause: {finding.root_cause}",
             f"- Suggested change: {finding.suggested_change}",
             "",
@@ -75,8 +68,9 @@ def render_finding(finding: Finding) -> str:
         "",
         f"- Id: `{finding.id}` (run `{finding.run_id}`, source: {finding.source})",
         f"- Severity: {finding.severity.value}; category: {finding.category}",
-        f"- Prevalence: {prevalence_text(finding)}",
-        f"- Verified: {'yes' if finding.verified else 'no'}",
+        f"- Prevalence: {prevalence_text(finding, spans=True, missing='not measured')}",
+        f"- Status: {finding.status.value}",
+        *[f"  - `{r.code}`: {r.detail}" for r in finding.status_reasons],
         "",
         "## Description",
         "",
@@ -114,9 +108,11 @@ def render_finding(finding: Finding) -> str:
         lines += ["", f"## Code ({len(finding.code_refs)})", "", *code_ref_bullets(finding)]
     if finding.suspect_commits:
         lines += ["", "## Suspect commits", "", *commit_bullets(finding)]
-    if finding.verification_notes:
+    reasons = {r.detail for r in finding.status_reasons}
+    notes = [note for note in finding.verification_notes if note not in reasons]
+    if notes:
         lines += ["", "## Verification notes", ""]
-        lines += [f"- {note}" for note in finding.verification_notes]
+        lines += [f"- {note}" for note in notes]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -8,17 +8,28 @@ failed to start).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from pydantic import SecretStr, ValidationError
+
+from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommands
+from halo_mcp.cli.collect import add_limit_options, collect_settings
+from halo_mcp.cli.output import first_error_message
+from halo_mcp.excgroups import leaves
+from halo_mcp.settings import Environment
+
+# The MCP server and client are imported when `serve` runs, not when the parser is built:
+# the other commands (and `--help`) must not pay for them at start-up.
+if TYPE_CHECKING:
+    from halo_mcp.server import ServerSettings
 
 DEFAULT_PORT = 8765
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="Run the MCP server over stdio, or Streamable HTTP with --http.",
@@ -61,6 +72,16 @@ def register(subparsers: Any) -> None:
         "--allowed-origin", action="append", default=[], metavar="ORIGIN", help="extra Origin"
     )
     parser.add_argument(
+        "--collect",
+        type=Path,
+        metavar="DIR",
+        help="also receive OTLP/HTTP traces into DIR (see `halo-mcp collect`), on --host",
+    )
+    parser.add_argument(
+        "--collect-port", type=int, default=4318, help="port of the receiver (default 4318)"
+    )
+    add_limit_options(parser, prefix="collect-")
+    parser.add_argument(
         "--max-concurrent-runs",
         type=int,
         default=2,
@@ -81,53 +102,56 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def build_settings(args: argparse.Namespace) -> Any:
-    from pydantic import SecretStr
+def build_settings(args: argparse.Namespace) -> ServerSettings:
+    from halo_mcp.server import ServerSettings
 
-    from halo_mcp.server import ServerSettings, tokens_from_env
-
+    tokens = None  # from --token-env
     if args.token:
         tokens = [SecretStr(t.strip()) for t in args.token.split(",") if t.strip()]
-    else:
-        tokens = tokens_from_env(args.token_env)
-    overrides: dict[str, Any] = {"model": args.model} if args.model else {}
-    if args.telemetry:
-        overrides["telemetry"] = True
-    return ServerSettings(
+    return ServerSettings.from_env(
+        token_env=args.token_env,
+        tokens=tokens,
+        engine={"model": args.model, "telemetry": True if args.telemetry else None},
         transport="http" if args.http else "stdio",
         host=args.host,
         port=args.port,
-        roots=args.root,
-        tokens=tokens,
+        roots=_roots(args),
         allowed_hosts=args.allowed_host,
         allowed_origins=args.allowed_origin,
         max_concurrent_runs=args.max_concurrent_runs,
-        engine_overrides=overrides,
     )
 
 
+def _roots(args: argparse.Namespace) -> list[Path]:
+    """The --root folders; with --collect, the collection directory is readable too (over
+    HTTP, or when roots are set: stdio without --root reads any path anyway)."""
+    roots = [Path(r) for r in args.root]
+    if args.collect is not None and (roots or args.http):
+        roots = [*(roots or [Path.cwd()]), args.collect.expanduser()]
+    return roots
+
+
 def run(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
+    from halo_mcp.collect.journal import JournalError
 
     if args.test:
         return self_test(args)
     try:
+        if args.collect is not None:  # exists before it is checked as a root
+            args.collect.expanduser().mkdir(parents=True, exist_ok=True)
         settings = build_settings(args)
+        collect = None
+        if args.collect is not None:  # the same address and tokens as the MCP server
+            collect = collect_settings(
+                args, args.collect, args.collect_port, settings.tokens, prefix="collect-"
+            )
         from halo_mcp.server import serve
 
-        serve(settings)
-    except (ValidationError, ValueError) as exc:
-        print(f"halo-mcp serve: {_first_error(exc)}", file=sys.stderr)
+        serve(settings, collect=collect)
+    except (ValidationError, ValueError, JournalError, OSError) as exc:
+        print(f"halo-mcp serve: {first_error_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
-
-
-def _first_error(exc: Exception) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        return str(first.get("msg", exc)).removeprefix("Value error, ")
-    return str(exc)
 
 
 def _server_args(args: argparse.Namespace) -> list[str]:
@@ -148,22 +172,13 @@ def self_test(args: argparse.Namespace) -> int:
         line, ok = anyio.run(_probe, _server_args(args))
     except Exception as exc:  # the server did not start or did not answer
         print(
-            f"halo-mcp serve: FAILED to start over stdio: {_leaf(exc)!r}. Run `halo-mcp serve "
+            f"halo-mcp serve: FAILED to start over stdio: {leaves(exc)[0]!r}. Run `halo-mcp serve "
             "-v` (with the same flags) to see the server's own error on stderr.",
             file=sys.stderr,
         )
         return EXIT_FAILED
     print(line)
     return EXIT_OK if ok else EXIT_FAILED
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    """The first real error inside (possibly nested) exception groups."""
-    inner = getattr(exc, "exceptions", None)  # ExceptionGroup (3.11+) or anyio's on 3.10
-    while isinstance(inner, (list, tuple)) and inner and isinstance(inner[0], BaseException):
-        exc = inner[0]
-        inner = getattr(exc, "exceptions", None)
-    return exc
 
 
 async def _probe(server_args: list[str]) -> tuple[str, bool]:
@@ -174,7 +189,7 @@ async def _probe(server_args: list[str]) -> tuple[str, bool]:
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "halo_mcp", "serve", *server_args],
-        env=dict(os.environ),
+        env=Environment.for_child_process(),
     )
     started = time.perf_counter()
     with anyio.fail_after(30):
@@ -183,9 +198,10 @@ async def _probe(server_args: list[str]) -> tuple[str, bool]:
             elapsed = time.perf_counter() - started
             protocol = client.protocol_version
     names = sorted(t.name for t in tools.tools)
+    env = Environment.read()
     creds = (
         "LLM credentials: set"
-        if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL")
+        if env.openai_api_key or env.openai_base_url
         else "LLM credentials: MISSING (set OPENAI_API_KEY for analyze_traces)"
     )
     ok = "analyze_traces" in names and "query_spans" in names

@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from halo_mcp.cli import EXIT_FAILED, EXIT_OK, Subcommands
+from halo_mcp.cli.output import fail, notice, print_json, table
+from halo_mcp.cli.window import add_window_options, window_from_args
+
+# The store is imported by the handler when it runs, so that `halo-mcp --help` and the other
+# commands do not pay for it at start-up.
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     p = subparsers.add_parser(
         "sql",
         help="Read-only SQL over views of the traces (spans, traces, span_counts).",
@@ -27,12 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="Print the result as JSON.")
     p.add_argument("--cache-dir", help="Where the index lives (default: $HALO_CACHE_DIR).")
+    add_window_options(p)
     p.add_argument("-v", "--verbose", action="store_true", help="Log details to stderr.")
     p.set_defaults(handler=run_sql_command)
 
 
 def run_sql_command(args: argparse.Namespace) -> int:
-    from halo_mcp.cli.output import notice, print_json, table
     from halo_mcp.store import open_store
     from halo_mcp.store.errors import StoreError
     from halo_mcp.store.sql import MAX_ROW_LIMIT, SQL_SCHEMA, SqlError
@@ -41,25 +45,24 @@ def run_sql_command(args: argparse.Namespace) -> int:
         print(SQL_SCHEMA)
         return EXIT_OK
     if len(args.items) < 2:
-        print(
-            'error: pass trace paths and then the query, e.g. halo-mcp sql traces.jsonl "SELECT '
-            'COUNT(*) FROM spans" (--schema lists the columns)',
-            file=sys.stderr,
+        return fail(
+            'pass trace paths and then the query, e.g. halo-mcp sql traces.jsonl "SELECT '
+            'COUNT(*) FROM spans" (--schema lists the columns)'
         )
-        return EXIT_USAGE
     if not 1 <= args.limit <= MAX_ROW_LIMIT or args.timeout <= 0:
-        print(f"error: --limit must be 1-{MAX_ROW_LIMIT} and --timeout > 0", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(f"--limit must be 1-{MAX_ROW_LIMIT} and --timeout > 0")
     *paths, sql = args.items
     try:
-        with open_store(paths, cache_dir=args.cache_dir, notify=notice) as store:
+        window = window_from_args(args)
+    except ValueError as exc:
+        return fail(str(exc))
+    try:
+        with open_store(paths, cache_dir=args.cache_dir, notify=notice, window=window) as store:
             result = store.query_sql(sql, limit=args.limit, time_limit_s=args.timeout)
     except SqlError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(str(exc), EXIT_FAILED)
     except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(str(exc))
     if args.json:
         print_json(result)
         return EXIT_OK

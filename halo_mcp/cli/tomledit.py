@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-try:  # Python 3.11+
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # pragma: no cover - exercised on 3.10 only
-    tomllib = None  # type: ignore[assignment]
+else:  # pragma: no cover - exercised on 3.10 only: no check that the result parses
+    tomllib = None
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 

@@ -5,19 +5,31 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-EXIT_OK, EXIT_USAGE = 0, 2
+import orjson
+from pydantic import ValidationError
+
+from halo_mcp.cli import EXIT_OK, Subcommands
+from halo_mcp.cli.output import fail, notice, print_json, table
+from halo_mcp.cli.window import add_window_options, window_from_args
+
+# The store is imported by the handlers when they run, so that `halo-mcp --help` and
+# `halo-mcp serve` do not pay for it at start-up.
+if TYPE_CHECKING:
+    from halo_mcp.store import LoadReport, Overview, SpanFilter
+    from halo_mcp.store.api import TraceReader
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("paths", nargs="+", metavar="PATH", help="Trace files or directories.")
     common.add_argument("--json", action="store_true", help="Print JSON instead of tables.")
     common.add_argument(
         "--cache-dir", help="Where the index lives (default: $HALO_CACHE_DIR or ~/.cache)."
     )
+    add_window_options(common)
     common.add_argument("-v", "--verbose", action="store_true", help="Log details to stderr.")
 
     overview = subparsers.add_parser(
@@ -52,12 +64,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     query.add_argument(
         "--max-duration-ms", type=float, metavar="MS", help="Spans lasting at most MS ms."
     )
-    query.add_argument("--since", help="Spans starting at or after this ISO-8601 time.")
-    query.add_argument("--until", help="Spans starting before this ISO-8601 time.")
+    query.add_argument(
+        "--start-after", metavar="T", help="Spans (not traces) starting at or after T."
+    )
+    query.add_argument("--start-before", metavar="T", help="Spans starting before T.")
     query.add_argument(
         "--attr", action="append", metavar="KEY=VALUE", help="Attribute equals (repeatable)."
     )
     query.add_argument("--text", metavar="REGEX", help="Regex over span content (any case).")
+    query.add_argument(
+        "--trace-rule",
+        metavar="JSON",
+        help='Only spans of traces satisfying a trace rule, e.g. \'{"kind": "repeated_call", '
+        '"tool_name": "http_get", "min_count": 3}\' (kinds: repeated_call, step_limit, '
+        "no_final_answer, ends_after_tool_error, followed_by, trace_duration, trace_tokens).",
+    )
     query.add_argument(
         "--sort",
         default="start_time",
@@ -88,26 +109,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     query.set_defaults(handler=run_query)
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_USAGE
-
-
-def _open(args: argparse.Namespace) -> Any:
-    from halo_mcp.cli.output import notice
+def _open(args: argparse.Namespace) -> TraceReader:
+    """The store of the paths, scoped to --since/--until; ValueError for a bad window."""
     from halo_mcp.store import open_store
 
-    return open_store(args.paths, cache_dir=args.cache_dir, notify=notice)
+    window = window_from_args(args)
+    return open_store(args.paths, cache_dir=args.cache_dir, notify=notice, window=window)
 
 
 def _time(text: str, flag: str) -> datetime:
+    from halo_mcp.store.timewindow import parse_time_point
+
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"{flag} {text!r} is not an ISO-8601 time (e.g. 2025-03-01T10:00:00Z)"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return parse_time_point(text)
+    except ValueError as exc:
+        raise ValueError(f"{flag}: {exc}") from None
 
 
 def _attr_value(text: str) -> Any:
@@ -122,10 +138,19 @@ def _attr_value(text: str) -> Any:
     return text
 
 
-def build_filter(args: argparse.Namespace) -> Any:
-    """The SpanFilter the flags describe; ValueError (with a readable message) if invalid."""
-    from pydantic import ValidationError
+def _trace_rule(text: str) -> Any:
+    import json
 
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValueError(
+            f'--trace-rule is not JSON ({exc}); e.g. \'{{"kind": "no_final_answer"}}\''
+        ) from None
+
+
+def build_filter(args: argparse.Namespace) -> SpanFilter | None:
+    """The SpanFilter the flags describe; ValueError (with a readable message) if invalid."""
     from halo_mcp.store import SpanFilter
 
     attributes = {}
@@ -146,10 +171,11 @@ def build_filter(args: argparse.Namespace) -> Any:
         "tool_name": args.tool,
         "min_duration_ms": args.min_duration_ms,
         "max_duration_ms": args.max_duration_ms,
-        "start_after": _time(args.since, "--since") if args.since else None,
-        "start_before": _time(args.until, "--until") if args.until else None,
+        "start_after": _time(args.start_after, "--start-after") if args.start_after else None,
+        "start_before": _time(args.start_before, "--start-before") if args.start_before else None,
         "attributes": attributes or None,
         "text": args.text,
+        "trace_rule": _trace_rule(args.trace_rule) if args.trace_rule else None,
     }
     try:
         return SpanFilter(**{k: v for k, v in values.items() if v not in (None, False)})
@@ -157,19 +183,20 @@ def build_filter(args: argparse.Namespace) -> Any:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
         )
-        raise ValueError(f"invalid filter: {problems}") from None
+        from halo_mcp.store.models import filter_help
+
+        raise ValueError(f"invalid filter: {problems}. {filter_help()}") from None
 
 
 def run_overview(args: argparse.Namespace) -> int:
-    from halo_mcp.cli.output import print_json
     from halo_mcp.store import StoreError
 
     try:
         with _open(args) as store:
             view = store.overview()
             report = store.report
-    except StoreError as exc:
-        return _fail(str(exc))
+    except (StoreError, ValueError) as exc:
+        return fail(str(exc))
     if args.json:
         print_json(view)
         return EXIT_OK
@@ -181,8 +208,7 @@ def _pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
 
-def render_overview(view: Any, report: Any) -> str:
-    from halo_mcp.cli.output import table
+def render_overview(view: Overview, report: LoadReport) -> str:
 
     out = []
     files = ", ".join(f"{f.path} ({f.format}, {f.spans} spans)" for f in view.files)
@@ -191,7 +217,7 @@ def render_overview(view: Any, report: Any) -> str:
         f"Traces: {view.traces}  Spans: {view.spans}  Error spans: {view.error_spans}  "
         f"Traces with errors: {view.error_traces} ({_pct(view.error_traces, view.traces)})"
     )
-    if view.start_time:
+    if view.start_time and view.end_time:
         out.append(f"Time range: {view.start_time.isoformat()} .. {view.end_time.isoformat()}")
     out.append(f"Tokens: {view.tokens.input} in, {view.tokens.output} out")
     notes = []
@@ -224,11 +250,13 @@ def render_overview(view: Any, report: Any) -> str:
     if view.error_signatures:
         out.append("")
         out.append("Top error signatures")
-        rows = [
+        signature_rows = [
             (s.traces, s.spans, s.span_name, s.message, s.example_trace_ids[0])
             for s in view.error_signatures
         ]
-        out.append(table(["traces", "spans", "span/tool", "message", "example trace"], rows))
+        out.append(
+            table(["traces", "spans", "span/tool", "message", "example trace"], signature_rows)
+        )
     if view.sample_trace_ids:
         out.append("")
         out.append("Sample trace ids: " + ", ".join(view.sample_trace_ids))
@@ -236,13 +264,12 @@ def render_overview(view: Any, report: Any) -> str:
 
 
 def run_query(args: argparse.Namespace) -> int:
-    from halo_mcp.cli.output import print_json, table
     from halo_mcp.store import DEFAULT_SPAN_FIELDS, StoreError
 
     try:
         flt = build_filter(args)
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     fields = (
         [f.strip() for f in args.fields.split(",") if f.strip()]
         if args.fields
@@ -258,8 +285,8 @@ def run_query(args: argparse.Namespace) -> int:
                 fields=fields,
                 max_chars=args.max_chars,
             )
-    except StoreError as exc:
-        return _fail(str(exc))
+    except (StoreError, ValueError) as exc:
+        return fail(str(exc))
     if args.json:
         print_json(page)
         return EXIT_OK
@@ -282,7 +309,5 @@ def _cell(value: Any) -> Any:
     if isinstance(value, float):
         return f"{value:.1f}"
     if isinstance(value, dict | list):
-        import orjson
-
         return orjson.dumps(value).decode()
     return value

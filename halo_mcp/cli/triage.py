@@ -9,14 +9,28 @@ list of findings), or `triage` to triage the `--baseline` traces first.
 from __future__ import annotations
 
 import argparse
-import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from halo_mcp.cli import EXIT_FAILED, EXIT_OK, Subcommands
+from halo_mcp.cli.output import fail, notice, print_json, table
+from halo_mcp.cli.window import add_window_options, window_from_args
+
+# Handlers import the store, triage and check when they run, so that `halo-mcp --help` and
+# `halo-mcp serve` do not pay for them at start-up.
+if TYPE_CHECKING:
+    from halo_mcp.check.recount import CheckReport
+    from halo_mcp.check.workflow import CheckOutcome, CheckSource, RunFindings, WithStore
+    from halo_mcp.findings.models import Prevalence
+    from halo_mcp.store.api import TraceReader
+    from halo_mcp.store.timewindow import TimeWindow
+    from halo_mcp.triage import TriageReport
+
+T = TypeVar("T")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     triage = subparsers.add_parser(
         "triage",
         help="Count the failure symptoms of a trace set (no LLM, no API key).",
@@ -28,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     triage.add_argument("--json", action="store_true", help="Print the report as JSON.")
     triage.add_argument("--max-items", type=int, default=25, help="Items to keep (default 25).")
     triage.add_argument("--cache-dir", help="Where the index lives (default: $HALO_CACHE_DIR).")
+    add_window_options(triage)
     triage.add_argument("-v", "--verbose", action="store_true", help="Log details to stderr.")
     triage.set_defaults(handler=run_triage_command)
 
@@ -50,27 +65,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--json", action="store_true", help="Print the report as JSON.")
     check.add_argument("--cache-dir", help="Where the index lives (default: $HALO_CACHE_DIR).")
     check.add_argument("--data-dir", help="The run store (default: $HALO_DATA_DIR).")
+    add_window_options(check)
+    add_window_options(check, prefix="baseline-")
     check.add_argument("-v", "--verbose", action="store_true", help="Log details to stderr.")
     check.set_defaults(handler=run_check_command)
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
-
-
 def run_triage_command(args: argparse.Namespace) -> int:
-    from halo_mcp.cli.output import notice, print_json
     from halo_mcp.store import StoreError, open_store
     from halo_mcp.triage import run_triage
 
     if args.max_items < 1:
-        return _fail("--max-items must be at least 1")
+        return fail("--max-items must be at least 1")
     try:
-        with open_store(args.paths, cache_dir=args.cache_dir, notify=notice) as store:
+        window = window_from_args(args)
+        with open_store(
+            args.paths, cache_dir=args.cache_dir, notify=notice, window=window
+        ) as store:
             report = run_triage(store, max_items=args.max_items)
-    except StoreError as exc:
-        return _fail(str(exc))
+    except (StoreError, ValueError) as exc:
+        return fail(str(exc))
     if args.json:
         print_json(report)
     else:
@@ -78,8 +92,7 @@ def run_triage_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def render_triage(report: Any) -> str:
-    from halo_mcp.cli.output import table
+def render_triage(report: TriageReport) -> str:
 
     head = (
         f"Triage of {', '.join(report.paths)}: {report.traces} traces, {report.spans} spans, "
@@ -88,18 +101,12 @@ def render_triage(report: Any) -> str:
     )
     lines = [head, ""]
     if report.items:
-        rows = [
-            (
-                n,
-                item.severity.value,
-                item.category,
-                f"{item.prevalence.traces_matched}/{item.prevalence.traces_in_scope}",
-                f"{item.prevalence.rate:.1%}",
-                item.title,
-                item.id,
-            )
-            for n, item in enumerate(report.items, 1)
-        ]
+        rows = []
+        for n, item in enumerate(report.items, 1):
+            prev = item.prevalence  # triage items always carry one
+            traces = f"{prev.traces_matched}/{prev.traces_in_scope}" if prev else "?"
+            rate = f"{prev.rate:.1%}" if prev else "?"
+            rows.append((n, item.severity.value, item.category, traces, rate, item.title, item.id))
         lines.append(
             table(("#", "severity", "category", "traces", "rate", "title", "id"), rows, 70)
         )
@@ -108,11 +115,11 @@ def render_triage(report: Any) -> str:
     failing = [t for t in report.tools if t.errors]
     if failing:
         lines += ["", "Tools by failure rate:"]
-        rows = [
+        tool_rows = [
             (t.name, t.calls, t.errors, f"{t.failure_rate:.1%}", t.traces_with_errors)
             for t in failing
         ]
-        lines.append(table(("tool", "calls", "errors", "rate", "traces"), rows))
+        lines.append(table(("tool", "calls", "errors", "rate", "traces"), tool_rows))
     lines += [f"note: {n}" for n in report.notes]
     if report.truncated:
         lines.append("note: more items exist; raise --max-items to see them.")
@@ -125,98 +132,100 @@ def render_triage(report: Any) -> str:
     return "\n".join(lines)
 
 
-def load_findings(source: str, data_dir: str | None) -> tuple[list[Any], str | None, str]:
-    """Findings from a JSON file or a run id: (findings, run id, where they came from).
-    Raises ValueError with a message saying what to pass instead."""
-    import orjson
-    from pydantic import TypeAdapter, ValidationError
+def check_from_terminal(
+    source: CheckSource,
+    new_paths: Sequence[str],
+    *,
+    baseline: Sequence[str] | None = None,
+    cache_dir: str | None = None,
+    data_dir: str | None = None,
+    window: TimeWindow | None = None,
+    baseline_window: TimeWindow | None = None,
+) -> CheckOutcome:
+    """The check workflow with the terminal's stores and run store (`check`, `report
+    --check`); raises CheckError or StoreError."""
+    from halo_mcp.check.workflow import run_check
+    from halo_mcp.store import open_store
 
-    from halo_mcp.findings.models import Finding
+    def opener(scope: TimeWindow | None) -> WithStore:
+        def with_store(paths: Sequence[Path | str], fn: Callable[[TraceReader], T]) -> T:
+            with open_store(paths, cache_dir=cache_dir, notify=notice, window=scope) as store:
+                return fn(store)
 
-    path = Path(source)
-    if path.suffix.lower() == ".json" or path.is_file():
-        if not path.is_file():
-            raise ValueError(f"{source} does not exist; pass a run id or a saved JSON file")
-        try:
-            data = orjson.loads(path.read_bytes())
-            if isinstance(data, dict) and "items" in data:
-                raw, run_id, what = data["items"], None, f"triage saved in {path}"
-            elif isinstance(data, dict) and "findings" in data:
-                raw, run_id = data["findings"], data.get("id")
-                what = f"run {run_id} saved in {path}"
-            elif isinstance(data, list):
-                raw, run_id, what = data, None, f"findings saved in {path}"
-            else:
-                raise ValueError("no 'items' or 'findings' in it")
-            findings = TypeAdapter(list[Finding]).validate_python(raw)
-        except (orjson.JSONDecodeError, ValidationError, ValueError, OSError) as exc:
-            raise ValueError(
-                f"{path} is not a triage report, run record or findings list ({exc}). Save "
-                "one with `halo-mcp triage PATH --json > triage.json`."
-            ) from None
-        return findings, run_id, what
+        return with_store
+
+    return run_check(
+        source,
+        [Path(p) for p in new_paths],
+        with_store=opener(window),
+        with_baseline_store=opener(baseline_window),
+        run_findings=lambda run_id: _run_findings(run_id, data_dir),
+        baseline_paths=[Path(p) for p in baseline] if baseline else None,
+    )
+
+
+def run_check_command(args: argparse.Namespace) -> int:
+    from halo_mcp.check.workflow import CheckError, NothingToCheck, parse_source
+    from halo_mcp.store import StoreError
+
+    source = parse_source(args.source)
+    if args.source == "triage" and not args.baseline:
+        return fail("SOURCE 'triage' needs --baseline OLD_PATH... (the traces to triage)")
+    try:
+        window = window_from_args(args)
+        baseline_window = window_from_args(args, prefix="baseline-")
+    except ValueError as exc:
+        return fail(str(exc))
+    try:
+        outcome = check_from_terminal(
+            source,
+            args.new_paths,
+            baseline=args.baseline,
+            cache_dir=args.cache_dir,
+            data_dir=args.data_dir,
+            window=window,
+            baseline_window=baseline_window,
+        )
+    except NothingToCheck as exc:
+        return fail(f"{exc.what} has no findings to check", EXIT_FAILED)
+    except (CheckError, StoreError) as exc:
+        return fail(str(exc))
+    if args.json:
+        print_json(outcome.report)
+    else:
+        print(render_check(outcome.report, outcome.what))
+    return EXIT_OK
+
+
+def _run_findings(run_id: str, data_dir: str | None) -> RunFindings:
+    """A run of the run store, for the check workflow (unknown ids: a CheckError)."""
+    from halo_mcp.check.workflow import CheckError, RunFindings
     from halo_mcp.engine.errors import UnknownRunError
     from halo_mcp.engine.runstore import RunStore
 
     try:
-        run = RunStore(data_dir).get(source)
+        run = RunStore(data_dir).get(run_id)
     except UnknownRunError as exc:
-        raise ValueError(str(exc)) from None
-    return list(run.findings), run.id, f"run {run.id}"
+        raise CheckError(str(exc)) from None
+    return RunFindings(
+        run_id=run.id, status=run.status.value, ended=run.status.done, findings=run.findings
+    )
 
 
-def run_check_command(args: argparse.Namespace) -> int:
-    from halo_mcp.check.recount import check_findings
-    from halo_mcp.cli.output import notice, print_json
-    from halo_mcp.store import StoreError, open_store
-    from halo_mcp.triage import run_triage
+def render_check(report: CheckReport, what: str) -> str:
 
-    baseline = None
-    try:
-        if args.source == "triage":
-            if not args.baseline:
-                return _fail("SOURCE 'triage' needs --baseline OLD_PATH... (the traces to triage)")
-            baseline = open_store(args.baseline, cache_dir=args.cache_dir, notify=notice)
-            findings = run_triage(baseline).items
-            run_id, what = None, "triage of the baseline traces"
-        else:
-            try:
-                findings, run_id, what = load_findings(args.source, args.data_dir)
-            except ValueError as exc:
-                return _fail(str(exc))
-            if args.baseline:
-                baseline = open_store(args.baseline, cache_dir=args.cache_dir, notify=notice)
-        if not findings:
-            return _fail(f"{what} has no findings to check", EXIT_FAILED)
-        with open_store(args.new_paths, cache_dir=args.cache_dir, notify=notice) as new_store:
-            report = check_findings(findings, new_store, baseline_store=baseline, run_id=run_id)
-    except StoreError as exc:
-        return _fail(str(exc))
-    finally:
-        if baseline is not None:
-            baseline.close()
-    if args.json:
-        print_json(report)
-    else:
-        print(render_check(report, what))
-    return EXIT_OK
-
-
-def render_check(report: Any, what: str) -> str:
-    from halo_mcp.cli.output import table
-
-    def figure(prev: Any) -> str:
+    def figure(prev: Prevalence | None) -> str:
         return f"{prev.traces_matched}/{prev.traces_in_scope} ({prev.rate:.1%})" if prev else "?"
 
     rows = [
-        (r.verdict.upper(), figure(r.before), figure(r.after), r.title, r.finding_id)
+        (r.verdict.upper(), figure(r.before), figure(r.after), str(r.status), r.title, r.finding_id)
         for r in report.results
     ]
     lines = [
         f"Check of {len(report.results)} findings ({what}) on {', '.join(report.new_paths)} "
         f"({report.traces_in_scope} traces). Before: {report.baseline}.",
         "",
-        table(("verdict", "before", "after", "finding", "id"), rows, 70),
+        table(("verdict", "before", "after", "status", "finding", "id"), rows, 70),
         "",
     ]
     for r in report.results:

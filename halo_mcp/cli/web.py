@@ -8,14 +8,20 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from pydantic import SecretStr, ValidationError
+
+from halo_mcp.cli import EXIT_FAILED, EXIT_OK, Subcommands
+from halo_mcp.cli.install import write_atomically
+from halo_mcp.cli.output import fail, first_error_message
+
+# The run store, the trace store, the report and the web app are imported by the handlers
+# when they run, so that `halo-mcp --help` and the other commands do not pay for them.
 
 DEFAULT_UI_PORT = 8766
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subcommands) -> None:
     report = subparsers.add_parser(
         "report",
         help="Write a run's report as one self-contained HTML file (--html).",
@@ -72,52 +78,48 @@ def register(subparsers: Any) -> None:
     ui.set_defaults(handler=run_ui)
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    print(f"halo-mcp: {message}", file=sys.stderr)
-    return code
-
-
 def run_report(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from halo_mcp.check.recount import CheckReport, check_findings
-    from halo_mcp.cli.install import write_atomically
-    from halo_mcp.cli.output import notice
+    from halo_mcp.check.recount import CheckReport
+    from halo_mcp.check.workflow import CheckError, FromRun, NothingToCheck
+    from halo_mcp.cli.triage import check_from_terminal
     from halo_mcp.engine.errors import UnknownRunError
     from halo_mcp.engine.runstore import RunStore
-    from halo_mcp.store import StoreError, open_store
+    from halo_mcp.store import StoreError
     from halo_mcp.web.report import run_report_html
 
     if not args.html:
-        return _fail(
+        return fail(
             "pass --html (this command writes the HTML report; `halo-mcp show RUN_ID` prints "
             "the markdown one)"
         )
     try:
         run = RunStore(args.data_dir).get(args.run_id)
     except UnknownRunError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     check = None
     if args.check_json:
         try:
             check = CheckReport.model_validate_json(Path(args.check_json).read_bytes())
         except (OSError, ValidationError) as exc:
-            return _fail(
+            return fail(
                 f"{args.check_json} is not a saved check ({str(exc).splitlines()[0]}); save "
                 f"one with `halo-mcp check {run.id} NEW_PATHS --json > FILE`"
             )
     elif args.check:
         try:
-            with open_store(args.check, cache_dir=args.cache_dir, notify=notice) as new_store:
-                check = check_findings(run.findings, new_store, run_id=run.id)
-        except StoreError as exc:
-            return _fail(str(exc))
+            check = check_from_terminal(
+                FromRun(run.id), args.check, cache_dir=args.cache_dir, data_dir=args.data_dir
+            ).report
+        except NothingToCheck:  # the page says the run found nothing; no before/after
+            check = None
+        except (CheckError, StoreError) as exc:
+            return fail(str(exc))
     page = run_report_html(run, check=check, cache_dir=args.cache_dir)
     if args.output:
         try:
             write_atomically(Path(args.output), page)
         except OSError as exc:
-            return _fail(f"cannot write {args.output} ({exc})", EXIT_FAILED)
+            return fail(f"cannot write {args.output} ({exc})", EXIT_FAILED)
         print(f"report written to {args.output} ({len(page.encode()) // 1024} KB)", file=sys.stderr)
     else:
         sys.stdout.write(page)
@@ -125,15 +127,12 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_ui(args: argparse.Namespace) -> int:
-    from pydantic import SecretStr, ValidationError
-
-    from halo_mcp.cli.serve import _first_error
     from halo_mcp.server import tokens_from_env
     from halo_mcp.store import StoreError
     from halo_mcp.web.app import UiSettings, serve_ui
 
     if not args.paths:
-        return _fail("name the trace files or directories to view: halo-mcp ui PATH [PATH...]")
+        return fail("name the trace files or directories to view: halo-mcp ui PATH [PATH...]")
     if args.token:
         tokens = [SecretStr(t.strip()) for t in args.token.split(",") if t.strip()]
     else:
@@ -154,9 +153,9 @@ def run_ui(args: argparse.Namespace) -> int:
         print(f"halo-mcp ui: indexing, then serving {where}{hint}", file=sys.stderr)
         serve_ui(settings)
     except (ValidationError, ValueError) as exc:
-        return _fail(_first_error(exc))
+        return fail(first_error_message(exc))
     except StoreError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except KeyboardInterrupt:
         return EXIT_OK
     return EXIT_OK

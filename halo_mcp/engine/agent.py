@@ -27,13 +27,15 @@ from halo_mcp.engine import prompts, telemetry
 from halo_mcp.engine.compaction import compact, estimate_tokens
 from halo_mcp.engine.errors import EngineError
 from halo_mcp.engine.events import AgentFinished, AgentStarted, TextDelta, ToolCalled, ToolResult
-from halo_mcp.engine.excgroups import first_error
 from halo_mcp.engine.findings import parse_drafts, parse_final_json, verify
 from halo_mcp.engine.harness_tools import engine_tools
-from halo_mcp.engine.provider import ContextLengthError, InvalidRequestError
+from halo_mcp.engine.provider import Completion, ContextLengthError, InvalidRequestError, ToolCall
 from halo_mcp.engine.schemas import parse_arguments, tool_schema
 from halo_mcp.engine.state import RunState, SubReport
-from halo_mcp.findings.models import Finding
+from halo_mcp.excgroups import first_error
+from halo_mcp.findings.ids import new_finding_id
+from halo_mcp.findings.models import Finding, FindingStatus
+from halo_mcp.findings.verify import status_of
 from halo_mcp.harness.verify import check_harness_fields
 from halo_mcp.store.errors import StoreError
 from halo_mcp.text import clip
@@ -47,6 +49,13 @@ MAX_DELEGATES_PER_TURN = 10
 MAX_AGENTS_PER_RUN = 100
 #: Sub-agent reports and syntheses shown to the parent are cut here (with a marker).
 REPORT_CHARS = 11_000
+#: Store reads whose results fold once they are old (see Agent._fold_old_reads): over
+#: FOLD_MIN_CHARS, they keep their first FOLD_KEEP_CHARS.
+FOLDABLE_TOOLS = frozenset({"view_trace", "view_spans", "query_spans", "query_traces", "search"})
+FOLD_MIN_CHARS = 6_000
+FOLD_KEEP_CHARS = 1_500
+#: Old reads are folded when this many are due, together.
+FOLD_BATCH = 3
 
 _AGENT_TOOLS: dict[str, tuple[str, type]] = {
     "synthesize": (
@@ -60,8 +69,11 @@ _AGENT_TOOLS: dict[str, tuple[str, type]] = {
         at.DelegateArgs,
     ),
     "add_findings": (
-        "Record findings now: each is verified (ids checked, prevalence counted from its "
-        "matcher) and the result tells you what the engine found. Re-add a title to replace.",
+        "Record findings now: each is verified (ids checked, excerpts found in the cited "
+        "spans, the matcher must select the evidence without being too broad, prevalence "
+        "counted from it) and comes back with its status (verified, partial, unverified) "
+        "and reasons. Each finding is accepted or rejected on its own. Re-add a title to "
+        "replace.",
         at.AddFindingsArgs,
     ),
     "submit_findings": (
@@ -69,7 +81,9 @@ _AGENT_TOOLS: dict[str, tuple[str, type]] = {
         at.SubmitFindingsArgs,
     ),
     "finish": (
-        "End your task and send your report to the parent agent.",
+        "End your task and send your report to the parent agent, with each failure mode "
+        "you confirmed as a finding draft (verified on return: bad ids or quotes come back "
+        "to you once to fix).",
         at.FinishArgs,
     ),
 }
@@ -132,6 +146,13 @@ class Agent:
         self.report = ""
         self.compactions = 0
         self.holds_slot = False
+        self.max_turns = state.settings.max_turns if self.is_root else state.settings.sub_turns
+        #: A sub-agent's drafts held back once because some ids or excerpts did not check.
+        self.pending_drafts: list[Finding] | None = None
+        self.asked_to_narrow = False
+        #: Store reads still shown in full: tool call id -> (tool, turn).
+        self.read_turns: dict[str, tuple[str, int]] = {}
+        self.tools_tokens = estimate_tokens([{"content": json.dumps(self.tools)}])
 
     # ------------------------------------------------------------------- loop
 
@@ -185,8 +206,11 @@ class Agent:
             self.state.agent_slots.release()
 
     async def _loop(self) -> None:
-        max_turns = self.state.settings.max_turns
+        max_turns = self.max_turns
         while self.turns < max_turns and not self.done:
+            if self.state.over_token_budget():
+                self._stop_for_budget()
+                return
             self.turns += 1
             if self.is_root:
                 self.state.root_turn = self.turns
@@ -194,18 +218,46 @@ class Agent:
             await self._maybe_compact()
             note = prompts.budget_note(self.turns, max_turns, self.is_root)
             completion = await self._complete(note=note, tools=self.tools)
+            if completion.finish_reason == "length":
+                self._continue_cut_reply(completion)
+                continue
             self.messages.append(completion.assistant_message())
             if completion.tool_calls:
                 self.messages.extend(await self._run_tools(completion.tool_calls))
+                self._fold_old_reads()
                 continue
             text = (completion.content or completion.refusal or "").strip()
             if not self.is_root:
                 self.report = text or "(the sub-agent ended without a report)"
+                self._record_pending_drafts()
                 self.done = True
             else:
                 self.messages.append({"role": "user", "content": prompts.ROOT_NUDGE})
         if not self.done:
+            if self.state.over_token_budget():
+                self._stop_for_budget()
+                return
             await self._final_answer()
+
+    def _stop_for_budget(self) -> None:
+        """The run's token budget is used up: end without another model call. The root's
+        findings so far are the run's result; a sub-agent returns its last words."""
+        limit = self.state.settings.max_run_tokens
+        log.info("%s: the run's token budget (%s) is reached; stopping", self.agent_id, limit)
+        if not self.is_root:
+            last = clip(self._last_words(), 2000)[0]
+            self.report = f"(stopped: the run's token budget of {limit:,} tokens was reached)" + (
+                f" Last words: {last}" if last else ""
+            )
+            self._record_pending_drafts()
+        self.done = True
+
+    def _continue_cut_reply(self, completion: Any) -> None:
+        """A reply cut at the output token limit: its tool calls may hold cut JSON, so none
+        is run; the model is told and asked to continue in smaller parts."""
+        calls = len(completion.tool_calls)
+        self.messages.append({"role": "assistant", "content": completion.content or ""})
+        self.messages.append({"role": "user", "content": prompts.cut_reply_note(calls)})
 
     async def _final_answer(self) -> None:
         """Out of turns: one more call with tools disabled for the final answer."""
@@ -219,6 +271,7 @@ class Agent:
         self.messages.append({"role": "assistant", "content": text})
         if not self.is_root:
             self.report = text or self._last_words() or "(ran out of turns without a report)"
+            self._record_pending_drafts()
             self.done = True
             return
         await self._accept_final(text)
@@ -241,7 +294,8 @@ class Agent:
         for draft in drafts:
             await self._verify_and_accept(draft)
         if problems:
-            s.unstructured_final = "\n".join(problems)
+            s.rejected_drafts += len(problems)
+            s.unstructured_final = "\n".join(p.line() for p in problems)
         self.report = s.summary
 
     def _last_words(self) -> str:
@@ -253,20 +307,24 @@ class Agent:
     # --------------------------------------------------------------- provider
 
     async def _complete(
-        self, *, note: str | None, tools: list[dict], tool_choice: str | None = None
-    ) -> Any:
+        self, *, note: str | None, tools: list[dict[str, Any]], tool_choice: str | None = None
+    ) -> Completion:
         s = self.state
         retried = False
         while True:
             sent = self.messages + ([{"role": "user", "content": note}] if note else [])
             try:
                 async with s.limiter:
-                    return await s.provider.complete(
+                    completion = await s.provider.complete(
                         sent,
                         tools=tools,
                         tool_choice=tool_choice,
                         on_text=self._on_text,
                     )
+                refused = bool(completion.refusal) and not completion.tool_calls
+                cut = completion.finish_reason == "length"
+                s.record_reply(self.agent_id, completion.usage, refused, cut)
+                return completion
             except ContextLengthError:
                 if retried:
                     raise
@@ -278,8 +336,13 @@ class Agent:
     def _on_text(self, text: str) -> None:
         self.state.emit(TextDelta(**self._who(), text=text))
 
+    def context_tokens(self) -> int:
+        """Estimated tokens of the next request: the messages and the tool schemas, which
+        go out with every request too."""
+        return estimate_tokens(self.messages) + self.tools_tokens
+
     async def _maybe_compact(self) -> None:
-        if estimate_tokens(self.messages) > self.state.settings.context_budget_tokens:
+        if self.context_tokens() > self.state.settings.context_budget_tokens:
             await self._compact(force=False)
 
     async def _compact(self, *, force: bool) -> bool:
@@ -298,7 +361,7 @@ class Agent:
 
     # ------------------------------------------------------------------ tools
 
-    async def _run_tools(self, calls: list[Any]) -> list[dict[str, Any]]:
+    async def _run_tools(self, calls: list[ToolCall]) -> list[dict[str, Any]]:
         results: list[str] = [""] * len(calls)
         delegates = 0
         # A parent waiting on its children lends them its slot (no deadlock when nested).
@@ -314,12 +377,47 @@ class Agent:
                 tg.start_soon(self._run_one, i, call, results, over)
         if waits:
             await self._take_slot()
+        for call in calls:
+            if call.name in FOLDABLE_TOOLS:
+                self.read_turns[call.id] = (call.name, self.turns)
         return [
             {"role": "tool", "tool_call_id": call.id, "content": results[i]}
             for i, call in enumerate(calls)
         ]
 
-    async def _run_one(self, i: int, call: Any, results: list[str], over: bool) -> None:
+    def _fold_old_reads(self) -> None:
+        """Large results of store reads older than `fold_reads_after_turns` turns keep
+        only their head in the context, with a note saying how to read them again: the
+        agent has digested them, and resending them every turn is most of a run's input
+        tokens. Results are folded once, a few at a time, so the context stays a stable
+        prefix for prompt caching between folds."""
+        after = self.state.settings.fold_reads_after_turns
+        if after is None:
+            return
+        present = {m.get("tool_call_id") for m in self.messages if m.get("role") == "tool"}
+        for call_id in [c for c in self.read_turns if c not in present]:
+            del self.read_turns[call_id]  # compacted away
+        due: list[tuple[dict[str, Any], str]] = []
+        for message in self.messages:
+            seen = self.read_turns.get(message.get("tool_call_id") or "")
+            if message.get("role") != "tool" or seen is None or self.turns - seen[1] < after:
+                continue
+            content = message.get("content")
+            if isinstance(content, str) and len(content) > FOLD_MIN_CHARS:
+                due.append((message, seen[0]))
+            else:
+                del self.read_turns[message["tool_call_id"]]  # small: kept whole
+        if len(due) < FOLD_BATCH:
+            return  # fold several at once: the prefix then stays stable for a few turns
+        for message, tool in due:
+            content = message["content"]
+            message["content"] = (
+                f"{content[:FOLD_KEEP_CHARS]}\n…[older {tool} result folded: {len(content):,} "
+                "chars in all; call the tool again if you need the rest]"
+            )
+            del self.read_turns[message["tool_call_id"]]
+
+    async def _run_one(self, i: int, call: ToolCall, results: list[str], over: bool) -> None:
         s = self.state
         tool = clip(call.name or "", 100)[0]
         arguments = clip(call.arguments or "", EVENT_ARG_CHARS)[0]
@@ -336,7 +434,7 @@ class Agent:
             )
         )
 
-    async def _result_of(self, call: Any, over: bool) -> tuple[str, bool]:
+    async def _result_of(self, call: ToolCall, over: bool) -> tuple[str, bool]:
         """The tool result as the model sees it: errors prefixed, size within budget."""
         if over:
             refused = (
@@ -379,13 +477,13 @@ class Agent:
         if name in self.sync_tools:
             _, model, impl = self.sync_tools[name]
         else:
-            model, impl = _AGENT_TOOLS[name][1], None
+            model, impl = at.LENIENT_INPUTS.get(name, _AGENT_TOOLS[name][1]), None
         args, error = parse_arguments(model, raw)
         if error:
             return f"{name}: {error}", True
         try:
             if impl is not None:
-                ctx = self.state.tools
+                ctx = self.state.trace_tools
                 text = await anyio.to_thread.run_sync(functools.partial(impl, ctx, args))
                 return text, False
             return await getattr(self, f"_tool_{name}")(args)
@@ -407,7 +505,7 @@ class Agent:
     async def _tool_synthesize(self, args: at.SynthesizeArgs) -> tuple[str, bool]:
         s = self.state
         material, missing = await anyio.to_thread.run_sync(
-            at.synthesis_material, s.tools, args.trace_ids
+            at.synthesis_material, s.trace_tools, args.trace_ids
         )
         if not material:
             return (
@@ -462,71 +560,178 @@ class Agent:
             )
         s.sub_reports.append(SubReport(agent_id=child_id, task=args.task, report=report))
         shown = clip(report, REPORT_CHARS)[0]
-        return f"report from sub-agent {child_id} ({child.turns} turns):\n{shown}", False
+        drafts = [d for d_id, d in s.drafts.items() if s.draft_agents.get(d_id) == child_id]
+        text = f"report from sub-agent {child_id} ({child.turns} turns):\n{shown}"
+        if drafts:
+            text += (
+                f"\n\nIts {len(drafts)} finding draft(s), verified against the traces "
+                "(adopt one with add_findings {adopt: id, ...}; drafts you neither adopt "
+                "nor restate are merged into the run's findings at the end):\n"
+                + "\n".join(_finding_line(d) for d in drafts)
+            )
+        return text, False
 
-    async def _tool_finish(self, args: at.FinishArgs) -> tuple[str, bool]:
+    async def _tool_finish(self, args: at.FinishInput) -> tuple[str, bool]:
+        s = self.state
+        if args.findings:
+            drafts, rejected = parse_drafts(args.findings)
+            checked = [await self._verify_draft(d, draft_id=_new_draft_id()) for d in drafts]
+            weak = [f for f in checked if _bad_ids(f)]
+            if (weak or rejected) and self.pending_drafts is None:
+                # Caught at the source: the sub-agent can still fix its ids and quotes.
+                self.pending_drafts = checked
+                lines = [_finding_line(f) for f in checked] + [r.line() for r in rejected]
+                return (
+                    "not sent yet: some drafts cite ids or excerpts that do not check out, "
+                    "or could not be read:\n"
+                    + "\n".join(lines)
+                    + "\nFix them (copy ids and quotes exactly from tool outputs) and call "
+                    "finish again; a second finish is sent as it is.",
+                    True,
+                )
+            s.rejected_drafts += len(rejected)
+            self.pending_drafts = checked
         self.report = args.report
+        self._record_pending_drafts()
         self.done = True
         return "report sent to the parent agent.", False
 
-    async def _tool_add_findings(self, args: at.AddFindingsArgs) -> tuple[str, bool]:
-        return await self._record(args.findings), False
+    def _record_pending_drafts(self) -> None:
+        for draft in self.pending_drafts or ():
+            self.state.add_draft(draft, self.agent_id)
+        self.pending_drafts = []
 
-    async def _tool_submit_findings(self, args: at.SubmitFindingsArgs) -> tuple[str, bool]:
+    async def _tool_add_findings(self, args: at.AddFindingsInput) -> tuple[str, bool]:
+        text, accepted, _ = await self._record(args.findings)
+        return text, accepted == 0
+
+    async def _tool_submit_findings(self, args: at.SubmitFindingsInput) -> tuple[str, bool]:
         s = self.state
-        if not args.findings and not s.findings:
+        if not args.findings and not s.findings and not s.drafts:
             return (
                 "no findings recorded yet: pass your findings in `findings` (or record them "
                 "with add_findings first). If you truly found nothing systemic, submit one "
                 "finding explaining what you checked.",
                 True,
             )
-        text = await self._record(args.findings) if args.findings else "no new findings."
-        s.summary = args.summary.strip()
+        broad = 0
+        if args.findings:
+            text, accepted, findings = await self._record(args.findings)
+            rejected = len(args.findings) - accepted
+            broad = sum(1 for f in findings if _too_broad(f))
+        else:
+            text, rejected = "no new findings.", 0
+        s.summary = args.summary.strip() or s.summary
         self.report = s.summary
+        can_retry = self.turns < self.max_turns and not s.over_token_budget()
+        if rejected and can_retry:
+            return (
+                text + f"\nRun NOT submitted yet: {rejected} finding(s) were rejected. Fix "
+                "them and call submit_findings again with only those (the accepted ones are "
+                "kept), or call submit_findings with no findings to end the run now.",
+                True,
+            )
+        if broad and can_retry and not self.asked_to_narrow:
+            self.asked_to_narrow = True  # once: a model that cannot narrow still ends
+            return (
+                text + f"\nRun NOT submitted yet: {broad} matcher(s) are too broad (figures "
+                "above). Narrow them (test with count_spans) and call submit_findings again "
+                "with those findings under the same titles, or with no findings to end the "
+                "run as it is.",
+                True,
+            )
         self.done = True
         return text + "\nRun submitted.", False
 
-    async def _verify_and_accept(self, draft: Any) -> Finding:
-        """Verify a draft against the store (ids, matcher, prevalence) and record it."""
+    async def _verify_draft(self, draft: Any, *, draft_id: str | None = None) -> Finding:
         s = self.state
         tools = s.tools
-        assert tools is not None, "tools are set before any agent runs"
-        finding = await anyio.to_thread.run_sync(
-            functools.partial(verify, tools.store, draft, s.run_id)
-        )
-        finding = await anyio.to_thread.run_sync(
-            functools.partial(check_harness_fields, tools.store, tools.repo, finding, draft)
-        )
-        return s.accept(finding, self.agent_id, self.parent_id)
+        if tools is None:
+            raise EngineError("findings were submitted before the trace store was open")
 
-    async def _record(self, drafts: list[Any]) -> str:
+        def check() -> Finding:
+            finding = verify(tools.store, draft, s.run_id, draft_id, adoptable=s.adoptable)
+            finding = check_harness_fields(tools.store, tools.repo, finding, draft)
+            status = status_of(finding.status_reasons)  # the code refs' reasons count too
+            return finding.model_copy(
+                update={"status": status, "verified": status == FindingStatus.verified}
+            )
+
+        finding = await anyio.to_thread.run_sync(check)
+        if draft.adopt and draft.adopt.strip() in s.adoptable:
+            s.adopted.add(draft.adopt.strip())
+        return finding
+
+    async def _verify_and_accept(self, draft: Any) -> Finding:
+        """Verify a draft against the store (ids, excerpts, matcher, prevalence) and record
+        it."""
+        finding = await self._verify_draft(draft)
+        return self.state.accept(finding, self.agent_id, self.parent_id)
+
+    async def _record(self, items: list[Any]) -> tuple[str, int, list[Finding]]:
+        """Accept each finding that parses (verified, with its status) and list each one
+        rejected with its reasons. Returns the text for the model, how many were accepted
+        and the findings."""
+        drafts, rejected = parse_drafts(items)
+        self.state.rejected_drafts += len(rejected)
         lines = []
+        findings = []
         for draft in drafts:
             finding = await self._verify_and_accept(draft)
-            p = finding.prevalence
-            prevalence = (
-                f"{p.traces_matched}/{p.traces_in_scope} traces, {p.spans_matched} spans"
-                if p
-                else "n/a"
-            )
-            line = (
-                f"- {finding.id} {finding.title!r}: verified={finding.verified}, "
-                f"prevalence {prevalence}"
-            )
-            if finding.first_seen is not None and finding.last_seen is not None:
-                line += (
-                    f", first seen {finding.first_seen.isoformat(timespec='seconds')}, "
-                    f"last seen {finding.last_seen.isoformat(timespec='seconds')}"
-                )
-            if finding.code_refs or finding.suspect_commits:
-                refs = [f"{c.path}:{c.start_line}-{c.end_line}" for c in finding.code_refs]
-                refs += [f"commit {c.sha[:12]}" for c in finding.suspect_commits]
-                line += "; verified refs: " + ", ".join(refs)
-            if finding.verification_notes:
-                line += "; notes: " + "; ".join(finding.verification_notes)
-            lines.append(line)
-        return "recorded:\n" + "\n".join(lines)
+            findings.append(finding)
+            lines.append(_finding_line(finding))
+        text = f"recorded {len(drafts)} of {len(items)}:\n" + "\n".join(lines)
+        if rejected:
+            text += "\nrejected (not recorded):\n" + "\n".join("- " + r.line() for r in rejected)
+        return text, len(drafts), findings
+
+
+def _too_broad(finding: Finding) -> bool:
+    codes = {r.code for r in finding.status_reasons}
+    return bool(codes & {"matcher_not_discriminating", "matcher_too_broad"})
+
+
+def _finding_line(finding: Finding) -> str:
+    """A finding as the model reads it back: status, prevalence, and what to fix."""
+    p = finding.prevalence
+    prevalence = (
+        f"{p.traces_matched}/{p.traces_in_scope} traces ({p.rate:.0%}), {p.spans_matched} spans"
+        if p
+        else "n/a"
+    )
+    line = f"- {finding.id} {finding.title!r}: status={finding.status}, prevalence {prevalence}"
+    if finding.first_seen is not None and finding.last_seen is not None:
+        line += (
+            f", first seen {finding.first_seen.isoformat(timespec='seconds')}, "
+            f"last seen {finding.last_seen.isoformat(timespec='seconds')}"
+        )
+    if finding.code_refs or finding.suspect_commits:
+        refs = [f"{c.path}:{c.start_line}-{c.end_line}" for c in finding.code_refs]
+        refs += [f"commit {c.sha[:12]}" for c in finding.suspect_commits]
+        line += "; verified refs: " + ", ".join(refs)
+    if finding.status_reasons:
+        line += "; " + "; ".join(
+            f"[{r.code}] {clip(r.detail, 400)[0]}" for r in finding.status_reasons
+        )
+    codes = {r.code for r in finding.status_reasons}
+    if codes & {"matcher_not_discriminating", "matcher_too_broad"}:
+        line += ". Narrow the matcher (count_spans to test it) and re-add under the same title."
+    elif finding.status != FindingStatus.verified:
+        line += ". Fix what is listed and re-add under the same title to replace it."
+    return line
+
+
+def _bad_ids(finding: Finding) -> bool:
+    codes = {r.code for r in finding.status_reasons}
+    return bool(
+        codes
+        & {"unknown_trace", "unknown_span", "span_in_other_trace", "excerpt_not_found",
+           "no_evidence"}
+    )  # fmt: skip
+
+
+def _new_draft_id() -> str:
+    return "d_" + new_finding_id()[2:]
 
 
 def result_summary(name: str, text: str) -> str:
@@ -557,7 +762,7 @@ def result_summary(name: str, text: str) -> str:
     return first
 
 
-def _findings_from_calls(calls: list[Any]) -> str:
+def _findings_from_calls(calls: list[ToolCall]) -> str:
     """A model that answers the forced final with a findings tool call anyway: use it."""
     for call in calls:
         if call.name in ("submit_findings", "add_findings"):

@@ -10,11 +10,12 @@ Individual long values carry the store's "[truncated: N chars]" marker.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import statistics
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,13 +42,18 @@ class ToolBudgets:
     """Byte budgets of tool outputs and per-value character caps."""
 
     default: int = 24_000
-    view_trace: int = 150_000
+    #: About half the old 150 kB: a view folds what repeats (see Repeats), so the traces
+    #: that fit show the same content in about half the bytes.
+    view_trace: int = 80_000
     view_spans: int = 64_000
     trace_value_chars: int = 4_000
     span_value_chars: int = 16_000
     trace_view_max_spans: int = 400
     synthesize_input: int = 80_000
     synthesize_max_traces: int = 30
+    #: Show a long value repeated within a trace (the harness's system prompt, its tool
+    #: list, the conversation each LLM call resends) once, and refer back to it after.
+    dedupe_repeats: bool = True
 
 
 @dataclass
@@ -146,6 +152,12 @@ class DelegateArgs(_Args):
 
 class FinishArgs(_Args):
     report: str = Field(description="Your report to the parent agent: findings, counts, ids.")
+    findings: list[FindingDraft] = Field(
+        default_factory=list,
+        max_length=15,
+        description="Each failure mode you confirmed, as a finding draft: verified against "
+        "the traces on return, then merged by the root.",
+    )
 
 
 class AddFindingsArgs(_Args):
@@ -159,6 +171,33 @@ class SubmitFindingsArgs(_Args):
         description="Findings not already recorded with add_findings (may be empty).",
     )
     summary: str = Field("", description="Two or three sentences on the overall picture.")
+
+
+# The same tools as parsed: each finding is read on its own, so one bad finding is
+# rejected with its reasons while the others are accepted (the schema above is what the
+# model sees).
+
+
+class FinishInput(_Args):
+    report: str
+    findings: list[Any] = Field(default_factory=list, max_length=15)
+
+
+class AddFindingsInput(_Args):
+    findings: list[Any] = Field(min_length=1, max_length=30)
+
+
+class SubmitFindingsInput(_Args):
+    findings: list[Any] = Field(default_factory=list, max_length=30)
+    summary: str = ""
+
+
+#: tool name -> the model its arguments are parsed with, when not the schema's model.
+LENIENT_INPUTS: dict[str, type[BaseModel]] = {
+    "finish": FinishInput,
+    "add_findings": AddFindingsInput,
+    "submit_findings": SubmitFindingsInput,
+}
 
 
 # ----------------------------------------------------------------- store tools
@@ -248,14 +287,18 @@ def view_trace(ctx: ToolContext, args: ViewTraceArgs) -> str:
             limit=20_000,
         )
         return _trace_digest(tree, budget, f"it has {summary.span_count} spans")
+    cap = ctx.budgets.trace_value_chars
+    dedupe = ctx.budgets.dedupe_repeats
     tree = ctx.store.trace_tree(
         args.trace_id,
         fields=_TREE_FIELDS,
-        max_chars=ctx.budgets.trace_value_chars,
+        # Read more than is shown: a repeated prefix is cut first, then the new part is
+        # capped, so the view shows what each LLM call added.
+        max_chars=cap * REPEAT_READ_FACTOR if dedupe else cap,
         limit=ctx.budgets.trace_view_max_spans,
     )
     ctx.raw_bytes_seen += _raw_bytes(n.span for n in tree.nodes)
-    text = render_tree(tree)
+    text = render_tree(tree, repeats=Repeats() if dedupe else None, cap=cap if dedupe else None)
     if len(text.encode()) > budget:
         return _trace_digest(tree, budget, f"its view is {len(text.encode()):,} bytes")
     return text
@@ -353,23 +396,81 @@ def synthesis_material(ctx: ToolContext, trace_ids: Sequence[str]) -> tuple[str,
         return "", missing
     per_trace = max(1000, budget // len(present))
     parts = []
+    cap = min(ctx.budgets.trace_value_chars, max(200, per_trace // 8))
+    dedupe = ctx.budgets.dedupe_repeats
     for trace_id in present:
         tree = ctx.store.trace_tree(
             trace_id,
             fields=_TREE_FIELDS,
-            max_chars=min(ctx.budgets.trace_value_chars, max(200, per_trace // 8)),
+            max_chars=cap * REPEAT_READ_FACTOR if dedupe else cap,
             limit=ctx.budgets.trace_view_max_spans,
         )
         ctx.raw_bytes_seen += _raw_bytes(n.span for n in tree.nodes)
-        parts.append(_within(render_tree(tree), per_trace))
+        text = render_tree(tree, Repeats() if dedupe else None, cap if dedupe else None)
+        parts.append(_within(text, per_trace))
     return "\n\n".join(parts), missing
 
 
 # ----------------------------------------------------------------------- rendering
 
 
-def render_tree(tree: TraceTree) -> str:
-    """A trace as an indented span tree; values already clipped by the store."""
+#: How much more of each value a deduplicating trace view reads than it shows.
+REPEAT_READ_FACTOR = 4
+#: Values shorter than this are always shown as they are.
+REPEAT_MIN_CHARS = 300
+
+
+class Repeats:
+    """Long values already shown in one trace view, so a repeat refers back instead.
+
+    An exact repeat (the system prompt or tool list each LLM call carries) becomes
+    "[same as <field> of span X]"; an LLM input that starts like the previous one (the
+    conversation so far, resent each call) keeps only what it adds, after
+    "[first N chars as the input of span X]"."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str] = {}
+        #: Per span kind (and agent): the last input shown, as (span id, text).
+        self.last_input: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def value(self, span_id: str, name: str, text: str) -> str:
+        if len(text) < REPEAT_MIN_CHARS:
+            return text
+        key = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+        where = self.seen.get(key)
+        if where is not None:
+            return f"[same as {where}]"
+        self.seen[key] = f"{name} of span {span_id}"
+        return text
+
+    def input(self, span_id: str, text: str, stream: tuple[str, str] = ("", "")) -> str:
+        """An input; `stream` (kind, agent) says which earlier input it may continue."""
+        shown = self.value(span_id, "the input", text)
+        previous = self.last_input.get(stream)
+        self.last_input[stream] = (span_id, text)
+        if shown != text or previous is None:
+            return shown
+        same = _common_prefix(previous[1], text)
+        if same < REPEAT_MIN_CHARS:
+            return text
+        return f"[first {same} chars as the input of span {previous[0]}]…{text[same:]}"
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the longest common prefix of two strings."""
+    n = min(len(a), len(b))
+    i = 0
+    step = 256
+    while i < n and a[i : i + step] == b[i : i + step]:
+        i += step
+    while i < n and a[i] == b[i]:
+        i += 1
+    return min(i, n)
+
+
+def render_tree(tree: TraceTree, repeats: Repeats | None = None, cap: int | None = None) -> str:
+    """A trace as an indented span tree; values clipped by the store, or at `cap` after
+    `repeats` replaced what an earlier span already showed."""
     s = tree.summary
     lines = [
         f"trace {tree.trace_id}: root={s.root_name!r} spans={s.span_count} "
@@ -380,7 +481,7 @@ def render_tree(tree: TraceTree) -> str:
     for node in tree.nodes:
         pad = "  " * node.depth
         lines.append(pad + "- " + _span_head(node.span))
-        for key, value in _span_body(node.span):
+        for key, value in _span_body(node.span, cap, repeats):
             lines.append(f"{pad}  {key}: {value}")
     return "\n".join(lines)
 
@@ -401,17 +502,28 @@ def _span_head(v: SpanView) -> str:
     return " ".join(bits)
 
 
-def _span_body(v: SpanView, cap: int | None = None) -> list[tuple[str, str]]:
+def _span_body(
+    v: SpanView, cap: int | None = None, repeats: Repeats | None = None
+) -> list[tuple[str, str]]:
     out = []
+    span_id = v.span_id or "?"
+
+    def shown(name: str, text: str) -> str:
+        if repeats is not None:
+            text = repeats.value(span_id, name, text)
+        return _cap(text, cap)
+
     if v.error_message:
         out.append(("error", _cap(v.error_message, cap)))
     if v.input:
-        out.append(("input", _cap(v.input, cap)))
+        stream = (str(v.kind or ""), v.agent or "")
+        text = repeats.input(span_id, v.input, stream) if repeats is not None else v.input
+        out.append(("input", _cap(text, cap)))
     if v.output:
-        out.append(("output", _cap(v.output, cap)))
+        out.append(("output", shown("the output", v.output)))
     if v.attributes:
         attrs = {
-            k: (_cap(val, cap) if isinstance(val, str) else val)
+            k: (_attribute(k, val, v, shown, repeats is not None) if isinstance(val, str) else val)
             for k, val in v.attributes.items()
             if not (isinstance(val, str) and val in (v.input, v.output))
         }
@@ -420,6 +532,24 @@ def _span_body(v: SpanView, cap: int | None = None) -> list[tuple[str, str]]:
     if v.events:
         out.append(("events", _cap(_dumps(v.events), cap or 4000)))
     return out
+
+
+#: Attribute values at least this long that the span's input or output already holds (the
+#: flattened copies of an LLM call's messages) are folded in a deduplicating view.
+CONTAINED_MIN_CHARS = 80
+
+
+def _attribute(
+    key: str, value: str, v: SpanView, shown: Callable[[str, str], str], fold: bool
+) -> str:
+    """An attribute value as a view shows it: folded when the span's own input or output
+    holds it (as is, or JSON-escaped), else through `shown`."""
+    if fold and len(value) >= CONTAINED_MIN_CHARS:
+        escaped = json.dumps(value)[1:-1]
+        for name, text in (("input", v.input), ("output", v.output)):
+            if text and (value in text or escaped in text):
+                return f"[part of this span's {name}]"
+    return shown(f"attribute {key}", value)
 
 
 def _span_block(v: SpanView, cap: int | None = None) -> str:
@@ -499,7 +629,7 @@ def _span_dict(v: SpanView) -> dict[str, Any]:
     return v.model_dump(mode="json", exclude_none=True, exclude={"source"})
 
 
-def _raw_bytes(spans: Any) -> int:
+def _raw_bytes(spans: Iterable[SpanView]) -> int:
     return sum(s.source.length for s in spans if s.source is not None)
 
 
@@ -518,6 +648,7 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+#: A store tool: its context and its own argument model (one per tool, hence Any) -> text.
 StoreTool = Callable[[ToolContext, Any], str]
 
 #: name -> (description, argument model, implementation)

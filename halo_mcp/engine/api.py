@@ -9,17 +9,17 @@ leaving the loop cancels the run at once.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Sequence
-from datetime import datetime, timezone
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 
 import anyio
 
 from halo_mcp.engine.errors import NoApiKeyError
 from halo_mcp.engine.events import EngineEvent
+from halo_mcp.engine.lifecycle import open_lifecycle
 from halo_mcp.engine.models import RunRecord, RunStatus
+from halo_mcp.engine.provider import ChatProvider
 from halo_mcp.engine.runner import execute_run
-from halo_mcp.engine.runstore import open_run_store
 from halo_mcp.engine.settings import EngineSettings
 
 
@@ -30,7 +30,7 @@ async def stream_run(
     *,
     run_id: str | None = None,
     owner: str | None = None,
-) -> AsyncIterator[EngineEvent]:
+) -> AsyncGenerator[EngineEvent, None]:
     """Run an analysis, yielding events; the last one is RunFinished or RunFailed.
 
     The run is persisted in the run store (settings.data_dir) from its first event on.
@@ -38,13 +38,12 @@ async def stream_run(
     Cancelling the consuming task cancels every agent and records the run as cancelled.
     Raises NoApiKeyError before starting when no credentials are configured.
     """
-    from halo_mcp.engine.provider import ChatProvider
-
     try:
         provider = ChatProvider(settings)  # before any run is recorded
     except NoApiKeyError as exc:
         if run_id:  # a queued run must not stay queued forever
-            await anyio.to_thread.run_sync(_fail_queued, settings, run_id, str(exc))
+            lifecycle = open_lifecycle(settings)
+            await anyio.to_thread.run_sync(lifecycle.end_stored, run_id, RunStatus.failed, str(exc))
         raise
     send, receive = anyio.create_memory_object_stream[EngineEvent](math.inf)
 
@@ -83,15 +82,6 @@ async def stream_run(
             tg.cancel_scope.cancel()
     if errors and not closed_early:
         raise errors[0]
-
-
-def _fail_queued(settings: EngineSettings, run_id: str, error: str) -> None:
-    runs = open_run_store(settings)
-    run = runs.get(run_id)
-    if run.status == RunStatus.queued:
-        run.status, run.error = RunStatus.failed, error
-        run.finished_at = datetime.now(timezone.utc)
-        runs.save(run)
 
 
 async def run_analysis(

@@ -13,6 +13,7 @@ from typing import Any
 
 from halo_mcp.engine.errors import ProviderError
 from halo_mcp.engine.prompts import COMPACTION_PROMPT
+from halo_mcp.engine.provider import ChatProvider
 from halo_mcp.text import clip
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def mechanical_digest(messages: list[dict[str, Any]]) -> str:
 
 async def compact(
     messages: list[dict[str, Any]],
-    provider: Any,
+    provider: ChatProvider,
     model: str,
     *,
     keep_turns: int = 2,

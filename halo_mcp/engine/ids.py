@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import secrets
 
+from halo_mcp.findings.ids import new_finding_id
+
+__all__ = ["new_finding_id", "new_run_id"]
+
 
 def new_run_id() -> str:
     """A run id such as 'run_3kq...': 22 url-safe random chars (~131 bits)."""
     return "run_" + secrets.token_urlsafe(16)
-
-
-def new_finding_id() -> str:
-    """A finding id such as 'f_9Zx...': unguessable, usable on its own with get_finding."""
-    return "f_" + secrets.token_urlsafe(16)

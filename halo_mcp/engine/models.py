@@ -23,6 +23,17 @@ class RunStatus(TextEnum):
         return self not in (RunStatus.queued, RunStatus.running)
 
 
+class RunOutcome(TextEnum):
+    """What a finished run produced. Anything but `findings` comes with a warning: the
+    run ended normally, but its result should not be taken at face value."""
+
+    findings = "findings"  # at least one finding verified or partial
+    only_unverified = "only_unverified"  # every finding is unverified
+    no_findings = "no_findings"  # the model produced no structured finding
+    refused = "refused"  # the model refused every turn
+    budget_reached = "budget_reached"  # the run's token budget ended it (findings kept)
+
+
 class Usage(BaseModel):
     input_tokens: int = 0
     cached_input_tokens: int = 0
@@ -61,3 +72,12 @@ class RunRecord(BaseModel):
     report_markdown: str | None = None
     error: str | None = None
     owner: str | None = Field(None, description="Who started it (HTTP token id), if known.")
+    outcome: RunOutcome | None = Field(
+        None, description="Set when the run ends: what it produced (see RunOutcome)."
+    )
+    warning: str | None = Field(
+        None, description="Why the outcome should not be taken at face value, if so."
+    )
+    usage_by_agent: dict[str, Usage] = Field(
+        default_factory=dict, description="Token usage of each agent (root, root.1, ...)."
+    )

@@ -5,7 +5,7 @@ over striking single traces, cite ids, report prevalence, matcher per finding)."
 from __future__ import annotations
 
 from halo_mcp.harness.paths import Repository
-from halo_mcp.store.models import SpanFilter
+from halo_mcp.store.models import EventFilter, SpanFilter, TraceRule
 
 #: Marks a sub-agent's system prompt (tests and logs tell the roles apart by it).
 SUB_AGENT_MARKER = "You are a HALO sub-agent"
@@ -47,6 +47,9 @@ How to work:
 The span filter (used by query/count/search tools and as a finding's matcher). All given
 fields must hold (AND); omit fields you do not need:
 {filter_doc}
+
+Trace rules (a filter's trace_rule: {{"kind": ..., params}}), each counted exactly:
+{rule_doc}
 """
 
 ROOT_PROMPT = (
@@ -63,12 +66,18 @@ impact on task success and how many traces it touches), description (what happen
 often), root_cause (why the harness does it), suggested_change (a concrete edit to the
 harness: prompt text, tool description or schema, code path, retry policy), validation
 (how to check the fix worked, e.g. which count should drop), evidence (2-10 items of
-trace_id, span_id and a short excerpt, ids copied from tool outputs) and a matcher: a
-span filter selecting exactly the spans affected by this failure mode (e.g. tool_name +
-errors_only, or name + text regex; never trace_ids/span_ids, which only count what you
-cited). The engine recomputes prevalence from the matcher on the whole trace set (and
-on future traces, to check the fix), checks every cited id and marks findings whose
-matcher matches nothing as unverified, so test your matcher with count_spans first.
+trace_id, span_id and a short excerpt copied verbatim from that span) and a matcher: a
+span filter selecting exactly the spans affected by this failure mode and every cited
+span (e.g. tool_name + errors_only, or name + text regex; never trace_ids/span_ids, which
+only count what you cited). A failure of a whole trace (a loop of identical calls, the
+step limit, no final answer, giving up after a tool error, an error never retried, a
+duration or token blow-up) takes a trace_rule in its matcher, not just a tool_name. To
+take over a triage item or a sub-agent draft, pass its id as `adopt`. The engine checks
+every cited id and excerpt, recomputes prevalence from the matcher on the whole trace set
+(and on future traces, to check the fix) and gives each finding a status: verified (every
+check held), partial or unverified, with reasons. A matcher with no discriminating
+condition or selecting nearly all spans of its kind is too broad: narrow it. Test your
+matcher with count_spans first.
 
 add_findings records findings as you go and tells you their verified prevalence; re-add
 under the same title to replace one. submit_findings ends the run: it records any last
@@ -98,10 +107,12 @@ task usually says where to look; call get_overview only when it does not.
 {strategy}
 {delegation}
 
-Your report (final message, or the finish tool) is all the parent sees: state each
-failure mode you found with its counts (traces matched / traces in scope), the filter that
-selects it, root cause, 2-5 exact trace/span ids with short excerpts, and what you could
-not confirm. Be concise and factual; no preamble.
+End with the finish tool: a concise report (counts as traces matched / traces in scope,
+root causes, what you could not confirm) and each failure mode you confirmed as a finding
+draft (title, category, severity, description, root_cause, suggested_change, validation,
+evidence with exact ids and verbatim excerpts, matcher; a trace_rule for whole-trace
+failures). Drafts are verified against the traces when you finish and reach the root
+intact. Be factual; no preamble.
 """
 )
 
@@ -124,15 +135,32 @@ You are out of turns. Tools are disabled. Reply now with ONLY a JSON object, no 
 {"summary": "...", "findings": [{"title": "...", "category": "...", "severity":
 "critical|high|medium|low", "description": "...", "root_cause": "...",
 "suggested_change": "...", "validation": "...", "evidence": [{"trace_id": "...",
-"span_id": "...", "excerpt": "..."}], "matcher": {span filter fields}, "code_refs":
-[{"path": "...", "start_line": 1, "end_line": 2, "excerpt": "..."}], "suspect_commits":
-[{"sha": "..."}]}]}
+"span_id": "...", "excerpt": "..."}], "matcher": {span filter fields, trace_rule
+included}, "adopt": "t_... or d_... (optional)", "code_refs": [{"path": "...",
+"start_line": 1, "end_line": 2, "excerpt": "..."}], "suspect_commits": [{"sha": "..."}]}]}
 (code_refs and suspect_commits only when the run has a repository.)
-Include every failure mode you have evidence for, ids copied exactly from tool outputs."""
+Include every failure mode you have evidence for, ids and quotes copied exactly from tool
+outputs."""
 
 SUB_FORCED_FINAL = """\
 You are out of turns. Tools are disabled. Reply now with your report to the parent: what
 you found, with counts, filters and exact ids, and what you could not confirm."""
+
+
+def cut_reply_note(tool_calls: int) -> str:
+    """Said to a model whose reply hit the output token limit (finish_reason=length)."""
+    dropped = (
+        f" Its {tool_calls} tool call(s) were not run (their arguments may be cut)."
+        if tool_calls
+        else ""
+    )
+    return (
+        "Your last reply was cut at the output token limit (finish_reason=length)."
+        + dropped
+        + " Continue in smaller parts: fewer findings per call (add_findings takes them "
+        "a few at a time), shorter texts and excerpts."
+    )
+
 
 ROOT_NUDGE = """\
 To end the run you must call submit_findings (with your findings and a summary). If you
@@ -214,8 +242,17 @@ def sub_system_prompt(can_delegate: bool) -> str:
     return SUB_PROMPT.format(strategy=_strategy(), delegation=delegation)
 
 
+def trace_rule_doc() -> str:
+    """The trace rule kinds and their parameters, from the model itself."""
+    doc = (TraceRule.__doc__ or "").split("\n\n", 1)[-1]
+    lines = [line.strip() for line in doc.strip().splitlines()]
+    rules = "\n".join(("  " if line.startswith("- ") else "    ") + line for line in lines if line)
+    events = ", ".join(EventFilter.model_fields)
+    return f"{rules}\n  (`first`/`then` take these span fields: {events}.)"
+
+
 def _strategy() -> str:
-    return _STRATEGY.format(filter_doc=span_filter_doc())
+    return _STRATEGY.format(filter_doc=span_filter_doc(), rule_doc=trace_rule_doc())
 
 
 def triage_context(summary: str) -> str:

@@ -12,19 +12,18 @@ Refusals are retried up to `settings.refusal_retries`, then returned with `refus
 Each call is a `chat` span when the run has telemetry (halo_mcp.engine.telemetry): models,
 tokens (cached, reasoning), retries with their reasons, finish reason, errors.
 
-Backoff knobs are module constants (tests lower them with monkeypatch); subprocesses can
-set them with HALO_RETRY_BASE_DELAY_S / HALO_RETRY_AFTER_CAP_S.
+Backoff knobs are settings (`retry_base_delay_s`, `retry_after_cap_s`; from the environment:
+HALO_RETRY_BASE_DELAY_S / HALO_RETRY_AFTER_CAP_S).
 """
 
 from __future__ import annotations
 
 import email.utils
 import logging
-import os
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,9 +40,7 @@ from halo_mcp.text import clip
 
 log = logging.getLogger(__name__)
 
-RETRY_BASE_DELAY_S = float(os.environ.get("HALO_RETRY_BASE_DELAY_S", "0.5"))
 RETRY_MAX_DELAY_S = 30.0
-RETRY_AFTER_CAP_S = float(os.environ.get("HALO_RETRY_AFTER_CAP_S", "60"))
 PLACEHOLDER_API_KEY = "sk-no-key-required"  # local servers that ignore the key
 ERROR_DETAIL_CHARS = 500
 
@@ -107,6 +104,27 @@ class Completion:
         return message
 
 
+#: The explicit prompt-cache marker of Anthropic models (also taken by gateways that put
+#: them behind the Chat Completions API).
+CACHE_CONTROL = {"type": "ephemeral"}
+
+
+def with_cache_breakpoints(messages: list[dict]) -> list[dict]:
+    """The messages with explicit cache breakpoints: on the system prompt (stable for the
+    whole run) and on the last message (so the next turn reads everything before it from
+    the cache). Content becomes a list of text parts there; the rest is unchanged."""
+    out = list(messages)
+    marks = {0, len(out) - 1} if out else set()
+    for i in sorted(marks):
+        message = out[i]
+        content = message.get("content")
+        if message.get("role") == "assistant" or not isinstance(content, str) or not content:
+            continue
+        part = {"type": "text", "text": content, "cache_control": dict(CACHE_CONTROL)}
+        out[i] = {**message, "content": [part]}
+    return out
+
+
 class _Retryable(Exception):
     """A failed attempt worth retrying; `delay_s` is the server's Retry-After, if any."""
 
@@ -153,19 +171,21 @@ class _TextRelay:
             self.on_text(delta)
 
 
-async def _sleep(seconds: float) -> None:
-    """Backoff sleep (a seam for tests that record the delays chosen)."""
-    await anyio.sleep(seconds)
-
-
 class ChatProvider:
     """One client per run, shared by all its agents. `usage` is cumulative over calls."""
 
-    def __init__(self, settings: EngineSettings) -> None:
+    def __init__(
+        self,
+        settings: EngineSettings,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        """`sleep` waits out a backoff delay (tests pass one that records the delays)."""
         key = settings.api_key.get_secret_value() if settings.api_key else ""
         if not key and not settings.base_url:
             raise NoApiKeyError(NO_KEY_MESSAGE)
         self.settings = settings
+        self._sleep = sleep
         self.usage = Usage()
         self._secrets = [s for s in [key, *settings.extra_headers.values()] if len(s) >= 6]
         self._endpoint = _endpoint_label(settings.base_url)
@@ -206,7 +226,7 @@ class ChatProvider:
                         if faults > self.settings.max_retries:
                             raise ProviderError(self._exhausted(request["model"], fault)) from None
                         usage.retries += 1
-                        delay = _backoff(faults, fault.delay_s)
+                        delay = _backoff(self.settings, faults, fault.delay_s)
                         span.retry(self._scrub(fault.reason), faults, delay)
                         log.warning(
                             "LLM call to %s failed (%s); retry %d/%d in %.2fs",
@@ -216,7 +236,7 @@ class ChatProvider:
                             self.settings.max_retries,
                             delay,
                         )
-                        await _sleep(delay)
+                        await self._sleep(delay)
                         continue
                     usage.add(attempt.usage)
                     refusal = _refusal_of(attempt)
@@ -250,6 +270,8 @@ class ChatProvider:
         max_output_tokens: int | None,
     ) -> dict[str, Any]:
         s = self.settings
+        if s.cache_control:
+            messages = with_cache_breakpoints(messages)
         request: dict[str, Any] = {
             "model": model or s.model,
             "messages": messages,
@@ -405,11 +427,11 @@ def _refusal_of(attempt: _Attempt) -> str | None:
     return None
 
 
-def _backoff(failures: int, retry_after: float | None) -> float:
+def _backoff(settings: EngineSettings, failures: int, retry_after: float | None) -> float:
     """Server-requested delay (capped) if given, else jittered exponential backoff."""
     if retry_after is not None:
-        return max(0.0, min(retry_after, RETRY_AFTER_CAP_S))
-    ceiling = min(RETRY_MAX_DELAY_S, RETRY_BASE_DELAY_S * 2 ** (failures - 1))
+        return max(0.0, min(retry_after, settings.retry_after_cap_s))
+    ceiling = min(RETRY_MAX_DELAY_S, settings.retry_base_delay_s * 2 ** (failures - 1))
     return ceiling * random.uniform(0.5, 1.0)
 
 

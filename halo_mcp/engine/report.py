@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from halo_mcp.check.verdicts import fmt_prevalence
 from halo_mcp.engine.models import RunRecord
 from halo_mcp.findings.models import Finding
 from halo_mcp.harness.render import code_ref_bullets, commit_bullets, seen_line
@@ -17,12 +18,17 @@ FIELD_CHARS = 4_000
 NOTES_CHARS = 20_000
 
 
-def prevalence_text(finding: Finding) -> str:
-    """e.g. '37/300 traces (12.3%), 52 spans'; 'n/a' without a usable matcher."""
+def prevalence_text(finding: Finding, *, spans: bool = False, missing: str = "n/a") -> str:
+    """e.g. '37/300 traces (12.3%)' (with ', 52 spans' when `spans`); `missing` when the
+    finding has no prevalence (no usable matcher). The one rendering of a prevalence: the
+    report, the CLI and the MCP tools show it the same way."""
     p = finding.prevalence
     if p is None:
-        return "n/a"
-    return f"{p.traces_matched}/{p.traces_in_scope} traces ({p.rate * 100:.1f}%)"
+        return missing
+    text = fmt_prevalence(p)
+    if spans:
+        text += f", {p.spans_matched} span{'s' if p.spans_matched != 1 else ''}"
+    return text
 
 
 def render_report(
@@ -39,20 +45,22 @@ def render_report(
     the root's unstructured final answer.
     """
     lines = [f"# HALO analysis — run {run.id}", ""]
+    if run.warning:
+        lines += [f"> **Warning ({_outcome(run)}):** {_field(run.warning, 1000)}", ""]
     lines += _summary_lines(run, traces_in_scope, turns)
     if summary:
         lines += ["", "## Summary", "", _field(summary)]
     lines += ["", "## Findings", ""]
     if run.findings:
         lines += [
-            "| # | id | severity | title | prevalence | verified |",
-            "|---|----|----------|-------|------------|----------|",
+            "| # | id | severity | title | prevalence | status |",
+            "|---|----|----------|-------|------------|--------|",
         ]
         for i, f in enumerate(run.findings, 1):
             title = _cell(f.title)
             lines.append(
                 f"| {i} | `{f.id}` | {f.severity.value} | {title} | {prevalence_text(f)} |"
-                f" {'yes' if f.verified else 'no'} |"
+                f" {f.status.value} |"
             )
         for i, f in enumerate(run.findings, 1):
             lines += ["", *_finding_lines(i, f)]
@@ -60,6 +68,7 @@ def render_report(
         lines.append("No findings were recorded.")
     for title, text in notes:
         lines += ["", f"## {title}", "", clip(text.strip(), NOTES_CHARS)[0]]
+    lines += _usage_lines(run)
     text = "\n".join(lines) + "\n"
     return clip(text, MAX_REPORT_CHARS)[0]
 
@@ -72,7 +81,8 @@ def _summary_lines(run: RunRecord, traces: int | None, turns: int | None) -> lis
         else "n/a"
     )
     lines = [
-        f"- **Status:** {run.status.value}",
+        f"- **Status:** {run.status.value}"
+        + (f" (outcome: {_outcome(run)})" if run.outcome else ""),
         f"- **Prompt:** {_field(run.prompt, 1000)}",
         f"- **Traces:** {', '.join(run.trace_paths)}"
         + (f" ({traces} traces in scope)" if traces is not None else ""),
@@ -92,14 +102,12 @@ def _summary_lines(run: RunRecord, traces: int | None, turns: int | None) -> lis
 
 
 def _finding_lines(i: int, f: Finding) -> list[str]:
-    p = f.prevalence
-    spans = f", {p.spans_matched} spans" if p else ""
     lines = [
         f"### {i}. {_field(f.title, 300)}",
         "",
         f"- **id:** `{f.id}` · **severity:** {f.severity.value} · **category:** "
-        f"{_field(f.category, 80)} · **prevalence:** {prevalence_text(f)}{spans} · "
-        f"**verified:** {'yes' if f.verified else 'no'}",
+        f"{_field(f.category, 80)} · **prevalence:** {prevalence_text(f, spans=True)} · "
+        f"**status:** {f.status.value}",
         "",
         f"**What happens.** {_field(f.description)}",
         "",
@@ -124,9 +132,39 @@ def _finding_lines(i: int, f: Finding) -> list[str]:
         lines += ["", "**Code:**", *code_ref_bullets(f)]
     if f.suspect_commits:
         lines += ["", "**Suspect commits:**", *commit_bullets(f)]
-    if f.verification_notes:
+    if f.status_reasons:
+        lines += ["", f"**Why {f.status.value}:**"]
+        lines += [f"- `{r.code}`: {_field(r.detail, 500)}" for r in f.status_reasons[:20]]
+    reasons = {r.detail for r in f.status_reasons}
+    other = [n for n in f.verification_notes if n not in reasons]
+    if other:
         lines += ["", "**Verification notes:**"]
-        lines += [f"- {_field(n, 500)}" for n in f.verification_notes[:20]]
+        lines += [f"- {_field(n, 500)}" for n in other[:20]]
+    return lines
+
+
+def _outcome(run: RunRecord) -> str:
+    return str(getattr(run.outcome, "value", run.outcome))
+
+
+def _usage_lines(run: RunRecord) -> list[str]:
+    """Tokens per agent (root, root.1, ...), when the run recorded them."""
+    if not run.usage_by_agent:
+        return []
+    lines = [
+        "",
+        "## Usage per agent",
+        "",
+        "| agent | calls | input tokens | cached | output tokens |",
+        "|-------|-------|--------------|--------|---------------|",
+    ]
+    for agent, u in sorted(run.usage_by_agent.items())[:50]:
+        lines.append(
+            f"| {_cell(agent)} | {u.calls} | {u.input_tokens:,} | {u.cached_input_tokens:,} |"
+            f" {u.output_tokens:,} |"
+        )
+    if len(run.usage_by_agent) > 50:
+        lines.append(f"| … {len(run.usage_by_agent) - 50} more agents | | | | |")
     return lines
 
 

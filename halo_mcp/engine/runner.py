@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +28,17 @@ from halo_mcp.engine.events import (
     RunStarted,
     TextDelta,
 )
-from halo_mcp.engine.excgroups import first_error
 from halo_mcp.engine.findings import sort_findings
+from halo_mcp.engine.lifecycle import RunLifecycle
 from halo_mcp.engine.models import RunRecord, RunStatus
+from halo_mcp.engine.outcome import judge_outcome
+from halo_mcp.engine.provider import ChatProvider
 from halo_mcp.engine.report import render_report
 from halo_mcp.engine.runstore import RunStore, open_run_store
 from halo_mcp.engine.settings import EngineSettings
 from halo_mcp.engine.state import RunState
+from halo_mcp.engine.telemetry import Telemetry
+from halo_mcp.excgroups import first_error
 from halo_mcp.harness.paths import HarnessPathError, Repository, open_repository
 from halo_mcp.store.api import TraceReader
 from halo_mcp.store.errors import StoreError
@@ -47,10 +50,6 @@ log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.5
 EVENT_TEXT_CHARS = 300
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class Recorder:
@@ -106,7 +105,7 @@ def _compact_event(event: EngineEvent) -> dict[str, Any]:
     data = event.model_dump(mode="json")
     if "finding" in data:
         f = data.pop("finding")
-        data["finding"] = {k: f.get(k) for k in ("id", "title", "severity", "verified")}
+        data["finding"] = {k: f.get(k) for k in ("id", "title", "severity", "verified", "status")}
     for key in ("arguments", "summary", "task"):
         if isinstance(data.get(key), str):
             data[key] = clip(data[key], EVENT_TEXT_CHARS)[0]
@@ -121,7 +120,7 @@ async def execute_run(
     run_id: str | None = None,
     owner: str | None = None,
     on_event: Callable[[EngineEvent], None] | None = None,
-    provider: Any = None,
+    provider: ChatProvider | None = None,
     budgets: ToolBudgets | None = None,
     run_store: RunStore | None = None,
     on_state: Callable[[RunState], None] | None = None,
@@ -134,42 +133,27 @@ async def execute_run(
     `on_state` receives the run's shared state once created (benchmarks inspect its
     tool counters through it).
     """
-    runs = run_store or await anyio.to_thread.run_sync(open_run_store, settings)
-    if run_id:
-        run = await anyio.to_thread.run_sync(runs.get, run_id)
-        if run.status != RunStatus.queued:
-            raise EngineError(
-                f"Run {run_id} is {run.status.value}, not queued; only a queued run can be "
-                "started. Start a new analysis instead."
-            )
-    else:
-        run = await anyio.to_thread.run_sync(
-            functools.partial(
-                runs.create,
-                prompt,
-                [str(p) for p in trace_paths],
-                settings.public_dict(),
-                owner=owner,
-            )
-        )
+    if run_store is None:
+        run_store = await anyio.to_thread.run_sync(open_run_store, settings)
+    lifecycle = RunLifecycle(run_store)
+    if run_id is None:
+        queued = functools.partial(lifecycle.queue, prompt, trace_paths, settings, owner=owner)
+        run_id = (await anyio.to_thread.run_sync(queued)).id
+    run = await anyio.to_thread.run_sync(lifecycle.start, run_id)
     if provider is None:
         try:
-            from halo_mcp.engine.provider import ChatProvider
-
             provider = ChatProvider(settings)
         except NoApiKeyError as exc:
-            run.status, run.error, run.finished_at = RunStatus.failed, str(exc), _now()
-            await anyio.to_thread.run_sync(runs.save, run)
+            await anyio.to_thread.run_sync(lifecycle.end_stored, run.id, RunStatus.failed, str(exc))
             raise
-    run = await anyio.to_thread.run_sync(runs.mark_running, run.id)
-    return await _drive(run, settings, runs, provider, on_event, budgets, on_state)
+    return await _drive(run, settings, lifecycle, provider, on_event, budgets, on_state)
 
 
 async def _drive(
     run: RunRecord,
     settings: EngineSettings,
-    runs: RunStore,
-    provider: Any,
+    lifecycle: RunLifecycle,
+    provider: ChatProvider,
     on_event: Callable[[EngineEvent], None] | None,
     budgets: ToolBudgets | None,
     on_state: Callable[[RunState], None] | None = None,
@@ -177,7 +161,7 @@ async def _drive(
     state = RunState(run_id=run.id, settings=settings, provider=provider)
     if on_state is not None:
         on_state(state)
-    recorder = Recorder(runs, run.id, state)
+    recorder = Recorder(lifecycle.runs, run.id, state)
 
     def emit(event: EngineEvent) -> None:
         recorder.on_event(event)
@@ -203,36 +187,42 @@ async def _drive(
                 # Indexing a big file takes a while: a cancel must not wait for it (the
                 # thread finishes on its own and leaves its index for the next run).
                 store = await anyio.to_thread.run_sync(
-                    functools.partial(open_store, run.trace_paths, cache_dir=settings.cache_dir),
+                    functools.partial(
+                        open_store,
+                        run.trace_paths,
+                        cache_dir=settings.cache_dir,
+                        window=settings.window,
+                    ),
                     abandon_on_cancel=True,
                 )
                 repo = await anyio.to_thread.run_sync(_open_repo, settings)
                 state.tools = ToolContext(store=store, budgets=budgets or ToolBudgets(), repo=repo)
                 traces_in_scope = (await anyio.to_thread.run_sync(store.count)).traces_in_scope
                 state.set_phase("triage")
-                triage = await _triage_context(store, run.id)
+                triage = await _triage_context(store, run.id, state)
                 state.set_phase("exploring")
                 task = _root_task(run.prompt, run.trace_paths, traces_in_scope)
                 root = Agent(state, task, context=triage)
                 await root.run()
                 state.set_phase("reporting")
                 tg.cancel_scope.cancel()
-            run.status = RunStatus.finished
         except BaseException as exc:
             error = first_error(exc)
             if error is None:  # only cancellation: record it, then let it propagate
                 with anyio.CancelScope(shield=True):
-                    run.status, run.error = RunStatus.cancelled, "The run was cancelled."
-                    await _finish(run, state, recorder, runs, root, traces_in_scope, None, tel)
+                    lifecycle.end(run, RunStatus.cancelled, "The run was cancelled.")
+                    await _finish(run, state, recorder, lifecycle, root, traces_in_scope, None, tel)
                     await _close(store, provider)
                 raise
             if not isinstance(error, Exception):
                 raise
-            run.status, run.error = RunStatus.failed, _error_message(error, settings)
+            lifecycle.end(run, RunStatus.failed, _error_message(error, settings))
             if not isinstance(error, EngineError | StoreError):
                 log.error("run %s failed", run.id, exc_info=error)
+        else:
+            lifecycle.end(run, RunStatus.finished)
         with anyio.CancelScope(shield=True):
-            await _finish(run, state, recorder, runs, root, traces_in_scope, emit, tel)
+            await _finish(run, state, recorder, lifecycle, root, traces_in_scope, emit, tel)
             await _close(store, provider)
     return run
 
@@ -241,16 +231,20 @@ async def _finish(
     run: RunRecord,
     state: RunState,
     recorder: Recorder,
-    runs: RunStore,
+    lifecycle: RunLifecycle,
     root: Agent | None,
     traces_in_scope: int | None,
     emit: Callable[[EngineEvent], None] | None,
-    tel: Any = None,
+    tel: Telemetry | None = None,
 ) -> None:
-    """Write the end state: findings kept whatever happened, report, final events."""
-    run.finished_at = _now()
+    """Complete an ended run (`lifecycle.end`) and save it: findings kept whatever happened,
+    report, final events."""
     run.usage = state.usage.model_copy()
+    state.merge_drafts()  # what sub-agents confirmed is kept, whatever the root did
     run.findings = sort_findings(state.findings.values())
+    run.usage_by_agent = {k: v.model_copy() for k, v in state.agent_usage.items()}
+    if run.status == RunStatus.finished:
+        run.outcome, run.warning = judge_outcome(state, run.findings)
     notes: list[tuple[str, str]] = []
     if state.unstructured_final:
         notes.append(("Final answer (not structured)", state.unstructured_final))
@@ -282,12 +276,12 @@ async def _finish(
             emit(RunFailed(run_id=run.id, error=run.error or "failed", run=run))
     try:
         await recorder.flush()
-        await anyio.to_thread.run_sync(runs.save, run)
+        await anyio.to_thread.run_sync(lifecycle.save, run)
     except Exception:
         log.exception("could not save the final state of run %s", run.id)
 
 
-async def _close(store: TraceReader | None, provider: Any) -> None:
+async def _close(store: TraceReader | None, provider: ChatProvider) -> None:
     if store is not None:
         try:
             await anyio.to_thread.run_sync(store.close)
@@ -309,11 +303,13 @@ def _open_repo(settings: EngineSettings) -> Repository | None:
         raise EngineError(str(exc)) from None
 
 
-async def _triage_context(store: TraceReader, run_id: str) -> str | None:
+async def _triage_context(store: TraceReader, run_id: str, state: RunState) -> str | None:
     """The triage summary for the root's first message, or None if triage failed: the
-    root then starts from the overview alone (a run never fails because of triage)."""
+    root then starts from the overview alone (a run never fails because of triage). Its
+    items become adoptable by id."""
     try:
         report = await anyio.to_thread.run_sync(run_triage, store, abandon_on_cancel=True)
+        state.adoptable.update({item.id: item for item in report.items})
         return prompts.triage_context(triage_summary(report))
     except Exception:
         log.warning("run %s: triage failed; the root starts without it", run_id, exc_info=True)

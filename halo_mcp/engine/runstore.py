@@ -8,6 +8,8 @@ config saved is ``EngineSettings.public_dict()``.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import logging
 import os
 import sqlite3
@@ -23,6 +25,7 @@ from halo_mcp import settings as halo_settings
 from halo_mcp.engine.errors import UnknownFindingError, UnknownRunError
 from halo_mcp.engine.ids import new_run_id
 from halo_mcp.engine.models import Progress, RunRecord, RunStatus, Usage
+from halo_mcp.engine.settings import EngineSettings
 from halo_mcp.findings.models import Finding
 
 log = logging.getLogger(__name__)
@@ -30,7 +33,7 @@ log = logging.getLogger(__name__)
 DB_NAME = "runs.sqlite3"
 #: Events kept per run; older ones are dropped (the log is for following a run, not audit).
 MAX_EVENTS_PER_RUN = 2000
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -49,7 +52,8 @@ CREATE TABLE IF NOT EXISTS runs (
     owner TEXT,
     pid INTEGER,
     proc_marker TEXT,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    ending TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
 CREATE TABLE IF NOT EXISTS findings (
@@ -122,6 +126,7 @@ class RunStore:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version < _SCHEMA_VERSION:
                 db.executescript(_SCHEMA)
+                _add_column(db, "runs", "ending", "TEXT")  # version 2: outcome, warning
                 db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
 
     @contextmanager
@@ -219,7 +224,7 @@ class RunStore:
             self._require(db, run.id)
             db.execute(
                 "UPDATE runs SET status=?, started_at=?, finished_at=?, usage=?, progress=?,"
-                " error=?, report=?, updated_at=? WHERE id=?",
+                " error=?, report=?, updated_at=?, ending=? WHERE id=?",
                 (
                     run.status.value,
                     run.started_at.isoformat() if run.started_at else None,
@@ -229,6 +234,7 @@ class RunStore:
                     run.error,
                     run.report_markdown,
                     _now().isoformat(),
+                    _ending_json(run),
                     run.id,
                 ),
             )
@@ -268,7 +274,7 @@ class RunStore:
         self, limit: int = 20, owner: str | None = None, *, status: RunStatus | None = None
     ) -> list[RunRecord]:
         """The most recent runs first (with findings), optionally only one owner's."""
-        sql, params = _SELECT_RUN, []
+        sql, params = _SELECT_RUN, list[object]()
         clauses = []
         if owner is not None:
             clauses.append("owner=?")
@@ -321,7 +327,9 @@ class RunStore:
                     (run_id, newest - MAX_EVENTS_PER_RUN),
                 )
 
-    def events(self, run_id: str, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+    def events(
+        self, run_id: str, after: int = 0, limit: int = 100
+    ) -> builtins.list[dict[str, Any]]:
         """Events after sequence number `after`, oldest first; each carries its `seq`."""
         with self._connect() as db:
             self._require(db, run_id)
@@ -365,6 +373,7 @@ class RunStore:
             owner,
             pid,
             marker,
+            ending,
         ) = row
         findings = [
             Finding.model_validate_json(d)
@@ -395,20 +404,36 @@ class RunStore:
             report_markdown=report,
             error=error,
             owner=owner,
+            **(orjson.loads(ending) if ending else {}),
         )
 
 
 _SELECT_RUN = (
     "SELECT id, status, prompt, trace_paths, config, created_at, started_at, finished_at,"
-    " usage, progress, error, report, owner, pid, proc_marker FROM runs"
+    " usage, progress, error, report, owner, pid, proc_marker, ending FROM runs"
 )
+
+
+#: The RunRecord fields kept in the `ending` column (set when a run ends).
+_ENDING_FIELDS = ("outcome", "warning", "usage_by_agent")
+
+
+def _ending_json(run: RunRecord) -> str:
+    return run.model_dump_json(include=set(_ENDING_FIELDS))
+
+
+def _add_column(db: sqlite3.Connection, table: str, column: str, kind: str) -> None:
+    """Add a column to a table made by an older version (another process may race us)."""
+    columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    if column not in columns:
+        with contextlib.suppress(sqlite3.OperationalError):  # added meanwhile
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
-def open_run_store(settings: Any = None) -> RunStore:
+def open_run_store(settings: EngineSettings | None = None) -> RunStore:
     """The run store for these EngineSettings (their data_dir, else the default)."""
-    data_dir = getattr(settings, "data_dir", None) if settings is not None else None
-    return RunStore(data_dir)
+    return RunStore(settings.data_dir if settings is not None else None)

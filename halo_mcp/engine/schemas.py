@@ -13,12 +13,33 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from halo_mcp.store.models import TRACE_RULE_PARAMS, filter_help
+
 M = TypeVar("M", bound=BaseModel)
+
+
+#: Properties whose full schema would repeat in many tools: sent as a short stand-in that
+#: points at the system prompt, which documents them once (they are still validated in
+#: full when a call arrives, with errors naming the valid fields).
+COMPACT_PROPERTIES: dict[str, dict[str, Any]] = {
+    "trace_rule": {
+        "type": "object",
+        "description": "A condition on the whole trace ({kind, ...params}); only spans of "
+        "the traces satisfying it. Kinds and params: see 'Trace rules' in your instructions.",
+        "properties": {"kind": {"type": "string", "enum": list(TRACE_RULE_PARAMS)}},
+        "required": ["kind"],
+    },
+    "matcher": {
+        "type": "object",
+        "description": "A span filter (the same fields as query_spans' filter, trace_rule "
+        "included) selecting exactly the spans affected by this failure and every cited span.",
+    },
+}
 
 
 def tool_schema(name: str, description: str, args: type[BaseModel]) -> dict[str, Any]:
     """The `tools=[...]` entry for a function tool taking `args`."""
-    schema = _inline(args.model_json_schema())
+    schema = _compact(_inline(args.model_json_schema()))
     schema.setdefault("properties", {})
     schema["type"] = "object"
     return {
@@ -51,6 +72,26 @@ def _inline(schema: dict[str, Any]) -> dict[str, Any]:
     return resolve(schema)
 
 
+def _compact(node: Any) -> Any:
+    """Replace every property named in COMPACT_PROPERTIES by its stand-in."""
+    if isinstance(node, list):
+        return [_compact(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key == "properties" and isinstance(value, dict):
+            out[key] = {
+                name: copy.deepcopy(COMPACT_PROPERTIES[name])
+                if name in COMPACT_PROPERTIES
+                else _compact(prop)
+                for name, prop in value.items()
+            }
+        else:
+            out[key] = _compact(value)
+    return out
+
+
 def _drop_optional_null(node: dict[str, Any]) -> dict[str, Any]:
     """`anyOf: [X, null]` with default null -> X: optional fields are simply not required,
     and the shorter schema saves prompt tokens on every call."""
@@ -69,7 +110,7 @@ def parse_arguments(model: type[M], raw: str | None) -> tuple[M | None, str | No
     text = (raw or "").strip() or "{}"
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         return None, (
             f"the arguments are not valid JSON ({exc.msg} at char {exc.pos}). Send one JSON "
             "object matching the tool's parameters, with double-quoted keys and strings."
@@ -84,8 +125,15 @@ def parse_arguments(model: type[M], raw: str | None) -> tuple[M | None, str | No
             where = ".".join(str(p) for p in err.get("loc", ())) or "arguments"
             problems.append(f"{where}: {err.get('msg')}")
         allowed = ", ".join(model.model_fields)
+        about_filter = any(
+            str(part) in ("filter", "matcher", "trace_rule")
+            for err in exc.errors()
+            for part in err.get("loc", ())
+        )
         return None, (
             "the arguments do not match the tool's parameters: "
             + "; ".join(problems)
-            + f". Parameters: {allowed}. Fix these and call again."
+            + f". Parameters: {allowed}."
+            + (f" {filter_help()}" if about_filter else "")
+            + " Fix these and call again."
         )

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 
 from halo_mcp.engine.agent_tools import ToolContext
 from halo_mcp.engine.events import EngineEvent, FindingAccepted, ProgressUpdate
 from halo_mcp.engine.models import Progress, Usage
+from halo_mcp.engine.provider import ChatProvider
 from halo_mcp.engine.settings import EngineSettings
+from halo_mcp.findings.ids import new_finding_id
 from halo_mcp.findings.models import Finding
 
 _PHASE_FLOOR = {"queued": 0.0, "indexing": 0.01, "triage": 0.03, "reporting": 0.95, "done": 1.0}
@@ -33,8 +34,8 @@ class SubReport:
 class RunState:
     run_id: str
     settings: EngineSettings
-    provider: Any
-    tools: ToolContext | None = None
+    provider: ChatProvider
+    tools: ToolContext | None = None  # set once the traces are open
     emit: Callable[[EngineEvent], None] = lambda event: None
     limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
     agent_slots: anyio.Semaphore = field(default_factory=lambda: anyio.Semaphore(1))
@@ -45,6 +46,19 @@ class RunState:
     sub_agents_running: int = 0
     sub_agents_waiting: int = 0
     findings: dict[str, Finding] = field(default_factory=dict)  # by normalized title
+    #: Triage items and sub-agent drafts a finding may adopt by id.
+    adoptable: dict[str, Finding] = field(default_factory=dict)
+    #: Sub-agent drafts (verified on return) by id, and the agent that made each.
+    drafts: dict[str, Finding] = field(default_factory=dict)
+    draft_agents: dict[str, str] = field(default_factory=dict)
+    adopted: set[str] = field(default_factory=set)
+    rejected_drafts: int = 0
+    #: Model replies, and how many of them were refusals (after refusal retries).
+    replies: int = 0
+    refusals: int = 0
+    cut_replies: int = 0
+    budget_reached: bool = False
+    agent_usage: dict[str, Usage] = field(default_factory=dict)
     sub_reports: list[SubReport] = field(default_factory=list)
     summary: str = ""
     unstructured_final: str | None = None
@@ -59,6 +73,13 @@ class RunState:
         # is held while waiting on children, so nesting cannot deadlock.
         self.agent_slots = anyio.Semaphore(self.settings.max_parallel)
         self.limiter = anyio.CapacityLimiter(self.settings.max_parallel + 1)
+
+    @property
+    def trace_tools(self) -> ToolContext:
+        """The agents' tools' context; the agents start only once the traces are open."""
+        if self.tools is None:
+            raise RuntimeError("the traces are not open yet")
+        return self.tools
 
     # -- ids
 
@@ -84,6 +105,62 @@ class RunState:
             )
         )
         return finding
+
+    def add_draft(self, draft: Finding, agent_id: str) -> None:
+        self.drafts[draft.id] = draft
+        self.draft_agents[draft.id] = agent_id
+        self.adoptable[draft.id] = draft
+
+    def merge_drafts(self) -> list[Finding]:
+        """Sub-agent drafts the root neither adopted nor restated (same title or matcher)
+        become findings of the run, so nothing a sub-agent confirmed is lost. Returns them."""
+        matchers = {
+            f.matcher.model_dump_json(exclude_defaults=True)
+            for f in self.findings.values()
+            if f.matcher is not None
+        }
+        merged = []
+        for draft_id, draft in self.drafts.items():
+            key = " ".join(draft.title.lower().split())
+            matcher = (
+                draft.matcher.model_dump_json(exclude_defaults=True) if draft.matcher else None
+            )
+            if (
+                draft_id in self.adopted
+                or key in self.findings
+                or (matcher and matcher in matchers)
+            ):
+                continue
+            if matcher:
+                matchers.add(matcher)
+            agent = self.draft_agents.get(draft_id, "a sub-agent")
+            finding = draft.model_copy(
+                update={
+                    "id": new_finding_id(),
+                    "verification_notes": [
+                        f"merged from draft {draft_id} of sub-agent {agent}",
+                        *draft.verification_notes,
+                    ],
+                }
+            )
+            merged.append(self.accept(finding, agent))
+        return merged
+
+    def over_token_budget(self) -> bool:
+        """Whether the run's token budget (settings.max_run_tokens) is used up."""
+        limit = self.settings.max_run_tokens
+        if limit is None:
+            return False
+        used = self.usage.input_tokens + self.usage.output_tokens
+        if used >= limit:
+            self.budget_reached = True
+        return self.budget_reached
+
+    def record_reply(self, agent_id: str, usage: Usage, refused: bool, cut: bool) -> None:
+        self.replies += 1
+        self.refusals += int(refused)
+        self.cut_replies += int(cut)
+        self.agent_usage.setdefault(agent_id, Usage()).add(usage)
 
     # -- progress
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from halo_mcp.harness.paths import Repository, relative_parts, resolve_in_repo
+from halo_mcp.settings import Environment
 from halo_mcp.text import clip
 
 #: The git subcommands the tools may run. Anything else is refused before git starts.
@@ -61,7 +62,9 @@ class GitOutput:
 def git_env() -> dict[str, str]:
     """The environment git runs with: the server's, minus every GIT_* variable, plus the
     switches that keep it from prompting or reading user and system config."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("GIT_")}
+    env = {
+        k: v for k, v in Environment.for_child_process().items() if not k.upper().startswith("GIT_")
+    }
     env.update(
         {
             "GIT_TERMINAL_PROMPT": "0",

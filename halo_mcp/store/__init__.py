@@ -22,6 +22,7 @@ from halo_mcp.store.models import (
     SpanView,
     StatusCode,
     TracePage,
+    TraceRule,
     TraceSummary,
     TraceTree,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "StoreError",
     "TraceFileNotFoundError",
     "TracePage",
+    "TraceRule",
     "TraceStore",
     "TraceSummary",
     "TraceTree",

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, get_args
 
+from halo_mcp.store import trace_rules
 from halo_mcp.store.connections import iter_rows
 from halo_mcp.store.formats import span_payload
 from halo_mcp.store.raw_lines import LineReader, TraceFiles
@@ -266,16 +267,9 @@ class Aggregates:
 
     def repeated_calls(self, min_repeats: int) -> Iterator[RepeatedCall]:
         """Each time one tool got identical input at least `min_repeats` times within one
-        trace. (The unary + keeps SQLite off the partial tool index: a plain scan beats a
-        row lookup for every tool span.)"""
-        source = span_source(self._conn, "trace_id, tool_name, input_hash, status, span_id")
-        cursor = self._conn.execute(
-            "SELECT trace_id, tool_name, COUNT(*) AS calls, SUM(status = 'error'), "
-            f"group_concat(span_id, ' ') FROM {source} "
-            "WHERE input_hash IS NOT NULL AND +tool_name IS NOT NULL "
-            "GROUP BY trace_id, tool_name, input_hash HAVING calls >= ?",
-            (int(min_repeats),),
-        )
+        trace (the `repeated_call` trace rule's SQL)."""
+        sql, params = trace_rules.repeated_calls_sql(self._conn, min_repeats)
+        cursor = self._conn.execute(sql, params)
         for trace_id, tool, calls, error_calls, span_ids in iter_rows(cursor):
             yield RepeatedCall(
                 trace_id,
@@ -391,13 +385,9 @@ class Aggregates:
     # -- LLM calls per agent (step limits) ---------------------------------------------------
 
     def _llm_calls_sql(self) -> str:
-        """(trace_id, agent, calls): the successful LLM calls of each agent in each trace."""
-        return (
-            "SELECT trace_id, agent, COUNT(*) AS calls "
-            f"FROM {span_source(self._conn, 'trace_id, agent, kind, status')} "
-            "WHERE kind = 'llm' AND agent IS NOT NULL AND status != 'error' "
-            "GROUP BY trace_id, agent"
-        )
+        """(trace_id, agent, calls): the successful LLM calls of each agent in each trace
+        (the `step_limit` trace rule's SQL)."""
+        return trace_rules.llm_calls_sql(self._conn)[0]
 
     def llm_calls_per_agent(self) -> Iterator[AgentCalls]:
         """The successful LLM calls of each agent in each trace: the turns it took."""

@@ -14,11 +14,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from halo_mcp.store import content, query
+from halo_mcp.store import content, query, trace_rules
+from halo_mcp.store.aggregates import Aggregates
 from halo_mcp.store.connections import iter_rows
 from halo_mcp.store.errors import InvalidFilterError, StoreError
 from halo_mcp.store.formats import SpanPayload, span_payloads, span_text
-from halo_mcp.store.models import SpanFilter
+from halo_mcp.store.models import SpanFilter, TraceRule, filter_help
 from halo_mcp.store.session import Session
 from halo_mcp.store.shards import count_where, spans_where
 
@@ -37,13 +38,18 @@ def coerce_filter(flt: SpanFilter | Mapping[str, Any] | None) -> SpanFilter:
     try:
         return SpanFilter.model_validate(flt)
     except ValidationError as exc:
-        raise InvalidFilterError(f"invalid filter: {exc}") from None
+        raise InvalidFilterError(f"invalid filter: {_short_errors(exc)}. {filter_help()}") from None
 
 
 def compile_filter(s: Session, flt: SpanFilter) -> Where:
     """SQL conditions on `spans s` for the whole filter, with their parameters; content
     filters are resolved into a hit table (kept per thread, see hit_tables.py)."""
     clauses, params = query.where_sql(flt)
+    if flt.trace_rule is not None:
+        clauses.append(
+            "s.trace_id IN (SELECT t.trace_id FROM traces t "
+            f"WHERE t.id IN (SELECT id FROM temp.{rule_table(s, flt.trace_rule)}))"
+        )
     if flt.text is None and not flt.attributes:
         return clauses, params
     rx = content.compile_text(flt.text) if flt.text is not None else None
@@ -81,6 +87,56 @@ def traces_matching(s: Session, flt: SpanFilter, where: Where) -> tuple[str | No
     name = s.hits.table(query.query_key("traces", clauses, params), fill)
     total = s.conn.execute(f"SELECT COUNT(*) FROM temp.{name}").fetchone()[0]
     return f"t.id IN (SELECT id FROM temp.{name})", int(total)
+
+
+def rule_table(s: Session, rule: TraceRule) -> str:
+    """A hit table of the row ids in `traces` of the traces satisfying `rule`, filled
+    once per rule and thread (a count and its pages share it)."""
+
+    def fill(name: str) -> None:
+        query_ = trace_rules.rule_traces_sql(s.conn, rule)
+        if query_ is not None:
+            sql, params = query_
+            s.conn.execute(
+                f"INSERT OR IGNORE INTO temp.{name} SELECT t.id FROM traces t "
+                f"WHERE t.trace_id IN ({sql})",
+                params,
+            )
+            return
+        # no_final_answer: each root span's output, read from the files.
+        unanswered = {
+            root.trace_id
+            for root in Aggregates(s.conn, s.files).root_answered()
+            if not root.answered
+        }
+        s.hits.insert(name, _trace_row_ids(s, sorted(unanswered)))
+
+    key = query.query_key("rule", rule.model_dump(mode="json", exclude_defaults=True))
+    return s.hits.table(key, fill)
+
+
+def _trace_row_ids(s: Session, trace_ids: list[str]) -> Iterator[int]:
+    for i in range(0, len(trace_ids), 500):
+        chunk = trace_ids[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for (row_id,) in s.conn.execute(
+            f"SELECT id FROM traces WHERE trace_id IN ({marks})", chunk
+        ):
+            yield int(row_id)
+
+
+def count_rule_traces(s: Session, rule: TraceRule) -> int:
+    """How many traces satisfy a trace rule."""
+    table = rule_table(s, rule)
+    return int(s.conn.execute(f"SELECT COUNT(*) FROM temp.{table}").fetchone()[0])
+
+
+def _short_errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ())) or "filter"
+        parts.append(f"{where}: {err.get('msg')}")
+    return "; ".join(parts)
 
 
 def _in_table(name: str) -> str:

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class TextEnum(str, Enum):
@@ -119,6 +119,106 @@ DEFAULT_SPAN_FIELDS = tuple(
 AttributeValue = str | int | float | bool
 
 
+class EventFilter(BaseModel):
+    """One kind of event inside a trace (a span), by indexed fields only: the side of a
+    `followed_by` trace rule. Every field given must hold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, description="Span name, exact or a glob.")
+    kind: list[SpanKind] | None = Field(default=None, description="Span kinds.")
+    errors_only: bool = Field(default=False, description="Only spans with error status.")
+    agent: str | None = None
+    model: str | None = None
+    tool_name: str | None = None
+    min_duration_ms: float | None = Field(default=None, ge=0)
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _one_kind_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str | SpanKind) else value
+
+
+TraceRuleKind = Literal[
+    "repeated_call",
+    "step_limit",
+    "no_final_answer",
+    "ends_after_tool_error",
+    "followed_by",
+    "trace_duration",
+    "trace_tokens",
+]
+
+#: The parameters each trace rule kind takes (the others must be left out).
+TRACE_RULE_PARAMS: dict[str, tuple[str, ...]] = {
+    "repeated_call": ("tool_name", "min_count"),
+    "step_limit": ("agent", "min_count"),
+    "no_final_answer": (),
+    "ends_after_tool_error": ("tool_name",),
+    "followed_by": ("first", "then", "then_absent", "same_tool"),
+    "trace_duration": ("min_duration_ms",),
+    "trace_tokens": ("min_tokens",),
+}
+#: Parameters a rule kind cannot do without.
+_TRACE_RULE_NEEDS: dict[str, tuple[str, ...]] = {
+    "step_limit": ("min_count",),
+    "followed_by": ("first",),
+    "trace_duration": ("min_duration_ms",),
+    "trace_tokens": ("min_tokens",),
+}
+
+
+class TraceRule(BaseModel):
+    """A condition on a whole trace, counted exactly by the store's index. In a span filter
+    it keeps only spans of the traces that satisfy it.
+
+    - repeated_call: a tool (any, or `tool_name`) called at least `min_count` (default 3)
+      times with identical input in the trace;
+    - step_limit: an agent (any, or `agent`) made at least `min_count` successful LLM calls;
+    - no_final_answer: the root span ended with no output;
+    - ends_after_tool_error: the trace's last tool call (of `tool_name`, if given) failed;
+    - followed_by: an event `first` later followed by an event `then` (any span when
+      omitted; with `same_tool` the same tool as `first`), or by none when `then_absent`:
+      e.g. a tool error followed by no retry of that tool;
+    - trace_duration / trace_tokens: the trace lasted at least `min_duration_ms`, or used
+      at least `min_tokens` (input + output).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: TraceRuleKind
+    tool_name: str | None = Field(default=None, description="repeated_call, ends_after_tool_error.")
+    agent: str | None = Field(default=None, description="step_limit: only this agent.")
+    min_count: int | None = Field(
+        default=None, ge=1, description="repeated_call (default 3), step_limit: LLM calls."
+    )
+    first: EventFilter | None = Field(default=None, description="followed_by: the first event.")
+    then: EventFilter | None = Field(default=None, description="followed_by: the later event.")
+    then_absent: bool = Field(default=False, description="followed_by: no `then` after `first`.")
+    same_tool: bool = Field(default=False, description="followed_by: `then` uses first's tool.")
+    min_duration_ms: float | None = Field(default=None, ge=0, description="trace_duration.")
+    min_tokens: int | None = Field(default=None, ge=1, description="trace_tokens.")
+
+    @model_validator(mode="after")
+    def _params_fit_the_kind(self) -> TraceRule:
+        allowed = set(TRACE_RULE_PARAMS[self.kind])
+        given = set(self.model_dump(exclude_defaults=True)) - {"kind"}
+        extra = sorted(given - allowed)
+        if extra:
+            takes = ", ".join(TRACE_RULE_PARAMS[self.kind]) or "no parameters"
+            raise ValueError(
+                f"trace rule {self.kind!r} does not use {', '.join(extra)}; it takes {takes}"
+            )
+        missing = [p for p in _TRACE_RULE_NEEDS.get(self.kind, ()) if getattr(self, p) is None]
+        if missing:
+            raise ValueError(f"trace rule {self.kind!r} needs {', '.join(missing)}")
+        return self
+
+    def describe(self) -> str:
+        """The rule in a few words, for reports and tool results."""
+        return self.kind + " " + self.model_dump_json(exclude_defaults=True, exclude={"kind"})
+
+
 class SpanFilter(BaseModel):
     """Selects spans. Every field given must hold (AND). The empty filter selects every span.
 
@@ -156,6 +256,14 @@ class SpanFilter(BaseModel):
             "attributes and status (case-insensitive)."
         ),
     )
+    trace_rule: TraceRule | None = Field(
+        default=None,
+        description=(
+            "A condition on the whole trace (loops, step limit, no final answer, gave up "
+            "after a tool error, A followed by (no) B, duration or token threshold): only "
+            "spans of the traces that satisfy it."
+        ),
+    )
 
     @field_validator("kind", mode="before")
     @classmethod
@@ -176,6 +284,23 @@ class SpanFilter(BaseModel):
 
     def is_empty(self) -> bool:
         return not self.model_dump(exclude_defaults=True)
+
+
+#: The fields of a span filter, for error messages that say what is valid.
+FILTER_FIELDS = tuple(SpanFilter.model_fields)
+FILTER_EXAMPLE = (
+    '{"kind": ["tool"], "tool_name": "read_file", "errors_only": true} or, for a whole '
+    'trace, {"kind": ["tool"], "trace_rule": {"kind": "repeated_call", "tool_name": '
+    '"http_get", "min_count": 3}}'
+)
+
+
+def filter_help() -> str:
+    """What a span filter may hold, with an example: appended to filter validation errors."""
+    return (
+        f"Valid filter fields: {', '.join(FILTER_FIELDS)}; trace_rule kinds: "
+        f"{', '.join(TRACE_RULE_PARAMS)}. Example: {FILTER_EXAMPLE}."
+    )
 
 
 class SpanView(BaseModel):

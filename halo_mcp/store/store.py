@@ -23,7 +23,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from halo_mcp.settings import cache_dir as default_cache_dir
 from halo_mcp.settings import clickhouse_password
-from halo_mcp.store import overview, span_queries, trace_queries
+from halo_mcp.store import filters, overview, span_queries, trace_queries
 from halo_mcp.store import sql as sql_views
 from halo_mcp.store.aggregates import Aggregates
 from halo_mcp.store.api import TraceReader
@@ -37,6 +37,7 @@ from halo_mcp.store.raw_lines import TraceFiles
 from halo_mcp.store.session import Session
 from halo_mcp.store.text_scan import TextScanner
 from halo_mcp.store.time_limit import DEFAULT_QUERY_TIME_LIMIT, Deadline, install_deadline
+from halo_mcp.store.timewindow import TimeWindow
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class TraceStore:
     search = _request(span_queries.search)
     raw_span = _request(span_queries.raw_span)
     known_ids = _request(span_queries.known_ids)
+    rule_trace_count = _request(filters.count_rule_traces)
     query_traces = _request(trace_queries.query_traces)
     trace_summary = _request(trace_queries.trace_summary)
     trace_tree = _request(trace_queries.trace_tree)
@@ -224,6 +226,7 @@ def open_store(
     *,
     cache_dir: str | Path | None = None,
     notify: Callable[[str], None] | None = None,
+    window: TimeWindow | None = None,
     query_time_limit: float | None = DEFAULT_QUERY_TIME_LIMIT,
 ) -> TraceReader:
     """Open (building or extending the index when needed) a store over files or directories,
@@ -233,14 +236,18 @@ def open_store(
     `paths` may name `.jsonl`/`.json`/`.gz` files or directories of them. The index lives in
     `cache_dir` (default: :func:`halo_mcp.settings.cache_dir`), never in the trace folder.
     `notify` hears a line when building or updating the index takes a while (and when it
-    is done). `query_time_limit` bounds each query in seconds (None: no limit). Raises
+    is done). `query_time_limit` bounds each query in seconds (None: no limit). `window`
+    keeps only the traces starting inside it (see store/window.py). Raises
     TraceFileNotFoundError or NoSpansError with a message saying what to do.
     """
     if len(paths) == 1 and is_clickhouse_location(str(paths[0])):
         from halo_mcp.store.clickhouse.store import open_clickhouse
 
         location = parse_location(str(paths[0]), password=clickhouse_password())
-        return open_clickhouse(location, query_time_limit=query_time_limit)
+        since, until = (None, None) if window is None else (window.since, window.until)
+        return open_clickhouse(
+            location, since=since, until=until, query_time_limit=query_time_limit
+        )
     if any(is_clickhouse_location(str(p)) for p in paths):
         raise StoreError(
             "a ClickHouse location is read on its own: pass it as the only trace path "
@@ -251,7 +258,8 @@ def open_store(
     inputs = inputs_fingerprint(files, directories)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     try:
-        db_path, reused = ensure_index(files, root, notify)
+        given = sorted({Path(p).expanduser().resolve() for p in paths})
+        db_path, reused = ensure_index(files, root, notify, inputs=given)
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(
             f"cannot build or read the trace index under {root} ({exc}); point HALO_CACHE_DIR "
@@ -265,4 +273,11 @@ def open_store(
     except NoSpansError:
         store.close()
         raise
-    return store
+    if window is None or window.is_open:
+        return store
+    from halo_mcp.store.window import scope_to_window
+
+    try:
+        return scope_to_window(store, window)
+    finally:
+        store.close()

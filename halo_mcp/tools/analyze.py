@@ -7,19 +7,23 @@ run handle; the client polls with get_run (or analyze_traces with run_id) until 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ToolAnnotations
-from pydantic import Field
+from pydantic import Field, ValidationError
 
+from halo_mcp.engine.settings import EngineSettings
 from halo_mcp.settings import clickhouse_url
+from halo_mcp.tools.manager import RunOverrides
 from halo_mcp.tools.models import RunId, RunStatusResult, TracePaths, WaitSeconds
 from halo_mcp.tools.paths import resolve_paths, resolve_repo_path
 from halo_mcp.tools.results import tool_result
 from halo_mcp.tools.runs import status_links, wait_for_run
 from halo_mcp.tools.state import caller_owner, server_state
+from halo_mcp.tools.window import Since, Until, window_arg
 
 DEFAULT_PROMPT = (
     "Find the systemic failure modes of this agent harness: recurring tool errors, loops, "
@@ -37,20 +41,15 @@ NO_CREDENTIALS = (
 )
 
 
-def engine_settings_factory(base_overrides: dict[str, Any]):
-    """Build EngineSettings from the server's environment; ToolError when none is usable."""
+def settings_for_run(base: EngineSettings) -> Callable[[RunOverrides], EngineSettings]:
+    """The settings of one analysis: the server's, with the caller's overrides; a ToolError
+    when they are invalid or no LLM is configured."""
 
-    def build(overrides: dict[str, Any]) -> Any:
-        from pydantic import ValidationError
-
-        from halo_mcp.engine.settings import EngineSettings
-
+    def build(overrides: RunOverrides) -> EngineSettings:
         try:
-            settings = EngineSettings.from_env(**{**base_overrides, **overrides})
-            if not settings.telemetry:
-                from halo_mcp.engine.telemetry import env_enabled
-
-                settings.telemetry = env_enabled()
+            settings = EngineSettings.model_validate(
+                {**base.model_dump(), **overrides.model_dump(exclude_none=True)}
+            )
         except ValidationError as exc:
             raise ToolError(f"Invalid analysis settings: {exc.errors()[0]['msg']}.") from None
         if settings.api_key is None and settings.base_url is None:
@@ -93,7 +92,15 @@ def register(server: MCPServer) -> None:
             int | None, Field(ge=0, le=5, description="Sub-agent nesting depth (default 2).")
         ] = None,
         max_turns: Annotated[
-            int | None, Field(ge=1, le=500, description="Turns per agent (default 20).")
+            int | None, Field(ge=1, le=500, description="Turns of the root agent (default 20).")
+        ] = None,
+        max_run_tokens: Annotated[
+            int | None,
+            Field(
+                ge=1,
+                description="Token budget of the whole run (all agents, input + output); "
+                "when reached the run ends early, keeping its findings.",
+            ),
         ] = None,
         repo_path: Annotated[
             str | None,
@@ -108,6 +115,8 @@ def register(server: MCPServer) -> None:
             str | None,
             Field(max_length=20_000, description="A description of the harness for every agent."),
         ] = None,
+        since: Since = None,
+        until: Until = None,
     ) -> Annotated[CallToolResult, RunStatusResult]:
         """Find the systemic failure modes of an LLM agent harness in its OpenTelemetry traces.
         LLM agents explore the traces, delegate to sub-agents, and report findings verified
@@ -117,6 +126,7 @@ def register(server: MCPServer) -> None:
         When finished: findings in brief (id, title, severity, prevalence) and the report link.
         Then get_finding(id) for root cause and fix, query_spans with the finding's matcher for
         concrete cases, and edit the harness. An identical request while one is running joins it.
+        since/until analyze only the traces that started in a window (e.g. since "24h").
         """
         if run_id is not None:
             result = await wait_for_run(ctx, run_id, wait_seconds)
@@ -129,17 +139,15 @@ def register(server: MCPServer) -> None:
         state = server_state(ctx)
         paths = [str(p) for p in await resolve_paths(trace_paths, state.roots)]
         repo = await resolve_repo_path(repo_path, state.roots) if repo_path else None
-        overrides = {
-            name: value
-            for name, value in (
-                ("model", model),
-                ("max_depth", max_depth),
-                ("max_turns", max_turns),
-                ("repo_path", repo),
-                ("context", context.strip() if context and context.strip() else None),
-            )
-            if value is not None
-        }
+        overrides = RunOverrides(
+            model=model,
+            max_depth=max_depth,
+            max_turns=max_turns,
+            max_run_tokens=max_run_tokens,
+            repo_path=repo,
+            context=context.strip() if context and context.strip() else None,
+            window=window_arg(since, until),
+        )
         text = (prompt or "").strip() or DEFAULT_PROMPT
         run, deduplicated = await state.manager.start(
             paths, text, overrides, caller_owner(ctx), request_meta=ctx.request_context.meta

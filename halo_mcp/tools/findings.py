@@ -6,7 +6,8 @@ the resource `halo://findings/{id}` holds the finding unabridged.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Iterable
+from typing import Annotated
 
 import anyio
 import orjson
@@ -14,6 +15,9 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp_types import CallToolResult, ToolAnnotations
 
+from halo_mcp.engine.errors import UnknownFindingError, UnknownRunError
+from halo_mcp.engine.report import prevalence_text
+from halo_mcp.findings.models import Finding
 from halo_mcp.text import clip
 from halo_mcp.tools.models import (
     EvidenceOut,
@@ -42,41 +46,30 @@ NOTE_CHARS = 300
 _SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
-def _value(value: Any) -> Any:
-    return getattr(value, "value", value)
-
-
-def prevalence_text(finding: Any) -> str | None:
-    p = finding.prevalence
-    if p is None:
-        return None
-    rate = p.traces_matched / p.traces_in_scope if p.traces_in_scope else 0.0
-    return f"{p.traces_matched}/{p.traces_in_scope} traces ({rate:.0%})"
-
-
-def summarize(finding: Any) -> FindingSummary:
+def summarize(finding: Finding) -> FindingSummary:
     return FindingSummary(
         id=finding.id,
         title=clip(finding.title, 200)[0],
-        severity=_value(finding.severity),
+        severity=finding.severity.value,
         category=clip(finding.category, 100)[0],
-        prevalence=prevalence_text(finding),
+        prevalence=prevalence_text(finding) if finding.prevalence else None,
         verified=finding.verified,
+        status=finding.status.value,
         uri=finding_uri(finding.id),
     )
 
 
-def by_severity(findings: list[Any]) -> list[Any]:
+def by_severity(findings: Iterable[Finding]) -> list[Finding]:
     """Most severe first, then most prevalent (stable for equal keys)."""
 
-    def key(f: Any) -> tuple[int, int]:
+    def key(f: Finding) -> tuple[int, int]:
         matched = f.prevalence.traces_matched if f.prevalence else 0
-        return _SEVERITY_ORDER.get(_value(f.severity), 9), -matched
+        return _SEVERITY_ORDER.get(f.severity.value, 9), -matched
 
     return sorted(findings, key=key)
 
 
-def full_finding(finding: Any) -> FindingOut:
+def full_finding(finding: Finding) -> FindingOut:
     """The finding as a bounded tool result."""
     text = {
         name: clip(getattr(finding, name) or "", TEXT_CHARS)[0]
@@ -107,12 +100,17 @@ def full_finding(finding: Any) -> FindingOut:
         source=finding.source,
         title=clip(finding.title, 300)[0],
         category=clip(finding.category, 100)[0],
-        severity=_value(finding.severity),
+        severity=finding.severity.value,
         evidence=evidence,
         evidence_omitted=max(0, len(finding.evidence) - MAX_EVIDENCE),
         matcher=finding.matcher,
         prevalence=prevalence,
         verified=finding.verified,
+        status=finding.status.value,
+        status_reasons=[
+            r.model_copy(update={"detail": clip(r.detail, NOTE_CHARS)[0], "ids": r.ids[:20]})
+            for r in finding.status_reasons[:MAX_NOTES]
+        ],
         verification_notes=[clip(n, NOTE_CHARS)[0] for n in finding.verification_notes][:MAX_NOTES],
         code_refs=list(getattr(finding, "code_refs", []))[:MAX_CODE_REFS],
         suspect_commits=list(getattr(finding, "suspect_commits", []))[:MAX_CODE_REFS],
@@ -136,17 +134,15 @@ def _within_budget(out: FindingOut) -> FindingOut:
     return out
 
 
-async def load_finding(state: ServerState, finding_id: str, caller: str | None) -> Any:
+async def load_finding(state: ServerState, finding_id: str, caller: str | None) -> Finding:
     """The engine Finding, from a live run or the run store; ToolError when not visible."""
     for run in state.manager.runs():  # findings of runs still going
         for finding in run.findings:
             if finding.id == finding_id and visible(run.owner, caller):
                 return finding
-    from halo_mcp.engine.errors import UnknownFindingError, UnknownRunError
-
     store = await state.manager.open_store()
 
-    def lookup() -> Any:
+    def lookup() -> Finding:
         finding = store.get_finding(finding_id)
         if caller is not None and store.get(finding.run_id).owner != caller:
             raise UnknownFindingError(finding_id)

@@ -27,6 +27,7 @@ def register(server: MCPServer) -> None:
         mime_type="text/html",
     )
     async def run_report_html_resource(run_id: str, ctx: Context) -> str:
+        # The report builder is imported on first use: the server's start-up does not need it.
         from halo_mcp.web.report import render_html
         from halo_mcp.web.report_data import build_report
 

@@ -6,26 +6,53 @@ the manager's task group for the life of the server. At most `max_concurrent` ru
 at once; the others wait in FIFO order and say how many are ahead. An identical request
 (same owner, files, prompt and settings) while one is in flight joins that run.
 
-The engine is imported on first use, so starting the server stays fast. Runs execute through
-the engine's `execute_run` with an event callback (its recommended form for background runs).
+Every state change goes through the engine's `RunLifecycle` (the one owner of run states);
+the LLM machinery (`execute_run`) is imported on the first run, so starting the server stays
+fast. Runs execute through `execute_run` with an event callback (its recommended form for
+background runs).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
+from mcp_types import RequestParamsMeta
+from pydantic import BaseModel
+
+from halo_mcp.engine import events
+from halo_mcp.engine.errors import EngineError
+from halo_mcp.engine.lifecycle import RunLifecycle
+from halo_mcp.engine.models import RunRecord, RunStatus, Usage
+from halo_mcp.engine.runstore import RunStore
+from halo_mcp.engine.settings import EngineSettings
+from halo_mcp.findings.models import Finding
+from halo_mcp.store.timewindow import TimeWindow
 
 log = logging.getLogger(__name__)
 
-RunKey = tuple[Any, ...]
+
+class RunOverrides(BaseModel, frozen=True):
+    """The engine settings an analyze_traces call may choose (None: the server's)."""
+
+    model: str | None = None
+    max_depth: int | None = None
+    max_turns: int | None = None
+    max_run_tokens: int | None = None
+    repo_path: str | None = None  # resolved inside the server's roots
+    context: str | None = None
+    window: TimeWindow | None = None  # since/until, resolved when the call came
+
+
+#: What makes two requests the same run: owner, files, prompt and the settings overrides.
+RunKey = tuple[str | None, tuple[str, ...], str, RunOverrides]
 #: Ended runs whose live state is kept in memory (the run store has them all).
 KEEP_DONE = 100
 
@@ -40,14 +67,14 @@ class LiveRun:
     prompt: str
     trace_paths: list[str]
     created_at: datetime
-    status: str = "queued"
+    status: RunStatus = RunStatus.queued
     phase: str = "queued"
     fraction: float = 0.0
     message: str = ""
-    usage: dict[str, int] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
     agents_running: int = 0
-    findings: list[Any] = field(default_factory=list)  # engine Finding objects
-    record: Any = None  # the final engine RunRecord
+    findings: list[Finding] = field(default_factory=list)
+    record: RunRecord | None = None  # the final record, once the run ended
     error: str | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
@@ -63,12 +90,12 @@ class RunManager:
 
     def __init__(
         self,
-        settings_factory: Callable[[dict[str, Any]], Any],
+        settings_for: Callable[[RunOverrides], EngineSettings],
         *,
         max_concurrent: int = 2,
         data_dir: Path | None = None,
     ) -> None:
-        self._settings_factory = settings_factory
+        self._settings_for = settings_for
         self.max_concurrent = max_concurrent
         self._data_dir = data_dir
         self._slots = anyio.Semaphore(max_concurrent)
@@ -76,7 +103,7 @@ class RunManager:
         self._runs: dict[str, LiveRun] = {}
         self._inflight: dict[RunKey, str] = {}
         self._tg: TaskGroup | None = None
-        self._store: Any = None
+        self._lifecycle: RunLifecycle | None = None
         self._start_lock = anyio.Lock()  # dedupe check and registration are one step
         self._store_lock = anyio.Lock()
 
@@ -85,7 +112,7 @@ class RunManager:
         await self._tg.__aenter__()
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         assert self._tg is not None
         for run in self._runs.values():
             run.scope.cancel()
@@ -95,23 +122,18 @@ class RunManager:
 
     # ------------------------------------------------------------------ queries
 
-    @property
-    def store(self) -> Any:
-        """The engine's RunStore (imported and opened on first use). Opening creates the data
-        directory and connects to SQLite: from async code use `open_store()` instead."""
-        if self._store is None:
-            from halo_mcp.engine.runstore import RunStore
+    async def open_store(self) -> RunStore:
+        """The run store, opened in a worker thread on first use (opening creates the data
+        directory and connects to SQLite: never on the event loop)."""
+        return (await self._open_lifecycle()).runs
 
-            self._store = RunStore(self._data_dir)
-        return self._store
-
-    async def open_store(self) -> Any:
-        """The RunStore, opened in a worker thread on first use (never on the event loop)."""
-        if self._store is None:
+    async def _open_lifecycle(self) -> RunLifecycle:
+        if self._lifecycle is None:
             async with self._store_lock:
-                if self._store is None:
-                    await anyio.to_thread.run_sync(lambda: self.store)
-        return self._store
+                if self._lifecycle is None:
+                    runs = await anyio.to_thread.run_sync(RunStore, self._data_dir)
+                    self._lifecycle = RunLifecycle(runs)
+        return self._lifecycle
 
     def live(self, run_id: str) -> LiveRun | None:
         return self._runs.get(run_id)
@@ -133,27 +155,26 @@ class RunManager:
         self,
         trace_paths: list[str],
         prompt: str,
-        overrides: dict[str, Any],
+        overrides: RunOverrides,
         owner: str | None,
-        request_meta: Any = None,
+        request_meta: RequestParamsMeta | None = None,
     ) -> tuple[LiveRun, bool]:
         """Start a run, or return the identical one in flight. Returns (run, deduplicated).
 
         With telemetry on, a `traceparent` in `request_meta` (the request's `_meta`) makes the
         run's spans join the caller's trace.
 
-        Raises whatever `settings_factory` raises (e.g. a ToolError for missing credentials).
+        Raises whatever `settings_for` raises (e.g. a ToolError for missing credentials).
         """
-        key: RunKey = (owner, tuple(trace_paths), prompt.strip(), tuple(sorted(overrides.items())))
+        key: RunKey = (owner, tuple(trace_paths), prompt.strip(), overrides)
         async with self._start_lock:
             existing = self._inflight.get(key)
             if existing and not self._runs[existing].is_done:
                 return self._runs[existing], True
-            settings = self._settings_factory(overrides)
-            store = await self.open_store()
-            record = await anyio.to_thread.run_sync(
-                lambda: store.create(prompt, trace_paths, settings.public_dict(), owner=owner)
-            )
+            settings = self._settings_for(overrides)
+            lifecycle = await self._open_lifecycle()
+            queue = functools.partial(lifecycle.queue, prompt, trace_paths, settings, owner=owner)
+            record = await anyio.to_thread.run_sync(queue)
             run = LiveRun(
                 run_id=record.id,
                 key=key,
@@ -167,6 +188,7 @@ class RunManager:
             self._waiting.append(run.run_id)
             self._forget_old_runs()
         if settings.telemetry:
+            # The OpenTelemetry SDK is imported only when telemetry is on (start-up time).
             from halo_mcp.engine import telemetry
 
             telemetry.register_parent(record.id, telemetry.context_from_meta(request_meta))
@@ -182,66 +204,54 @@ class RunManager:
         for run_id in done[: max(0, len(done) - KEEP_DONE)]:
             del self._runs[run_id]
 
-    async def _execute(self, run: LiveRun, settings: Any) -> None:
+    async def _execute(self, run: LiveRun, settings: EngineSettings) -> None:
         with run.scope:
             try:
                 async with self._slots:
                     self._waiting.remove(run.run_id)
-                    run.status, run.phase = "running", "starting"
+                    run.status, run.phase = RunStatus.running, "starting"
                     await self._consume(run, settings)
             except Exception as exc:  # a bug, or an engine error escaping execute_run
                 log.exception("run %s failed", run.run_id)
-                run.status, run.error = "failed", _error_text(exc)
-                await self._record_end(run)
+                await self._end_stored(run, RunStatus.failed, _error_text(exc))
             finally:
                 if run.run_id in self._waiting:
                     self._waiting.remove(run.run_id)
-        if run.scope.cancelled_caught or run.status in ("queued", "running"):
-            if run.scope.cancelled_caught:
-                run.status = "cancelled"
-            else:
-                run.status = "failed"
-                run.error = run.error or "the engine stopped without reporting a result"
+        if run.scope.cancelled_caught:
             with anyio.CancelScope(shield=True):
-                await self._record_end(run)
+                await self._end_stored(run, RunStatus.cancelled, run.error)
+        elif not run.status.done:
+            error = run.error or "the engine stopped without reporting a result"
+            with anyio.CancelScope(shield=True):
+                await self._end_stored(run, RunStatus.failed, error)
         self._inflight.pop(run.key, None)
         run.done.set()
 
-    async def _consume(self, run: LiveRun, settings: Any) -> None:
+    async def _consume(self, run: LiveRun, settings: EngineSettings) -> None:
+        # The engine's runner imports the LLM client (over a second): on the first run only.
         from halo_mcp.engine.runner import execute_run
 
-        store = await self.open_store()
         record = await execute_run(
             run.trace_paths,
             run.prompt,
             settings,
             run_id=run.run_id,
             owner=run.owner,
-            on_event=lambda event: apply_event(run, event),
-            run_store=store,
+            on_event=functools.partial(apply_event, run),
+            run_store=await self.open_store(),
         )
         apply_record(run, record)
 
-    async def _record_end(self, run: LiveRun) -> None:
-        """Persist a terminal status the engine could not record itself (best effort)."""
+    async def _end_stored(self, run: LiveRun, status: RunStatus, error: str | None) -> None:
+        """End a run the engine could not end itself (best effort), and take its record."""
         try:
-            await anyio.to_thread.run_sync(self._save_status, run)
+            lifecycle = await self._open_lifecycle()
+            record = await anyio.to_thread.run_sync(lifecycle.end_stored, run.run_id, status, error)
         except Exception:
             log.exception("could not record the end of run %s", run.run_id)
-
-    def _save_status(self, run: LiveRun) -> None:
-        from halo_mcp.engine.models import RunStatus
-
-        record = self.store.get(run.run_id)
-        if record.status.done:
-            run.record = record
-            run.status = record.status.value
+            run.status, run.error = status, error
             return
-        record.status = RunStatus(run.status)
-        record.error = run.error or record.error
-        record.finished_at = datetime.now(timezone.utc)
-        self.store.save(record)
-        run.record = record
+        run.record, run.status, run.error = record, record.status, record.error
 
     # ------------------------------------------------------------------ cancel
 
@@ -254,48 +264,45 @@ class RunManager:
         return True
 
 
-def apply_event(run: LiveRun, event: Any) -> None:
+def apply_event(run: LiveRun, event: events.EngineEvent) -> None:
     """Fold one engine event into the live state."""
-    kind = getattr(event, "type", None)
-    if kind == "run_started":
-        run.status = "running"
-    elif kind == "progress":
+    if isinstance(event, events.RunStarted):
+        run.status = RunStatus.running
+    elif isinstance(event, events.ProgressUpdate):
         run.phase = event.progress.phase
         run.fraction = event.progress.fraction
         run.message = event.progress.message
-        run.usage = event.usage.model_dump()
+        run.usage = event.usage.model_copy()
         run.agents_running = event.agents_running
-    elif kind == "agent_started":
+    elif isinstance(event, events.AgentStarted):
         run.agents_running += 1
-    elif kind == "agent_finished":
+    elif isinstance(event, events.AgentFinished):
         run.agents_running = max(0, run.agents_running - 1)
-    elif kind == "tool_called" and not run.message:
+    elif isinstance(event, events.ToolCalled) and not run.message:
         run.message = f"{event.agent_id or 'agent'} called {event.tool}"
-    elif kind == "finding_accepted":
+    elif isinstance(event, events.FindingAccepted):
         run.findings.append(event.finding)
-    elif kind in ("run_finished", "run_failed"):
+    elif isinstance(event, events.RunFinished | events.RunFailed):
         # The status changes only when execute_run returns: by then the run is saved, so a
         # client told "finished" can read the report and findings from the run store.
         run.phase, run.fraction = event.run.progress.phase, event.run.progress.fraction
-        run.usage = event.run.usage.model_dump()
+        run.usage = event.run.usage.model_copy()
         run.findings = list(event.run.findings)
 
 
-def apply_record(run: LiveRun, record: Any) -> None:
+def apply_record(run: LiveRun, record: RunRecord) -> None:
     """Take the final state from the engine's run record."""
     run.record = record
-    run.status = record.status.value
+    run.status = record.status
     run.error = record.error
     run.phase, run.fraction = record.progress.phase, record.progress.fraction
     run.message = record.progress.message
-    run.usage = record.usage.model_dump()
+    run.usage = record.usage.model_copy()
     run.findings = list(record.findings)
     run.agents_running = 0
 
 
 def _error_text(exc: BaseException) -> str:
-    from halo_mcp.engine.errors import EngineError
-
     if isinstance(exc, EngineError):
         return str(exc)
     return f"internal error ({type(exc).__name__}); see the server's log (stderr)"

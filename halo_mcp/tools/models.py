@@ -15,7 +15,7 @@ from mcp_types import ToolAnnotations
 from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema, field_serializer
 
 from halo_mcp.engine.models import Progress, RunStatus, Usage
-from halo_mcp.findings.models import CodeRef, SuspectCommit
+from halo_mcp.findings.models import CodeRef, StatusReason, SuspectCommit
 from halo_mcp.store.models import (
     SPAN_FIELDS,
     Overview,
@@ -142,8 +142,11 @@ class FindingSummary(BaseModel):
     title: str
     severity: str
     category: str | None = None
-    prevalence: str | None = Field(None, description="e.g. '12/40 traces (30%)', from the store.")
+    prevalence: str | None = Field(None, description="e.g. '12/40 traces (30.0%)', from the store.")
     verified: bool = False
+    status: str = Field(
+        "unverified", description="verified, partial or unverified (see get_finding's reasons)."
+    )
     uri: str = Field(description="Resource with the whole finding as JSON.")
 
 
@@ -171,6 +174,12 @@ class RunStatusResult(BaseModel):
     findings_omitted: int = Field(0, description="Findings not listed here (see the report).")
     report_uri: str | None = Field(None, description="Markdown report resource, when finished.")
     error: str | None = None
+    outcome: str | None = Field(
+        None,
+        description="When finished: findings, only_unverified, no_findings, refused or "
+        "budget_reached; anything but 'findings' comes with a warning.",
+    )
+    warning: str | None = Field(None, description="Why the result needs a second look, if so.")
     next_step: str = Field(description="What to do next.")
 
 
@@ -181,6 +190,9 @@ class RunListItem(BaseModel):
     prompt: str
     trace_paths: list[str]
     findings: int = 0
+    outcome: str | None = Field(
+        None, description="When finished: findings, or a warning outcome (see get_run)."
+    )
 
 
 class RunList(BaseModel):
@@ -227,7 +239,16 @@ class FindingOut(BaseModel):
         None, description="Selects the affected spans: pass it as query_spans' filter."
     )
     prevalence: PrevalenceOut | None = None
-    verified: bool = False
+    verified: bool = Field(False, description="True exactly when status is 'verified'.")
+    status: str = Field(
+        "unverified",
+        description="verified: cited ids exist, excerpts occur in the cited spans, the "
+        "matcher selects them and is not too broad; partial: some of that failed; "
+        "unverified: nothing to stand on. See status_reasons.",
+    )
+    status_reasons: list[StatusReason] = Field(
+        default_factory=list, description="Machine-readable: code, detail, ids concerned."
+    )
     verification_notes: list[str] = []
     code_refs: list[CodeRef] = Field(
         default_factory=list, description="Harness code to change (path:lines, verified at HEAD)."

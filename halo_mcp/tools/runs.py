@@ -5,16 +5,19 @@ with progress notifications), cancelling a run, listing recent runs, and the rep
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
-from mcp_types import CallToolResult, ToolAnnotations
+from mcp_types import CallToolResult, ResourceLink, ToolAnnotations
 from pydantic import Field
 
-from halo_mcp.engine.models import Progress, RunStatus, Usage
+from halo_mcp.engine.errors import UnknownRunError
+from halo_mcp.engine.models import Progress, RunRecord, RunStatus, Usage
+from halo_mcp.findings.models import Finding
 from halo_mcp.text import clip
 from halo_mcp.tools.findings import by_severity, summarize
 from halo_mcp.tools.manager import LiveRun
@@ -37,27 +40,41 @@ PROMPT_CHARS = 300
 # ----------------------------------------------------------------------------- status
 
 
+def _outcome(record: RunRecord | None) -> str | None:
+    return record.outcome.value if record is not None and record.outcome is not None else None
+
+
 def _next_step(
-    run_id: str, status: str, position: int | None, findings: int, error: str | None
+    run_id: str,
+    status: RunStatus,
+    position: int | None,
+    findings: int,
+    error: str | None,
+    warning: str | None = None,
 ) -> str:
     wait = f"call get_run(run_id='{run_id}', wait_seconds=50)"
-    if status == "queued":
+    if status == RunStatus.queued:
         ahead = f"{position} ahead" if position is not None else "waiting for a slot"
         return f"Queued ({ahead}). To wait, {wait}; to give up, call cancel_run."
-    if status == "running":
+    if status == RunStatus.running:
         return f"Still running. To keep waiting, {wait} (repeat until done is true)."
-    if status == "finished" and findings:
+    if status == RunStatus.finished and warning:
+        return (
+            f"Done, with a warning: {clip(warning, 300)[0]} Read the report_uri resource; "
+            "read each finding with get_finding and check its status before acting on it."
+        )
+    if status == RunStatus.finished and findings:
         return (
             "Done. Read each finding with get_finding(finding_id); pass its matcher as "
             "query_spans' filter to see concrete cases; then edit the harness. The full "
             "report is the report_uri resource."
         )
-    if status == "finished":
+    if status == RunStatus.finished:
         return "Done, no failure mode found. Try a narrower prompt or more traces."
-    if status == "failed":
+    if status == RunStatus.failed:
         reason = error or "unknown error"
         return f"The run failed: {reason}. Fix the cause, then call analyze_traces again."
-    if status == "cancelled":
+    if status == RunStatus.cancelled:
         return "Cancelled. Call analyze_traces to start again."
     return "The process running it stopped before it finished. Call analyze_traces again."
 
@@ -65,45 +82,49 @@ def _next_step(
 def status_result(
     *,
     run_id: str,
-    status: str,
+    status: RunStatus,
     created_at: datetime,
     finished_at: datetime | None,
     phase: str,
     fraction: float,
     message: str,
-    usage: dict[str, int],
+    usage: Usage,
     agents_running: int,
     trace_paths: list[str],
     prompt: str,
-    findings: list[Any],
+    findings: Sequence[Finding],
     error: str | None,
     position: int | None = None,
     deduplicated: bool = False,
+    outcome: str | None = None,
+    warning: str | None = None,
 ) -> RunStatusResult:
-    done = status not in ("queued", "running")
+    done = status.done
     end = finished_at if (done and finished_at) else datetime.now(timezone.utc)
-    listed = by_severity(findings) if status == "finished" else []
+    listed = by_severity(findings) if status == RunStatus.finished else []
     return RunStatusResult(
         run_id=run_id,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         done=done,
-        queue_position=position if status == "queued" else None,
+        queue_position=position if status == RunStatus.queued else None,
         progress=Progress(
             phase=phase, fraction=min(1.0, max(0.0, fraction)), message=clip(message, 300)[0]
         ),
         elapsed_s=round(max(0.0, (end - created_at).total_seconds()), 1),
-        usage=Usage(**usage),
+        usage=usage,
         agents_running=agents_running if not done else 0,
         trace_paths=[clip(path, 300)[0] for path in trace_paths[:20]],
         prompt=clip(prompt, PROMPT_CHARS)[0],
         deduplicated=deduplicated,
         findings=[summarize(f) for f in listed[:MAX_FINDINGS_LISTED]]
-        if status == "finished"
+        if status == RunStatus.finished
         else None,
         findings_omitted=max(0, len(listed) - MAX_FINDINGS_LISTED),
         report_uri=report_uri(run_id) if done else None,
         error=clip(error, 1000)[0] if error else None,
-        next_step=_next_step(run_id, status, position, len(listed), error),
+        outcome=outcome if done else None,
+        warning=clip(warning, 1000)[0] if warning and done else None,
+        next_step=_next_step(run_id, status, position, len(listed), error, warning),
     )
 
 
@@ -125,32 +146,35 @@ def live_status(state: ServerState, run: LiveRun, deduplicated: bool = False) ->
         error=run.error,
         position=state.manager.queue_position(run.run_id),
         deduplicated=deduplicated,
+        outcome=_outcome(record),
+        warning=record.warning if record is not None else None,
     )
 
 
-def record_status(record: Any) -> RunStatusResult:
+def record_status(record: RunRecord) -> RunStatusResult:
     return status_result(
         run_id=record.id,
-        status=record.status.value,
+        status=record.status,
         created_at=record.created_at,
         finished_at=record.finished_at,
         phase=record.progress.phase,
         fraction=record.progress.fraction,
         message=record.progress.message,
-        usage=record.usage.model_dump(),
+        usage=record.usage,
         agents_running=0,
         trace_paths=record.trace_paths,
         prompt=record.prompt,
         findings=record.findings,
         error=record.error,
+        outcome=_outcome(record),
+        warning=record.warning,
     )
 
 
-async def load_record(state: ServerState, run_id: str, caller: str | None) -> Any:
+async def load_record(state: ServerState, run_id: str, caller: str | None) -> RunRecord:
     """The stored run, or a ToolError listing a few runs the caller may ask about."""
-    from halo_mcp.engine.errors import UnknownRunError
-
     store = await state.manager.open_store()
+    record: RunRecord | None
     try:
         record = await anyio.to_thread.run_sync(store.get, run_id)
     except UnknownRunError:
@@ -231,7 +255,7 @@ async def wait_for_run(
             await run.done.wait()
 
 
-def status_links(result: RunStatusResult) -> list[Any]:
+def status_links(result: RunStatusResult) -> list[ResourceLink]:
     links = []
     if result.report_uri:
         links.append(
@@ -287,17 +311,18 @@ def register(server: MCPServer) -> None:
                 message = f"Run {run_id} is {run.status}."
             else:
                 message = f"Run {run_id} had already ended ({run.status}); nothing to cancel."
-            return tool_result(CancelResult(run_id=run_id, status=run.status, message=message))  # type: ignore[arg-type]
+            return tool_result(CancelResult(run_id=run_id, status=run.status, message=message))
         record = await load_record(state, run_id, caller)
         if not record.status.done:
             raise ToolError(
                 f"Run {run_id} is executed by another halo-mcp process (not this server); stop "
                 "it there (Ctrl-C in its terminal), or wait for it with get_run."
             )
-        status = record.status.value
         return tool_result(
             CancelResult(
-                run_id=run_id, status=status, message=f"Run {run_id} had already ended ({status})."
+                run_id=run_id,
+                status=record.status,
+                message=f"Run {run_id} had already ended ({record.status}).",
             )
         )
 
@@ -309,8 +334,6 @@ def register(server: MCPServer) -> None:
     ) -> Annotated[CallToolResult, RunList]:
         """Recent analysis runs, newest first, with their status and number of findings. Use a
         run id with get_run (status, findings) or cancel_run."""
-        from halo_mcp.engine.models import RunStatus
-
         state = server_state(ctx)
         caller = caller_owner(ctx)
         store = await state.manager.open_store()
@@ -324,11 +347,12 @@ def register(server: MCPServer) -> None:
             items.append(
                 RunListItem(
                     run_id=record.id,
-                    status=live.status if live else record.status.value,  # type: ignore[arg-type]
+                    status=live.status if live else record.status,
                     created_at=record.created_at,
                     prompt=clip(record.prompt, 120)[0],
                     trace_paths=[clip(path, 300)[0] for path in record.trace_paths[:5]],
                     findings=len(live.findings if live else record.findings),
+                    outcome=_outcome(record),
                 )
             )
         return tool_result(RunList(runs=items, more=len(records) > limit))
@@ -351,8 +375,8 @@ def register(server: MCPServer) -> None:
             return live.record.report_markdown
         if record.report_markdown:
             return record.report_markdown
-        status = live.status if live else record.status.value
-        if status in ("queued", "running"):
+        status = live.status if live else record.status
+        if not status.done:
             return (
                 f"# Run {run_id}\n\nStill {status}; the report is written when it finishes. "
                 f"Wait with get_run(run_id='{run_id}', wait_seconds=50).\n"

@@ -16,7 +16,16 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field, ValidationError
 
-from halo_mcp.store.models import DEFAULT_SPAN_FIELDS, SPAN_FIELDS, SPAN_SORTS, SpanFilter
+from halo_mcp.store import InvalidFilterError, Overview, SpanView, UnknownIdError
+from halo_mcp.store.api import TraceReader
+from halo_mcp.store.models import (
+    DEFAULT_SPAN_FIELDS,
+    SPAN_FIELDS,
+    SPAN_SORTS,
+    SpanFilter,
+    SpanSort,
+    filter_help,
+)
 from halo_mcp.text import clip
 from halo_mcp.tools.models import (
     READ_ONLY,
@@ -34,6 +43,7 @@ from halo_mcp.tools.models import (
 from halo_mcp.tools.paths import resolve_paths
 from halo_mcp.tools.results import RESULT_BUDGET_CHARS, dump, tool_result
 from halo_mcp.tools.state import server_state
+from halo_mcp.tools.window import Since, Until, window_arg
 
 _FILTER_FIELDS = ", ".join(SpanFilter.model_fields)
 
@@ -49,10 +59,7 @@ def parse_filter(raw: dict[str, Any] | None) -> SpanFilter | None:
             f"{'.'.join(str(p) for p in err['loc']) or 'filter'}: {err['msg']}"
             for err in exc.errors()[:5]
         )
-        raise ToolError(
-            f"Invalid filter ({problems}). Valid filter fields: {_FILTER_FIELDS}. "
-            'Example: {"errors_only": true, "kind": ["tool"], "min_duration_ms": 1000}.'
-        ) from None
+        raise ToolError(f"Invalid filter ({problems}). {filter_help()}") from None
 
 
 def _invalid_query(exc: Exception) -> ToolError:
@@ -73,17 +80,17 @@ def _fit(sizes: Sequence[int], budget: int) -> int:
     return max(1, count)
 
 
-def _span_size(span: Any) -> int:
+def _span_size(span: SpanView) -> int:
     """Characters one span adds to a result (only its chosen fields are sent)."""
     return len(orjson.dumps(span.model_dump(mode="json", exclude_none=True))) + 1
 
 
 def query_page(
-    store: Any,
+    store: TraceReader,
     span_filter: SpanFilter | None,
     *,
     fields: Sequence[str],
-    sort: str,
+    sort: SpanSort,
     limit: int,
     cursor: str | None,
     max_chars: int,
@@ -91,8 +98,6 @@ def query_page(
     budget: int = RESULT_BUDGET_CHARS,
 ) -> SpanQueryResult:
     """One page as the tool result, measured as sent, within the budget."""
-    from halo_mcp.store.errors import InvalidFilterError
-
     reduced: int | None = None
     for _ in range(4):
         try:
@@ -124,7 +129,7 @@ def query_page(
 _OVERVIEW_LISTS = ("files", "services", "agents", "models", "tools", "span_kinds")
 
 
-def bounded_overview(overview: Any, trace_paths: list[str]) -> OverviewResult:
+def bounded_overview(overview: Overview, trace_paths: list[str]) -> OverviewResult:
     """The overview with long lists cut (most frequent first, as the store orders them)."""
     data = overview.model_dump()
     for cap in (50, 20, 5):
@@ -157,6 +162,8 @@ def register(server: MCPServer) -> None:
         limit: Limit = 20,
         cursor: Cursor = None,
         max_chars: MaxChars = 1000,
+        since: Since = None,
+        until: Until = None,
     ) -> Annotated[CallToolResult, SpanQueryResult]:
         """Find spans in trace files with a deterministic filter (no LLM, milliseconds once
         indexed; the first call on new files builds an index). Use it to see concrete cases of
@@ -166,10 +173,12 @@ def register(server: MCPServer) -> None:
         start_after/start_before, attributes (exact values), text (regex over content).
         Returns one page; pass `next_cursor` back as `cursor` for the next. Add 'input',
         'output', 'attributes' or 'events' to `fields` for content (clipped at max_chars).
+        since/until keep the traces that started in a time window (e.g. since "24h").
         For one trace's full tree use get_trace."""
         state = server_state(ctx)
         paths = await resolve_paths(trace_paths, state.roots)
         span_filter = parse_filter(filter)
+        window = window_arg(since, until)
         chosen = list(dict.fromkeys(fields)) if fields else list(DEFAULT_SPAN_FIELDS)
         result = await state.stores.call(
             paths,
@@ -183,20 +192,23 @@ def register(server: MCPServer) -> None:
                 max_chars=max_chars,
                 trace_paths=[str(p) for p in paths],
             ),
+            window,
         )
         return tool_result(result)
 
     @server.tool(title="Overview of trace files", annotations=READ_ONLY)
     async def trace_overview(
-        trace_paths: TracePaths, ctx: Context
+        trace_paths: TracePaths, ctx: Context, since: Since = None, until: Until = None
     ) -> Annotated[CallToolResult, OverviewResult]:
         """What the trace files hold, without an LLM: trace, span and error counts, time range,
         services, agents, models, tools (calls and errors), span kinds, tokens, and the top
         error signatures (grouped messages with example trace and span ids). Use it to pick
-        names and ids for query_spans filters."""
+        names and ids for query_spans filters. since/until: only traces that started in that
+        window (e.g. since "24h")."""
         state = server_state(ctx)
         paths = await resolve_paths(trace_paths, state.roots)
-        overview = await state.stores.call(paths, lambda store: store.overview())
+        window = window_arg(since, until)
+        overview = await state.stores.call(paths, lambda store: store.overview(), window)
         return tool_result(bounded_overview(overview, [str(p) for p in paths]))
 
     @server.tool(title="Get one trace as a span tree", annotations=READ_ONLY)
@@ -213,13 +225,11 @@ def register(server: MCPServer) -> None:
         """One trace as a depth-first span tree (each span with its depth), plus the trace's
         summary (root, agents, models, errors, tokens, duration). Use it to follow what the
         agent did around a failing span found with query_spans or cited by a finding."""
-        from halo_mcp.store.errors import InvalidFilterError, UnknownIdError
-
         state = server_state(ctx)
         paths = await resolve_paths(trace_paths, state.roots)
         chosen = list(dict.fromkeys(fields)) if fields else list(DEFAULT_SPAN_FIELDS)
 
-        def tree(store: Any) -> TraceResult:
+        def tree(store: TraceReader) -> TraceResult:
             nonlocal limit, max_chars
             for _ in range(4):
                 try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
 
 from halo_mcp.tools.manager import RunManager
@@ -20,18 +20,19 @@ class ServerState:
     roots: list[Path] | None  # None: any readable path (stdio)
     manager: RunManager
     stores: StoreCache
-    engine_overrides: dict[str, Any]
     progress_interval_s: float = 2.0
 
 
 def server_state(ctx: Context) -> ServerState:
-    return ctx.request_context.lifespan_context
+    """The state the server's lifespan yielded (the SDK types it loosely)."""
+    state = ctx.request_context.lifespan_context
+    if not isinstance(state, ServerState):
+        raise TypeError("the halo-mcp server's lifespan did not run")
+    return state
 
 
 def caller_owner(ctx: Context) -> str | None:
     """The owner id of the bearer token that made this request, or None (stdio, no auth)."""
-    from mcp.server.auth.middleware.auth_context import get_access_token
-
     token = get_access_token()
     if token is None:
         request = getattr(ctx.request_context, "request", None)

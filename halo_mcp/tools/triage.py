@@ -11,20 +11,32 @@ modules whose `register(server)` the server calls.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import functools
+from typing import Annotated
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field
 
 from halo_mcp.check.recount import CheckReport
+from halo_mcp.check.workflow import (
+    CheckError,
+    CheckSource,
+    FromBaselineTriage,
+    FromRun,
+    NothingToCheck,
+    RunFindings,
+    run_check,
+)
 from halo_mcp.tools.models import READ_ONLY, RunId, TracePaths
 from halo_mcp.tools.paths import resolve_paths
 from halo_mcp.tools.results import RESULT_BUDGET_CHARS, dump, tool_result
 from halo_mcp.tools.runs import load_record
 from halo_mcp.tools.state import caller_owner, server_state
-from halo_mcp.triage import TriageReport
+from halo_mcp.tools.window import Since, Until, window_arg
+from halo_mcp.triage import TriageReport, run_triage, triage_summary
 
 MAX_FINDINGS = 100
 
@@ -39,6 +51,9 @@ class TriageResult(TriageReport):
 class CheckResult(CheckReport):
     results_trimmed: bool = Field(
         False, description="True when examples were cut to keep the result small."
+    )
+    findings_omitted: int = Field(
+        0, description=f"Findings not checked: at most {MAX_FINDINGS} are checked per call."
     )
 
 
@@ -80,8 +95,10 @@ def fit_triage(
     return result
 
 
-def fit_check(report: CheckReport, budget: int = RESULT_BUDGET_CHARS) -> CheckResult:
-    result = CheckResult(**report.model_dump())
+def fit_check(
+    report: CheckReport, findings_omitted: int = 0, budget: int = RESULT_BUDGET_CHARS
+) -> CheckResult:
+    result = CheckResult(**report.model_dump(), findings_omitted=findings_omitted)
     while len(dump(result)) > budget and any(r.still_matching for r in result.results):
         result.results_trimmed = True
         for r in result.results:
@@ -106,7 +123,11 @@ def _nothing_to_check(run_id: str | None) -> str:
 def register(server: MCPServer) -> None:
     @server.tool(title="Triage traces (no LLM)", annotations=READ_ONLY)
     async def triage_traces(
-        trace_paths: TracePaths, ctx: Context, max_items: MaxItems = 15
+        trace_paths: TracePaths,
+        ctx: Context,
+        max_items: MaxItems = 15,
+        since: Since = None,
+        until: Until = None,
     ) -> Annotated[CallToolResult, TriageResult]:
         """Count the failure symptoms of a trace set in seconds, with no LLM and no API key:
         error clusters, loops (identical tool calls repeated in a trace), retry storms, runs
@@ -114,13 +135,15 @@ def register(server: MCPServer) -> None:
         tools by failure rate. Each item has the shape of a finding (source 'triage'):
         matcher (pass it to query_spans as `filter`), prevalence (traces affected / traces),
         evidence ids. It counts symptoms, not causes: use analyze_traces for why. Save item
-        ids to recheck them later with check_findings."""
-        from halo_mcp.triage import run_triage, triage_summary
-
+        ids to recheck them later with check_findings. since/until triage only the traces
+        that started in that window (e.g. since "24h" on a growing collection)."""
         state = server_state(ctx)
         paths = await resolve_paths(trace_paths, state.roots)
+        window = window_arg(since, until)
         await ctx.report_progress(0, 1, "triaging (indexing first if the files are new)")
-        report = await state.stores.call(paths, lambda s: run_triage(s, max_items=max_items))
+        report = await state.stores.call(
+            paths, lambda s: run_triage(s, max_items=max_items), window
+        )
         await ctx.report_progress(1, 1, "triage done")
         return tool_result(fit_triage(report, triage_summary(report)))
 
@@ -134,18 +157,22 @@ def register(server: MCPServer) -> None:
         ] = None,
         baseline_paths: BaselinePaths = None,
         finding_ids: FindingIds = None,
+        since: Since = None,
+        until: Until = None,
+        baseline_since: Since = None,
+        baseline_until: Until = None,
     ) -> Annotated[CallToolResult, CheckResult]:
         """After a fix: recount each finding of a finished run on NEW traces (trace_paths)
         with its matcher and report before vs after (traces affected / in scope) and a
         verdict: resolved, improved, unchanged, worse, inconclusive (too few cases to tell),
         unknown (no matcher or no baseline). Verdicts use a two-proportion test (alpha 0.05)
         and a change of at least 25%. Without run_id, the baseline_paths are triaged first
-        and the triage items are checked. Each result lists spans that still match."""
-        from halo_mcp.check.recount import check_findings as check
-        from halo_mcp.check.recount import recount_prevalence
-        from halo_mcp.triage import run_triage
-
+        and the triage items are checked. Each result lists spans that still match.
+        since/until window the new traces, baseline_since/baseline_until the baseline (one
+        growing collection: baseline_until = the deploy time, since = the deploy time)."""
         state = server_state(ctx)
+        window = window_arg(since, until)
+        baseline_window = window_arg(baseline_since, baseline_until)
         new_paths = await resolve_paths(trace_paths, state.roots)
         old_paths = await resolve_paths(baseline_paths, state.roots) if baseline_paths else None
         if run_id is None and old_paths is None:
@@ -153,45 +180,46 @@ def register(server: MCPServer) -> None:
                 "Pass run_id (a finished run whose findings to check; see list_runs) or "
                 "baseline_paths (old traces to triage and compare with trace_paths)."
             )
-        label = None
-        if run_id is not None:
-            findings = await _run_findings(state, run_id, caller_owner(ctx))
-        else:
-            await ctx.report_progress(0, 2, "triaging the baseline traces")
-            findings = (await state.stores.call(old_paths, run_triage)).items
-            label = "triage of the baseline traces " + ", ".join(map(str, old_paths))
-        if finding_ids:
-            wanted = set(finding_ids)
-            findings = [f for f in findings if f.id in wanted]
-            if not findings:
-                raise ToolError(
-                    "None of finding_ids belongs to this run; omit finding_ids to check all."
-                )
-        findings = findings[:MAX_FINDINGS]
-        if not findings:
-            raise ToolError(_nothing_to_check(run_id))
-        if old_paths is not None and run_id is not None:
-            await ctx.report_progress(0, 2, "recounting on the baseline traces")
-            findings = await state.stores.call(old_paths, lambda s: recount_prevalence(findings, s))
-            label = "recount on the baseline traces " + ", ".join(map(str, old_paths))
-        await ctx.report_progress(1, 2, "recounting on the new traces")
-        report = await state.stores.call(
-            new_paths, lambda s: check(findings, s, run_id=run_id, baseline_label=label)
-        )
-        await ctx.report_progress(2, 2, "check done")
-        return tool_result(fit_check(report))
+        source: CheckSource = FromRun(run_id) if run_id is not None else FromBaselineTriage()
+        caller = caller_owner(ctx)
 
+        def run_findings(wanted: str) -> RunFindings:
+            # In the worker thread: the run store lookup (with who may see it) is async.
+            record = anyio.from_thread.run(load_record, state, wanted, caller)
+            return RunFindings(
+                run_id=record.id,
+                status=record.status.value,
+                ended=record.status.done,
+                findings=record.findings,
+            )
 
-async def _run_findings(state: Any, run_id: str, caller: str | None) -> list[Any]:
-    """The findings of a finished run the caller may see. An unknown or foreign id gets the
-    same message as get_run (only the caller's own recent runs, no server paths)."""
-    record = await load_record(state, run_id, caller)
-    if not record.status.done:
-        raise ToolError(
-            f"Run {run_id} is still {record.status.value}; wait for it to finish (get_run), then "
-            "check its findings."
+        steps = 0
+
+        def on_step(message: str) -> None:
+            nonlocal steps  # progress must rise with each notification
+            steps += 1
+            anyio.from_thread.run(ctx.report_progress, steps - 1, None, message)
+
+        check = functools.partial(
+            run_check,
+            source,
+            new_paths,
+            with_store=functools.partial(state.stores.use, window=window),
+            with_baseline_store=functools.partial(state.stores.use, window=baseline_window),
+            run_findings=run_findings,
+            baseline_paths=old_paths,
+            finding_ids=finding_ids,
+            max_findings=MAX_FINDINGS,
+            on_step=on_step,
         )
-    return list(record.findings)
+        try:
+            outcome = await anyio.to_thread.run_sync(check)
+        except NothingToCheck as exc:
+            raise ToolError(_nothing_to_check(exc.run_id)) from None
+        except CheckError as exc:
+            raise ToolError(str(exc)) from None
+        await ctx.report_progress(steps, steps, "check done")
+        return tool_result(fit_check(outcome.report, outcome.findings_omitted))
 
 
 __all__ = ["CheckResult", "TriageResult", "fit_check", "fit_triage", "register"]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Severity
 from halo_mcp.store.api import AggregateReader
+from halo_mcp.store.models import SpanFilter, TraceRule
 from halo_mcp.triage.models import EXAMPLES, Candidate, Measurement, TriageRule, evidence
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def final_answer_items(ctx: AggregateContext, notes: list[str]) -> list[Candidat
                 "without answering the user."
             ),
             rule=TriageRule(kind="no_final_answer"),
-            matcher=None,
+            matcher=SpanFilter(trace_rule=TraceRule(kind="no_final_answer")),
             exact=False,
             measure=missing_measure(missing, ctx.total),
         )

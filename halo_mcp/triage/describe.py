@@ -81,6 +81,8 @@ def describe_scope(matcher: SpanFilter | None) -> str:
         text += f" to model {matcher.model}"
     if matcher.text:
         text += f" whose content matches /{matcher.text}/"
+    if matcher.trace_rule is not None:
+        text += f" in the traces where {matcher.trace_rule.describe()}"
     return text
 
 

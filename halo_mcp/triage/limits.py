@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from halo_mcp.findings.models import Severity
 from halo_mcp.store.aggregates import AgentCalls
 from halo_mcp.store.api import AggregateReader
-from halo_mcp.store.models import SpanFilter, SpanKind
+from halo_mcp.store.models import SpanFilter, SpanKind, TraceRule
 from halo_mcp.triage.models import Candidate, Measurement, TriageRule
 
 if TYPE_CHECKING:
@@ -85,7 +85,11 @@ def step_cap_items(ctx: AggregateContext) -> list[Candidate]:
                     "below: these runs were cut by a turn/step limit."
                 ),
                 rule=TriageRule(kind="step_cap", min_count=cap, names=agents),
-                matcher=SpanFilter(kind=[SpanKind.llm], agent=agents[0])
+                matcher=SpanFilter(
+                    kind=[SpanKind.llm],
+                    agent=agents[0],
+                    trace_rule=TraceRule(kind="step_limit", agent=agents[0], min_count=cap),
+                )
                 if len(agents) == 1
                 else None,
                 exact=False,

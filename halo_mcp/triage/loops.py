@@ -6,14 +6,15 @@ from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Severity
 from halo_mcp.store.api import AggregateReader
-from halo_mcp.store.models import SpanFilter, SpanKind
+from halo_mcp.store.models import SpanFilter, SpanKind, TraceRule
+from halo_mcp.store.trace_rules import DEFAULT_MIN_REPEATS
 from halo_mcp.triage.models import Candidate, Measurement, TriageRule
 
 if TYPE_CHECKING:
     from halo_mcp.triage.context import AggregateContext
 
 #: Identical calls of one tool in one trace that make a loop.
-MIN_REPEATS = 3
+MIN_REPEATS = DEFAULT_MIN_REPEATS
 
 
 def loops(reader: AggregateReader, min_repeats: int, total: int) -> dict[str, Measurement]:
@@ -47,7 +48,15 @@ def loop_items(ctx: AggregateContext) -> list[Candidate]:
                     + "): it repeats instead of changing course."
                 ),
                 rule=TriageRule(kind="repeated_call", tool_name=tool, min_count=MIN_REPEATS),
-                matcher=SpanFilter(kind=[SpanKind.tool], tool_name=tool, errors_only=all_errors),
+                # The trace rule selects exactly the looping traces (the same SQL).
+                matcher=SpanFilter(
+                    kind=[SpanKind.tool],
+                    tool_name=tool,
+                    errors_only=all_errors,
+                    trace_rule=TraceRule(
+                        kind="repeated_call", tool_name=tool, min_count=MIN_REPEATS
+                    ),
+                ),
                 exact=False,
                 measure=m,
             )

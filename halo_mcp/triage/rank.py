@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from halo_mcp.findings.models import Finding, Severity
+from halo_mcp.findings.models import Finding, FindingStatus, Severity
 from halo_mcp.triage.describe import describe_rule, describe_scope
 from halo_mcp.triage.models import EXAMPLES, RULE_TAG, TRIAGE_RUN_ID, Candidate, TriageRule
 
@@ -24,6 +24,7 @@ _CATEGORY_ORDER = (
     "loop",
     "context-overflow",
     "rate-limit",
+    "timeout",
     "tool-error",
     "llm-error",
     "agent-error",
@@ -45,6 +46,9 @@ _SUGGESTIONS = {
     "context, and budget the history before each LLM call.",
     "rate-limit": "Smooth the request rate (client-side limiter, jittered backoff, fewer "
     "parallel calls) or raise the provider quota.",
+    "timeout": "Find what makes these calls exceed their timeout (a slow provider or "
+    "dependency, very large requests): retry them with backoff, or raise the timeout where "
+    "the work is legitimately long.",
     "tool-error": "Read the failing calls' arguments: fix the tool, its input validation, or "
     "the tool description that leads the model to pass bad arguments.",
     "llm-error": "Classify these provider errors: retry the transient ones with backoff, "
@@ -161,4 +165,5 @@ def to_finding(cand: Candidate) -> Finding:
         prevalence=cand.measure.prevalence(),
         verified=bool(cand.measure.examples),
         verification_notes=notes,
+        status=FindingStatus.verified if cand.measure.examples else FindingStatus.unverified,
     )

@@ -78,6 +78,8 @@ class RunSummary(BaseModel):
     created_at: datetime
     finished_at: datetime | None = None
     error: str | None = None
+    outcome: str | None = None
+    warning: str | None = None
 
 
 class CheckSummary(BaseModel):
@@ -150,6 +152,8 @@ def build_report(
         created_at=run.created_at,
         finished_at=run.finished_at,
         error=run.error,
+        outcome=str(run.outcome) if run.outcome else None,
+        warning=run.warning,
     )
     cited = {e.span_id for f in run.findings for e in f.evidence if e.span_id}
     cut = [tid for tid, tree in traces.items() if fit_trace(tree, cited, MAX_TRACE_BYTES)]

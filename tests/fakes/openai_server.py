@@ -278,6 +278,19 @@ def last_message(request: dict | RecordedRequest) -> dict:
     return messages[-1] if messages else {}
 
 
+def cache_breakpoints(request: dict | RecordedRequest) -> list[tuple[int, str]]:
+    """(message index, role) of every content part carrying an explicit `cache_control`
+    breakpoint (Anthropic-style prompt caching through a compatible gateway)."""
+    marks = []
+    for i, message in enumerate(_messages(request)):
+        content = message.get("content")
+        if isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and part.get("cache_control"):
+                    marks.append((i, message.get("role", "")))
+    return marks
+
+
 def tool_names(request: dict | RecordedRequest) -> list[str]:
     """Names of the tools offered in a chat request."""
     body = request.json if isinstance(request, RecordedRequest) else request
@@ -372,6 +385,12 @@ class FakeOpenAIServer:
         call in parallel (route by system_prompt / last_message / tool_names)."""
         with self._lock:
             self._routes.append((predicate, deque(steps)))
+
+    def clear(self) -> None:
+        """Drop every step not yet served (main script and routes)."""
+        with self._lock:
+            self._script.clear()
+            self._routes.clear()
 
     def pending(self) -> int:
         """Steps not yet served (main script plus routes)."""

@@ -32,6 +32,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from halo_mcp import __version__
+from halo_mcp.engine.models import Usage
+from halo_mcp.engine.settings import EngineSettings
 from halo_mcp.engine.telemetry import attrs as A
 from halo_mcp.engine.telemetry.config import capture_content
 from halo_mcp.engine.telemetry.exporters import ExportTarget, choose_exporter, destination
@@ -128,11 +130,11 @@ class Telemetry:
     @classmethod
     def start(
         cls,
-        settings: Any,
+        settings: EngineSettings,
         run_id: str,
         *,
         prompt: str = "",
-        trace_paths: Sequence[Any] = (),
+        trace_paths: Sequence[str | Path] = (),
         parent: Context | None = None,
         target: ExportTarget | None = None,
     ) -> Telemetry | None:
@@ -164,7 +166,11 @@ class Telemetry:
             return None
 
     def _start_run(
-        self, settings: Any, prompt: str, trace_paths: Sequence[Any], parent: Context
+        self,
+        settings: EngineSettings,
+        prompt: str,
+        trace_paths: Sequence[str | Path],
+        parent: Context,
     ) -> None:
         attributes: dict[str, Any] = {
             A.OI_KIND: "CHAIN",
@@ -209,7 +215,7 @@ class Telemetry:
         *,
         status: str | None = None,
         error: BaseException | str | None = None,
-        usage: Any = None,
+        usage: Usage | None = None,
         findings: int | None = None,
         report: str | None = None,
     ) -> None:
@@ -306,19 +312,14 @@ class Telemetry:
         span.set_status(Status(StatusCode.ERROR, clip(message, MESSAGE_CHARS)[0]))
 
 
-def usage_attributes(usage: Any) -> dict[str, int]:
+def usage_attributes(usage: Usage) -> dict[str, int]:
     """Run totals under halo.usage.* (not gen_ai.usage.*, so token totals aren't doubled)."""
-    names = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens")
-    out = {f"halo.usage.{n}": int(getattr(usage, n, 0) or 0) for n in names}
-    out["halo.usage.calls"] = int(getattr(usage, "calls", 0) or 0)
-    out["halo.usage.retries"] = int(getattr(usage, "retries", 0) or 0)
-    return out
+    return {f"halo.usage.{name}": int(value) for name, value in usage.model_dump().items()}
 
 
-def _secrets_of(settings: Any) -> list[str]:
+def _secrets_of(settings: EngineSettings) -> list[str]:
     secrets: list[str] = []
-    key = getattr(settings, "api_key", None)
-    if key is not None:
-        secrets.append(key.get_secret_value() if hasattr(key, "get_secret_value") else str(key))
-    secrets.extend(str(v) for v in (getattr(settings, "extra_headers", None) or {}).values())
+    if settings.api_key is not None:
+        secrets.append(settings.api_key.get_secret_value())
+    secrets.extend(settings.extra_headers.values())
     return secrets

@@ -18,6 +18,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from pydantic import BaseModel
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _parent: ContextVar[Context | None] = ContextVar("halo_telemetry_parent", default=None)
@@ -42,7 +43,7 @@ def has_parent(ctx: Context | None) -> bool:
     return ctx is not None and trace.get_current_span(ctx).get_span_context().is_valid
 
 
-def traceparent_from_meta(meta: Mapping[str, Any] | Any | None) -> str | None:
+def traceparent_from_meta(meta: Mapping[str, Any] | BaseModel | None) -> str | None:
     """The `traceparent` of an MCP request's `_meta` (a dict or a pydantic model), if any."""
     if meta is None:
         return None
@@ -54,7 +55,7 @@ def traceparent_from_meta(meta: Mapping[str, Any] | Any | None) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def context_from_meta(meta: Mapping[str, Any] | Any | None) -> Context | None:
+def context_from_meta(meta: Mapping[str, Any] | BaseModel | None) -> Context | None:
     """Context from an MCP `_meta` (`traceparent`, optional `tracestate`); None if absent."""
     value = traceparent_from_meta(meta)
     if value is None:
@@ -79,7 +80,7 @@ def parent_context(traceparent: str | Context | None) -> Iterator[None]:
 def register_parent(run_id: str, traceparent: str | Context | None) -> bool:
     """Remember the caller's trace for a run that will start elsewhere; False if invalid."""
     ctx = context_from_traceparent(traceparent) if isinstance(traceparent, str) else traceparent
-    if not has_parent(ctx):
+    if ctx is None or not has_parent(ctx):
         return False
     with _by_run_lock:
         if len(_by_run) >= _MAX_REGISTERED:  # runs that never started: forget the oldest

@@ -13,22 +13,24 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from pathlib import Path
 
 import anyio
 from opentelemetry.context import Context
 
+from halo_mcp.engine.models import RunRecord
+from halo_mcp.engine.settings import EngineSettings
 from halo_mcp.engine.telemetry.core import Telemetry
 from halo_mcp.engine.telemetry.spans import is_cancellation
 
 
 @contextlib.asynccontextmanager
 async def run_scope(
-    settings: Any,
+    settings: EngineSettings,
     run_id: str,
     *,
     prompt: str = "",
-    trace_paths: Sequence[Any] = (),
+    trace_paths: Sequence[str | Path] = (),
     parent: Context | None = None,
 ) -> AsyncIterator[Telemetry | None]:
     tel = Telemetry.start(settings, run_id, prompt=prompt, trace_paths=trace_paths, parent=parent)
@@ -54,17 +56,15 @@ async def run_scope(
             await tel.aclose()
 
 
-def record_run(tel: Telemetry | None, record: Any) -> None:
+def record_run(tel: Telemetry | None, record: RunRecord) -> None:
     """End the run span from a RunRecord: status, usage, findings count, report, error."""
-    if tel is None or record is None:
+    if tel is None:
         return
-    status = getattr(record, "status", None)
-    status_text = str(getattr(status, "value", status) or "")
-    error = getattr(record, "error", None)
+    status = record.status.value
     tel.end_run(
-        status=status_text or None,
-        error=error if status_text == "failed" and error else None,
-        usage=getattr(record, "usage", None),
-        findings=len(getattr(record, "findings", None) or []),
-        report=getattr(record, "report_markdown", None),
+        status=status,
+        error=record.error if status == "failed" and record.error else None,
+        usage=record.usage,
+        findings=len(record.findings),
+        report=record.report_markdown,
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
@@ -32,6 +32,9 @@ from halo_mcp.engine.telemetry.core import (
     enter_scope,
 )
 from halo_mcp.text import clip
+
+if TYPE_CHECKING:  # the provider imports this module
+    from halo_mcp.engine.provider import Completion
 
 PROVIDER = "openai"  # any OpenAI-compatible endpoint speaks the OpenAI API
 NAME_CHARS = 100
@@ -223,7 +226,7 @@ class LlmSpan:
             },
         )
 
-    def finish(self, completion: Any) -> None:
+    def finish(self, completion: Completion) -> None:
         """Record the reply: models, finish reason, tokens, tool calls (content if captured)."""
         tel, span = self.tel, self.span
         if tel is None or span is None:

@@ -797,6 +797,13 @@ class ClickHouseTraceStore:
             )
         return out
 
+    def within(self, since: datetime | None, until: datetime | None) -> ClickHouseTraceStore:
+        """Another store over the same table with the window [since, until] (a bound left
+        None keeps the default: the newest span, and 7 days before `until`)."""
+        return open_clickhouse(
+            self.location, since=since, until=until, query_time_limit=self.query_time_limit
+        )
+
     @contextlib.contextmanager
     def aggregates(self, *, time_limit: float | None = None) -> Iterator[ClickHouseAggregates]:
         """Whole-set aggregate reads (triage, re-checks) over the window, each inside

@@ -31,6 +31,7 @@
         el("span", { text: "generated " + fmtTime(data.generated_at) })
       ),
       run.error ? el("p", { class: "error-text", text: run.error }) : null,
+      run.warning ? el("p", { class: "error-text", text: `warning (${run.outcome}): ${run.warning}` }) : null,
       data.notes.map((n) => el("p", { class: "note", text: n }))
     );
   }
