@@ -27,6 +27,7 @@ from halo_mcp.store.clickhouse.load import load_files
 from halo_mcp.store.clickhouse.location import parse_location
 from halo_mcp.store.clickhouse.schema import exporter_ddl
 from halo_mcp.store.clickhouse.store import ClickHouseTraceStore, open_clickhouse
+from halo_mcp.store.models import TraceRule
 from halo_mcp.synth import generate
 from halo_mcp.tools.paths import normalize_roots, resolve_trace_paths
 from halo_mcp.triage.measure import count_matcher
@@ -99,6 +100,19 @@ def test_check_and_counts_recount_the_same_on_both_backends(stores) -> None:
         r.model_dump(exclude={"elapsed_ms"}) for r in expected.results
     ]
     assert found.traces_in_scope == expected.traces_in_scope == 60
+    # Every triage matcher, and each trace rule, selects the same spans in both.
+    rules = [
+        TraceRule(kind="repeated_call"),
+        TraceRule(kind="step_limit", min_count=3),
+        TraceRule(kind="ends_after_tool_error"),
+        TraceRule(kind="trace_duration", min_duration_ms=60_000),
+        TraceRule(kind="trace_tokens", min_tokens=20_000),
+        TraceRule(kind="no_final_answer"),
+    ]
+    matchers = [f.matcher for f in findings if f.matcher is not None]
+    for flt in [*matchers, *(SpanFilter(trace_rule=rule) for rule in rules)]:
+        assert clickhouse.count(flt) == files.count(flt), flt.model_dump(exclude_defaults=True)
+    assert any(files.count(SpanFilter(trace_rule=rule)).traces for rule in rules)
     # A plain matcher (what an engine finding carries) counts the same too.
     matcher = SpanFilter(tool_name="read_file", errors_only=True)
     a, b = count_matcher(files, matcher), count_matcher(clickhouse, matcher)

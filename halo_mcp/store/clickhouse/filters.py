@@ -19,7 +19,8 @@ from typing import Any
 
 from halo_mcp.store.clickhouse.expressions import AGENT_OWN, SERVICE_OWN, lit
 from halo_mcp.store.errors import InvalidFilterError
-from halo_mcp.store.models import SpanFilter, SpanKind
+from halo_mcp.store.models import SpanFilter, SpanKind, TraceRule
+from halo_mcp.store.trace_rules import DEFAULT_MIN_REPEATS
 
 
 @dataclass
@@ -100,6 +101,66 @@ def content_match(pattern: str, params: Params) -> str:
     return f"match({CONTENT}, {params.add('(?i)' + pattern)})"
 
 
+def rule_traces(rule: TraceRule, params: Params, table: str, window: str) -> str:
+    """A subquery of the trace ids satisfying `rule`, as store/trace_rules.py selects them
+    from the file index (over the window's spans). `followed_by` is refused for now."""
+    from halo_mcp.store.clickhouse import expressions as ex
+
+    def spans(*columns: str, more: tuple[tuple[str, str], ...] = ()) -> str:
+        return ex.normalized_select(table, window, more=more, columns=columns)
+
+    if rule.kind == "repeated_call":
+        only = f" AND tool_name = {params.add(rule.tool_name)}" if rule.tool_name else ""
+        least = params.add(max(1, int(rule.min_count or DEFAULT_MIN_REPEATS)), "Int64")
+        source = spans("trace_id", "tool_name", "kind", more=(("input_hash", ex.INPUT_HASH),))
+        return (
+            f"SELECT DISTINCT trace_id FROM (SELECT trace_id FROM ({source}) "
+            f"WHERE input_hash IS NOT NULL AND tool_name IS NOT NULL{only} "
+            f"GROUP BY trace_id, tool_name, input_hash HAVING count() >= {least})"
+        )
+    if rule.kind == "step_limit":
+        only = f" AND agent = {params.add(rule.agent)}" if rule.agent else ""
+        least = params.add(int(rule.min_count or 1), "Int64")
+        source = ex.inherited_spans(table, window, columns=("kind", "status"))
+        return (
+            f"SELECT DISTINCT trace_id FROM (SELECT trace_id, agent FROM ({source}) "
+            f"WHERE kind = 'llm' AND agent IS NOT NULL AND status != 'error'{only} "
+            f"GROUP BY trace_id, agent HAVING count() >= {least})"
+        )
+    if rule.kind == "ends_after_tool_error":
+        only = f" AND last.2 = {params.add(rule.tool_name)}" if rule.tool_name else ""
+        source = spans("trace_id", "kind", "status", "tool_name", "start_ns")
+        return (
+            "SELECT trace_id FROM (SELECT trace_id, argMax((status, tool_name), start_ns) AS "
+            f"last FROM ({source}) WHERE kind = 'tool' GROUP BY trace_id) "
+            f"WHERE last.1 = 'error'{only}"
+        )
+    if rule.kind == "trace_duration":
+        least = params.add(int((rule.min_duration_ms or 0) * 1_000_000), "Int64")
+        return (
+            f"SELECT trace_id FROM ({spans('trace_id', 'start_ns', 'end_ns')}) "
+            f"GROUP BY trace_id HAVING max(end_ns) - min(start_ns) >= {least}"
+        )
+    if rule.kind == "trace_tokens":
+        least = params.add(int(rule.min_tokens or 0), "Int64")
+        source = spans("trace_id", "input_tokens", "output_tokens")
+        return (
+            f"SELECT trace_id FROM ({source}) GROUP BY trace_id "
+            f"HAVING sum(ifNull(input_tokens, 0)) + sum(ifNull(output_tokens, 0)) >= {least}"
+        )
+    if rule.kind == "no_final_answer":
+        source = spans("trace_id", "parent_span_id", more=(("answered", ex.ANSWERED),))
+        return (
+            f"SELECT DISTINCT trace_id FROM ({source}) "
+            "WHERE parent_span_id IS NULL AND NOT answered"
+        )
+    raise InvalidFilterError(
+        f"trace_rule {rule.kind!r} is not available on a ClickHouse location yet; use "
+        "repeated_call, step_limit, ends_after_tool_error, trace_duration, trace_tokens or "
+        "no_final_answer, or select spans with the other filter fields"
+    )
+
+
 def compile_filter(flt: SpanFilter, params: Params, table: str, window: str) -> CompiledFilter:
     """Compile `flt`. `table` and `window` (a condition on the raw table) let agent and
     service conditions narrow the traces to those holding a span that names them."""
@@ -115,6 +176,8 @@ def compile_filter(flt: SpanFilter, params: Params, table: str, window: str) -> 
         else:
             row.append(f"{column} IN {params.add(values, 'Array(String)')}")
 
+    if flt.trace_rule is not None:
+        narrowing.append(f"TraceId IN ({rule_traces(flt.trace_rule, params, table, window)})")
     if flt.trace_ids is not None:
         members("trace_id", flt.trace_ids)
         if flt.trace_ids:
