@@ -31,7 +31,8 @@ from typing import TypeVar
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from halo_mcp.store import StoreError, TraceStore, open_store
+from halo_mcp.store import StoreError, open_store
+from halo_mcp.store.api import TraceReader
 from halo_mcp.store.timewindow import TimeWindow
 
 T = TypeVar("T")
@@ -49,13 +50,13 @@ WINDOWS_PER_STORE = 2
 
 @dataclass
 class _Entry:
-    store: TraceStore
+    store: TraceReader
     users: int = 0
     retired: bool = False  # replaced or evicted: close when the last user is done
 
 
 class StoreCache:
-    """Up to `size` open TraceStores; the least recently used is closed first."""
+    """Up to `size` open TraceReaders; the least recently used is closed first."""
 
     def __init__(self, size: int = 8, cache_dir: Path | None = None) -> None:
         self.size = size
@@ -72,8 +73,8 @@ class StoreCache:
 
     async def call(
         self,
-        paths: Sequence[Path],
-        fn: Callable[[TraceStore], T],
+        paths: Sequence[Path | str],
+        fn: Callable[[TraceReader], T],
         window: TimeWindow | None = None,
         *,
         heavy: bool = False,
@@ -86,8 +87,8 @@ class StoreCache:
 
     def use(
         self,
-        paths: Sequence[Path],
-        fn: Callable[[TraceStore], T],
+        paths: Sequence[Path | str],
+        fn: Callable[[TraceReader], T],
         window: TimeWindow | None = None,
         *,
         heavy: bool = True,
@@ -124,6 +125,8 @@ class StoreCache:
     def _acquire_window(self, key: _Key, base: _Entry, window: TimeWindow) -> _Entry:
         """The store of `window` over `base`, counted as in use: reused for the same bounds
         while the files are unchanged, else built from `base` (under the key's lock)."""
+        from halo_mcp.store.clickhouse.store import ClickHouseTraceStore
+        from halo_mcp.store.store import TraceStore
         from halo_mcp.store.window import scope_to_window
 
         bounds = window.bounds_ns()
@@ -141,7 +144,14 @@ class StoreCache:
                     self._retire(scoped)
                 scoped = None
             if scoped is None:
-                scoped = _Entry(scope_to_window(base.store, window), users=1)
+                store = base.store
+                if isinstance(store, ClickHouseTraceStore):
+                    narrowed: TraceReader = store.within(window.since, window.until)
+                elif isinstance(store, TraceStore):
+                    narrowed = scope_to_window(store, window)
+                else:
+                    raise ToolError("this trace store cannot be narrowed to a time window")
+                scoped = _Entry(narrowed, users=1)
             with self._guard:
                 kept[bounds] = scoped
                 while len(kept) > WINDOWS_PER_STORE:
@@ -209,7 +219,7 @@ class StoreCache:
         self._heavy.shutdown(wait=False, cancel_futures=True)
 
 
-def _close_quietly(store: TraceStore) -> None:
+def _close_quietly(store: TraceReader) -> None:
     """Closing is best effort: an index left open is closed by garbage collection."""
     with contextlib.suppress(Exception):
         store.close()
