@@ -141,7 +141,12 @@ def token_owner(token: str) -> str:
 
 def tokens_from_env(name: str = TOKEN_ENV) -> list[SecretStr]:
     """The bearer tokens in the variable `name`, comma-separated."""
-    return [SecretStr(t.strip()) for t in Environment.variable(name).split(",") if t.strip()]
+    return parse_tokens(Environment.variable(name))
+
+
+def parse_tokens(text: str) -> list[SecretStr]:
+    """Bearer tokens from comma-separated text (blanks dropped)."""
+    return [SecretStr(t.strip()) for t in text.split(",") if t.strip()]
 
 
 def server_engine_settings(**overrides: object) -> EngineSettings:
