@@ -55,13 +55,13 @@ def _close_with(tel: Telemetry, span: Span, exc: BaseException | None) -> None:
     span.end()
 
 
+def _present(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The attributes that have a value (OpenTelemetry rejects None; empty says nothing)."""
+    return {key: value for key, value in attrs.items() if value}
+
+
 def _agent_attrs(scope: Scope) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if scope.agent_name:
-        out[A.AGENT_NAME] = scope.agent_name
-    if scope.agent_id:
-        out[A.AGENT_ID] = scope.agent_id
-    return out
+    return _present({A.AGENT_NAME: scope.agent_name, A.AGENT_ID: scope.agent_id})
 
 
 # ------------------------------------------------------------------------ agents
@@ -326,9 +326,4 @@ def _server_attrs(endpoint: str | None) -> dict[str, Any]:
     if not endpoint:
         return {}
     parts = urlsplit(endpoint if "//" in endpoint else f"//{endpoint}")
-    out: dict[str, Any] = {}
-    if parts.hostname:
-        out[A.SERVER_ADDRESS] = parts.hostname
-    if parts.port:
-        out[A.SERVER_PORT] = parts.port
-    return out
+    return _present({A.SERVER_ADDRESS: parts.hostname, A.SERVER_PORT: parts.port})
