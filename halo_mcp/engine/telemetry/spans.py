@@ -60,6 +60,13 @@ def _present(attrs: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in attrs.items() if value}
 
 
+def _json_input(tel: Telemetry, key: str, payload: Any) -> dict[str, Any]:
+    """A JSON input captured under its own key and as the span's input value (the two
+    conventions' names for it)."""
+    value = tel.content(payload)
+    return {key: value, A.INPUT_VALUE: value, A.INPUT_MIME: "application/json"}
+
+
 def _agent_attrs(scope: Scope) -> dict[str, Any]:
     return _present({A.AGENT_NAME: scope.agent_name, A.AGENT_ID: scope.agent_id})
 
@@ -179,10 +186,7 @@ def tool_span(
     if call_id:
         attributes[A.TOOL_CALL_ID] = call_id
     if tel.capture and arguments is not None:
-        value = tel.content(arguments)
-        attributes[A.TOOL_ARGUMENTS] = value
-        attributes[A.INPUT_VALUE] = value
-        attributes[A.INPUT_MIME] = "application/json"
+        attributes.update(_json_input(tel, A.TOOL_ARGUMENTS, arguments))
     span = tel.tracer.start_span(
         f"execute_tool {tool}", context=scope.context, kind=SpanKind.INTERNAL, attributes=attributes
     )
@@ -301,10 +305,7 @@ def llm_span(request: dict[str, Any], endpoint: str | None = None) -> Iterator[L
     if request.get("reasoning_effort"):
         attributes[A.LLM_REASONING_EFFORT] = str(request["reasoning_effort"])
     if tel.capture:
-        value = tel.content(messages)
-        attributes[A.INPUT_MESSAGES] = value
-        attributes[A.INPUT_VALUE] = value
-        attributes[A.INPUT_MIME] = "application/json"
+        attributes.update(_json_input(tel, A.INPUT_MESSAGES, messages))
     span = tel.tracer.start_span(
         f"chat {model}", context=scope.context, kind=SpanKind.CLIENT, attributes=attributes
     )
