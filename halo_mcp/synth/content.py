@@ -72,12 +72,16 @@ def _code(rng: random.Random, n_chars: int) -> str:
 
 def _csv(rng: random.Random, n_chars: int) -> str:
     def row() -> str:
-        return (
-            f"{rng.randint(10000, 99999)},2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d},"
-            f"{rng.choice(('emea', 'amer', 'apac'))},{rng.choice(_FILE_WORDS)},"
-            f"{rng.randint(1, 900)},{rng.randint(100, 99999)}.{rng.randint(0, 99):02d},"
-            f"{rng.choice(('paid', 'open', 'refunded', 'overdue'))}\n"
+        cells = (  # drawn left to right: the pool stays the same for the same seed
+            rng.randint(10000, 99999),
+            f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            rng.choice(("emea", "amer", "apac")),
+            rng.choice(_FILE_WORDS),
+            rng.randint(1, 900),
+            f"{rng.randint(100, 99999)}.{rng.randint(0, 99):02d}",
+            rng.choice(("paid", "open", "refunded", "overdue")),
         )
+        return ",".join(map(str, cells)) + "\n"
 
     return _fill(n_chars, row, header="id,date,region,product,units,revenue,status\n")
 
