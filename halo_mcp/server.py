@@ -18,7 +18,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import uvicorn
@@ -41,6 +41,9 @@ from halo_mcp.tools.manager import RunManager
 from halo_mcp.tools.paths import normalize_roots
 from halo_mcp.tools.state import ServerState
 from halo_mcp.tools.stores import StoreCache
+
+if TYPE_CHECKING:
+    from halo_mcp.collect.settings import CollectSettings
 
 log = logging.getLogger(__name__)
 
@@ -286,12 +289,33 @@ def http_app(server: MCPServer, settings: ServerSettings) -> Starlette:
     )
 
 
-def serve(settings: ServerSettings) -> None:
-    """Run the server until stdin closes (stdio) or the process is interrupted (HTTP)."""
+def serve(settings: ServerSettings, collect: CollectSettings | None = None) -> None:
+    """Run the server until stdin closes (stdio) or the process is interrupted (HTTP);
+    with `collect`, the OTLP trace receiver runs beside it in the same event loop."""
     server = create_server(settings)
-    if settings.transport == "stdio":
+    if collect is not None:
+        anyio.run(_serve_beside_collector, server, settings, collect)
+    elif settings.transport == "stdio":
         anyio.run(server.run_stdio_async)
-        return
+    else:
+        anyio.run(_http_server(server, settings).serve)
+
+
+async def _serve_beside_collector(
+    server: MCPServer, settings: ServerSettings, collect: CollectSettings
+) -> None:
+    from halo_mcp.collect.app import run_collector
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run_collector, collect)
+        if settings.transport == "stdio":
+            await server.run_stdio_async()
+        else:
+            await _http_server(server, settings).serve()
+        group.cancel_scope.cancel()
+
+
+def _http_server(server: MCPServer, settings: ServerSettings) -> uvicorn.Server:
     app = http_app(server, settings)
     log.warning(
         "halo-mcp serving Streamable HTTP on http://%s:%d/mcp (%s)",
@@ -300,4 +324,4 @@ def serve(settings: ServerSettings) -> None:
         f"{len(settings.tokens)} bearer token(s)" if settings.tokens else "no token: loopback only",
     )
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
-    anyio.run(uvicorn.Server(config).serve)
+    return uvicorn.Server(config)

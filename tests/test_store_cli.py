@@ -47,7 +47,7 @@ def test_query_filters_and_pages(traces, capsys) -> None:
 
 def test_query_attribute_text_and_time_flags(traces, capsys) -> None:
     argv = ["query", str(traces), "--attr", "retry.count=2", "--text", "paris",
-            "--since", "2025-03-01T10:00:30Z", "--json", "--fields", "span_id,input",
+            "--start-after", "2025-03-01T10:00:30Z", "--json", "--fields", "span_id,input",
             "--max-chars", "5"]  # fmt: skip
     assert main(argv) == 0
     page = json.loads(capsys.readouterr().out)
@@ -59,7 +59,9 @@ def test_query_attribute_text_and_time_flags(traces, capsys) -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--since", "yesterday"], "ISO-8601"),
+        (["--start-after", "yesterday"], "--start-after: 'yesterday' is not a time"),
+        (["--since", "yesterday"], "--since: 'yesterday' is not a time"),
+        (["--since", "2h", "--until", "3h"], "must be before until"),
         (["--attr", "novalue"], "KEY=VALUE"),
         (["--fields", "colour"], "valid fields"),
         (["--sort", "size"], "valid sorts"),

@@ -8,6 +8,7 @@ import random
 import pytest
 
 from halo_mcp.store import SpanFilter, open_store
+from halo_mcp.store.error_text import informative_message
 from halo_mcp.store.signatures import MAX_MESSAGE_CHARS, RULES, SPACES, normalize_message
 from halo_mcp.synth import generate
 
@@ -43,7 +44,7 @@ def test_skipping_rules_whose_strings_are_absent_never_changes_a_signature() -> 
     the result must be what trying every rule gives."""
 
     def every_rule(message: str) -> str:
-        text = message[: MAX_MESSAGE_CHARS * 4]
+        text = informative_message(message[: MAX_MESSAGE_CHARS * 16])[: MAX_MESSAGE_CHARS * 4]
         for pattern, placeholder, _ in RULES:
             text = pattern.sub(placeholder, text)
         return SPACES.sub(" ", text).strip()[:MAX_MESSAGE_CHARS]

@@ -105,15 +105,19 @@ def run_check(
     with_store: WithStore,
     run_findings: Callable[[str], RunFindings],
     baseline_paths: Sequence[Path] | None = None,
+    with_baseline_store: WithStore | None = None,
     finding_ids: Sequence[str] | None = None,
     max_findings: int | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> CheckOutcome:
     """Check the findings of `source` on `new_paths` (see the module doc).
 
+    `with_baseline_store` opens the baseline's stores (default `with_store`): the two
+    differ when each has its own time window over one growing collection.
     Raises CheckError (NothingToCheck when there is nothing to check); store errors as
     `with_store` raises them.
     """
+    with_baseline = with_baseline_store or with_store
 
     def step(message: str) -> None:
         if on_step is not None:
@@ -135,7 +139,7 @@ def run_check(
         if baseline is None:
             raise CheckError("A triage needs the baseline traces (the traces from before).")
         step("triaging the baseline traces")
-        findings = with_store(baseline, run_triage).items
+        findings = with_baseline(baseline, run_triage).items
         what = "triage of the baseline traces"
     if finding_ids:
         wanted = set(finding_ids)
@@ -151,7 +155,7 @@ def run_check(
     if baseline is not None:
         step("recounting on the baseline traces")
         chosen = findings
-        findings = with_store(baseline, lambda store: recount_prevalence(chosen, store))
+        findings = with_baseline(baseline, lambda store: recount_prevalence(chosen, store))
         label = "recount on the baseline traces " + ", ".join(str(p) for p in baseline)
     step("recounting on the new traces")
     checked = findings

@@ -25,7 +25,17 @@ EXIT_USAGE = 2
 EXIT_WARNING = 3
 EXIT_INTERRUPTED = 130
 
-_COMMAND_MODULES = ("traces", "sql", "run", "triage", "serve", "install", "web")
+_COMMAND_MODULES = (
+    "traces",
+    "sql",
+    "run",
+    "triage",
+    "serve",
+    "collect",
+    "imports",
+    "install",
+    "web",
+)
 
 
 class Subcommands(Protocol):

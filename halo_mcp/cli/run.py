@@ -33,6 +33,7 @@ from halo_mcp.cli import (
 )
 from halo_mcp.cli.install import write_atomically
 from halo_mcp.cli.output import json_text
+from halo_mcp.cli.window import add_window_options, window_from_args
 from halo_mcp.excgroups import is_interrupt
 from halo_mcp.settings import Environment
 
@@ -158,6 +159,7 @@ def _register_run(subparsers: Subcommands) -> None:
         metavar="TEXT|@FILE",
         help="A description of the harness for every agent (text, or @file to read it).",
     )
+    add_window_options(p)
     engine = p.add_argument_group("engine")
     engine.add_argument("--max-depth", type=int, metavar="N", help="Sub-agent depth (default: 2).")
     engine.add_argument("--max-turns", type=int, metavar="N", help="Turns per agent (default: 20).")
@@ -381,6 +383,7 @@ def run_command(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             repo_path=repo,
             context=context,
+            window=window_from_args(args),
         )
     except ValidationError as exc:
         problems = "; ".join(
@@ -388,6 +391,9 @@ def run_command(args: argparse.Namespace) -> int:
             for e in exc.errors()
         )
         _err(f"halo-mcp run: {redact(problems)}")
+        return EXIT_USAGE
+    except ValueError as exc:  # --since/--until
+        _err(f"halo-mcp run: {redact(str(exc))}")
         return EXIT_USAGE
 
     from halo_mcp.cli.progress import ProgressRenderer

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommands
+from halo_mcp.cli.collect import add_limit_options, collect_settings
 from halo_mcp.cli.options import add_http_options, http_options
 from halo_mcp.cli.output import first_error_message
 from halo_mcp.excgroups import leaves
@@ -48,6 +50,16 @@ def register(subparsers: Subcommands) -> None:
         help="allow trace paths only inside DIR (repeatable; over HTTP the default is the cwd)",
     )
     parser.add_argument(
+        "--collect",
+        type=Path,
+        metavar="DIR",
+        help="also receive OTLP/HTTP traces into DIR (see `halo-mcp collect`), on --host",
+    )
+    parser.add_argument(
+        "--collect-port", type=int, default=4318, help="port of the receiver (default 4318)"
+    )
+    add_limit_options(parser, prefix="collect-")
+    parser.add_argument(
         "--max-concurrent-runs",
         type=int,
         default=2,
@@ -74,21 +86,39 @@ def build_settings(args: argparse.Namespace) -> ServerSettings:
     return ServerSettings.from_env(
         engine={"model": args.model, "telemetry": True if args.telemetry else None},
         transport="http" if args.http else "stdio",
-        roots=args.root,
+        roots=_roots(args),
         max_concurrent_runs=args.max_concurrent_runs,
         **http_options(args),
     )
 
 
+def _roots(args: argparse.Namespace) -> list[Path]:
+    """The --root folders; with --collect, the collection directory is readable too (over
+    HTTP, or when roots are set: stdio without --root reads any path anyway)."""
+    roots = [Path(r) for r in args.root]
+    if args.collect is not None and (roots or args.http):
+        roots = [*(roots or [Path.cwd()]), args.collect.expanduser()]
+    return roots
+
+
 def run(args: argparse.Namespace) -> int:
+    from halo_mcp.collect.journal import JournalError
+
     if args.test:
         return self_test(args)
     try:
+        if args.collect is not None:  # exists before it is checked as a root
+            args.collect.expanduser().mkdir(parents=True, exist_ok=True)
         settings = build_settings(args)
+        collect = None
+        if args.collect is not None:  # the same address and tokens as the MCP server
+            collect = collect_settings(
+                args, args.collect, args.collect_port, settings.tokens, prefix="collect-"
+            )
         from halo_mcp.server import serve
 
-        serve(settings)
-    except (ValidationError, ValueError) as exc:
+        serve(settings, collect=collect)
+    except (ValidationError, ValueError, JournalError, OSError) as exc:
         print(f"halo-mcp serve: {first_error_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK

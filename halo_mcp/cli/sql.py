@@ -7,6 +7,7 @@ import argparse
 
 from halo_mcp.cli import EXIT_FAILED, EXIT_OK, Subcommands
 from halo_mcp.cli.output import fail, notice, print_json, table
+from halo_mcp.cli.window import add_window_options, window_from_args
 
 # The store is imported by the handler when it runs, so that `halo-mcp --help` and the other
 # commands do not pay for it at start-up.
@@ -30,6 +31,7 @@ def register(subparsers: Subcommands) -> None:
     )
     p.add_argument("--json", action="store_true", help="Print the result as JSON.")
     p.add_argument("--cache-dir", help="Where the index lives (default: $HALO_CACHE_DIR).")
+    add_window_options(p)
     p.add_argument("-v", "--verbose", action="store_true", help="Log details to stderr.")
     p.set_defaults(handler=run_sql_command)
 
@@ -51,7 +53,11 @@ def run_sql_command(args: argparse.Namespace) -> int:
         return fail(f"--limit must be 1-{MAX_ROW_LIMIT} and --timeout > 0")
     *paths, sql = args.items
     try:
-        with open_store(paths, cache_dir=args.cache_dir, notify=notice) as store:
+        window = window_from_args(args)
+    except ValueError as exc:
+        return fail(str(exc))
+    try:
+        with open_store(paths, cache_dir=args.cache_dir, notify=notice, window=window) as store:
             result = store.query_sql(sql, limit=args.limit, time_limit_s=args.timeout)
     except SqlError as exc:
         return fail(str(exc), EXIT_FAILED)

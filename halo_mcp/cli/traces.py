@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from halo_mcp.cli import EXIT_OK, Subcommands
 from halo_mcp.cli.output import fail, notice, print_json, table
+from halo_mcp.cli.window import add_window_options, window_from_args
 
 # The store is imported by the handlers when they run, so that `halo-mcp --help` and
 # `halo-mcp serve` do not pay for it at start-up.
@@ -27,6 +28,7 @@ def register(subparsers: Subcommands) -> None:
     common.add_argument(
         "--cache-dir", help="Where the index lives (default: $HALO_CACHE_DIR or ~/.cache)."
     )
+    add_window_options(common)
     common.add_argument("-v", "--verbose", action="store_true", help="Log details to stderr.")
 
     overview = subparsers.add_parser(
@@ -61,8 +63,10 @@ def register(subparsers: Subcommands) -> None:
     query.add_argument(
         "--max-duration-ms", type=float, metavar="MS", help="Spans lasting at most MS ms."
     )
-    query.add_argument("--since", help="Spans starting at or after this ISO-8601 time.")
-    query.add_argument("--until", help="Spans starting before this ISO-8601 time.")
+    query.add_argument(
+        "--start-after", metavar="T", help="Spans (not traces) starting at or after T."
+    )
+    query.add_argument("--start-before", metavar="T", help="Spans starting before T.")
     query.add_argument(
         "--attr", action="append", metavar="KEY=VALUE", help="Attribute equals (repeatable)."
     )
@@ -105,19 +109,20 @@ def register(subparsers: Subcommands) -> None:
 
 
 def _open(args: argparse.Namespace) -> TraceStore:
+    """The store of the paths, scoped to --since/--until; ValueError for a bad window."""
     from halo_mcp.store import open_store
 
-    return open_store(args.paths, cache_dir=args.cache_dir, notify=notice)
+    window = window_from_args(args)
+    return open_store(args.paths, cache_dir=args.cache_dir, notify=notice, window=window)
 
 
 def _time(text: str, flag: str) -> datetime:
+    from halo_mcp.store.timewindow import parse_time_point
+
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"{flag} {text!r} is not an ISO-8601 time (e.g. 2025-03-01T10:00:00Z)"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return parse_time_point(text)
+    except ValueError as exc:
+        raise ValueError(f"{flag}: {exc}") from None
 
 
 def _attr_value(text: str) -> Any:
@@ -165,8 +170,8 @@ def build_filter(args: argparse.Namespace) -> SpanFilter | None:
         "tool_name": args.tool,
         "min_duration_ms": args.min_duration_ms,
         "max_duration_ms": args.max_duration_ms,
-        "start_after": _time(args.since, "--since") if args.since else None,
-        "start_before": _time(args.until, "--until") if args.until else None,
+        "start_after": _time(args.start_after, "--start-after") if args.start_after else None,
+        "start_before": _time(args.start_before, "--start-before") if args.start_before else None,
         "attributes": attributes or None,
         "text": args.text,
         "trace_rule": _trace_rule(args.trace_rule) if args.trace_rule else None,
@@ -189,7 +194,7 @@ def run_overview(args: argparse.Namespace) -> int:
         with _open(args) as store:
             view = store.overview()
             report = store.report
-    except StoreError as exc:
+    except (StoreError, ValueError) as exc:
         return fail(str(exc))
     if args.json:
         print_json(view)
@@ -279,7 +284,7 @@ def run_query(args: argparse.Namespace) -> int:
                 fields=fields,
                 max_chars=args.max_chars,
             )
-    except StoreError as exc:
+    except (StoreError, ValueError) as exc:
         return fail(str(exc))
     if args.json:
         print_json(page)

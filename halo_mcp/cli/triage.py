@@ -15,14 +15,16 @@ from typing import TYPE_CHECKING, TypeVar
 
 from halo_mcp.cli import EXIT_FAILED, EXIT_OK, Subcommands
 from halo_mcp.cli.output import fail, notice, print_json, table
+from halo_mcp.cli.window import add_window_options, window_from_args
 
 # Handlers import the store, triage and check when they run, so that `halo-mcp --help` and
 # `halo-mcp serve` do not pay for them at start-up.
 if TYPE_CHECKING:
     from halo_mcp.check.recount import CheckReport
-    from halo_mcp.check.workflow import CheckOutcome, CheckSource, RunFindings
+    from halo_mcp.check.workflow import CheckOutcome, CheckSource, RunFindings, WithStore
     from halo_mcp.findings.models import Prevalence
     from halo_mcp.store import TraceStore
+    from halo_mcp.store.timewindow import TimeWindow
     from halo_mcp.triage import TriageReport
 
 T = TypeVar("T")
@@ -40,6 +42,7 @@ def register(subparsers: Subcommands) -> None:
     triage.add_argument("--json", action="store_true", help="Print the report as JSON.")
     triage.add_argument("--max-items", type=int, default=25, help="Items to keep (default 25).")
     triage.add_argument("--cache-dir", help="Where the index lives (default: $HALO_CACHE_DIR).")
+    add_window_options(triage)
     triage.add_argument("-v", "--verbose", action="store_true", help="Log details to stderr.")
     triage.set_defaults(handler=run_triage_command)
 
@@ -62,6 +65,8 @@ def register(subparsers: Subcommands) -> None:
     check.add_argument("--json", action="store_true", help="Print the report as JSON.")
     check.add_argument("--cache-dir", help="Where the index lives (default: $HALO_CACHE_DIR).")
     check.add_argument("--data-dir", help="The run store (default: $HALO_DATA_DIR).")
+    add_window_options(check)
+    add_window_options(check, prefix="baseline-")
     check.add_argument("-v", "--verbose", action="store_true", help="Log details to stderr.")
     check.set_defaults(handler=run_check_command)
 
@@ -73,9 +78,12 @@ def run_triage_command(args: argparse.Namespace) -> int:
     if args.max_items < 1:
         return fail("--max-items must be at least 1")
     try:
-        with open_store(args.paths, cache_dir=args.cache_dir, notify=notice) as store:
+        window = window_from_args(args)
+        with open_store(
+            args.paths, cache_dir=args.cache_dir, notify=notice, window=window
+        ) as store:
             report = run_triage(store, max_items=args.max_items)
-    except StoreError as exc:
+    except (StoreError, ValueError) as exc:
         return fail(str(exc))
     if args.json:
         print_json(report)
@@ -131,20 +139,26 @@ def check_from_terminal(
     baseline: Sequence[str] | None = None,
     cache_dir: str | None = None,
     data_dir: str | None = None,
+    window: TimeWindow | None = None,
+    baseline_window: TimeWindow | None = None,
 ) -> CheckOutcome:
     """The check workflow with the terminal's stores and run store (`check`, `report
     --check`); raises CheckError or StoreError."""
     from halo_mcp.check.workflow import run_check
     from halo_mcp.store import open_store
 
-    def with_store(paths: Sequence[Path], fn: Callable[[TraceStore], T]) -> T:
-        with open_store(paths, cache_dir=cache_dir, notify=notice) as store:
-            return fn(store)
+    def opener(scope: TimeWindow | None) -> WithStore:
+        def with_store(paths: Sequence[Path], fn: Callable[[TraceStore], T]) -> T:
+            with open_store(paths, cache_dir=cache_dir, notify=notice, window=scope) as store:
+                return fn(store)
+
+        return with_store
 
     return run_check(
         source,
         [Path(p) for p in new_paths],
-        with_store=with_store,
+        with_store=opener(window),
+        with_baseline_store=opener(baseline_window),
         run_findings=lambda run_id: _run_findings(run_id, data_dir),
         baseline_paths=[Path(p) for p in baseline] if baseline else None,
     )
@@ -158,12 +172,19 @@ def run_check_command(args: argparse.Namespace) -> int:
     if args.source == "triage" and not args.baseline:
         return fail("SOURCE 'triage' needs --baseline OLD_PATH... (the traces to triage)")
     try:
+        window = window_from_args(args)
+        baseline_window = window_from_args(args, prefix="baseline-")
+    except ValueError as exc:
+        return fail(str(exc))
+    try:
         outcome = check_from_terminal(
             source,
             args.new_paths,
             baseline=args.baseline,
             cache_dir=args.cache_dir,
             data_dir=args.data_dir,
+            window=window,
+            baseline_window=baseline_window,
         )
     except NothingToCheck as exc:
         return fail(f"{exc.what} has no findings to check", EXIT_FAILED)

@@ -186,7 +186,12 @@ async def _drive(
                 # Indexing a big file takes a while: a cancel must not wait for it (the
                 # thread finishes on its own and leaves its index for the next run).
                 store = await anyio.to_thread.run_sync(
-                    functools.partial(open_store, run.trace_paths, cache_dir=settings.cache_dir),
+                    functools.partial(
+                        open_store,
+                        run.trace_paths,
+                        cache_dir=settings.cache_dir,
+                        window=settings.window,
+                    ),
                     abandon_on_cancel=True,
                 )
                 repo = await anyio.to_thread.run_sync(_open_repo, settings)

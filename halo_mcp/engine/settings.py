@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field, SecretStr
 
 from halo_mcp.settings import Environment
+from halo_mcp.store.timewindow import TimeWindow
 
 DEFAULT_MODEL = "gpt-5.4-mini"
 
@@ -66,6 +67,9 @@ class EngineSettings(BaseModel):
     data_dir: Path | None = Field(None, description="Run store; default settings.data_dir().")
     cache_dir: Path | None = Field(None, description="Trace indexes; default settings.cache_dir().")
     telemetry: bool = False
+    window: TimeWindow | None = Field(
+        None, description="Analyze only the traces starting in this window (since/until)."
+    )
     repo_path: Path | None = Field(
         None, description="The harness's source repository: code and git tools for the agents."
     )

@@ -116,6 +116,8 @@ def plan_updates(conn: sqlite3.Connection, states: list[FileState]) -> list[Plan
         }
     except sqlite3.DatabaseError:
         return None
+    if set(rows) - {str(state.path) for state in states}:
+        return None  # a file left the input set: its rows must go, so build again
     plans = []
     for state in states:
         row = rows.get(str(state.path))
@@ -162,13 +164,19 @@ def build_lock(db_path: Path, on_wait: Callable[[], None] | None = None) -> Iter
 
 
 def ensure_index(
-    files: list[Path], cache_dir: Path, notify: Callable[[str], None] | None = None
+    files: list[Path],
+    cache_dir: Path,
+    notify: Callable[[str], None] | None = None,
+    inputs: list[Path] | None = None,
 ) -> tuple[Path, bool]:
     """The index for `files`, built or brought up to date. Returns (path, reused as is).
 
+    `inputs` (the paths the caller named, default `files`) name the index: a directory
+    keeps one index as it gains files (a collection rotating into new files), which is
+    extended with the new files instead of built again under a new name.
     `notify` hears one line before and after work that takes a noticeable time (building
     or updating the index of more than a few MB, waiting for another process's build)."""
-    db_path = index_path(cache_dir, files)
+    db_path = index_path(cache_dir, inputs or files)
     states = [file_state(p) for p in files]
     if db_path.exists():
         with contextlib.closing(connect(db_path)) as conn:

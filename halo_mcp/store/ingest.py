@@ -47,7 +47,12 @@ class SliceResult:
     orphaned_names: int = 0
 
 
-_FLAT_INPUT_KEYS = ("input.value", "gen_ai.tool.call.arguments")
+_FLAT_INPUT_KEYS = (
+    "input.value",
+    "gen_ai.tool.call.arguments",
+    "tool_arguments",
+    "ai.toolCall.args",
+)
 
 
 def _flat_input(line: bytes) -> str | None:

@@ -1,18 +1,34 @@
-"""Error signatures: an error message with its volatile parts (ids, numbers, paths...)
-replaced by placeholders, so errors that differ only by those parts group together."""
+"""Error signatures: the informative part of an error message (error_text) with its
+volatile parts (ids, numbers, paths...) replaced by placeholders, so errors that differ
+only by those parts group together. HTTP status codes stay: they say what the error is."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+
+from halo_mcp.store.error_text import informative_message
 
 MAX_MESSAGE_CHARS = 300
+
+Replacement = str | Callable[[re.Match[str]], str]
+
+
+def _quoted(placeholder: str) -> Callable[[re.Match[str]], str]:
+    """A quoted string becomes `placeholder`, unless a colon follows (a dict key)."""
+
+    def replace(match: re.Match[str]) -> str:
+        return match.group(0) if match.group(1) else placeholder
+
+    return replace
+
 
 #: The rules, in order: (pattern, placeholder, needles). Order matters: the most specific
 #: shapes are replaced first. Each rule names strings of which a match must contain one
 #: (none: always tried); a message holding none of them skips the rule (about half the
 #: cost: most messages have no @, / or 0x). Placeholders add none of these strings, so
 #: testing the original message is enough.
-RULES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
+RULES: tuple[tuple[re.Pattern[str], Replacement, tuple[str, ...]], ...] = (
     (re.compile(r"https?://[^\s'\"<>)\]]+", re.I), "<URL>", ("://",)),
     (re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"), "<EMAIL>", ("@",)),
     (
@@ -37,9 +53,18 @@ RULES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
         ("/",),
     ),
     (re.compile(r"\b[A-Za-z]:\\[^\s'\"]+"), "<PATH>", (":\\",)),
-    (re.compile(r"'[^'\n]{1,200}'"), "'<S>'", ("'",)),
-    (re.compile(r'"[^"\n]{1,200}"'), '"<S>"', ('"',)),
-    (re.compile(r"(?<![\w<.-])[-+]?\d+(?:[.,]\d+)*(?:e[-+]?\d+)?", re.I), "<N>", ()),
+    # Quoted strings, except dict keys ({'max_turns': 5} keeps its key).
+    (re.compile(r"'[^'\n]{1,200}'(\s*:)?"), _quoted("'<S>'"), ("'",)),
+    (re.compile(r'"[^"\n]{1,200}"(\s*:)?'), _quoted('"<S>"'), ('"',)),
+    # Numbers, except an HTTP status after "Error code: " (openai) or "status_code: ".
+    (
+        re.compile(
+            r"(?<![\w<.-])(?<!Error code: )(?<!status_code: )[-+]?\d+(?:[.,]\d+)*(?:e[-+]?\d+)?",
+            re.I,
+        ),
+        "<N>",
+        (),
+    ),
 )
 #: Runs of whitespace, collapsed to one space.
 SPACES = re.compile(r"\s+")
@@ -50,7 +75,7 @@ def normalize_message(message: str | None) -> str:
     <TS>, <EMAIL>, '<S>'; whitespace collapsed; cut at a bounded length."""
     if not message:
         return ""
-    text = message[: MAX_MESSAGE_CHARS * 4]
+    text = informative_message(message[: MAX_MESSAGE_CHARS * 16])[: MAX_MESSAGE_CHARS * 4]
     for pattern, placeholder, needles in RULES:
         if not needles or any(needle in text for needle in needles):
             text = pattern.sub(placeholder, text)

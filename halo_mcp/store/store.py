@@ -34,6 +34,7 @@ from halo_mcp.store.raw_lines import TraceFiles
 from halo_mcp.store.session import Session
 from halo_mcp.store.text_scan import TextScanner
 from halo_mcp.store.time_limit import DEFAULT_QUERY_TIME_LIMIT, Deadline, install_deadline
+from halo_mcp.store.timewindow import TimeWindow
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,7 @@ def open_store(
     *,
     cache_dir: str | Path | None = None,
     notify: Callable[[str], None] | None = None,
+    window: TimeWindow | None = None,
     query_time_limit: float | None = DEFAULT_QUERY_TIME_LIMIT,
 ) -> TraceStore:
     """Open (building or extending the index when needed) a store over files or directories.
@@ -229,7 +231,8 @@ def open_store(
     `paths` may name `.jsonl`/`.json`/`.gz` files or directories of them. The index lives in
     `cache_dir` (default: :func:`halo_mcp.settings.cache_dir`), never in the trace folder.
     `notify` hears a line when building or updating the index takes a while (and when it
-    is done). `query_time_limit` bounds each query in seconds (None: no limit). Raises
+    is done). `query_time_limit` bounds each query in seconds (None: no limit). `window`
+    keeps only the traces starting inside it (see store/window.py). Raises
     TraceFileNotFoundError or NoSpansError with a message saying what to do.
     """
     files, directories = expand_paths(paths)
@@ -237,7 +240,8 @@ def open_store(
     inputs = inputs_fingerprint(files, directories)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     try:
-        db_path, reused = ensure_index(files, root, notify)
+        given = sorted({Path(p).expanduser().resolve() for p in paths})
+        db_path, reused = ensure_index(files, root, notify, inputs=given)
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(
             f"cannot build or read the trace index under {root} ({exc}); point HALO_CACHE_DIR "
@@ -251,4 +255,11 @@ def open_store(
     except NoSpansError:
         store.close()
         raise
-    return store
+    if window is None or window.is_open:
+        return store
+    from halo_mcp.store.window import scope_to_window
+
+    try:
+        return scope_to_window(store, window)
+    finally:
+        store.close()

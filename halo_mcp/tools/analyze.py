@@ -28,6 +28,7 @@ from halo_mcp.tools.paths import resolve_paths, resolve_repo_path
 from halo_mcp.tools.results import tool_result
 from halo_mcp.tools.runs import status_links, wait_for_run
 from halo_mcp.tools.state import caller_owner, server_state
+from halo_mcp.tools.window import Since, Until, window_arg
 
 DEFAULT_PROMPT = (
     "Find the systemic failure modes of this agent harness: recurring tool errors, loops, "
@@ -115,6 +116,8 @@ def register(server: MCPServer) -> None:
             str | None,
             Field(max_length=20_000, description="A description of the harness for every agent."),
         ] = None,
+        since: Since = None,
+        until: Until = None,
     ) -> Annotated[CallToolResult, RunStatusResult]:
         """Find the systemic failure modes of an LLM agent harness in its OpenTelemetry traces.
         LLM agents explore the traces, delegate to sub-agents, and report findings verified
@@ -124,6 +127,7 @@ def register(server: MCPServer) -> None:
         When finished: findings in brief (id, title, severity, prevalence) and the report link.
         Then get_finding(id) for root cause and fix, query_spans with the finding's matcher for
         concrete cases, and edit the harness. An identical request while one is running joins it.
+        since/until analyze only the traces that started in a window (e.g. since "24h").
         """
         if run_id is not None:
             result = await wait_for_run(ctx, run_id, wait_seconds)
@@ -143,6 +147,7 @@ def register(server: MCPServer) -> None:
             max_run_tokens=max_run_tokens,
             repo_path=repo,
             context=context.strip() if context and context.strip() else None,
+            window=window_arg(since, until),
         )
         text = (prompt or "").strip() or DEFAULT_PROMPT
         run, deduplicated = await state.manager.start(

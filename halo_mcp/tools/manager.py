@@ -34,6 +34,7 @@ from halo_mcp.engine.models import RunRecord, RunStatus, Usage
 from halo_mcp.engine.runstore import RunStore
 from halo_mcp.engine.settings import EngineSettings
 from halo_mcp.findings.models import Finding
+from halo_mcp.store.timewindow import TimeWindow
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class RunOverrides(BaseModel, frozen=True):
     max_run_tokens: int | None = None
     repo_path: str | None = None  # resolved inside the server's roots
     context: str | None = None
+    window: TimeWindow | None = None  # since/until, resolved when the call came
 
 
 #: What makes two requests the same run: owner, files, prompt and the settings overrides.

@@ -42,6 +42,7 @@ from halo_mcp.tools.models import (
 from halo_mcp.tools.paths import resolve_paths
 from halo_mcp.tools.results import RESULT_BUDGET_CHARS, dump, tool_result
 from halo_mcp.tools.state import server_state
+from halo_mcp.tools.window import Since, Until, window_arg
 
 _FILTER_FIELDS = ", ".join(SpanFilter.model_fields)
 
@@ -160,6 +161,8 @@ def register(server: MCPServer) -> None:
         limit: Limit = 20,
         cursor: Cursor = None,
         max_chars: MaxChars = 1000,
+        since: Since = None,
+        until: Until = None,
     ) -> Annotated[CallToolResult, SpanQueryResult]:
         """Find spans in trace files with a deterministic filter (no LLM, milliseconds once
         indexed; the first call on new files builds an index). Use it to see concrete cases of
@@ -169,10 +172,12 @@ def register(server: MCPServer) -> None:
         start_after/start_before, attributes (exact values), text (regex over content).
         Returns one page; pass `next_cursor` back as `cursor` for the next. Add 'input',
         'output', 'attributes' or 'events' to `fields` for content (clipped at max_chars).
+        since/until keep the traces that started in a time window (e.g. since "24h").
         For one trace's full tree use get_trace."""
         state = server_state(ctx)
         paths = await resolve_paths(trace_paths, state.roots)
         span_filter = parse_filter(filter)
+        window = window_arg(since, until)
         chosen = list(dict.fromkeys(fields)) if fields else list(DEFAULT_SPAN_FIELDS)
         result = await state.stores.call(
             paths,
@@ -186,20 +191,23 @@ def register(server: MCPServer) -> None:
                 max_chars=max_chars,
                 trace_paths=[str(p) for p in paths],
             ),
+            window,
         )
         return tool_result(result)
 
     @server.tool(title="Overview of trace files", annotations=READ_ONLY)
     async def trace_overview(
-        trace_paths: TracePaths, ctx: Context
+        trace_paths: TracePaths, ctx: Context, since: Since = None, until: Until = None
     ) -> Annotated[CallToolResult, OverviewResult]:
         """What the trace files hold, without an LLM: trace, span and error counts, time range,
         services, agents, models, tools (calls and errors), span kinds, tokens, and the top
         error signatures (grouped messages with example trace and span ids). Use it to pick
-        names and ids for query_spans filters."""
+        names and ids for query_spans filters. since/until: only traces that started in that
+        window (e.g. since "24h")."""
         state = server_state(ctx)
         paths = await resolve_paths(trace_paths, state.roots)
-        overview = await state.stores.call(paths, lambda store: store.overview())
+        window = window_arg(since, until)
+        overview = await state.stores.call(paths, lambda store: store.overview(), window)
         return tool_result(bounded_overview(overview, [str(p) for p in paths]))
 
     @server.tool(title="Get one trace as a span tree", annotations=READ_ONLY)

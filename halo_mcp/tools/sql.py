@@ -19,6 +19,7 @@ from halo_mcp.tools.models import READ_ONLY, TracePaths
 from halo_mcp.tools.paths import resolve_paths
 from halo_mcp.tools.results import RESULT_BUDGET_CHARS, tool_result
 from halo_mcp.tools.state import server_state
+from halo_mcp.tools.window import Since, Until, window_arg
 
 SQL_TIME_LIMIT_S = 20.0
 
@@ -42,7 +43,8 @@ DESCRIPTION = (
     "(a tool's errors against the next LLM call), when a failure first and last happened. "
     "Rows (`limit`), characters and time are bounded; no writes, ATTACH, PRAGMA or file "
     "functions. Span content (inputs, outputs, attributes) is not in the views: use "
-    "query_spans/get_trace for it.\n" + SQL_SCHEMA
+    "query_spans/get_trace for it. since/until keep the traces that started in a time "
+    "window (e.g. since '24h').\n" + SQL_SCHEMA
 )
 
 
@@ -55,9 +57,12 @@ def register(server: MCPServer) -> None:
         limit: Annotated[
             int, Field(ge=1, le=MAX_ROW_LIMIT, description="Maximum rows to return.")
         ] = 100,
+        since: Since = None,
+        until: Until = None,
     ) -> Annotated[CallToolResult, SqlQueryResult]:
         state = server_state(ctx)
         paths = await resolve_paths(trace_paths, state.roots)
+        window = window_arg(since, until)
 
         def run(store: Any) -> Any:
             try:
@@ -70,7 +75,7 @@ def register(server: MCPServer) -> None:
             except SqlError as exc:
                 raise ToolError(str(exc)) from None
 
-        result = await state.stores.call(paths, run)
+        result = await state.stores.call(paths, run, window)
         return tool_result(
             SqlQueryResult(**result.model_dump(), trace_paths=[str(p) for p in paths])
         )

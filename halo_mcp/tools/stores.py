@@ -21,11 +21,15 @@ import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
 from halo_mcp.store import StoreError, TraceStore, open_store
+from halo_mcp.store.timewindow import TimeWindow
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _Key = tuple[str, ...]
+#: Window stores kept per set of paths (the latest used): a client paging through one
+#: window reuses its store instead of building it again for every page.
+WINDOWS_PER_STORE = 2
 
 
 class StoreCache:
@@ -36,22 +40,58 @@ class StoreCache:
         self.cache_dir = cache_dir
         self._stores: OrderedDict[_Key, TraceStore] = OrderedDict()
         self._locks: dict[_Key, threading.Lock] = {}
+        self._windows: dict[_Key, OrderedDict[tuple[int, int], TraceStore]] = {}
         self._guard = threading.Lock()
 
-    async def call(self, paths: Sequence[Path], fn: Callable[[TraceStore], T]) -> T:
-        """Run `fn(store)` in a worker thread; store errors become ToolErrors."""
-        return await anyio.to_thread.run_sync(self.use, paths, fn)
+    async def call(
+        self,
+        paths: Sequence[Path],
+        fn: Callable[[TraceStore], T],
+        window: TimeWindow | None = None,
+    ) -> T:
+        """Run `fn(store)` in a worker thread; store errors become ToolErrors. With a
+        `window`, `fn` gets a store of the window's traces (kept for the same bounds)."""
+        return await anyio.to_thread.run_sync(self.use, paths, fn, window)
 
-    def use(self, paths: Sequence[Path], fn: Callable[[TraceStore], T]) -> T:
+    def use(
+        self,
+        paths: Sequence[Path],
+        fn: Callable[[TraceStore], T],
+        window: TimeWindow | None = None,
+    ) -> T:
         """`call` for code already in a worker thread (it blocks: never on the event loop)."""
         key = tuple(str(p) for p in paths)
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             try:
-                return fn(self._open(key))
+                store = self._open(key)
+                if window is None or window.is_open:
+                    return fn(store)
+                return fn(self._window(key, store, window))
             except StoreError as exc:
                 raise ToolError(str(exc)) from None
+
+    def _window(self, key: _Key, store: TraceStore, window: TimeWindow) -> TraceStore:
+        """The store of `window` over `store` (the caller holds the key's lock): reused for
+        the same bounds while the files are unchanged, else built from `store`."""
+        from halo_mcp.store.window import scope_to_window
+
+        bounds = window.bounds_ns()
+        with self._guard:
+            kept = self._windows.setdefault(key, OrderedDict())
+            scoped = kept.pop(bounds, None)
+        if scoped is not None and scoped.inputs_changed():
+            _close_quietly(scoped)
+            scoped = None
+        if scoped is None:
+            scoped = scope_to_window(store, window)
+        with self._guard:
+            kept[bounds] = scoped
+            old = [kept.popitem(last=False)[1] for _ in range(len(kept) - WINDOWS_PER_STORE)]
+        for stale in old:
+            _close_quietly(stale)
+        return scoped
 
     def _open(self, key: _Key) -> TraceStore:
         """The open store for `key` (the caller holds the key's lock, so no other call is
@@ -73,15 +113,20 @@ class StoreCache:
             while len(self._stores) > self.size:
                 old_key, old = self._stores.popitem(last=False)
                 old_lock = self._locks.pop(old_key, None)
+                windows = list(self._windows.pop(old_key, {}).values())
                 # Close now unless a call is using it; then garbage collection closes it.
                 if old_lock is not None and old_lock.acquire(blocking=False):
-                    _close_quietly(old)
+                    for item in [old, *windows]:
+                        _close_quietly(item)
                     old_lock.release()
         return store
 
     def close(self) -> None:
         with self._guard:
             stores, self._stores = list(self._stores.values()), OrderedDict()
+            for kept in self._windows.values():
+                stores.extend(kept.values())
+            self._windows = {}
         for store in stores:
             _close_quietly(store)
 

@@ -35,6 +35,7 @@ from halo_mcp.tools.paths import resolve_paths
 from halo_mcp.tools.results import RESULT_BUDGET_CHARS, dump, tool_result
 from halo_mcp.tools.runs import load_record
 from halo_mcp.tools.state import caller_owner, server_state
+from halo_mcp.tools.window import Since, Until, window_arg
 from halo_mcp.triage import TriageReport, run_triage, triage_summary
 
 MAX_FINDINGS = 100
@@ -122,7 +123,11 @@ def _nothing_to_check(run_id: str | None) -> str:
 def register(server: MCPServer) -> None:
     @server.tool(title="Triage traces (no LLM)", annotations=READ_ONLY)
     async def triage_traces(
-        trace_paths: TracePaths, ctx: Context, max_items: MaxItems = 15
+        trace_paths: TracePaths,
+        ctx: Context,
+        max_items: MaxItems = 15,
+        since: Since = None,
+        until: Until = None,
     ) -> Annotated[CallToolResult, TriageResult]:
         """Count the failure symptoms of a trace set in seconds, with no LLM and no API key:
         error clusters, loops (identical tool calls repeated in a trace), retry storms, runs
@@ -130,11 +135,15 @@ def register(server: MCPServer) -> None:
         tools by failure rate. Each item has the shape of a finding (source 'triage'):
         matcher (pass it to query_spans as `filter`), prevalence (traces affected / traces),
         evidence ids. It counts symptoms, not causes: use analyze_traces for why. Save item
-        ids to recheck them later with check_findings."""
+        ids to recheck them later with check_findings. since/until triage only the traces
+        that started in that window (e.g. since "24h" on a growing collection)."""
         state = server_state(ctx)
         paths = await resolve_paths(trace_paths, state.roots)
+        window = window_arg(since, until)
         await ctx.report_progress(0, 1, "triaging (indexing first if the files are new)")
-        report = await state.stores.call(paths, lambda s: run_triage(s, max_items=max_items))
+        report = await state.stores.call(
+            paths, lambda s: run_triage(s, max_items=max_items), window
+        )
         await ctx.report_progress(1, 1, "triage done")
         return tool_result(fit_triage(report, triage_summary(report)))
 
@@ -148,14 +157,22 @@ def register(server: MCPServer) -> None:
         ] = None,
         baseline_paths: BaselinePaths = None,
         finding_ids: FindingIds = None,
+        since: Since = None,
+        until: Until = None,
+        baseline_since: Since = None,
+        baseline_until: Until = None,
     ) -> Annotated[CallToolResult, CheckResult]:
         """After a fix: recount each finding of a finished run on NEW traces (trace_paths)
         with its matcher and report before vs after (traces affected / in scope) and a
         verdict: resolved, improved, unchanged, worse, inconclusive (too few cases to tell),
         unknown (no matcher or no baseline). Verdicts use a two-proportion test (alpha 0.05)
         and a change of at least 25%. Without run_id, the baseline_paths are triaged first
-        and the triage items are checked. Each result lists spans that still match."""
+        and the triage items are checked. Each result lists spans that still match.
+        since/until window the new traces, baseline_since/baseline_until the baseline (one
+        growing collection: baseline_until = the deploy time, since = the deploy time)."""
         state = server_state(ctx)
+        window = window_arg(since, until)
+        baseline_window = window_arg(baseline_since, baseline_until)
         new_paths = await resolve_paths(trace_paths, state.roots)
         old_paths = await resolve_paths(baseline_paths, state.roots) if baseline_paths else None
         if run_id is None and old_paths is None:
@@ -187,7 +204,8 @@ def register(server: MCPServer) -> None:
             run_check,
             source,
             new_paths,
-            with_store=state.stores.use,
+            with_store=functools.partial(state.stores.use, window=window),
+            with_baseline_store=functools.partial(state.stores.use, window=baseline_window),
             run_findings=run_findings,
             baseline_paths=old_paths,
             finding_ids=finding_ids,

@@ -27,22 +27,35 @@ if TYPE_CHECKING:
 #: Errors of one cluster in one trace that make a retry storm.
 MIN_STORM_ERRORS = 3
 
+#: Each framework's cap on steps, turns, requests or recursion, as its error words it:
+#: Agents SDK MaxTurnsExceeded ("Max turns (5) exceeded"), pydantic-ai UsageLimitExceeded
+#: ("would exceed the request_limit of 5"), LangGraph GraphRecursionError ("Recursion limit
+#: of 10 reached"), LangChain/CrewAI/smolagents max iterations and max steps.
 _TURN_LIMIT = re.compile(
     r"max[ _.-]?turns|turn limit|step limit|max[ _.-]?steps|max[ _.-]?iterations|"
-    r"iteration limit|recursion limit|too many (?:turns|steps|iterations)",
+    r"iteration limit|recursion limit|too many (?:turns|steps|iterations)|"
+    r"maxturnsexceeded|usagelimitexceeded|graphrecursionerror|"
+    r"(?:request|tool_calls|total_tokens)_limit|maximum (?:number of )?(?:iterations|steps)|"
+    r"reached max(?:imum)? (?:steps|iterations)",
     re.I,
 )
-_RATE_LIMIT = re.compile(r"rate[ _.-]?limit|too many requests|\b429\b|quota exceeded", re.I)
+_RATE_LIMIT = re.compile(
+    r"rate[ _.-]?limit|too many requests|\b429\b|quota exceeded|resource[ _]?exhausted", re.I
+)
 _CONTEXT = re.compile(
-    r"context[ _.-]?length|context window|maximum context|prompt is too long|too many tokens",
+    r"context[ _.-]?length|context[ _.-]?window|maximum context|prompt is too long|"
+    r"too many tokens|input is too long|exceeds the context",
     re.I,
 )
+_TIMEOUT = re.compile(r"timed?[ _.-]?out|timeout|deadline exceeded", re.I)
 _PLACEHOLDER = re.compile(r"'<S>'|\"<S>\"|<[A-Z]+>")
 #: Ids, uuids and numbers are one kind of volatile value for clustering: an all-digit hex
 #: id normalizes to <N>, a lettered one to <ID>, and they must not split a cluster.
 _VOLATILE = re.compile(r"<(?:ID|UUID)>")
 _GLUED = re.compile(r"[\w-]*<N>[\w-]*")
 _ERROR_TYPE = re.compile(r"^\s*([A-Za-z_][\w.]{2,60})\s*:")
+#: An exception class named anywhere in a signature (RateLimitError, MaxTurnsExceeded...).
+_CLASS_NAME = re.compile(r"\b((?:[A-Z][a-z0-9]+)+(?:Error|Exception|Exceeded|Timeout|Interrupt))\b")
 _KINDS = ("agent", "llm", "tool", "chain", "guardrail", "other")
 
 ClusterKey = tuple[str, str | None, str]
@@ -85,7 +98,7 @@ def cluster_signature(message: str | None, models: Iterable[str]) -> str:
 def signature_regex(signature: str) -> str | None:
     """A regex matching the raw messages of a signature: its first literal part and its
     longest one (placeholders and masked models become gaps)."""
-    parts = [p.strip() for p in re.split(r"<MODEL>|" + _PLACEHOLDER.pattern, signature)]
+    parts = [p.strip() for p in re.split(r"<MODEL>|…|" + _PLACEHOLDER.pattern, signature)]
     parts = [p for p in parts if len(p) >= 4]
     if not parts:
         return None
@@ -96,8 +109,13 @@ def signature_regex(signature: str) -> str | None:
 
 
 def error_type(signature: str) -> str:
+    """What a title calls the error: its exception type when the signature names one,
+    else the start of the message."""
     match = _ERROR_TYPE.match(signature)
     if match and "<" not in match.group(1):
+        return match.group(1)
+    match = _CLASS_NAME.search(signature)
+    if match:
         return match.group(1)
     return clip(signature, 60)[0] or "error"
 
@@ -172,7 +190,7 @@ def cluster_items(ctx: AggregateContext) -> list[Candidate]:
             Candidate(
                 category=category,
                 severity=_severity(category, rate),
-                title=f"{err_type} in {source}",
+                title=f"{_named(err_type, category)} in {source}",
                 description=description,
                 rule=rule,
                 matcher=_matcher(cluster),
@@ -213,15 +231,35 @@ def _category(cluster: Cluster) -> str:
         return "context-overflow"
     if _RATE_LIMIT.search(text):
         return "rate-limit"
+    if _TIMEOUT.search(text):
+        return "timeout"
     if cluster.tool_name or cluster.kind == "tool":
         return "tool-error"
     return {"llm": "llm-error", "agent": "agent-error"}.get(cluster.kind, "error")
 
 
+#: Categories an error's type may not say by itself (an HTTP 400 for a context overflow).
+_CATEGORY_WORDS = {
+    "turn-limit": (_TURN_LIMIT, "turn limit"),
+    "context-overflow": (_CONTEXT, "context overflow"),
+    "rate-limit": (_RATE_LIMIT, "rate limit"),
+    "timeout": (_TIMEOUT, "timeout"),
+}
+
+
+def _named(err_type: str, category: str) -> str:
+    """The error's type, with its category when the type does not say it
+    ("OpenAIInvalidRequestError (context overflow)")."""
+    pattern, words = _CATEGORY_WORDS.get(category, (None, ""))
+    if pattern is None or pattern.search(err_type):
+        return err_type
+    return f"{err_type} ({words})"
+
+
 def _severity(category: str, rate: float) -> Severity:
     if category in ("turn-limit", "context-overflow"):
         return Severity.high
-    if category in ("tool-error", "agent-error") and rate >= 0.1:
+    if category in ("tool-error", "agent-error", "timeout") and rate >= 0.1:
         return Severity.high
     return Severity.medium
 

@@ -24,6 +24,7 @@ _CATEGORY_ORDER = (
     "loop",
     "context-overflow",
     "rate-limit",
+    "timeout",
     "tool-error",
     "llm-error",
     "agent-error",
@@ -45,6 +46,9 @@ _SUGGESTIONS = {
     "context, and budget the history before each LLM call.",
     "rate-limit": "Smooth the request rate (client-side limiter, jittered backoff, fewer "
     "parallel calls) or raise the provider quota.",
+    "timeout": "Find what makes these calls exceed their timeout (a slow provider or "
+    "dependency, very large requests): retry them with backoff, or raise the timeout where "
+    "the work is legitimately long.",
     "tool-error": "Read the failing calls' arguments: fix the tool, its input validation, or "
     "the tool description that leads the model to pass bad arguments.",
     "llm-error": "Classify these provider errors: retry the transient ones with backoff, "

@@ -386,6 +386,12 @@ class FakeOpenAIServer:
         with self._lock:
             self._routes.append((predicate, deque(steps)))
 
+    def clear(self) -> None:
+        """Drop every step not yet served (main script and routes)."""
+        with self._lock:
+            self._script.clear()
+            self._routes.clear()
+
     def pending(self) -> int:
         """Steps not yet served (main script plus routes)."""
         with self._lock:

@@ -2,8 +2,9 @@
 
 One function reads a span's flat attributes the way every convention writes them:
 OpenInference (`openinference.span.kind`, `llm.*`, `tool.*`), OpenTelemetry GenAI
-(`gen_ai.*`), HALO's own `inference.*`, and the OpenAI Agents SDK's span types when they
-travel as OTel attributes. Plain dict lookups only: this runs for every span indexed.
+(`gen_ai.*`), HALO's own `inference.*`, the OpenAI Agents SDK's span types when they
+travel as OTel attributes, pydantic-ai's agent run keys and the Vercel AI SDK (`ai.*`).
+Plain dict lookups only: this runs for every span indexed.
 """
 
 from __future__ import annotations
@@ -57,11 +58,30 @@ AGENTS_SDK_TYPES = {
     "turn": "chain",
 }
 
+#: Vercel AI SDK `ai.operationId` -> kind: the multi-step call (generateText with tools)
+#: is the agent loop, its doGenerate/doStream steps the LLM calls.
+VERCEL_AI_OPERATIONS = {
+    "ai.generatetext": "agent",
+    "ai.streamtext": "agent",
+    "ai.generateobject": "agent",
+    "ai.streamobject": "agent",
+    "ai.generatetext.dogenerate": "llm",
+    "ai.streamtext.dostream": "llm",
+    "ai.generateobject.dogenerate": "llm",
+    "ai.streamobject.dostream": "llm",
+    "ai.toolcall": "tool",
+    "ai.embed": "chain",
+    "ai.embedmany": "chain",
+    "ai.embed.doembed": "llm",
+    "ai.embedmany.doembed": "llm",
+}
+
 # Any kind word a source might use (lowercased) -> kind; used for loose values.
 _KIND_WORDS = {
     **{k.lower(): v for k, v in OPENINFERENCE_KINDS.items()},
     **GENAI_OPERATIONS,
     **AGENTS_SDK_TYPES,
+    **VERCEL_AI_OPERATIONS,
     "tool_call": "tool",
     "model": "llm",
     "chat_model": "llm",
@@ -76,6 +96,7 @@ _AGENTS_SDK_TYPE_KEYS = (
     "openai_agents.span_data.type",
     "agents.span.type",
     "span_data.type",
+    "ai.operationId",  # Vercel AI SDK
 )
 _AGENT_KEYS = (
     "gen_ai.agent.name",
@@ -84,6 +105,8 @@ _AGENT_KEYS = (
     "inference.agent.name",
     "openai.agents.agent.name",
     "openai.agents.agent_name",
+    "agent_name",  # pydantic-ai's agent run span
+    "ai.telemetry.functionId",  # Vercel AI SDK: the name given to the call
 )
 _MODEL_KEYS = (
     "gen_ai.request.model",
@@ -93,8 +116,16 @@ _MODEL_KEYS = (
     "inference.model_name",
     "inference.model",
     "embedding.model_name",
+    "ai.model.id",  # Vercel AI SDK
+    "model_name",  # pydantic-ai's agent run span
 )
-_TOOL_KEYS = ("gen_ai.tool.name", "tool.name", "inference.tool_name", "inference.tool.name")
+_TOOL_KEYS = (
+    "gen_ai.tool.name",
+    "tool.name",
+    "inference.tool_name",
+    "inference.tool.name",
+    "ai.toolCall.name",  # Vercel AI SDK
+)
 _INPUT_TOKEN_KEYS = (
     "gen_ai.usage.input_tokens",
     "gen_ai.usage.prompt_tokens",

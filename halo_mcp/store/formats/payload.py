@@ -33,18 +33,30 @@ class SpanPayload:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
+# Where each convention puts a span's input and output, first found wins: OpenInference,
+# OTel GenAI (current and older), pydantic-ai (instrumentation v1-2 tool spans; the agent
+# run's `final_result`), the Vercel AI SDK (`ai.*`).
 _INPUT_KEYS = (
     "input.value",
     "gen_ai.tool.call.arguments",
+    "tool_arguments",
+    "ai.toolCall.args",
     "gen_ai.input.messages",
     "gen_ai.prompt",
     "llm.prompts",
+    "ai.prompt.messages",
+    "ai.prompt",
 )
 _OUTPUT_KEYS = (
     "output.value",
     "gen_ai.tool.call.result",
+    "tool_response",
+    "ai.toolCall.result",
+    "final_result",
     "gen_ai.output.messages",
     "gen_ai.completion",
+    "ai.response.text",
+    "ai.result.text",
 )
 _INPUT_MESSAGE_PREFIXES = ("llm.input_messages.", "gen_ai.prompt.")
 _OUTPUT_MESSAGE_PREFIXES = ("llm.output_messages.", "gen_ai.completion.")
@@ -152,6 +164,17 @@ def _event_content(events: list[dict[str, Any]], names: tuple[str, ...]) -> str 
     return "\n".join(lines) or None
 
 
+def _event_attribute(events: list[dict[str, Any]], key: str) -> str | None:
+    """An attribute carried by an event rather than the span: the current GenAI
+    conventions put gen_ai.input.messages / gen_ai.output.messages on a
+    `gen_ai.client.inference.operation.details` event (Strands Agents does)."""
+    for event in events:
+        value = event["attributes"].get(key)
+        if value is not None and value != "":
+            return as_text(value)
+    return None
+
+
 def otel_payload(span: dict, resource: Any) -> SpanPayload:
     """Payload of a HALO or OTLP span; `resource` is the OTLP block's, else the span's own."""
     attrs = attribute_map(span.get("attributes"))
@@ -171,6 +194,10 @@ def otel_payload(span: dict, resource: Any) -> SpanPayload:
         payload_input = _event_content(events, _INPUT_EVENTS)
     if events and payload_output is None:
         payload_output = _event_content(events, ("gen_ai.choice",))
+    if events and payload_input is None:
+        payload_input = _event_attribute(events, "gen_ai.input.messages")
+    if events and payload_output is None:
+        payload_output = _event_attribute(events, "gen_ai.output.messages")
     return SpanPayload(
         attributes=attrs,
         events=events,

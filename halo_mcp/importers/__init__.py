@@ -1,0 +1,1 @@
+"""Pulling traces from where they already live (tracing backends) into trace files."""
