@@ -18,7 +18,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 import uvicorn
@@ -126,6 +126,30 @@ class ServerSettings(BaseModel):
         if self.transport == "http":
             return normalize_roots([Path.cwd()])
         return None
+
+
+class HttpListener(Protocol):
+    """The HTTP fields of another listener (the viewer, the OTLP receiver)."""
+
+    host: str
+    port: int
+    tokens: list[SecretStr]
+    allowed_hosts: list[str]
+    allowed_origins: list[str]
+
+
+def http_guard(listener: HttpListener) -> ServerSettings:
+    """This server's HTTP settings for another listener's address, tokens, hosts and
+    origins: validating them applies the same rule (a non-loopback bind needs a token),
+    and `transport_security` of them gives the same Host/Origin checks."""
+    return ServerSettings(
+        transport="http",
+        host=listener.host,
+        port=listener.port,
+        tokens=listener.tokens,
+        allowed_hosts=listener.allowed_hosts,
+        allowed_origins=listener.allowed_origins,
+    )
 
 
 def is_loopback(host: str) -> bool:
