@@ -40,6 +40,8 @@ class Environment(BaseModel):
     xdg_config_home: str | None = None
     appdata: str | None = None
     codex_home: str | None = None
+    halo_clickhouse_url: str | None = None
+    halo_clickhouse_password: SecretStr | None = None
 
     @classmethod
     def read(cls, environ: Mapping[str, str] | None = None) -> Environment:
@@ -86,3 +88,17 @@ def data_dir(env: Environment | None = None) -> Path:
         return Path(env.halo_data_dir).expanduser()
     base = env.xdg_data_home or str(Path.home() / ".local" / "share")
     return Path(base) / "halo-mcp"
+
+
+def clickhouse_password(env: Environment | None = None) -> str | None:
+    """The password of ClickHouse trace locations: `HALO_CLICKHOUSE_PASSWORD` (never taken
+    from a URL, where it would be stored and shown)."""
+    secret = (env or Environment.read()).halo_clickhouse_password
+    return secret.get_secret_value() if secret is not None else None
+
+
+def clickhouse_url(env: Environment | None = None) -> str | None:
+    """The server's default trace location, `HALO_CLICKHOUSE_URL` (a
+    `clickhouse://USER@HOST:PORT/DB?table=T` URL or `chdb:FOLDER`): read when a tool gets no
+    trace path, and over HTTP the only `clickhouse://` location a client may name."""
+    return (env or Environment.read()).halo_clickhouse_url

@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 from halo_mcp import triage
 from halo_mcp.check.verdicts import VERDICTS, Verdict, decide
 from halo_mcp.findings.models import Evidence, Finding, FindingStatus, Prevalence, Severity
+from halo_mcp.store.api import TraceReader
 from halo_mcp.store.errors import StoreError
-from halo_mcp.store.store import TraceStore
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,9 @@ class CheckReport(BaseModel):
 
 def check_findings(
     findings: Sequence[Finding],
-    new_store: TraceStore,
+    new_store: TraceReader,
     *,
-    baseline_store: TraceStore | None = None,
+    baseline_store: TraceReader | None = None,
     run_id: str | None = None,
     baseline_label: str | None = None,
 ) -> CheckReport:
@@ -107,9 +107,9 @@ def check_findings(
 
 def _check_one(
     finding: Finding,
-    new_store: TraceStore,
+    new_store: TraceReader,
     new_ctx: triage.AggregateContext,
-    old_store: TraceStore | None,
+    old_store: TraceReader | None,
     old_ctx: triage.AggregateContext | None,
 ) -> FindingCheck:
     rule = _rule_for(finding)
@@ -182,7 +182,7 @@ def _similar_errors(ctx: triage.AggregateContext, rule: triage.TriageRule) -> st
     )
 
 
-def recount_prevalence(findings: Sequence[Finding], store: TraceStore) -> list[Finding]:
+def recount_prevalence(findings: Sequence[Finding], store: TraceReader) -> list[Finding]:
     """Copies of `findings` whose prevalence is recounted on `store` (e.g. the old traces),
     so 'before' and 'after' come from the same counting. Findings that cannot be recounted
     keep their recorded prevalence."""

@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from halo_mcp.check.recount import CheckReport, check_findings, recount_prevalence
 from halo_mcp.findings.models import Finding
-from halo_mcp.store import TraceStore
+from halo_mcp.store.api import TraceReader
 from halo_mcp.triage import run_triage
 
 T = TypeVar("T")
@@ -88,7 +88,7 @@ class NothingToCheck(CheckError):
 class WithStore(Protocol):
     """Run `fn` on the open store of `paths` (StoreError when they cannot be opened)."""
 
-    def __call__(self, paths: Sequence[Path], fn: Callable[[TraceStore], T], /) -> T: ...
+    def __call__(self, paths: Sequence[Path | str], fn: Callable[[TraceReader], T], /) -> T: ...
 
 
 @dataclass
@@ -100,11 +100,11 @@ class CheckOutcome:
 
 def run_check(
     source: CheckSource,
-    new_paths: Sequence[Path],
+    new_paths: Sequence[Path | str],
     *,
     with_store: WithStore,
     run_findings: Callable[[str], RunFindings],
-    baseline_paths: Sequence[Path] | None = None,
+    baseline_paths: Sequence[Path | str] | None = None,
     with_baseline_store: WithStore | None = None,
     finding_ids: Sequence[str] | None = None,
     max_findings: int | None = None,

@@ -35,6 +35,7 @@ _COMMAND_MODULES = (
     "imports",
     "install",
     "web",
+    "load",
 )
 
 

@@ -18,7 +18,8 @@ from halo_mcp.cli.window import add_window_options, window_from_args
 # The store is imported by the handlers when they run, so that `halo-mcp --help` and
 # `halo-mcp serve` do not pay for it at start-up.
 if TYPE_CHECKING:
-    from halo_mcp.store import LoadReport, Overview, SpanFilter, TraceStore
+    from halo_mcp.store import LoadReport, Overview, SpanFilter
+    from halo_mcp.store.api import TraceReader
 
 
 def register(subparsers: Subcommands) -> None:
@@ -108,7 +109,7 @@ def register(subparsers: Subcommands) -> None:
     query.set_defaults(handler=run_query)
 
 
-def _open(args: argparse.Namespace) -> TraceStore:
+def _open(args: argparse.Namespace) -> TraceReader:
     """The store of the paths, scoped to --since/--until; ValueError for a bad window."""
     from halo_mcp.store import open_store
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from halo_mcp.check.recount import CheckReport
     from halo_mcp.check.workflow import CheckOutcome, CheckSource, RunFindings, WithStore
     from halo_mcp.findings.models import Prevalence
-    from halo_mcp.store import TraceStore
+    from halo_mcp.store.api import TraceReader
     from halo_mcp.store.timewindow import TimeWindow
     from halo_mcp.triage import TriageReport
 
@@ -148,7 +148,7 @@ def check_from_terminal(
     from halo_mcp.store import open_store
 
     def opener(scope: TimeWindow | None) -> WithStore:
-        def with_store(paths: Sequence[Path], fn: Callable[[TraceStore], T]) -> T:
+        def with_store(paths: Sequence[Path | str], fn: Callable[[TraceReader], T]) -> T:
             with open_store(paths, cache_dir=cache_dir, notify=notice, window=scope) as store:
                 return fn(store)
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from halo_mcp.engine.findings import FindingDraft
 from halo_mcp.harness.paths import Repository
+from halo_mcp.store.api import TraceReader
 from halo_mcp.store.models import (
     DEFAULT_SPAN_FIELDS,
     SPAN_FIELDS,
@@ -33,7 +34,6 @@ from halo_mcp.store.models import (
     TraceSort,
     TraceTree,
 )
-from halo_mcp.store.store import TraceStore
 from halo_mcp.text import clip
 
 
@@ -60,7 +60,7 @@ class ToolBudgets:
 class ToolContext:
     """What store tools need, shared by all agents of a run. Counters feed the benchmark."""
 
-    store: TraceStore
+    store: TraceReader
     budgets: ToolBudgets = field(default_factory=ToolBudgets)
     repo: Repository | None = None  # the harness repository, when the run was given one
     raw_bytes_seen: int = 0

@@ -40,8 +40,9 @@ from halo_mcp.engine.state import RunState
 from halo_mcp.engine.telemetry import Telemetry
 from halo_mcp.excgroups import first_error
 from halo_mcp.harness.paths import HarnessPathError, Repository, open_repository
+from halo_mcp.store.api import TraceReader
 from halo_mcp.store.errors import StoreError
-from halo_mcp.store.store import TraceStore, open_store
+from halo_mcp.store.store import open_store
 from halo_mcp.text import clip
 from halo_mcp.triage import run_triage, triage_summary
 
@@ -173,7 +174,7 @@ async def _drive(
                 log.exception("event consumer failed; continuing the run")
 
     state.emit = emit
-    store: TraceStore | None = None
+    store: TraceReader | None = None
     root: Agent | None = None
     traces_in_scope: int | None = None
     scope = telemetry.run_scope(settings, run.id, prompt=run.prompt, trace_paths=run.trace_paths)
@@ -280,7 +281,7 @@ async def _finish(
         log.exception("could not save the final state of run %s", run.id)
 
 
-async def _close(store: TraceStore | None, provider: ChatProvider) -> None:
+async def _close(store: TraceReader | None, provider: ChatProvider) -> None:
     if store is not None:
         try:
             await anyio.to_thread.run_sync(store.close)
@@ -302,7 +303,7 @@ def _open_repo(settings: EngineSettings) -> Repository | None:
         raise EngineError(str(exc)) from None
 
 
-async def _triage_context(store: TraceStore, run_id: str, state: RunState) -> str | None:
+async def _triage_context(store: TraceReader, run_id: str, state: RunState) -> str | None:
     """The triage summary for the root's first message, or None if triage failed: the
     root then starts from the overview alone (a run never fails because of triage). Its
     items become adoptable by id."""

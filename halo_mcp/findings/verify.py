@@ -36,9 +36,9 @@ from halo_mcp.findings.models import (
     Prevalence,
     StatusReason,
 )
+from halo_mcp.store.api import TraceReader
 from halo_mcp.store.errors import StoreError
 from halo_mcp.store.models import SpanFilter, SpanKind, SpanView, filter_help
-from halo_mcp.store.store import TraceStore
 from halo_mcp.text import clip
 
 MAX_EXCERPT_CHARS = 500
@@ -70,7 +70,7 @@ BLOCKING = frozenset(
 
 
 def verify_draft(
-    store: TraceStore,
+    store: TraceReader,
     draft: FindingDraft,
     run_id: str,
     finding_id: str | None = None,
@@ -191,7 +191,7 @@ def _adopt(
 
 
 def _check_ids(
-    store: TraceStore, items: Sequence[EvidenceDraft], reasons: list[StatusReason]
+    store: TraceReader, items: Sequence[EvidenceDraft], reasons: list[StatusReason]
 ) -> list[Evidence]:
     if not items:
         return []
@@ -329,7 +329,7 @@ _CONTENT_FIELDS = (
 
 
 def _check_excerpts(
-    store: TraceStore, evidence: list[Evidence], reasons: list[StatusReason]
+    store: TraceReader, evidence: list[Evidence], reasons: list[StatusReason]
 ) -> list[Evidence]:
     quoted = [e for e in evidence if e.excerpt]
     if not quoted:
@@ -371,7 +371,7 @@ def _check_excerpts(
     return _dedupe(out)
 
 
-def _span_quoting(store: TraceStore, trace_id: str, excerpt: str) -> str | None:
+def _span_quoting(store: TraceReader, trace_id: str, excerpt: str) -> str | None:
     """The first span of the trace whose content holds the excerpt (evidence cited with a
     trace id only), or None."""
     tree = store.trace_tree(
@@ -428,7 +428,7 @@ def _parse_matcher(raw: Any, reasons: list[StatusReason]) -> SpanFilter | None:
 
 
 def _count(
-    store: TraceStore, matcher: SpanFilter, reasons: list[StatusReason]
+    store: TraceReader, matcher: SpanFilter, reasons: list[StatusReason]
 ) -> Prevalence | None:
     try:
         count = store.count(matcher)
@@ -450,7 +450,7 @@ def _count(
 
 
 def _check_discriminating(
-    store: TraceStore, matcher: SpanFilter, prevalence: Prevalence, reasons: list[StatusReason]
+    store: TraceReader, matcher: SpanFilter, prevalence: Prevalence, reasons: list[StatusReason]
 ) -> None:
     """Too broad: no condition that singles out a failure, or nearly all spans of its kind
     (or nearly all traces, for a trace rule) selected."""
@@ -506,7 +506,7 @@ def _implied_kinds(matcher: SpanFilter) -> list[SpanKind] | None:
 
 
 def _check_covers_evidence(
-    store: TraceStore, matcher: SpanFilter, evidence: list[Evidence], reasons: list[StatusReason]
+    store: TraceReader, matcher: SpanFilter, evidence: list[Evidence], reasons: list[StatusReason]
 ) -> None:
     """The matcher must select every cited span, and a span in every cited trace."""
     if not evidence:
@@ -561,7 +561,7 @@ def _check_covers_evidence(
     )
 
 
-def _seen(store: TraceStore, matcher: SpanFilter) -> tuple[Any, Any]:
+def _seen(store: TraceReader, matcher: SpanFilter) -> tuple[Any, Any]:
     try:
         return store.seen(matcher)
     except StoreError:

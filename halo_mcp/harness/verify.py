@@ -21,8 +21,8 @@ from halo_mcp.findings.models import CodeRef, Finding, StatusReason, SuspectComm
 from halo_mcp.harness import git
 from halo_mcp.harness.code import CodeError, text_of
 from halo_mcp.harness.paths import HarnessPathError, Repository, relative_parts
+from halo_mcp.store.api import TraceReader
 from halo_mcp.store.errors import StoreError
-from halo_mcp.store.store import TraceStore
 from halo_mcp.text import clip
 
 MAX_CODE_REFS = 10
@@ -235,7 +235,7 @@ def _get(item: Any, key: str) -> Any:
 
 
 def check_harness_fields(
-    store: TraceStore, repo: Repository | None, finding: Finding, draft: Any
+    store: TraceReader, repo: Repository | None, finding: Finding, draft: Any
 ) -> Finding:
     """The finding with its code refs and suspect commits checked against the repository
     (dropped ones noted in status_reasons and verification_notes), and first_seen /

@@ -77,7 +77,8 @@ class ErrorSpan(NamedTuple):
 
 
 class RepeatedCall(NamedTuple):
-    """One tool called with identical input `calls` times in one trace (a loop)."""
+    """One tool called with identical input `calls` times in one trace (a loop); span ids
+    sorted, so every backend names the same first one."""
 
     trace_id: str
     tool_name: str
@@ -275,7 +276,7 @@ class Aggregates:
                 tool,
                 int(calls),
                 int(error_calls or 0),
-                tuple(s for s in (span_ids or "").split(" ") if s),
+                tuple(sorted(s for s in (span_ids or "").split(" ") if s)),
             )
 
     # -- latency and tokens ---------------------------------------------------------------

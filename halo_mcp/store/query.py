@@ -249,7 +249,7 @@ def make_view(
     row: Sequence[Any],
     fields: Sequence[str],
     clipper: Clipper,
-    source_of: Callable[[Sequence[Any]], SpanSource],
+    source_of: Callable[[Sequence[Any]], SpanSource | None],
     payload_of: Callable[[Sequence[Any]], SpanPayload | None],
 ) -> SpanView:
     """A SpanView holding just `fields`; content fields come from `payload_of(row)`."""

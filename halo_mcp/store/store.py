@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 from halo_mcp.settings import cache_dir as default_cache_dir
+from halo_mcp.settings import clickhouse_password
 from halo_mcp.store import filters, overview, span_queries, trace_queries
 from halo_mcp.store import sql as sql_views
 from halo_mcp.store.aggregates import Aggregates
+from halo_mcp.store.api import TraceReader
+from halo_mcp.store.clickhouse.location import is_clickhouse_location, parse_location
 from halo_mcp.store.connections import ThreadConnections, open_reader
 from halo_mcp.store.errors import NoSpansError, StoreError
 from halo_mcp.store.files import Fingerprint, expand_paths, fingerprint_now, inputs_fingerprint
@@ -225,8 +228,10 @@ def open_store(
     notify: Callable[[str], None] | None = None,
     window: TimeWindow | None = None,
     query_time_limit: float | None = DEFAULT_QUERY_TIME_LIMIT,
-) -> TraceStore:
-    """Open (building or extending the index when needed) a store over files or directories.
+) -> TraceReader:
+    """Open (building or extending the index when needed) a store over files or directories,
+    or over a ClickHouse table when `paths` is one ClickHouse location
+    (`clickhouse://USER@HOST:PORT/DB?table=T` or `chdb:FOLDER`; see store/clickhouse).
 
     `paths` may name `.jsonl`/`.json`/`.gz` files or directories of them. The index lives in
     `cache_dir` (default: :func:`halo_mcp.settings.cache_dir`), never in the trace folder.
@@ -235,6 +240,19 @@ def open_store(
     keeps only the traces starting inside it (see store/window.py). Raises
     TraceFileNotFoundError or NoSpansError with a message saying what to do.
     """
+    if len(paths) == 1 and is_clickhouse_location(str(paths[0])):
+        from halo_mcp.store.clickhouse.store import open_clickhouse
+
+        location = parse_location(str(paths[0]), password=clickhouse_password())
+        since, until = (None, None) if window is None else (window.since, window.until)
+        return open_clickhouse(
+            location, since=since, until=until, query_time_limit=query_time_limit
+        )
+    if any(is_clickhouse_location(str(p)) for p in paths):
+        raise StoreError(
+            "a ClickHouse location is read on its own: pass it as the only trace path "
+            "(not together with files or another location)"
+        )
     files, directories = expand_paths(paths)
     # Taken before the index reads the files: a change made while it builds shows next time.
     inputs = inputs_fingerprint(files, directories)

@@ -16,6 +16,7 @@ from mcp_types import CallToolResult
 from pydantic import Field, ValidationError
 
 from halo_mcp.engine.settings import EngineSettings
+from halo_mcp.settings import clickhouse_url
 from halo_mcp.tools.manager import RunOverrides
 from halo_mcp.tools.models import (
     RunId,
@@ -132,7 +133,7 @@ def register(server: MCPServer) -> None:
         if run_id is not None:
             result = await wait_for_run(ctx, run_id, wait_seconds)
             return tool_result(result, status_links(result))
-        if not trace_paths:
+        if not trace_paths and not clickhouse_url():
             raise ToolError(
                 "Pass trace_paths (trace files or directories) to start an analysis, or run_id "
                 "to wait on an earlier one (list_runs lists them)."

@@ -64,7 +64,9 @@ TracePaths = Annotated[
         max_length=64,
         description=(
             "Trace files or directories (.jsonl, .json, OTLP, optionally .gz). Prefer absolute "
-            "paths. Over HTTP they must lie inside the server's --root directories."
+            "paths. Over HTTP they must lie inside the server's --root directories. Or one "
+            "ClickHouse location instead: chdb:FOLDER, or clickhouse://USER@HOST:8123/DB"
+            "?table=otel_traces (over HTTP only the server's HALO_CLICKHOUSE_URL)."
         ),
     ),
 ]

@@ -16,7 +16,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field, ValidationError
 
-from halo_mcp.store import InvalidFilterError, Overview, SpanView, TraceStore, UnknownIdError
+from halo_mcp.store import InvalidFilterError, Overview, SpanView, UnknownIdError
+from halo_mcp.store.api import TraceReader
 from halo_mcp.store.models import (
     DEFAULT_SPAN_FIELDS,
     SPAN_FIELDS,
@@ -85,7 +86,7 @@ def _span_size(span: SpanView) -> int:
 
 
 def query_page(
-    store: TraceStore,
+    store: TraceReader,
     span_filter: SpanFilter | None,
     *,
     fields: Sequence[str],
@@ -228,7 +229,7 @@ def register(server: MCPServer) -> None:
         paths = await resolve_paths(trace_paths, state.roots)
         chosen = list(dict.fromkeys(fields)) if fields else list(DEFAULT_SPAN_FIELDS)
 
-        def tree(store: TraceStore) -> TraceResult:
+        def tree(store: TraceReader) -> TraceResult:
             nonlocal limit, max_chars
             for _ in range(4):
                 try:

@@ -20,7 +20,8 @@ from typing import TypeVar
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
-from halo_mcp.store import StoreError, TraceStore, open_store
+from halo_mcp.store import StoreError, open_store
+from halo_mcp.store.api import TraceReader
 from halo_mcp.store.timewindow import TimeWindow
 
 T = TypeVar("T")
@@ -38,15 +39,15 @@ class StoreCache:
     def __init__(self, size: int = 8, cache_dir: Path | None = None) -> None:
         self.size = size
         self.cache_dir = cache_dir
-        self._stores: OrderedDict[_Key, TraceStore] = OrderedDict()
+        self._stores: OrderedDict[_Key, TraceReader] = OrderedDict()
         self._locks: dict[_Key, threading.Lock] = {}
-        self._windows: dict[_Key, OrderedDict[tuple[int, int], TraceStore]] = {}
+        self._windows: dict[_Key, OrderedDict[tuple[int, int], TraceReader]] = {}
         self._guard = threading.Lock()
 
     async def call(
         self,
-        paths: Sequence[Path],
-        fn: Callable[[TraceStore], T],
+        paths: Sequence[Path | str],
+        fn: Callable[[TraceReader], T],
         window: TimeWindow | None = None,
     ) -> T:
         """Run `fn(store)` in a worker thread; store errors become ToolErrors. With a
@@ -55,8 +56,8 @@ class StoreCache:
 
     def use(
         self,
-        paths: Sequence[Path],
-        fn: Callable[[TraceStore], T],
+        paths: Sequence[Path | str],
+        fn: Callable[[TraceReader], T],
         window: TimeWindow | None = None,
     ) -> T:
         """`call` for code already in a worker thread (it blocks: never on the event loop)."""
@@ -72,9 +73,11 @@ class StoreCache:
             except StoreError as exc:
                 raise ToolError(str(exc)) from None
 
-    def _window(self, key: _Key, store: TraceStore, window: TimeWindow) -> TraceStore:
+    def _window(self, key: _Key, store: TraceReader, window: TimeWindow) -> TraceReader:
         """The store of `window` over `store` (the caller holds the key's lock): reused for
         the same bounds while the files are unchanged, else built from `store`."""
+        from halo_mcp.store.clickhouse.store import ClickHouseTraceStore
+        from halo_mcp.store.store import TraceStore
         from halo_mcp.store.window import scope_to_window
 
         bounds = window.bounds_ns()
@@ -84,8 +87,12 @@ class StoreCache:
         if scoped is not None and scoped.inputs_changed():
             _close_quietly(scoped)
             scoped = None
-        if scoped is None:
+        if scoped is None and isinstance(store, ClickHouseTraceStore):
+            scoped = store.within(window.since, window.until)
+        elif scoped is None and isinstance(store, TraceStore):
             scoped = scope_to_window(store, window)
+        if scoped is None:
+            raise ToolError("this trace store cannot be narrowed to a time window")
         with self._guard:
             kept[bounds] = scoped
             old = [kept.popitem(last=False)[1] for _ in range(len(kept) - WINDOWS_PER_STORE)]
@@ -93,7 +100,7 @@ class StoreCache:
             _close_quietly(stale)
         return scoped
 
-    def _open(self, key: _Key) -> TraceStore:
+    def _open(self, key: _Key) -> TraceReader:
         """The open store for `key` (the caller holds the key's lock, so no other call is
         using it), opened again when its files changed."""
         with self._guard:
@@ -131,7 +138,7 @@ class StoreCache:
             _close_quietly(store)
 
 
-def _close_quietly(store: TraceStore) -> None:
+def _close_quietly(store: TraceReader) -> None:
     """Closing is best effort: an index left open is closed by garbage collection."""
     with contextlib.suppress(Exception):
         store.close()

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Severity
-from halo_mcp.store.aggregates import Aggregates
+from halo_mcp.store.api import AggregateReader
 from halo_mcp.store.models import SpanFilter, TraceRule
 from halo_mcp.triage.models import EXAMPLES, Candidate, Measurement, TriageRule, evidence
 
@@ -23,7 +23,7 @@ ROOT_SAMPLE = 2000
 
 
 def missing_answers(
-    reader: Aggregates,
+    reader: AggregateReader,
     every: int = 1,
     known: Mapping[tuple[str, str], bool] | None = None,
     record: dict[tuple[str, str], bool] | None = None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from halo_mcp.store.aggregates import Aggregates
+from halo_mcp.store.api import AggregateReader
 
 #: Equal time windows the trace set's time range is cut into.
 TIME_BINS = 50
@@ -15,7 +15,7 @@ def bin_width(t0: int, t1: int) -> int:
     return max(1, (t1 - t0) // TIME_BINS + 1)
 
 
-def all_start_bins(reader: Aggregates, t0: int, t1: int) -> list[int]:
+def all_start_bins(reader: AggregateReader, t0: int, t1: int) -> list[int]:
     """Spans started in each time window (all spans: the baseline)."""
     if t0 > t1:
         return [0] * TIME_BINS

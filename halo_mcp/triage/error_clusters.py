@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Evidence, Severity
-from halo_mcp.store.aggregates import Aggregates
+from halo_mcp.store.api import AggregateReader
 from halo_mcp.store.models import SpanFilter, SpanKind
 from halo_mcp.store.signatures import normalize_message
 from halo_mcp.text import clip
@@ -123,7 +123,7 @@ def error_type(signature: str) -> str:
 # -- counting ----------------------------------------------------------------------------
 
 
-def error_clusters(reader: Aggregates) -> dict[ClusterKey, Cluster]:
+def error_clusters(reader: AggregateReader) -> dict[ClusterKey, Cluster]:
     """Every error span grouped by (kind, tool, normalized message with models masked)."""
     models = reader.model_names()
     normalized: dict[str | None, str] = {}

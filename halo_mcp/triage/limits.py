@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Severity
-from halo_mcp.store.aggregates import AgentCalls, Aggregates
+from halo_mcp.store.aggregates import AgentCalls
+from halo_mcp.store.api import AggregateReader
 from halo_mcp.store.models import SpanFilter, SpanKind, TraceRule
 from halo_mcp.triage.models import Candidate, Measurement, TriageRule
 
@@ -44,7 +45,7 @@ def step_cap(histogram: dict[int, int]) -> int | None:
 
 
 def step_cap_measure(
-    reader: Aggregates,
+    reader: AggregateReader,
     agents: set[str],
     cap: int,
     total: int,

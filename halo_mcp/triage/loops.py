@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Severity
-from halo_mcp.store.aggregates import Aggregates
+from halo_mcp.store.api import AggregateReader
 from halo_mcp.store.models import SpanFilter, SpanKind, TraceRule
 from halo_mcp.store.trace_rules import DEFAULT_MIN_REPEATS
 from halo_mcp.triage.models import Candidate, Measurement, TriageRule
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 MIN_REPEATS = DEFAULT_MIN_REPEATS
 
 
-def loops(reader: Aggregates, min_repeats: int, total: int) -> dict[str, Measurement]:
+def loops(reader: AggregateReader, min_repeats: int, total: int) -> dict[str, Measurement]:
     """Per tool: the traces where it got identical input at least `min_repeats` times."""
     out: dict[str, Measurement] = {}
     errors: dict[str, int] = {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from halo_mcp.findings.models import Finding
 from halo_mcp.store.aggregates import GROUPED_KINDS
+from halo_mcp.store.api import TraceReader
 from halo_mcp.store.models import SpanFilter
-from halo_mcp.store.store import TraceStore
 from halo_mcp.triage.answers import missing_answers, missing_measure
 from halo_mcp.triage.context import AggregateContext
 from halo_mcp.triage.describe import split_validation
@@ -22,14 +22,14 @@ def rule_of(finding: Finding) -> TriageRule | None:
     return split_validation(finding.validation)[1]
 
 
-def measure(store: TraceStore, rule: TriageRule, matcher: SpanFilter | None = None) -> Measurement:
+def measure(store: TraceReader, rule: TriageRule, matcher: SpanFilter | None = None) -> Measurement:
     """Count one triage rule on a store (used by check; one aggregate pass per call)."""
     with store.aggregates() as reader:
         return measure_in(AggregateContext(reader), rule, matcher, store)
 
 
 def measure_in(
-    ctx: AggregateContext, rule: TriageRule, matcher: SpanFilter | None, store: TraceStore | None
+    ctx: AggregateContext, rule: TriageRule, matcher: SpanFilter | None, store: TraceReader | None
 ) -> Measurement:
     """Count one rule with a context's shared aggregates; a 'matcher' rule counts the
     finding's matcher through the store."""
@@ -68,7 +68,7 @@ def measure_in(
     return count_matcher(store, matcher)
 
 
-def count_matcher(store: TraceStore, matcher: SpanFilter) -> Measurement:
+def count_matcher(store: TraceReader, matcher: SpanFilter) -> Measurement:
     """Prevalence of a plain SpanFilter, with a few matching spans as examples."""
     counted = store.count(matcher)
     page = store.query_spans(

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from halo_mcp.store.store import TraceStore
+from halo_mcp.store.api import TraceReader
 from halo_mcp.triage.answers import final_answer_items
 from halo_mcp.triage.context import AggregateContext
 from halo_mcp.triage.error_clusters import cluster_items
@@ -26,7 +26,7 @@ from halo_mcp.triage.tool_failures import tool_failures, tool_items
 MAX_ITEMS = 25
 
 
-def run_triage(store: TraceStore, *, max_items: int = MAX_ITEMS) -> TriageReport:
+def run_triage(store: TraceReader, *, max_items: int = MAX_ITEMS) -> TriageReport:
     """Triage the store's traces: aggregates over the index, no LLM, bounded output."""
     began = time.perf_counter()
     notes: list[str] = []

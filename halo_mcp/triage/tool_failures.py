@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from halo_mcp.findings.models import Severity
-from halo_mcp.store.aggregates import Aggregates
+from halo_mcp.store.api import AggregateReader
 from halo_mcp.store.models import SpanFilter, SpanKind
 from halo_mcp.triage.models import (
     EXAMPLES,
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from halo_mcp.triage.context import AggregateContext
 
 
-def tool_failures(reader: Aggregates) -> list[ToolFailure]:
+def tool_failures(reader: AggregateReader) -> list[ToolFailure]:
     """Every tool with its calls, failures and traces with failures, worst first."""
     traces = reader.tool_error_traces()
     rows = reader.tool_calls()

@@ -39,9 +39,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from halo_mcp.engine.errors import UnknownRunError
 from halo_mcp.engine.runstore import RunStore
+from halo_mcp.store.api import TraceReader
 from halo_mcp.store.errors import InvalidFilterError, StoreError, UnknownIdError
 from halo_mcp.store.models import DEFAULT_SPAN_FIELDS, SPAN_FIELDS, SpanFilter
-from halo_mcp.store.store import TraceStore, open_store
+from halo_mcp.store.store import open_store
 from halo_mcp.web.report import asset, run_report_html
 from halo_mcp.web.report_data import ranked_findings
 
@@ -78,13 +79,13 @@ class LiveStore:
         self.paths = paths
         self.cache_dir = cache_dir
         self._store = open_store(paths, cache_dir=cache_dir)
-        self._retired: TraceStore | None = None
+        self._retired: TraceReader | None = None
         self._lock = threading.Lock()
         self.generation = 1
         self.updated_at = datetime.now(timezone.utc)
 
     @property
-    def store(self) -> TraceStore:
+    def store(self) -> TraceReader:
         return self._store
 
     def refresh(self) -> bool:

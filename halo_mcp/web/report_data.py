@@ -21,9 +21,9 @@ from halo_mcp.check.recount import CheckReport, FindingCheck
 from halo_mcp.engine.findings import sort_findings
 from halo_mcp.engine.models import RunRecord
 from halo_mcp.findings.models import Finding
+from halo_mcp.store.api import TraceReader
 from halo_mcp.store.errors import StoreError
 from halo_mcp.store.models import DEFAULT_SPAN_FIELDS, SpanFilter, TraceTree
-from halo_mcp.store.store import TraceStore
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def wilson(matched: int, total: int, z: float = Z95) -> Interval:
 
 def build_report(
     run: RunRecord,
-    store: TraceStore | None,
+    store: TraceReader | None,
     *,
     check: CheckReport | None = None,
     store_error: str | None = None,
@@ -194,7 +194,7 @@ def ranked_findings(findings: Sequence[Finding]) -> list[FindingView]:
 
 def _fill_from_store(
     view: FindingView,
-    store: TraceStore,
+    store: TraceReader,
     buckets: Sequence[tuple[datetime, datetime]],
     totals: Sequence[int],
     traces: dict[str, TraceTree],
@@ -237,12 +237,12 @@ def fit_trace(tree: TraceTree, keep: set[str], budget: int) -> bool:
     return True
 
 
-def seen_range(store: TraceStore, matcher: SpanFilter) -> tuple[datetime | None, datetime | None]:
+def seen_range(store: TraceReader, matcher: SpanFilter) -> tuple[datetime | None, datetime | None]:
     """Start of the earliest and of the latest span the matcher selects."""
     return store.seen(matcher)
 
 
-def _time_range(store: TraceStore) -> tuple[datetime, datetime] | None:
+def _time_range(store: TraceReader) -> tuple[datetime, datetime] | None:
     first = store.query_spans(sort="start_time", limit=1, fields=["start_time"]).spans
     last = store.query_spans(sort="-start_time", limit=1, fields=["start_time"]).spans
     if not first or not last or first[0].start_time is None or last[0].start_time is None:
@@ -265,7 +265,7 @@ def _buckets(time_range: tuple[datetime, datetime]) -> list[tuple[datetime, date
     return out
 
 
-def _bucket_totals(store: TraceStore, buckets: Sequence[tuple[datetime, datetime]]) -> list[int]:
+def _bucket_totals(store: TraceReader, buckets: Sequence[tuple[datetime, datetime]]) -> list[int]:
     return [
         store.count(SpanFilter(start_after=start, start_before=end)).traces
         for start, end in buckets
@@ -273,7 +273,7 @@ def _bucket_totals(store: TraceStore, buckets: Sequence[tuple[datetime, datetime
 
 
 def bucket_rates(
-    store: TraceStore,
+    store: TraceReader,
     matcher: SpanFilter,
     buckets: Sequence[tuple[datetime, datetime]],
     totals: Sequence[int],

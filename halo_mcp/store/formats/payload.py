@@ -66,6 +66,7 @@ _INPUT_EVENTS = (
     "gen_ai.assistant.message",
     "gen_ai.tool.message",
 )
+_OUTPUT_EVENTS = ("gen_ai.choice",)
 
 
 def as_text(value: Any) -> str | None:
@@ -193,7 +194,7 @@ def otel_payload(span: dict, resource: Any) -> SpanPayload:
     if events and payload_input is None:
         payload_input = _event_content(events, _INPUT_EVENTS)
     if events and payload_output is None:
-        payload_output = _event_content(events, ("gen_ai.choice",))
+        payload_output = _event_content(events, _OUTPUT_EVENTS)
     if events and payload_input is None:
         payload_input = _event_attribute(events, "gen_ai.input.messages")
     if events and payload_output is None:

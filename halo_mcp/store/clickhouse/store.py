@@ -1,0 +1,899 @@
+"""ClickHouseTraceStore: the TraceStore API over an exporter `otel_traces` table.
+
+Every read runs inside ClickHouse; only bounded results (a page, a tree, counts, top-N
+groups) come back. Spans are normalized in SQL by `expressions.py` with the same rules as
+file ingestion, and agent/service are inherited from ancestors per trace, only for the
+traces a query can touch.
+
+Scans cover a time window: by default the 7 days up to the newest span in the table
+(`DEFAULT_WINDOW`), or what the caller gives (`since`/`until`). Spans outside it are not
+seen, as if they were not in the table.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import orjson
+
+from halo_mcp.store import query
+from halo_mcp.store import sql as sql_views
+from halo_mcp.store.api import FilterArg
+from halo_mcp.store.clickhouse import expressions as ex
+from halo_mcp.store.clickhouse.aggregates import ClickHouseAggregates
+from halo_mcp.store.clickhouse.client import ClickHouseClient, connect
+from halo_mcp.store.clickhouse.filters import CompiledFilter, Params, compile_filter
+from halo_mcp.store.clickhouse.location import ClickHouseLocation
+from halo_mcp.store.clickhouse.schema import TableShape, table_shape
+from halo_mcp.store.errors import (
+    InvalidFilterError,
+    QueryTimeoutError,
+    StoreError,
+    UnknownIdError,
+)
+from halo_mcp.store.formats.payload import SpanPayload, otel_payload, span_text
+from halo_mcp.store.models import (
+    DEFAULT_SPAN_FIELDS,
+    ErrorSignature,
+    FirstError,
+    LoadReport,
+    MatchCount,
+    NameCount,
+    Overview,
+    SearchMatch,
+    SearchResult,
+    SpanFilter,
+    SpanNode,
+    SpanPage,
+    SpanSort,
+    TokenTotals,
+    ToolStats,
+    TracePage,
+    TraceSort,
+    TraceSummary,
+    TraceTree,
+)
+from halo_mcp.store.signatures import normalize_message
+from halo_mcp.store.time_limit import DEFAULT_QUERY_TIME_LIMIT, NARROW_HINT
+
+#: The window scanned when the caller gives none: this long, ending at the newest span.
+DEFAULT_WINDOW = timedelta(days=7)
+#: Distinct (span name, message) error groups read to build signatures (top by count).
+SIGNATURE_GROUPS = 2000
+TOP_NAMES = 50
+TOP_TOOLS = 100
+TOP_SIGNATURES = 20
+SAMPLE_TRACES = 5
+SIGNATURE_EXAMPLES = 3
+
+# The normalized row in the file index's column layout (query.COL), so the file store's
+# view building applies unchanged.
+_ROW_EXPR = {
+    "trace_id": "trace_id",
+    "span_id": "span_id",
+    "parent_span_id": "parent_span_id",
+    "name": "name",
+    "kind": "kind",
+    "status": "status",
+    "error_message": "error_message",
+    "start_ns": "start_ns",
+    "end_ns": "end_ns",
+    "service": "service",
+    "agent": "agent",
+    "model": "model",
+    "tool_name": "tool_name",
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "session_id": "session_id",
+    "duration_ns": "greatest(0, end_ns - start_ns)",
+    "tokens": "ifNull(input_tokens, 0) + ifNull(output_tokens, 0)",
+}
+_ROW_NAMES = [name for name in query.ROW_COLUMNS if name in _ROW_EXPR]
+_ROW_SELECT = ", ".join(f"{_ROW_EXPR[name]} AS {name}" for name in _ROW_NAMES)
+_SORT = {
+    "start_time": ("start_ns", "ASC"),
+    "-start_time": ("start_ns", "DESC"),
+    "duration": ("duration_ns", "ASC"),
+    "-duration": ("duration_ns", "DESC"),
+    "tokens": ("tokens", "ASC"),
+    "-tokens": ("tokens", "DESC"),
+}
+_TRACE_SORT = {
+    "start_time": ("t_start", "ASC"),
+    "-start_time": ("t_start", "DESC"),
+    "duration": ("t_duration", "ASC"),
+    "-duration": ("t_duration", "DESC"),
+    "errors": ("t_errors", "ASC"),
+    "-errors": ("t_errors", "DESC"),
+}
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _request(
+    method: Callable[Concatenate[ClickHouseTraceStore, P], R],
+) -> Callable[Concatenate[ClickHouseTraceStore, P], R]:
+    """One request of the read API: its statements share the store's time limit (each gets
+    what is left of it as max_execution_time), so a request with several statements is
+    bounded as a whole, like the file store's."""
+
+    @functools.wraps(method)
+    def wrapped(self: ClickHouseTraceStore, *args: P.args, **kwargs: P.kwargs) -> R:
+        state = self._requests
+        outer = getattr(state, "started", None) is None
+        if outer:
+            state.started = time.monotonic()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            if outer:
+                state.started = None
+
+    return wrapped
+
+
+def _as_row(values: Sequence[Any]) -> tuple[Any, ...]:
+    """A ClickHouse row (in _ROW_NAMES order) -> a tuple in query.ROW_COLUMNS layout."""
+    by_name = dict(zip(_ROW_NAMES, values, strict=True))
+    return tuple(by_name.get(name) for name in query.ROW_COLUMNS)
+
+
+def _from_ns(ns: int) -> datetime:
+    seconds, rest = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=rest // 1000)
+
+
+def _ns(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return int(value.timestamp()) * 1_000_000_000 + value.microsecond * 1000
+
+
+class ClickHouseTraceStore:
+    """The store's read API over one ClickHouse trace table. Open with `open_clickhouse`.
+
+    `query_time_limit` (seconds, None for none) is each statement's max_execution_time:
+    ClickHouse stops a longer one and QueryTimeoutError says how to narrow it."""
+
+    def __init__(
+        self,
+        location: ClickHouseLocation,
+        client: ClickHouseClient,
+        shape: TableShape,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        query_time_limit: float | None = DEFAULT_QUERY_TIME_LIMIT,
+    ) -> None:
+        self.location = location
+        self.shape = shape
+        self.query_time_limit = query_time_limit
+        self._client = client
+        self._lock = threading.Lock()
+        self._requests = threading.local()
+        self.table = location.qualified_table
+        newest = client.rows(f"SELECT toUnixTimestamp64Nano(max(Timestamp)) FROM {self.table}")
+        end = _ns(until) if until is not None else int(newest[0][0] or 0)
+        start = _ns(since) if since is not None else end - int(DEFAULT_WINDOW.total_seconds() * 1e9)
+        self.window_ns = (start, end)
+        self.window = (
+            "Timestamp >= fromUnixTimestamp64Nano(toInt64({ws:Int64})) "
+            "AND Timestamp <= fromUnixTimestamp64Nano(toInt64({we:Int64}))"
+        )
+        totals = self._rows(
+            f"SELECT count(), uniqExact(TraceId) FROM {self.table} WHERE {self.window}",
+            self._params(),
+        )
+        self._span_total, self._trace_total = int(totals[0][0]), int(totals[0][1])
+        self.paths: list[Path | str] = [location.display]
+        self.report = LoadReport(
+            files=[], spans=self._span_total, bad_lines=0, bad_line_examples=[]
+        )
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _params(self) -> Params:
+        params = Params()
+        params.values.update({"ws": self.window_ns[0], "we": self.window_ns[1]})
+        return params
+
+    def _rows(self, sql: str, params: Params) -> list[tuple[Any, ...]]:
+        limit = self.query_time_limit
+        started = getattr(self._requests, "started", None)
+        if limit is not None and started is not None:
+            left = limit - (time.monotonic() - started)
+            if left <= 0:
+                raise QueryTimeoutError(
+                    f"the request ran past the time limit of {limit:g}s and was stopped; "
+                    f"{NARROW_HINT}"
+                )
+            limit = left
+        return self._client.rows(sql, params.values, time_limit=limit)
+
+    @staticmethod
+    def _parse(flt: FilterArg) -> SpanFilter:
+        try:
+            return flt if isinstance(flt, SpanFilter) else SpanFilter.model_validate(flt or {})
+        except ValueError as exc:
+            raise InvalidFilterError(f"invalid filter: {exc}") from None
+
+    def _compile(self, flt: SpanFilter, params: Params) -> CompiledFilter:
+        return compile_filter(flt, params, self.table, self.window)
+
+    def _spans_source(self, compiled: CompiledFilter, inherit: bool) -> str:
+        """A subquery of normalized spans that can match: with inherited agent/service when
+        `inherit`, else the rows alone (agent/service are then the spans' own)."""
+        traces = compiled.trace_where()
+        if inherit:
+            rows = ex.normalized_select(self.table, f"{self.window} AND {traces}", compiled.matches)
+            candidates = (
+                f"SELECT DISTINCT trace_id FROM ({rows}) WHERE {compiled.span_where(False)}"
+            )
+            where = f"{self.window} AND TraceId IN ({candidates})"
+            return ex.inherited_spans(self.table, where, compiled.matches)
+        inner = ex.normalized_select(self.table, f"{self.window} AND {traces}", compiled.matches)
+        return f"SELECT *, own_agent AS agent, own_service AS service FROM ({inner})"
+
+    def _select_rows(
+        self, compiled: CompiledFilter, tail: str, params: Params, extra_where: str = "1"
+    ) -> list[tuple[Any, ...]]:
+        """Matching spans (in query.ROW_COLUMNS layout) with inherited agent/service. When
+        the filter does not need inheritance, rows are chosen first and only their traces
+        are walked."""
+        inherit = compiled.needs_inheritance
+        source = self._spans_source(compiled, inherit)
+        where = f"{compiled.span_where(inherit)} AND {extra_where}"
+        rows = self._rows(f"SELECT {_ROW_SELECT} FROM ({source}) WHERE {where} {tail}", params)
+        rows = [_as_row(r) for r in rows]
+        return rows if inherit else self._with_inherited(rows)
+
+    def _with_inherited(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        if not rows:
+            return rows
+        col = query.COL
+        params = self._params()
+        traces = params.add(sorted({r[col["trace_id"]] for r in rows}), "Array(String)")
+        found = self._rows(
+            f"SELECT trace_id, span_id, agent, service FROM "
+            f"({ex.inherited_spans(self.table, f'{self.window} AND TraceId IN {traces}')})",
+            params,
+        )
+        by_id = {(t, s): (a, sv) for t, s, a, sv in found}
+        out = []
+        for row in rows:
+            agent, service = by_id.get((row[col["trace_id"]], row[col["span_id"]]), (None, None))
+            values = list(row)
+            values[col["agent"]], values[col["service"]] = agent, service
+            out.append(tuple(values))
+        return out
+
+    def _payloads(self, rows: Sequence[Sequence[Any]]) -> dict[tuple[str, str], SpanPayload]:
+        """The content of these spans, read from their exporter columns."""
+        if not rows:
+            return {}
+        col = query.COL
+        params = self._params()
+        pairs = params.add(
+            [(r[col["trace_id"]], r[col["span_id"]]) for r in rows], "Array(Tuple(String, String))"
+        )
+        found = self._rows(
+            "SELECT TraceId, SpanId, SpanAttributes, ResourceAttributes, StatusMessage, "
+            "arrayMap(t -> toString(toUnixTimestamp64Nano(t)), `Events.Timestamp`), "
+            f"`Events.Name`, `Events.Attributes` FROM {self.table} WHERE {self.window} "
+            f"AND (TraceId, SpanId) IN {pairs}",
+            params,
+        )
+        out: dict[tuple[str, str], SpanPayload] = {}
+        for trace_id, span_id, attrs, resource, message, times, names, event_attrs in found:
+            span = {
+                "attributes": dict(attrs),
+                "status": {"message": message} if message else None,
+                "events": [
+                    {"timeUnixNano": t, "name": n, "attributes": dict(a)}
+                    for t, n, a in zip(times, names, event_attrs, strict=False)
+                ],
+            }
+            out.setdefault((trace_id, span_id), otel_payload(span, {"attributes": dict(resource)}))
+        return out
+
+    def _views(
+        self, rows: Sequence[Sequence[Any]], fields: Sequence[str], max_chars: int
+    ) -> tuple[list[Any], int]:
+        clipper = query.Clipper(max_chars)
+        needs_content = any(f in query.CONTENT_FIELDS for f in fields)
+        payloads = self._payloads(rows) if needs_content else {}
+        col = query.COL
+        views = [
+            query.make_view(
+                row,
+                [f for f in fields if f != "source"],
+                clipper,
+                lambda r: None,  # no source file: the span lives in ClickHouse
+                lambda r: payloads.get((r[col["trace_id"]], r[col["span_id"]])),
+            )
+            for row in rows
+        ]
+        return views, clipper.clipped
+
+    # -- spans ---------------------------------------------------------------------------
+
+    @_request
+    def query_spans(
+        self,
+        filter: FilterArg = None,
+        *,
+        sort: SpanSort = "start_time",
+        limit: int = 50,
+        cursor: str | None = None,
+        fields: Sequence[str] = DEFAULT_SPAN_FIELDS,
+        max_chars: int = 2000,
+    ) -> SpanPage:
+        """Spans matching `filter`, one page. Raises InvalidFilterError on bad input."""
+        fields = query.check_fields(fields)
+        column, direction = query.check_sort(sort, _SORT)
+        query.check_limit(limit)
+        _check_max_chars(max_chars)
+        flt = self._parse(filter)
+        params = self._params()
+        compiled = self._compile(flt, params)
+        total = self._count(compiled, params)[0]
+        qkey = query.query_key("ch", flt.model_dump(mode="json"), sort)
+        extra = "1"
+        if cursor:
+            key, ids = _decode_cursor(cursor, sort, qkey)
+            op = ">" if direction == "ASC" else "<"
+            extra = (
+                f"({_ROW_EXPR[column]}, trace_id, span_id) {op} "
+                f"({params.add(key, 'Int64')}, {params.add(ids[0])}, {params.add(ids[1])})"
+            )
+        tail = (
+            f"ORDER BY {_ROW_EXPR[column]} {direction}, trace_id {direction}, span_id {direction} "
+            f"LIMIT {limit + 1}"
+        )
+        rows = self._select_rows(compiled, tail, params, extra)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        views, clipped = self._views(rows, fields, max_chars)
+        next_cursor = None
+        if more:
+            last = rows[-1]
+            col = query.COL
+            next_cursor = _encode_cursor(
+                sort, last[col[column]], (last[col["trace_id"]], last[col["span_id"]]), qkey
+            )
+        return SpanPage(
+            spans=views, total=total, next_cursor=next_cursor, max_chars=max_chars,
+            clipped_values=clipped,
+        )  # fmt: skip
+
+    def _count(self, compiled: CompiledFilter, params: Params) -> tuple[int, int]:
+        inherit = compiled.needs_inheritance
+        source = self._spans_source(compiled, inherit)
+        rows = self._rows(
+            f"SELECT count(), uniqExact(trace_id) FROM ({source}) "
+            f"WHERE {compiled.span_where(inherit)}",
+            params,
+        )
+        return int(rows[0][0]), int(rows[0][1])
+
+    @_request
+    def count(self, filter: FilterArg = None) -> MatchCount:
+        """How many spans and traces `filter` selects, and how many traces exist."""
+        params = self._params()
+        spans, traces = self._count(self._compile(self._parse(filter), params), params)
+        return MatchCount(spans=spans, traces=traces, traces_in_scope=self._trace_total)
+
+    @_request
+    def seen(self, filter: FilterArg = None) -> tuple[datetime | None, datetime | None]:
+        """When the first and the last of the spans `filter` selects started; (None, None)
+        when none match."""
+        params = self._params()
+        compiled = self._compile(self._parse(filter), params)
+        inherit = compiled.needs_inheritance
+        first, last, spans = self._rows(
+            f"SELECT min(start_ns), max(start_ns), count() FROM "
+            f"({self._spans_source(compiled, inherit)}) WHERE {compiled.span_where(inherit)}",
+            params,
+        )[0]
+        if not spans:
+            return None, None
+        return query.from_ns(int(first)), query.from_ns(int(last))
+
+    def query_sql(
+        self,
+        sql: str,
+        *,
+        limit: int = sql_views.DEFAULT_ROW_LIMIT,
+        max_chars: int = sql_views.DEFAULT_MAX_CHARS,
+        time_limit_s: float = sql_views.DEFAULT_TIME_LIMIT_S,
+        max_steps: int | None = None,
+    ) -> sql_views.SqlResult:
+        """The SQL tool's views exist over the file index only, for now."""
+        raise sql_views.SqlError(
+            f"query_sql is not available on a ClickHouse location ({self.location.display}) "
+            "yet; use query_spans, count_spans, query_traces or search (all run inside "
+            "ClickHouse), or query the table with ClickHouse's own client"
+        )
+
+    # -- traces --------------------------------------------------------------------------
+
+    def _summaries(self, trace_condition: str, params: Params, tail: str) -> list[TraceSummary]:
+        inner = ex.normalized_select(self.table, f"{self.window} AND {trace_condition}")
+        rows = self._rows(
+            "SELECT trace_id, "
+            "argMinIf(name, start_ns, parent_span_id IS NULL) AS root_name, "
+            "countIf(parent_span_id IS NULL) > 0 AS has_root, "
+            "argMinIf(own_service, start_ns, parent_span_id IS NULL) AS root_service, "
+            "argMinIf(own_service, start_ns, own_service IS NOT NULL) AS any_service, "
+            "arraySort(groupUniqArrayIf(assumeNotNull(own_agent), own_agent IS NOT NULL)), "
+            "arraySort(groupUniqArrayIf(assumeNotNull(model), model IS NOT NULL)), "
+            "count() AS span_count, countIf(status = 'error') AS t_errors, "
+            "min(start_ns) AS t_start, greatest(0, max(end_ns) - min(start_ns)) AS t_duration, "
+            "sum(ifNull(input_tokens, 0)), sum(ifNull(output_tokens, 0)), "
+            "argMinIf(span_id, start_ns, status = 'error'), "
+            "argMinIf(name, start_ns, status = 'error'), "
+            "argMinIf(error_message, start_ns, status = 'error') "
+            f"FROM ({inner}) GROUP BY trace_id {tail}",
+            params,
+        )
+        out = []
+        for (
+            trace_id, root_name, has_root, root_service, any_service, agents, models,
+            spans, errors, start, duration, tin, tout, err_span, err_name, err_message,
+        ) in rows:  # fmt: skip
+            out.append(
+                TraceSummary(
+                    trace_id=trace_id,
+                    root_name=root_name if has_root else None,
+                    service=(root_service if has_root else None) or any_service,
+                    agents=list(agents),
+                    models=list(models),
+                    span_count=int(spans),
+                    error_count=int(errors),
+                    start_time=_from_ns(int(start)),
+                    duration_ms=int(duration) / 1e6,
+                    input_tokens=int(tin),
+                    output_tokens=int(tout),
+                    first_error=FirstError(
+                        span_id=err_span, name=err_name or "", message=err_message
+                    )
+                    if errors
+                    else None,
+                )
+            )
+        return out
+
+    @_request
+    def query_traces(
+        self,
+        filter: FilterArg = None,
+        *,
+        sort: TraceSort = "start_time",
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TracePage:
+        """Summaries of the traces having at least one span that matches `filter`."""
+        column, direction = query.check_sort(sort, _TRACE_SORT)
+        query.check_limit(limit)
+        flt = self._parse(filter)
+        params = self._params()
+        compiled = self._compile(flt, params)
+        inherit = compiled.needs_inheritance
+        matching = (
+            f"SELECT DISTINCT trace_id FROM ({self._spans_source(compiled, inherit)}) "
+            f"WHERE {compiled.span_where(inherit)}"
+        )
+        total = int(self._rows(f"SELECT count() FROM ({matching})", params)[0][0])
+        qkey = query.query_key("ch-traces", flt.model_dump(mode="json"), sort)
+        having = ""
+        if cursor:
+            key, ids = _decode_cursor(cursor, sort, qkey)
+            op = ">" if direction == "ASC" else "<"
+            having = (
+                f"HAVING ({column}, trace_id) {op} "
+                f"({params.add(key, 'Int64')}, {params.add(ids[0])})"
+            )
+        summaries = self._summaries(
+            f"TraceId IN ({matching})",
+            params,
+            f"{having} ORDER BY {column} {direction}, trace_id {direction} LIMIT {limit + 1}",
+        )
+        more = len(summaries) > limit
+        summaries = summaries[:limit]
+        next_cursor = None
+        if more:
+            last = summaries[-1]
+            key = {
+                "t_start": _ns(last.start_time),
+                "t_duration": round(last.duration_ms * 1e6),
+                "t_errors": last.error_count,
+            }[column]
+            next_cursor = _encode_cursor(sort, key, (last.trace_id, ""), qkey)
+        return TracePage(traces=summaries, total=total, next_cursor=next_cursor)
+
+    @_request
+    def trace_summary(self, trace_id: str) -> TraceSummary:
+        """One trace's summary. Raises UnknownIdError naming how to find valid ids."""
+        params = self._params()
+        found = self._summaries(f"TraceId = {params.add(trace_id)}", params, "")
+        if not found:
+            raise UnknownIdError(
+                f"trace id {trace_id!r} is not in {self.location.display} within the window "
+                f"({self._trace_total} traces); list valid ids with query_traces, or see "
+                "overview().sample_trace_ids"
+            )
+        return found[0]
+
+    @_request
+    def trace_tree(
+        self,
+        trace_id: str,
+        *,
+        fields: Sequence[str] = DEFAULT_SPAN_FIELDS,
+        max_chars: int = 2000,
+        limit: int = 500,
+    ) -> TraceTree:
+        """A trace's spans as a depth-first tree."""
+        fields = query.check_fields(fields)
+        query.check_limit(limit, 100_000)
+        _check_max_chars(max_chars)
+        summary = self.trace_summary(trace_id)
+        params = self._params()
+        bound = params.add(trace_id)
+        source = ex.inherited_spans(self.table, f"{self.window} AND TraceId = {bound}")
+        rows = [
+            _as_row(r)
+            for r in self._rows(
+                f"SELECT {_ROW_SELECT} FROM ({source}) ORDER BY start_ns, span_id", params
+            )
+        ]
+        col = query.COL
+        span_ids = {r[col["span_id"]] for r in rows}
+        children: dict[str, list[tuple[Any, ...]]] = {}
+        roots = []
+        for row in rows:
+            parent = row[col["parent_span_id"]]
+            if parent is None or parent not in span_ids or parent == row[col["span_id"]]:
+                roots.append(row)
+            else:
+                children.setdefault(parent, []).append(row)
+        ordered: list[tuple[tuple[Any, ...], int]] = []
+        seen: set[str] = set()
+        stack = [(r, 0) for r in reversed(roots)]
+        while stack and len(ordered) < limit:
+            row, depth = stack.pop()
+            if row[col["span_id"]] in seen:
+                continue
+            seen.add(row[col["span_id"]])
+            ordered.append((row, depth))
+            for child in reversed(children.get(row[col["span_id"]], [])):
+                stack.append((child, depth + 1))
+        views, _ = self._views([r for r, _ in ordered], fields, max_chars)
+        nodes = [
+            SpanNode(span=view, depth=depth, children=len(children.get(row[col["span_id"]], [])))
+            for (row, depth), view in zip(ordered, views, strict=True)
+        ]
+        return TraceTree(
+            trace_id=trace_id, summary=summary, nodes=nodes, truncated=len(ordered) < len(rows)
+        )
+
+    @_request
+    def raw_span(self, trace_id: str, span_id: str) -> dict[str, Any]:
+        """The span as the exporter stored it (one row of the table, as a dict)."""
+        params = self._params()
+        columns = [c for c in self.shape.columns if not c.startswith(("Events.", "Links."))]
+        rows = self._rows(
+            f"SELECT {', '.join(columns)} FROM {self.table} WHERE {self.window} "
+            f"AND TraceId = {params.add(trace_id)} AND SpanId = {params.add(span_id)} LIMIT 1",
+            params,
+        )
+        if not rows:
+            raise UnknownIdError(
+                f"span {span_id!r} of trace {trace_id!r} is not in {self.location.display} "
+                "within the window; find span ids with query_spans or trace_tree"
+            )
+        return {
+            name: (dict(value) if isinstance(value, dict) else value)
+            for name, value in zip(columns, rows[0], strict=True)
+        }
+
+    @_request
+    def search(
+        self,
+        pattern: str,
+        *,
+        filter: FilterArg = None,
+        limit: int = 20,
+        context_chars: int = 120,
+    ) -> SearchResult:
+        """Regex search over span content (RE2, inside ClickHouse), optionally within
+        spans selected by `filter`."""
+        query.check_limit(limit)
+        base = self._parse(filter)
+        flt = base.model_copy(update={"text": pattern}) if base.text is None else base
+        params = self._params()
+        compiled = self._compile(flt, params)
+        if base.text is not None:
+            compiled.raw.append(f"match({_content()}, {params.add('(?i)' + pattern)})")
+        total = self._count(compiled, params)[0]
+        rows = self._select_rows(
+            compiled, f"ORDER BY start_ns, trace_id, span_id LIMIT {limit}", params
+        )
+        payloads = self._payloads(rows)
+        rx = _python_regex(pattern)
+        col = query.COL
+        matches = []
+        for row in rows:
+            payload = payloads.get((row[col["trace_id"]], row[col["span_id"]]))
+            text = span_text(payload) if payload is not None else ""
+            found = rx.search(text) if rx is not None else None
+            start, end = (found.start(), found.end()) if found else (0, 0)
+            matches.append(
+                SearchMatch(
+                    trace_id=row[col["trace_id"]],
+                    span_id=row[col["span_id"]],
+                    span_name=row[col["name"]] or "",
+                    excerpt=_excerpt(text, start, end, context_chars),
+                )
+            )
+        return SearchResult(
+            pattern=pattern, matches=matches, spans_matched=total, truncated=total > len(matches)
+        )
+
+    @_request
+    def known_ids(
+        self, trace_ids: Sequence[str] = (), span_ids: Sequence[str] = ()
+    ) -> tuple[set[str], set[str]]:
+        """The subsets of the given trace and span ids that exist within the window."""
+        found_traces: set[str] = set()
+        found_spans: set[str] = set()
+        for column, ids, out in (
+            ("TraceId", list(dict.fromkeys(trace_ids)), found_traces),
+            ("SpanId", list(dict.fromkeys(span_ids)), found_spans),
+        ):
+            if ids:
+                params = self._params()
+                rows = self._rows(
+                    f"SELECT DISTINCT {column} FROM {self.table} WHERE {self.window} "
+                    f"AND {column} IN {params.add(ids, 'Array(String)')}",
+                    params,
+                )
+                out.update(r[0] for r in rows)
+        return found_traces, found_spans
+
+    # -- overview ------------------------------------------------------------------------
+
+    @_request
+    def overview(self) -> Overview:
+        """Counts, time range, services, agents, models, tools, kinds, tokens and the top
+        error signatures of the window, each a bounded aggregate inside ClickHouse."""
+        params = self._params()
+        # Only services and agents need inheritance (the costly pass): everything else
+        # reads the spans' own columns. Names of several columns share one pass.
+        spans = ex.normalized_select(self.table, self.window)
+        rows = self._rows(
+            "SELECT count(), uniqExact(trace_id), countIf(status = 'error'), "
+            "uniqExactIf(trace_id, status = 'error'), min(start_ns), max(end_ns), "
+            "sum(ifNull(input_tokens, 0)), sum(ifNull(output_tokens, 0)) "
+            f"FROM ({spans})",
+            params,
+        )
+        n_spans, n_traces, err_spans, err_traces, start, end, tin, tout = rows[0]
+        inherited = ex.inherited_spans(self.table, self.window, columns=())
+        names = {
+            **self._top_names(spans, ("model", "kind"), params),
+            **self._top_names(inherited, ("service", "agent"), params),
+        }
+        tools = [
+            ToolStats(name=str(n), calls=int(c), errors=int(e))
+            for n, c, e in self._rows(
+                f"SELECT tool_name AS n, count() AS c, countIf(status = 'error') FROM ({spans}) "
+                f"WHERE n IS NOT NULL GROUP BY n ORDER BY c DESC, n LIMIT {TOP_TOOLS}",
+                params,
+            )
+        ]
+        signatures = self._signatures(params, spans)
+        sample: list[str] = []
+        for signature in signatures[:SAMPLE_TRACES]:
+            if signature.example_trace_ids and signature.example_trace_ids[0] not in sample:
+                sample.append(signature.example_trace_ids[0])
+            if len(sample) >= 2:
+                break
+        for (trace_id,) in self._rows(
+            f"SELECT DISTINCT TraceId FROM {self.table} WHERE {self.window} ORDER BY TraceId "
+            "LIMIT 10",
+            params,
+        ):
+            if len(sample) < SAMPLE_TRACES and trace_id not in sample:
+                sample.append(trace_id)
+        return Overview(
+            files=[],
+            traces=int(n_traces),
+            spans=int(n_spans),
+            error_spans=int(err_spans),
+            error_traces=int(err_traces),
+            bad_lines=0,
+            start_time=query.from_ns(int(start)) if n_spans else None,
+            end_time=query.from_ns(int(end)) if n_spans else None,
+            services=names["service"],
+            agents=names["agent"],
+            models=names["model"],
+            tools=tools,
+            span_kinds=names["kind"],
+            tokens=TokenTotals(input=int(tin), output=int(tout)),
+            error_signatures=signatures,
+            sample_trace_ids=sample,
+        )
+
+    def _top_names(
+        self, spans: str, columns: Sequence[str], params: Params
+    ) -> dict[str, list[NameCount]]:
+        """The TOP_NAMES most frequent values of each column, in one pass over `spans`."""
+        pairs = ", ".join(f"('{c}', CAST({c} AS Nullable(String)))" for c in columns)
+        found = self._rows(
+            f"SELECT pair.1 AS w, pair.2 AS n, count() AS c FROM ({spans}) "
+            f"ARRAY JOIN [{pairs}] AS pair WHERE n IS NOT NULL GROUP BY w, n "
+            f"ORDER BY w, c DESC, n LIMIT {TOP_NAMES} BY w",
+            params,
+        )
+        out: dict[str, list[NameCount]] = {c: [] for c in columns}
+        for which, name, count in found:
+            out[which].append(NameCount(name=str(name), count=int(count)))
+        return out
+
+    def _signatures(self, params: Params, spans: str) -> list[ErrorSignature]:
+        """Error signatures as ingestion groups them: by (tool or span name, normalized
+        message). ClickHouse lists the distinct raw messages (top SIGNATURE_GROUPS), Python
+        normalizes them, and ClickHouse groups again by the normalized text, so trace counts
+        are exact and only the top groups come back."""
+        name = "ifNull(tool_name, name)"
+        raw = self._rows(
+            f"SELECT DISTINCT ifNull(error_message, '') AS m FROM ({spans}) "
+            f"WHERE status = 'error' LIMIT {SIGNATURE_GROUPS}",
+            params,
+        )
+        messages = [str(m) for (m,) in raw]
+        normalized = [normalize_message(m) if m else "" for m in messages]
+        signature = (
+            f"transform(ifNull(error_message, ''), {params.add(messages, 'Array(String)')}, "
+            f"{params.add(normalized, 'Array(String)')}, ifNull(error_message, ''))"
+        )
+        k = SIGNATURE_EXAMPLES
+        # Per trace first, then per signature: the earliest k traces (by their first error)
+        # hold the earliest k error spans, so both example lists stay exact and small.
+        rows = self._rows(
+            f"SELECT n, sig, count() AS traces, sum(c) AS spans, "
+            f"groupArraySorted({k})((first, trace_id)), "
+            f"arraySlice(arraySort(arrayFlatten(arrayMap(x -> x.2, "
+            f"groupArraySorted({k})((first, first_spans))))), 1, {k}) "
+            f"FROM (SELECT {name} AS n, {signature} AS sig, trace_id, min(start_ns) AS first, "
+            f"count() AS c, groupArraySorted({k})((start_ns, span_id)) AS first_spans "
+            f"FROM ({spans}) WHERE status = 'error' GROUP BY n, sig, trace_id) "
+            f"GROUP BY n, sig ORDER BY traces DESC, spans DESC, n, sig LIMIT {TOP_SIGNATURES}",
+            params,
+        )
+        out = []
+        for n, sig, traces, count, first_traces, first_spans in rows:
+            trace_ids = [trace_id for _, trace_id in first_traces]
+            out.append(
+                ErrorSignature(
+                    span_name=str(n or ""),
+                    message=str(sig),
+                    traces=int(traces),
+                    spans=int(count),
+                    example_trace_ids=trace_ids,
+                    example_span_ids=[span_id for _, span_id in first_spans],
+                )
+            )
+        return out
+
+    def within(self, since: datetime | None, until: datetime | None) -> ClickHouseTraceStore:
+        """Another store over the same table with the window [since, until] (a bound left
+        None keeps the default: the newest span, and 7 days before `until`)."""
+        return open_clickhouse(
+            self.location, since=since, until=until, query_time_limit=self.query_time_limit
+        )
+
+    @contextlib.contextmanager
+    def aggregates(self, *, time_limit: float | None = None) -> Iterator[ClickHouseAggregates]:
+        """Whole-set aggregate reads (triage, re-checks) over the window, each inside
+        ClickHouse. Unlimited in time unless `time_limit` (seconds) is given."""
+        yield ClickHouseAggregates(
+            self._client, self.table, self.window, self.window_ns, self._trace_total, time_limit
+        )
+
+    def inputs_changed(self) -> bool:
+        """A ClickHouse table is read live: every query sees what is there now."""
+        return False
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+
+    def __enter__(self) -> ClickHouseTraceStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _content() -> str:
+    from halo_mcp.store.clickhouse.filters import CONTENT
+
+    return CONTENT
+
+
+def _python_regex(pattern: str) -> Any:
+    """The pattern for excerpts (the match itself was decided by ClickHouse)."""
+    import re
+
+    try:
+        return re.compile(pattern, re.IGNORECASE)
+    except re.error:
+        return None
+
+
+def _excerpt(text: str, start: int, end: int, context: int) -> str:
+    end = min(end, start + max(200, context * 2))
+    left = max(0, start - context)
+    right = min(len(text), end + context)
+    return ("…" if left else "") + text[left:right] + ("…" if right < len(text) else "")
+
+
+def _check_max_chars(max_chars: int) -> None:
+    if not isinstance(max_chars, int) or max_chars < 20:
+        raise InvalidFilterError(f"max_chars must be an integer >= 20, got {max_chars!r}")
+
+
+def _encode_cursor(sort: str, key: Any, ids: tuple[str, str], qkey: str) -> str:
+    data = orjson.dumps({"s": sort, "k": key, "i": list(ids), "q": qkey})
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort: str, qkey: str) -> tuple[int, tuple[str, str]]:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()))
+        key, ids, same = (
+            int(data["k"]),
+            (str(data["i"][0]), str(data["i"][1])),
+            (data["s"] == sort and data["q"] == qkey),
+        )
+    except Exception:
+        raise InvalidFilterError(
+            "cursor is not valid: pass back the next_cursor of the previous page unchanged, "
+            "or omit cursor to start from the first page"
+        ) from None
+    if not same:
+        raise InvalidFilterError(
+            "cursor belongs to another query (filter or sort changed): omit cursor to start over"
+        )
+    return key, ids
+
+
+def open_clickhouse(
+    location: ClickHouseLocation,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    query_time_limit: float | None = DEFAULT_QUERY_TIME_LIMIT,
+) -> ClickHouseTraceStore:
+    """Connect, check the table's layout, and open a store over its window."""
+    client = connect(location)
+    try:
+        shape = table_shape(client, location)
+        return ClickHouseTraceStore(
+            location, client, shape, since=since, until=until, query_time_limit=query_time_limit
+        )
+    except StoreError:
+        client.close()
+        raise
