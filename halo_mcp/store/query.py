@@ -10,7 +10,7 @@ import base64
 import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import orjson
 
@@ -30,26 +30,24 @@ from halo_mcp.text import clip
 #: Columns selected for every span row, in this order (the stored columns, plus the ones
 #: SQL derives at insert time and the row id).
 ROW_COLUMNS = ("id", *SPAN_COLUMNS[:-1], "file_id", "duration_ns", "tokens")
+T = TypeVar("T")
+
 COL = {name: i for i, name in enumerate(ROW_COLUMNS)}
 #: The SELECT list of a full span row (alias `s`), in ROW_COLUMNS order.
 ROW_SELECT = "SELECT " + ", ".join(f"s.{c}" for c in ROW_COLUMNS)
 
-SPAN_SORT_SQL = {
-    "start_time": ("start_ns", "ASC"),
-    "-start_time": ("start_ns", "DESC"),
-    "duration": ("duration_ns", "ASC"),
-    "-duration": ("duration_ns", "DESC"),
-    "tokens": ("tokens", "ASC"),
-    "-tokens": ("tokens", "DESC"),
-}
-TRACE_SORT_SQL = {
-    "start_time": ("start_ns", "ASC"),
-    "-start_time": ("start_ns", "DESC"),
-    "duration": ("duration_ns", "ASC"),
-    "-duration": ("duration_ns", "DESC"),
-    "errors": ("error_count", "ASC"),
-    "-errors": ("error_count", "DESC"),
-}
+
+def _sorts(**columns: str) -> dict[str, tuple[str, str]]:
+    """Each sort name -> (column, "ASC"), and its '-' twin -> (column, "DESC")."""
+    out: dict[str, tuple[str, str]] = {}
+    for name, column in columns.items():
+        out[name] = (column, "ASC")
+        out[f"-{name}"] = (column, "DESC")
+    return out
+
+
+SPAN_SORT_SQL = _sorts(start_time="start_ns", duration="duration_ns", tokens="tokens")
+TRACE_SORT_SQL = _sorts(start_time="start_ns", duration="duration_ns", errors="error_count")
 CONTENT_FIELDS = frozenset({"input", "output", "attributes", "events"})
 
 
@@ -179,16 +177,25 @@ def query_key(*parts: Any) -> str:
     return hashlib.blake2b(orjson.dumps(parts, default=str), digest_size=6).hexdigest()
 
 
-def encode_cursor(sort: str, key: Any, row_id: int, query: str) -> str:
-    data = orjson.dumps({"s": sort, "k": key, "i": row_id, "q": query})
+def encode_cursor(sort: str, key: Any, tie: Any, query: str) -> str:
+    """An opaque cursor: the sort key and tie-breaker of the last row of a page (a row id in
+    the file index, ids in ClickHouse), tied to the query that made it."""
+    data = orjson.dumps({"s": sort, "k": key, "i": tie, "q": query})
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, sort: str, query: str) -> tuple[Any, int]:
+def decode_cursor(
+    cursor: str,
+    sort: str,
+    query: str,
+    tie: Callable[[Any], T] = int,  # type: ignore[assignment]
+) -> tuple[Any, T]:
+    """(sort key, tie-breaker) of a cursor made by encode_cursor for the same query; `tie`
+    reads the tie-breaker back (and refuses a forged one)."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
-        key, row_id = data["k"], int(data["i"])
+        key, row_id = data["k"], tie(data["i"])
         same = data["s"] == sort and data["q"] == query
     except Exception:
         raise InvalidFilterError(
@@ -289,3 +296,32 @@ def make_view(
             value = row[COL[name]]
             values[name] = clipper.text(value) if isinstance(value, str) else value
     return SpanView(**values)
+
+
+def depth_first(
+    rows: Sequence[Sequence[Any]], limit: int
+) -> tuple[list[tuple[Sequence[Any], int]], dict[str, list[Sequence[Any]]]]:
+    """A trace's rows (in ROW_COLUMNS layout, by start time) as a depth-first walk of at most
+    `limit` (row, depth) pairs, and each span's children. A span whose parent is missing,
+    or itself, is a root; a span reached twice is shown once."""
+    span_ids = {r[COL["span_id"]] for r in rows}
+    children: dict[str, list[Sequence[Any]]] = {}
+    roots = []
+    for row in rows:
+        parent = row[COL["parent_span_id"]]
+        if parent is None or parent not in span_ids or parent == row[COL["span_id"]]:
+            roots.append(row)
+        else:
+            children.setdefault(parent, []).append(row)
+    ordered: list[tuple[Sequence[Any], int]] = []
+    seen: set[str] = set()
+    stack = [(r, 0) for r in reversed(roots)]
+    while stack and len(ordered) < limit:
+        row, depth = stack.pop()
+        if row[COL["span_id"]] in seen:
+            continue
+        seen.add(row[COL["span_id"]])
+        ordered.append((row, depth))
+        for child in reversed(children.get(row[COL["span_id"]], [])):
+            stack.append((child, depth + 1))
+    return ordered, children

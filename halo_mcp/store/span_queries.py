@@ -51,7 +51,7 @@ def query_spans(
     qkey = query.query_key(flt.model_dump(mode="json"), sort)
     page_clauses, page_params = list(where[0]), list(where[1])
     if cursor:
-        key, row_id = query.decode_cursor(cursor, sort, qkey)
+        key, row_id = query.decode_cursor(cursor, sort, qkey, int)
         clause, extra = query.keyset(column, direction, key, row_id, "s")
         page_clauses.append(clause)
         page_params += extra
@@ -142,7 +142,7 @@ def search(
                     trace_id=row[COL["trace_id"]],
                     span_id=row[COL["span_id"]],
                     span_name=row[COL["name"]] or "",
-                    excerpt=_excerpt(text, found.start(), found.end(), context_chars),
+                    excerpt=excerpt(text, found.start(), found.end(), context_chars),
                 )
             )
     return SearchResult(
@@ -238,7 +238,7 @@ def _payload(row: Sequence[Any], lines: LineReader) -> SpanPayload | None:
     )
 
 
-def _excerpt(text: str, start: int, end: int, context: int) -> str:
+def excerpt(text: str, start: int, end: int, context: int) -> str:
     end = min(end, start + max(200, context * 2))
     left = max(0, start - context)
     right = min(len(text), end + context)

@@ -50,7 +50,7 @@ def query_traces(
     qkey = query.query_key("traces", flt.model_dump(mode="json"), sort)
     page_params: list[Any] = []
     if cursor:
-        key, row_id = query.decode_cursor(cursor, sort, qkey)
+        key, row_id = query.decode_cursor(cursor, sort, qkey, int)
         clause, extra = query.keyset(column, direction, key, row_id, "t")
         outer.append(clause)
         page_params += extra
@@ -98,26 +98,7 @@ def trace_tree(
     rows = s.conn.execute(
         f"{ROW_SELECT} FROM spans s WHERE s.trace_id = ? ORDER BY s.start_ns, s.id", (trace_id,)
     ).fetchall()
-    span_ids = {r[COL["span_id"]] for r in rows}
-    children: dict[str, list[Any]] = {}
-    roots = []
-    for row in rows:
-        parent = row[COL["parent_span_id"]]
-        if parent is None or parent not in span_ids or parent == row[COL["span_id"]]:
-            roots.append(row)
-        else:
-            children.setdefault(parent, []).append(row)
-    ordered: list[tuple[Any, int]] = []
-    seen: set[str] = set()
-    stack = [(r, 0) for r in reversed(roots)]
-    while stack and len(ordered) < limit:
-        row, depth = stack.pop()
-        if row[COL["span_id"]] in seen:
-            continue
-        seen.add(row[COL["span_id"]])
-        ordered.append((row, depth))
-        for child in reversed(children.get(row[COL["span_id"]], [])):
-            stack.append((child, depth + 1))
+    ordered, children = query.depth_first(rows, limit)
     views, _ = views_of(s, [r for r, _ in ordered], fields, max_chars)
     nodes = [
         SpanNode(span=view, depth=depth, children=len(children.get(row[COL["span_id"]], [])))

@@ -12,7 +12,6 @@ seen, as if they were not in the table.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
 import threading
@@ -21,8 +20,6 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
-
-import orjson
 
 from halo_mcp.store import query
 from halo_mcp.store import sql as sql_views
@@ -62,6 +59,7 @@ from halo_mcp.store.models import (
     TraceTree,
 )
 from halo_mcp.store.signatures import normalize_message
+from halo_mcp.store.span_queries import check_max_chars, excerpt
 from halo_mcp.store.time_limit import DEFAULT_QUERY_TIME_LIMIT, NARROW_HINT
 
 #: The window scanned when the caller gives none: this long, ending at the newest span.
@@ -342,7 +340,7 @@ class ClickHouseTraceStore:
         fields = query.check_fields(fields)
         column, direction = query.check_sort(sort, _SORT)
         query.check_limit(limit)
-        _check_max_chars(max_chars)
+        check_max_chars(max_chars)
         flt = self._parse(filter)
         params = self._params()
         compiled = self._compile(flt, params)
@@ -350,7 +348,7 @@ class ClickHouseTraceStore:
         qkey = query.query_key("ch", flt.model_dump(mode="json"), sort)
         extra = "1"
         if cursor:
-            key, ids = _decode_cursor(cursor, sort, qkey)
+            key, ids = query.decode_cursor(cursor, sort, qkey, _ids)
             op = ">" if direction == "ASC" else "<"
             extra = (
                 f"({_ROW_EXPR[column]}, trace_id, span_id) {op} "
@@ -368,7 +366,7 @@ class ClickHouseTraceStore:
         if more:
             last = rows[-1]
             col = query.COL
-            next_cursor = _encode_cursor(
+            next_cursor = query.encode_cursor(
                 sort, last[col[column]], (last[col["trace_id"]], last[col["span_id"]]), qkey
             )
         return SpanPage(
@@ -497,7 +495,7 @@ class ClickHouseTraceStore:
         qkey = query.query_key("ch-traces", flt.model_dump(mode="json"), sort)
         having = ""
         if cursor:
-            key, ids = _decode_cursor(cursor, sort, qkey)
+            key, ids = query.decode_cursor(cursor, sort, qkey, _ids)
             op = ">" if direction == "ASC" else "<"
             having = (
                 f"HAVING ({column}, trace_id) {op} "
@@ -518,7 +516,7 @@ class ClickHouseTraceStore:
                 "t_duration": round(last.duration_ms * 1e6),
                 "t_errors": last.error_count,
             }[column]
-            next_cursor = _encode_cursor(sort, key, (last.trace_id, ""), qkey)
+            next_cursor = query.encode_cursor(sort, key, (last.trace_id, ""), qkey)
         return TracePage(traces=summaries, total=total, next_cursor=next_cursor)
 
     @_request
@@ -546,7 +544,7 @@ class ClickHouseTraceStore:
         """A trace's spans as a depth-first tree."""
         fields = query.check_fields(fields)
         query.check_limit(limit, 100_000)
-        _check_max_chars(max_chars)
+        check_max_chars(max_chars)
         summary = self.trace_summary(trace_id)
         params = self._params()
         bound = params.add(trace_id)
@@ -558,26 +556,7 @@ class ClickHouseTraceStore:
             )
         ]
         col = query.COL
-        span_ids = {r[col["span_id"]] for r in rows}
-        children: dict[str, list[tuple[Any, ...]]] = {}
-        roots = []
-        for row in rows:
-            parent = row[col["parent_span_id"]]
-            if parent is None or parent not in span_ids or parent == row[col["span_id"]]:
-                roots.append(row)
-            else:
-                children.setdefault(parent, []).append(row)
-        ordered: list[tuple[tuple[Any, ...], int]] = []
-        seen: set[str] = set()
-        stack = [(r, 0) for r in reversed(roots)]
-        while stack and len(ordered) < limit:
-            row, depth = stack.pop()
-            if row[col["span_id"]] in seen:
-                continue
-            seen.add(row[col["span_id"]])
-            ordered.append((row, depth))
-            for child in reversed(children.get(row[col["span_id"]], [])):
-                stack.append((child, depth + 1))
+        ordered, children = query.depth_first(rows, limit)
         views, _ = self._views([r for r, _ in ordered], fields, max_chars)
         nodes = [
             SpanNode(span=view, depth=depth, children=len(children.get(row[col["span_id"]], [])))
@@ -643,7 +622,7 @@ class ClickHouseTraceStore:
                     trace_id=row[col["trace_id"]],
                     span_id=row[col["span_id"]],
                     span_name=row[col["name"]] or "",
-                    excerpt=_excerpt(text, start, end, context_chars),
+                    excerpt=excerpt(text, start, end, context_chars),
                 )
             )
         return SearchResult(
@@ -843,41 +822,11 @@ def _python_regex(pattern: str) -> Any:
         return None
 
 
-def _excerpt(text: str, start: int, end: int, context: int) -> str:
-    end = min(end, start + max(200, context * 2))
-    left = max(0, start - context)
-    right = min(len(text), end + context)
-    return ("…" if left else "") + text[left:right] + ("…" if right < len(text) else "")
-
-
-def _check_max_chars(max_chars: int) -> None:
-    if not isinstance(max_chars, int) or max_chars < 20:
-        raise InvalidFilterError(f"max_chars must be an integer >= 20, got {max_chars!r}")
-
-
-def _encode_cursor(sort: str, key: Any, ids: tuple[str, str], qkey: str) -> str:
-    data = orjson.dumps({"s": sort, "k": key, "i": list(ids), "q": qkey})
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, sort: str, qkey: str) -> tuple[int, tuple[str, str]]:
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()))
-        key, ids, same = (
-            int(data["k"]),
-            (str(data["i"][0]), str(data["i"][1])),
-            (data["s"] == sort and data["q"] == qkey),
-        )
-    except Exception:
-        raise InvalidFilterError(
-            "cursor is not valid: pass back the next_cursor of the previous page unchanged, "
-            "or omit cursor to start from the first page"
-        ) from None
-    if not same:
-        raise InvalidFilterError(
-            "cursor belongs to another query (filter or sort changed): omit cursor to start over"
-        )
-    return key, ids
+def _ids(tie: object) -> tuple[str, str]:
+    """The tie-breaker of a ClickHouse cursor: (trace id, span id)."""
+    if not isinstance(tie, list) or len(tie) != 2:
+        raise ValueError("not a pair of ids")
+    return str(tie[0]), str(tie[1])
 
 
 def open_clickhouse(
