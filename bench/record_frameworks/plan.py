@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 from tests.fakes.openai_server import (
+    Reply,
     Step,
     context_length_error,
     delay,
@@ -86,8 +87,21 @@ def _call(path: str) -> Step:
     return tool_call("read_file", {"path": path}, id=f"call_{uuid.uuid4().hex[:20]}")
 
 
-def steps(run: PlannedRun) -> list[Step]:
-    """The scripted model replies for one run."""
+def steps(run: PlannedRun, final_tool: str | None = None) -> list[Step]:
+    """The scripted model replies for one run; with `final_tool`, answers are calls of that
+    tool (smolagents' `final_answer`) instead of plain text."""
+    script = _steps(run)
+    if final_tool is None:
+        return script
+    return [
+        tool_call(final_tool, {"answer": step.content})
+        if isinstance(step, Reply) and step.content and not step.tool_calls
+        else step
+        for step in script
+    ]
+
+
+def _steps(run: PlannedRun) -> list[Step]:
     n = run.number
     if run.mode == "ok":
         return [_call(f"/data/notes-{n}.txt"), reply(f"The notes say: meeting at {n + 9} am.")]

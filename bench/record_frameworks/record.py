@@ -62,11 +62,13 @@ class Context:
     def base_url(self) -> str:
         return self.fake.base_url
 
-    def each(self, run_one: Callable[[plan.PlannedRun], Any]) -> None:
+    def each(
+        self, run_one: Callable[[plan.PlannedRun], Any], final_tool: str | None = None
+    ) -> None:
         """Play every planned run: script the model, run, note how it ended."""
         for run in plan.runs(self.modes):
             self.fake.clear()
-            self.fake.script(plan.steps(run))
+            self.fake.script(plan.steps(run, final_tool))
             began = time.perf_counter()
             try:
                 run_one(run)

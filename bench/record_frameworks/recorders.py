@@ -377,7 +377,7 @@ def _streamed_message(stream: Any) -> dict[str, Any]:
     return message
 
 
-# -- LlamaIndex (OpenInference) -------------------------------------------
+# -- LlamaIndex, smolagents (OpenInference) -------------------------------------------
 
 
 def record_llama_index(ctx: Context) -> None:
@@ -418,6 +418,47 @@ def record_llama_index(ctx: Context) -> None:
 
     loop = asyncio.new_event_loop()
     ctx.each(lambda run: loop.run_until_complete(one(run)))
+
+
+def record_smolagents(ctx: Context) -> None:
+    """A smolagents ToolCallingAgent with max_steps."""
+    from openinference.instrumentation.smolagents import SmolagentsInstrumentor
+    from opentelemetry import context as otel_context
+    from smolagents import OpenAIServerModel, ToolCallingAgent, tool
+
+    SmolagentsInstrumentor().instrument(tracer_provider=ctx.tracer_provider)
+
+    @tool
+    def read_file(path: str) -> str:
+        """Read a text file and return its contents.
+
+        Args:
+            path: The file to read.
+        """
+        return plan.read_file(path)
+
+    model = OpenAIServerModel(
+        model_id=plan.MODEL,
+        api_base=ctx.base_url,
+        api_key=FAKE_KEY,
+        client_kwargs={"max_retries": 0, "timeout": plan.CLIENT_TIMEOUT},
+        retry=False,
+    )
+    agent = ToolCallingAgent(
+        tools=[read_file], model=model, max_steps=plan.TURN_LIMIT, verbosity_level=0
+    )
+
+    def one(run: plan.PlannedRun) -> None:
+        # Each run from an empty OTel context, restored after: a run that ends in an
+        # exception can leave the instrumentor's span attached, and the next runs then
+        # nest into its trace (25 runs gave 3 traces without this).
+        token = otel_context.attach(otel_context.Context())
+        try:
+            agent.run(plan.PROMPT, stream=False)
+        finally:
+            otel_context.detach(token)
+
+    ctx.each(one, final_tool="final_answer")
 
 
 # -- Strands Agents (OTel GenAI semantic conventions, its own tracer) ---------------------
@@ -574,6 +615,16 @@ RECORDERS: dict[str, Recorder] = {
             ("strands_genai_latest", True, "current"),
         )
     },
+    "smolagents_oi": Recorder(
+        record_smolagents,
+        "smolagents ToolCallingAgent (max_steps) traced by OpenInference's smolagents "
+        "instrumentor; answers come through its final_answer tool. Past max_steps the run "
+        "ends quietly (root span ok, output None; AgentMaxStepsError stays in the agent's "
+        "memory), and the run span carries no answer, so neither is planted",
+        ["smolagents", "openinference-instrumentation-smolagents", *_OTEL],
+        answers_on_root=False,
+        silent_turn_limit=True,
+    ),
     "vercel_ai": Recorder(
         record_vercel_ai,
         "Vercel AI SDK generateText/streamText with experimental_telemetry (ai.* spans), "
