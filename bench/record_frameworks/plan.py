@@ -130,3 +130,15 @@ def read_file(path: str) -> str:
     if "missing" in path:
         raise FileNotFoundError(2, "No such file or directory", path)
     return f"contents of {path}: all good"
+
+
+def anthropic_steps(run: PlannedRun) -> list[Step]:
+    """The run's replies with the faults Anthropic's API returns instead of OpenAI's
+    (served as the Messages API by the fake server)."""
+    from tests.fakes.anthropic_messages import anthropic_context_overflow, anthropic_rate_limit
+
+    if run.mode == "rate_limit":
+        return [anthropic_rate_limit()]
+    if run.mode == "context_overflow":
+        return [anthropic_context_overflow(200000 + 1000 * (run.number + 1))]
+    return steps(run)

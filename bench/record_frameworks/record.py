@@ -63,12 +63,16 @@ class Context:
         return self.fake.base_url
 
     def each(
-        self, run_one: Callable[[plan.PlannedRun], Any], final_tool: str | None = None
+        self,
+        run_one: Callable[[plan.PlannedRun], Any],
+        final_tool: str | None = None,
+        script: Callable[[plan.PlannedRun], list[Any]] | None = None,
     ) -> None:
-        """Play every planned run: script the model, run, note how it ended."""
+        """Play every planned run: script the model, run, note how it ended. `script`
+        replaces plan.steps (other providers' faults)."""
         for run in plan.runs(self.modes):
             self.fake.clear()
-            self.fake.script(plan.steps(run, final_tool))
+            self.fake.script(script(run) if script else plan.steps(run, final_tool))
             began = time.perf_counter()
             try:
                 run_one(run)

@@ -347,6 +347,81 @@ def _openai_loop(ctx: Context, genai: bool) -> None:
     ctx.each(one)
 
 
+def record_anthropic_oi(ctx: Context) -> None:
+    """A tool loop on the real `anthropic` client (Messages API, served by the fake
+    server), each call traced by OpenInference's anthropic instrumentor; the loop opens
+    its own agent and tool spans with OpenInference attributes."""
+    import anthropic
+    from openinference.instrumentation.anthropic import AnthropicInstrumentor
+    from opentelemetry.trace import Status, StatusCode
+
+    AnthropicInstrumentor().instrument(tracer_provider=ctx.tracer_provider)
+    tracer = ctx.tracer_provider.get_tracer("file-agent")
+    client = anthropic.Anthropic(
+        base_url=ctx.base_url.removesuffix("/v1"),
+        api_key=FAKE_KEY,
+        max_retries=0,
+        timeout=plan.CLIENT_TIMEOUT,
+    )
+    tools = [
+        {
+            "name": "read_file",
+            "description": plan.TOOL_DESCRIPTION,
+            "input_schema": {
+                "type": "object",
+                "properties": {"path": {"type": "string"}},
+                "required": ["path"],
+            },
+        }
+    ]
+
+    class TooManyTurns(RuntimeError):
+        pass
+
+    def one(run: plan.PlannedRun) -> None:
+        with tracer.start_as_current_span("file_agent") as root:
+            root.set_attributes({"openinference.span.kind": "AGENT", "agent.name": "file_agent"})
+            root.set_attribute("input.value", plan.PROMPT)
+            messages: list[dict[str, Any]] = [{"role": "user", "content": plan.PROMPT}]
+            for _ in range(plan.TURN_LIMIT):
+                response = client.messages.create(
+                    model=ANTHROPIC_MODEL, max_tokens=1024, messages=messages, tools=tools
+                )
+                blocks = [block.model_dump(exclude_none=True) for block in response.content]
+                messages.append({"role": "assistant", "content": blocks})
+                calls = [block for block in blocks if block["type"] == "tool_use"]
+                if not calls:
+                    answer = "".join(b.get("text", "") for b in blocks if b["type"] == "text")
+                    root.set_attribute("output.value", answer)
+                    return
+                results = []
+                for call in calls:
+                    with tracer.start_as_current_span("read_file") as span:
+                        span.set_attributes(
+                            {"openinference.span.kind": "TOOL", "tool.name": "read_file"}
+                        )
+                        span.set_attribute("input.value", json.dumps(call["input"]))
+                        try:
+                            result = plan.read_file(**call["input"])
+                        except FileNotFoundError as exc:
+                            span.record_exception(exc)
+                            span.set_status(
+                                Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+                            )
+                            result = f"error: {exc}"
+                        span.set_attribute("output.value", result)
+                    results.append(
+                        {"type": "tool_result", "tool_use_id": call["id"], "content": result}
+                    )
+                messages.append({"role": "user", "content": results})
+            raise TooManyTurns(f"Max turns ({plan.TURN_LIMIT}) exceeded")
+
+    ctx.each(one, script=plan.anthropic_steps)
+
+
+ANTHROPIC_MODEL = "claude-sonnet-4-5"
+
+
 def _messages_value(text: str, role: str, genai: bool) -> str:
     """A message as the convention writes it: GenAI's JSON parts, or OpenInference text."""
     if not genai:
@@ -615,6 +690,12 @@ RECORDERS: dict[str, Recorder] = {
             ("strands_genai_latest", True, "current"),
         )
     },
+    "anthropic_oi": Recorder(
+        record_anthropic_oi,
+        "A tool loop on the anthropic client (Messages API) traced by OpenInference's "
+        "anthropic instrumentor",
+        ["anthropic", "openinference-instrumentation-anthropic", "opentelemetry-sdk"],
+    ),
     "smolagents_oi": Recorder(
         record_smolagents,
         "smolagents ToolCallingAgent (max_steps) traced by OpenInference's smolagents "
