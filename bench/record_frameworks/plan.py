@@ -48,6 +48,7 @@ TITLE_WORDS: dict[str, list[str]] = {
         "MaxTurnsExceeded",
         "UsageLimitExceeded",
         "GraphRecursionError",
+        "LlmCallsLimitExceeded",
         "turns",
         "turn limit",
     ],

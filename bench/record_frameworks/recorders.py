@@ -590,6 +590,65 @@ def _strands(latest: bool) -> Callable[[Context], None]:
     return record
 
 
+# -- Google ADK (its own OTel GenAI tracing; the model through LiteLLM) -----------------
+
+
+def record_google_adk(ctx: Context) -> None:
+    """A Google ADK LlmAgent whose model is LiteLLM's OpenAI-compatible client pointed at
+    the fake server; ADK traces through the global OTel tracer provider. Past
+    RunConfig.max_llm_calls ADK raises LlmCallsLimitExceededError. Content (tool
+    arguments, messages) goes on the spans in the current GenAI convention, as opted in."""
+    import os
+
+    os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = "gen_ai_latest_experimental"
+    os.environ["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "SPAN_ONLY"
+    os.environ["ADK_CAPTURE_MESSAGE_CONTENT_IN_SPANS"] = "true"
+    from google.adk.agents import LlmAgent
+    from google.adk.agents.run_config import RunConfig
+    from google.adk.models.lite_llm import LiteLlm
+    from google.adk.runners import InMemoryRunner
+    from google.genai import types
+    from opentelemetry import trace
+
+    trace.set_tracer_provider(ctx.tracer_provider)
+
+    def read_file(path: str) -> str:
+        """Read a text file and return its contents.
+
+        Args:
+            path: The file to read.
+        """
+        return plan.read_file(path)
+
+    model = LiteLlm(
+        model=f"openai/{plan.MODEL}",
+        api_base=ctx.base_url,
+        api_key=FAKE_KEY,
+        num_retries=0,
+        max_retries=0,
+        timeout=plan.CLIENT_TIMEOUT,
+    )
+    agent = LlmAgent(
+        name="file_agent",
+        model=model,
+        instruction="Answer with what the file says.",
+        tools=[read_file],
+    )
+    runner = InMemoryRunner(agent=agent, app_name="files")
+    config = RunConfig(max_llm_calls=plan.TURN_LIMIT)
+
+    async def one(run: plan.PlannedRun) -> None:
+        session = await runner.session_service.create_session(app_name="files", user_id="u")
+        message = types.Content(role="user", parts=[types.Part(text=plan.PROMPT)])
+        async for _ in runner.run_async(
+            user_id="u", session_id=session.id, new_message=message, run_config=config
+        ):
+            pass
+
+    loop = asyncio.new_event_loop()
+    ctx.each(lambda run: loop.run_until_complete(one(run)))
+
+
 # -- Vercel AI SDK (Node; ai.* attributes) ------------------------------------------------
 
 
@@ -696,6 +755,14 @@ RECORDERS: dict[str, Recorder] = {
         "A tool loop on the anthropic client (Messages API) traced by OpenInference's "
         "anthropic instrumentor",
         ["anthropic", "openinference-instrumentation-anthropic", "opentelemetry-sdk"],
+    ),
+    "google_adk": Recorder(
+        record_google_adk,
+        "Google ADK LlmAgent (model: LiteLLM's OpenAI-compatible client) with its own "
+        "OTel GenAI tracing; needs its own environment ('.[record-adk]'). Its root span "
+        "(invoke_workflow) carries no output, so runs without an answer are not planted",
+        ["google-adk", "litellm", "opentelemetry-sdk"],
+        answers_on_root=False,
     ),
     "smolagents_oi": Recorder(
         record_smolagents,
