@@ -18,7 +18,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 import uvicorn
@@ -128,6 +128,30 @@ class ServerSettings(BaseModel):
         return None
 
 
+class HttpListener(Protocol):
+    """The HTTP fields of another listener (the viewer, the OTLP receiver)."""
+
+    host: str
+    port: int
+    tokens: list[SecretStr]
+    allowed_hosts: list[str]
+    allowed_origins: list[str]
+
+
+def http_guard(listener: HttpListener) -> ServerSettings:
+    """This server's HTTP settings for another listener's address, tokens, hosts and
+    origins: validating them applies the same rule (a non-loopback bind needs a token),
+    and `transport_security` of them gives the same Host/Origin checks."""
+    return ServerSettings(
+        transport="http",
+        host=listener.host,
+        port=listener.port,
+        tokens=listener.tokens,
+        allowed_hosts=listener.allowed_hosts,
+        allowed_origins=listener.allowed_origins,
+    )
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -144,7 +168,12 @@ def token_owner(token: str) -> str:
 
 def tokens_from_env(name: str = TOKEN_ENV) -> list[SecretStr]:
     """The bearer tokens in the variable `name`, comma-separated."""
-    return [SecretStr(t.strip()) for t in Environment.variable(name).split(",") if t.strip()]
+    return parse_tokens(Environment.variable(name))
+
+
+def parse_tokens(text: str) -> list[SecretStr]:
+    """Bearer tokens from comma-separated text (blanks dropped)."""
+    return [SecretStr(t.strip()) for t in text.split(",") if t.strip()]
 
 
 def server_engine_settings(**overrides: object) -> EngineSettings:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr
 
 from halo_mcp.cli import EXIT_OK, EXIT_USAGE, Subcommands
+from halo_mcp.cli.options import add_http_options, http_options
 from halo_mcp.cli.output import first_error_message
 
 if TYPE_CHECKING:
@@ -33,39 +34,13 @@ def register(subparsers: Subcommands) -> None:
             "Read DIR with any command (halo-mcp triage DIR --since 24h) while it grows."
         ),
     )
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=4318, help="port (default 4318)")
+    add_http_options(parser, default_port=4318)
     parser.add_argument(
         "--dir", required=True, type=Path, metavar="DIR", help="the collection directory"
     )
-    add_token_options(parser)
     add_limit_options(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
     parser.set_defaults(handler=run)
-
-
-def add_token_options(parser: argparse.ArgumentParser) -> None:
-    """Bearer token and Host/Origin options, shared with `serve`."""
-    tokens = parser.add_mutually_exclusive_group()
-    tokens.add_argument(
-        "--token-env",
-        default="HALO_MCP_TOKEN",
-        metavar="NAME",
-        help="env var holding the bearer token(s), comma-separated (default HALO_MCP_TOKEN)",
-    )
-    tokens.add_argument(
-        "--token", metavar="T", help="bearer token(s), comma-separated (prefer --token-env)"
-    )
-    parser.add_argument(
-        "--allowed-host",
-        action="append",
-        default=[],
-        metavar="HOST:PORT",
-        help="extra Host header accepted over HTTP, e.g. halo.internal:8765 or halo.internal:*",
-    )
-    parser.add_argument(
-        "--allowed-origin", action="append", default=[], metavar="ORIGIN", help="extra Origin"
-    )
 
 
 def add_limit_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
@@ -91,15 +66,6 @@ def add_limit_options(parser: argparse.ArgumentParser, prefix: str = "") -> None
         metavar="MB",
         help="start a new file when the current one reaches this size (default 256)",
     )
-
-
-def bearer_tokens(args: argparse.Namespace) -> list[SecretStr]:
-    """The tokens from --token or the --token-env variable (as `serve` reads them)."""
-    from halo_mcp.server import tokens_from_env
-
-    if args.token:
-        return [SecretStr(t.strip()) for t in args.token.split(",") if t.strip()]
-    return tokens_from_env(args.token_env)
 
 
 def collect_settings(
@@ -134,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from halo_mcp.collect.journal import JournalError
 
     try:
-        settings = collect_settings(args, args.dir, args.port, bearer_tokens(args))
+        settings = collect_settings(args, args.dir, args.port, http_options(args)["tokens"])
         anyio.run(run_collector, settings)
     except (ValidationError, ValueError, JournalError, OSError) as exc:
         print(f"halo-mcp collect: {first_error_message(exc)}", file=sys.stderr)

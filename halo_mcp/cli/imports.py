@@ -7,11 +7,11 @@ which needs Postgres and ClickHouse (not available where the tests run).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommands
+from halo_mcp.settings import Environment
 
 
 def register(subparsers: Subcommands) -> None:
@@ -71,7 +71,7 @@ def run_phoenix(args: argparse.Namespace) -> int:
             output=args.output,
             page_size=args.page_size,
             max_pages=args.max_pages,
-            api_key=os.environ.get(args.api_key_env) or None,
+            api_key=Environment.variable(args.api_key_env) or None,
             window=window,
         )
     except (ValidationError, ValueError) as exc:

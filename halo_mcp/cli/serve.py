@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommands
 from halo_mcp.cli.collect import add_limit_options, collect_settings
+from halo_mcp.cli.options import add_http_options, http_options
 from halo_mcp.cli.output import first_error_message
 from halo_mcp.excgroups import leaves
 from halo_mcp.settings import Environment
@@ -40,36 +41,13 @@ def register(subparsers: Subcommands) -> None:
         ),
     )
     parser.add_argument("--http", action="store_true", help="serve Streamable HTTP, not stdio")
-    parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default {DEFAULT_PORT})"
-    )
+    add_http_options(parser, default_port=DEFAULT_PORT)
     parser.add_argument(
         "--root",
         action="append",
         default=[],
         metavar="DIR",
         help="allow trace paths only inside DIR (repeatable; over HTTP the default is the cwd)",
-    )
-    tokens = parser.add_mutually_exclusive_group()
-    tokens.add_argument(
-        "--token-env",
-        default="HALO_MCP_TOKEN",
-        metavar="NAME",
-        help="env var holding the bearer token(s), comma-separated (default HALO_MCP_TOKEN)",
-    )
-    tokens.add_argument(
-        "--token", metavar="T", help="bearer token(s), comma-separated (prefer --token-env)"
-    )
-    parser.add_argument(
-        "--allowed-host",
-        action="append",
-        default=[],
-        metavar="HOST:PORT",
-        help="extra Host header accepted over HTTP, e.g. halo.internal:8765 or halo.internal:*",
-    )
-    parser.add_argument(
-        "--allowed-origin", action="append", default=[], metavar="ORIGIN", help="extra Origin"
     )
     parser.add_argument(
         "--collect",
@@ -105,20 +83,12 @@ def register(subparsers: Subcommands) -> None:
 def build_settings(args: argparse.Namespace) -> ServerSettings:
     from halo_mcp.server import ServerSettings
 
-    tokens = None  # from --token-env
-    if args.token:
-        tokens = [SecretStr(t.strip()) for t in args.token.split(",") if t.strip()]
     return ServerSettings.from_env(
-        token_env=args.token_env,
-        tokens=tokens,
         engine={"model": args.model, "telemetry": True if args.telemetry else None},
         transport="http" if args.http else "stdio",
-        host=args.host,
-        port=args.port,
         roots=_roots(args),
-        allowed_hosts=args.allowed_host,
-        allowed_origins=args.allowed_origin,
         max_concurrent_runs=args.max_concurrent_runs,
+        **http_options(args),
     )
 
 

@@ -9,10 +9,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from halo_mcp.cli import EXIT_FAILED, EXIT_OK, Subcommands
 from halo_mcp.cli.install import write_atomically
+from halo_mcp.cli.options import add_http_options, http_options
 from halo_mcp.cli.output import fail, first_error_message
 
 # The run store, the trace store, the report and the web app are imported by the handlers
@@ -60,18 +61,7 @@ def register(subparsers: Subcommands) -> None:
         ),
     )
     ui.add_argument("paths", nargs="*", metavar="PATH", help="trace files or directories")
-    ui.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    ui.add_argument("--port", type=int, default=DEFAULT_UI_PORT, help="port (default 8766)")
-    tokens = ui.add_mutually_exclusive_group()
-    tokens.add_argument(
-        "--token-env",
-        default="HALO_MCP_TOKEN",
-        metavar="NAME",
-        help="env var holding the token(s), comma-separated (default HALO_MCP_TOKEN)",
-    )
-    tokens.add_argument("--token", metavar="T", help="token(s), comma-separated")
-    ui.add_argument("--allowed-host", action="append", default=[], metavar="HOST:PORT")
-    ui.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN")
+    add_http_options(ui, default_port=DEFAULT_UI_PORT)
     ui.add_argument("--data-dir", metavar="DIR", help="run store directory")
     ui.add_argument("--cache-dir", metavar="DIR", help="trace index directory")
     ui.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
@@ -127,29 +117,17 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_ui(args: argparse.Namespace) -> int:
-    from halo_mcp.server import tokens_from_env
     from halo_mcp.store import StoreError
     from halo_mcp.web.app import UiSettings, serve_ui
 
     if not args.paths:
         return fail("name the trace files or directories to view: halo-mcp ui PATH [PATH...]")
-    if args.token:
-        tokens = [SecretStr(t.strip()) for t in args.token.split(",") if t.strip()]
-    else:
-        tokens = tokens_from_env(args.token_env)
     try:
         settings = UiSettings(
-            paths=args.paths,
-            host=args.host,
-            port=args.port,
-            tokens=tokens,
-            allowed_hosts=args.allowed_host,
-            allowed_origins=args.allowed_origin,
-            cache_dir=args.cache_dir,
-            data_dir=args.data_dir,
+            paths=args.paths, cache_dir=args.cache_dir, data_dir=args.data_dir, **http_options(args)
         )
-        where = f"http://{args.host}:{args.port}/"
-        hint = f" (open {where}?token=<your token> once)" if tokens else ""
+        where = f"http://{settings.host}:{settings.port}/"
+        hint = f" (open {where}?token=<your token> once)" if settings.tokens else ""
         print(f"halo-mcp ui: indexing, then serving {where}{hint}", file=sys.stderr)
         serve_ui(settings)
     except (ValidationError, ValueError) as exc:

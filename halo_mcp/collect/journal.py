@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from halo_mcp.store.files import last_line_start
+
 LOCK_NAME = ".halo-collect.lock"
 _NAME = re.compile(r"spans-(\d{4}-\d{2}-\d{2})-(\d{4})\.jsonl")
 
@@ -199,15 +201,6 @@ def _cut_unfinished_tail(path: Path) -> None:
         handle.seek(size - 1)
         if handle.read(1) == b"\n":
             return
-        end = size
-        while end > 0:
-            step = min(end, 1 << 16)
-            handle.seek(end - step)
-            cut = handle.read(step).rfind(b"\n")
-            if cut >= 0:
-                end = end - step + cut + 1
-                break
-            end -= step
-        handle.truncate(end)
+        handle.truncate(last_line_start(handle, size))
         handle.flush()
         os.fsync(handle.fileno())

@@ -41,13 +41,6 @@ class CollectSettings(BaseModel):
     def http_guard(self) -> ServerSettings:
         """The MCP HTTP server's settings for the same address, tokens, hosts and origins:
         the receiver applies that server's token and Host/Origin checks (server.py)."""
-        from halo_mcp.server import ServerSettings
+        from halo_mcp.server import http_guard
 
-        return ServerSettings(
-            transport="http",
-            host=self.host,
-            port=self.port,
-            tokens=self.tokens,
-            allowed_hosts=self.allowed_hosts,
-            allowed_origins=self.allowed_origins,
-        )
+        return http_guard(self)

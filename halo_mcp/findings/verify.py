@@ -225,42 +225,30 @@ def _check_ids(
             span_id = None
         excerpt = _text(item.excerpt, MAX_EXCERPT_CHARS) if item.excerpt else None
         kept.append(Evidence(trace_id=trace_id, span_id=span_id, excerpt=excerpt, verified=True))
-    if unknown_traces:
-        reasons.append(
-            StatusReason(
-                code="unknown_trace",
-                detail=f"dropped {len(unknown_traces)} evidence trace id(s) not in the store: "
-                + _ids(unknown_traces),
-                ids=_unique(unknown_traces),
-            )
-        )
-    if corrected:
-        reasons.append(
-            StatusReason(
-                code="unknown_trace",
-                detail="replaced trace id(s) not in the store by the trace of the span cited "
-                f"with them: {_ids(corrected)}",
-                ids=_unique(corrected),
-            )
-        )
-    if unknown_spans:
-        reasons.append(
-            StatusReason(
-                code="unknown_span",
-                detail=f"dropped span id(s) not in the store (kept their traces): "
-                f"{_ids(unknown_spans)}",
-                ids=_unique(unknown_spans),
-            )
-        )
-    if elsewhere:
-        reasons.append(
-            StatusReason(
-                code="span_in_other_trace",
-                detail="dropped span id(s) that belong to another trace than the one cited "
-                f"(kept the cited trace): {_ids(elsewhere)}",
-                ids=_unique(elsewhere),
-            )
-        )
+    _name_ids(
+        reasons,
+        "unknown_trace",
+        f"dropped {len(unknown_traces)} evidence trace id(s) not in the store",
+        unknown_traces,
+    )
+    _name_ids(
+        reasons,
+        "unknown_trace",
+        "replaced trace id(s) not in the store by the trace of the span cited with them",
+        corrected,
+    )
+    _name_ids(
+        reasons,
+        "unknown_span",
+        "dropped span id(s) not in the store (kept their traces)",
+        unknown_spans,
+    )
+    _name_ids(
+        reasons,
+        "span_in_other_trace",
+        "dropped span id(s) that belong to another trace than the one cited (kept the cited trace)",
+        elsewhere,
+    )
     return _dedupe(kept)
 
 
@@ -373,15 +361,13 @@ def _check_excerpts(
                 continue
         missing.append(e.span_id or e.trace_id)
         out.append(e.model_copy(update={"excerpt": None}))
-    if missing:
-        reasons.append(
-            StatusReason(
-                code="excerpt_not_found",
-                detail=f"dropped {len(missing)} excerpt(s) that do not occur in the span(s) "
-                f"they cite (whitespace-normalized): {_ids(missing)}",
-                ids=_unique(missing),
-            )
-        )
+    _name_ids(
+        reasons,
+        "excerpt_not_found",
+        f"dropped {len(missing)} excerpt(s) that do not occur in the span(s) they cite "
+        "(whitespace-normalized)",
+        missing,
+    )
     return _dedupe(out)
 
 
@@ -587,6 +573,12 @@ def _seen(store: TraceReader, matcher: SpanFilter) -> tuple[Any, Any]:
 
 def _describe(matcher: SpanFilter) -> str:
     return matcher.model_dump_json(exclude_defaults=True)
+
+
+def _name_ids(reasons: list[StatusReason], code: str, detail: str, ids: Sequence[str]) -> None:
+    """Add the reason `code` when there are `ids`: `detail`, then the ids (the first few)."""
+    if ids:
+        reasons.append(StatusReason(code=code, detail=f"{detail}: {_ids(ids)}", ids=_unique(ids)))
 
 
 def _ids(ids: Sequence[str], most: int = 10) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import BinaryIO
 
 from halo_mcp.store.errors import TraceFileNotFoundError
 from halo_mcp.store.formats.errors import BadLineError
@@ -142,15 +143,7 @@ def complete_end(path: Path, size: int) -> int:
         handle.seek(size - 1)
         if handle.read(1) == b"\n":
             return size
-        start = size
-        while start > 0:  # find the last line's start, reading backwards
-            step = min(start, 1 << 16)
-            handle.seek(start - step)
-            cut = handle.read(step).rfind(b"\n")
-            if cut >= 0:
-                start = start - step + cut + 1
-                break
-            start -= step
+        start = last_line_start(handle, size)
         handle.seek(start)
         last = handle.read(size - start)
     try:
@@ -158,6 +151,21 @@ def complete_end(path: Path, size: int) -> int:
     except BadLineError:
         return start
     return size
+
+
+def last_line_start(handle: BinaryIO, size: int) -> int:
+    """Where the last line of the file's first `size` bytes starts: just past its last
+    line end, 0 when it has none. Reads backwards in 64 KiB steps (also used by the
+    collector's journal to cut a half-written last line)."""
+    start = size
+    while start > 0:
+        step = min(start, 1 << 16)
+        handle.seek(start - step)
+        cut = handle.read(step).rfind(b"\n")
+        if cut >= 0:
+            return start - step + cut + 1
+        start -= step
+    return 0
 
 
 def set_key(files: Sequence[Path]) -> str:

@@ -34,22 +34,18 @@ COL = {name: i for i, name in enumerate(ROW_COLUMNS)}
 #: The SELECT list of a full span row (alias `s`), in ROW_COLUMNS order.
 ROW_SELECT = "SELECT " + ", ".join(f"s.{c}" for c in ROW_COLUMNS)
 
-SPAN_SORT_SQL = {
-    "start_time": ("start_ns", "ASC"),
-    "-start_time": ("start_ns", "DESC"),
-    "duration": ("duration_ns", "ASC"),
-    "-duration": ("duration_ns", "DESC"),
-    "tokens": ("tokens", "ASC"),
-    "-tokens": ("tokens", "DESC"),
-}
-TRACE_SORT_SQL = {
-    "start_time": ("start_ns", "ASC"),
-    "-start_time": ("start_ns", "DESC"),
-    "duration": ("duration_ns", "ASC"),
-    "-duration": ("duration_ns", "DESC"),
-    "errors": ("error_count", "ASC"),
-    "-errors": ("error_count", "DESC"),
-}
+
+def _sorts(**columns: str) -> dict[str, tuple[str, str]]:
+    """Each sort name -> (column, "ASC"), and its '-' twin -> (column, "DESC")."""
+    out: dict[str, tuple[str, str]] = {}
+    for name, column in columns.items():
+        out[name] = (column, "ASC")
+        out[f"-{name}"] = (column, "DESC")
+    return out
+
+
+SPAN_SORT_SQL = _sorts(start_time="start_ns", duration="duration_ns", tokens="tokens")
+TRACE_SORT_SQL = _sorts(start_time="start_ns", duration="duration_ns", errors="error_count")
 CONTENT_FIELDS = frozenset({"input", "output", "attributes", "events"})
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 
 _WORDS = str.split(
     "the agent customer order invoice refund account shipping policy report data query "
@@ -33,26 +34,31 @@ _FILE_WORDS = str.split(
 )
 
 
-def _prose(rng: random.Random, n_chars: int) -> str:
-    parts: list[str] = []
-    size = 0
+def _fill(n_chars: int, piece: Callable[[], str], header: str = "") -> str:
+    """`header`, then pieces drawn one after another until there are `n_chars` characters."""
+    parts = [header]
+    size = len(header)
     while size < n_chars:
-        sentence = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(6, 18)))
-        sentence = sentence[0].upper() + sentence[1:] + ". "
-        if rng.random() < 0.12:
-            sentence += "\n\n"
-        parts.append(sentence)
-        size += len(sentence)
+        part = piece()
+        parts.append(part)
+        size += len(part)
     return "".join(parts)
 
 
+def _prose(rng: random.Random, n_chars: int) -> str:
+    def sentence() -> str:
+        text = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(6, 18)))
+        text = text[0].upper() + text[1:] + ". "
+        return text + "\n\n" if rng.random() < 0.12 else text
+
+    return _fill(n_chars, sentence)
+
+
 def _code(rng: random.Random, n_chars: int) -> str:
-    lines: list[str] = []
-    size = 0
-    while size < n_chars:
+    def block() -> str:
         name = f"{rng.choice(_FILE_WORDS)}_{rng.choice(_WORDS)}"
         arg = rng.choice(_WORDS)
-        block = (
+        return (
             f"def {name}({arg}, limit={rng.randint(1, 500)}):\n"
             f'    """{rng.choice(_WORDS).capitalize()} the {arg} {rng.choice(_WORDS)}."""\n'
             f"    rows = load_{rng.choice(_FILE_WORDS)}({arg})\n"
@@ -60,38 +66,35 @@ def _code(rng: random.Random, n_chars: int) -> str:
             f"        raise ValueError(f'too many rows: {{len(rows)}}')\n"
             f"    return [r for r in rows if r.{rng.choice(_WORDS)} is not None]\n\n"
         )
-        lines.append(block)
-        size += len(block)
-    return "".join(lines)
+
+    return _fill(n_chars, block)
 
 
 def _csv(rng: random.Random, n_chars: int) -> str:
-    rows = ["id,date,region,product,units,revenue,status\n"]
-    size = len(rows[0])
-    while size < n_chars:
-        row = (
-            f"{rng.randint(10000, 99999)},2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d},"
-            f"{rng.choice(('emea', 'amer', 'apac'))},{rng.choice(_FILE_WORDS)},"
-            f"{rng.randint(1, 900)},{rng.randint(100, 99999)}.{rng.randint(0, 99):02d},"
-            f"{rng.choice(('paid', 'open', 'refunded', 'overdue'))}\n"
+    def row() -> str:
+        cells = (  # drawn left to right: the pool stays the same for the same seed
+            rng.randint(10000, 99999),
+            f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            rng.choice(("emea", "amer", "apac")),
+            rng.choice(_FILE_WORDS),
+            rng.randint(1, 900),
+            f"{rng.randint(100, 99999)}.{rng.randint(0, 99):02d}",
+            rng.choice(("paid", "open", "refunded", "overdue")),
         )
-        rows.append(row)
-        size += len(row)
-    return "".join(rows)
+        return ",".join(map(str, cells)) + "\n"
+
+    return _fill(n_chars, row, header="id,date,region,product,units,revenue,status\n")
 
 
 def _json_records(rng: random.Random, n_chars: int) -> str:
-    rows: list[str] = []
-    size = 0
-    while size < n_chars:
-        row = (
+    def row() -> str:
+        return (
             f'{{"id": {rng.randint(1, 10**6)}, "status": "{rng.choice(("ok", "pending"))}", '
             f'"name": "{rng.choice(_WORDS)} {rng.choice(_FILE_WORDS)}", '
             f'"amount": {rng.randint(1, 10**5) / 100}, "tags": ["{rng.choice(_WORDS)}"]}},\n'
         )
-        rows.append(row)
-        size += len(row)
-    return "".join(rows)
+
+    return _fill(n_chars, row)
 
 
 _POOL_CHARS = 360_000

@@ -29,6 +29,15 @@ _TOOL_CALL_KEYS = [
 ]
 
 
+#: The GenAI span name's operation, by span kind (a guardrail span otherwise).
+_GENAI_OPERATION = {
+    "agent": "invoke_agent",
+    "llm": "chat",
+    "tool": "execute_tool",
+    "handoff": "handoff",
+}
+
+
 def span_name(span: SimSpan, convention: str) -> str:
     if convention == "openinference":
         if span.kind == "agent":
@@ -38,15 +47,7 @@ def span_name(span: SimSpan, convention: str) -> str:
         if span.kind == "handoff":
             return f"handoff to {span.name}"
         return span.name
-    if span.kind == "agent":
-        return f"invoke_agent {span.name}"
-    if span.kind == "llm":
-        return f"chat {span.name}"
-    if span.kind == "tool":
-        return f"execute_tool {span.name}"
-    if span.kind == "handoff":
-        return f"handoff {span.name}"
-    return f"guardrail {span.name}"
+    return f"{_GENAI_OPERATION.get(span.kind, 'guardrail')} {span.name}"
 
 
 def attributes(span: SimSpan, trace: SimTrace, convention: str, tiny: bool) -> dict[str, Any]:

@@ -7,6 +7,7 @@ written and dropped.
 
 from __future__ import annotations
 
+import contextlib
 import gzip as gzip_module
 import logging
 import random
@@ -93,36 +94,26 @@ def generate(
     planned = traces or max(1, (target_bytes or 0) // _BYTES_PER_TRACE[profile])
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb", buffering=1 << 20) as raw:
+    with contextlib.ExitStack() as stack:
+        out: BinaryIO | gzip_module.GzipFile = stack.enter_context(
+            path.open("wb", buffering=1 << 20)
+        )
         if use_gzip:
-            with gzip_module.GzipFile(
-                filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0
-            ) as zipped:
-                state = _write(
-                    zipped,
-                    traces,
-                    target_bytes,
-                    planned,
-                    seed,
-                    format,
-                    convention,
-                    profile,
-                    rates,
-                    bad_lines,
-                )
-        else:
-            state = _write(
-                raw,
-                traces,
-                target_bytes,
-                planned,
-                seed,
-                format,
-                convention,
-                profile,
-                rates,
-                bad_lines,
+            out = stack.enter_context(
+                gzip_module.GzipFile(filename="", mode="wb", fileobj=out, compresslevel=6, mtime=0)
             )
+        state = _write(
+            out,
+            traces,
+            target_bytes,
+            planned,
+            seed,
+            format,
+            convention,
+            profile,
+            rates,
+            bad_lines,
+        )
 
     manifest = state.manifest(path.name, format, convention, profile, seed, use_gzip, rates)
     manifest_path(path).write_text(manifest.model_dump_json(indent=2) + "\n")

@@ -12,13 +12,19 @@ from typing import Annotated
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, ToolAnnotations
+from mcp_types import CallToolResult
 from pydantic import Field, ValidationError
 
 from halo_mcp.engine.settings import EngineSettings
 from halo_mcp.settings import clickhouse_url
 from halo_mcp.tools.manager import RunOverrides
-from halo_mcp.tools.models import RunId, RunStatusResult, TracePaths, WaitSeconds
+from halo_mcp.tools.models import (
+    RunId,
+    RunStatusResult,
+    TracePaths,
+    WaitSeconds,
+    tool_annotations,
+)
 from halo_mcp.tools.paths import resolve_paths, resolve_repo_path
 from halo_mcp.tools.results import tool_result
 from halo_mcp.tools.runs import status_links, wait_for_run
@@ -62,12 +68,8 @@ def settings_for_run(base: EngineSettings) -> Callable[[RunOverrides], EngineSet
 def register(server: MCPServer) -> None:
     @server.tool(
         title="Analyze agent traces",
-        annotations=ToolAnnotations(
-            title="Analyze agent traces",
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=False,
-            open_world_hint=True,
+        annotations=tool_annotations(
+            "Analyze agent traces", read_only=False, idempotent=False, open_world=True
         ),
     )
     async def analyze_traces(

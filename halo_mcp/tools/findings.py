@@ -12,8 +12,8 @@ from typing import Annotated
 import anyio
 import orjson
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
-from mcp_types import CallToolResult, ToolAnnotations
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult
 
 from halo_mcp.engine.errors import UnknownFindingError, UnknownRunError
 from halo_mcp.engine.report import prevalence_text
@@ -25,6 +25,7 @@ from halo_mcp.tools.models import (
     FindingOut,
     FindingSummary,
     PrevalenceOut,
+    tool_annotations,
 )
 from halo_mcp.tools.results import (
     RESULT_BUDGET_CHARS,
@@ -34,7 +35,7 @@ from halo_mcp.tools.results import (
     report_uri,
     tool_result,
 )
-from halo_mcp.tools.state import ServerState, caller_owner, server_state, visible
+from halo_mcp.tools.state import ServerState, caller_owner, for_resource, server_state, visible
 
 TEXT_CHARS = 4000
 EXCERPT_CHARS = 400
@@ -160,13 +161,7 @@ async def load_finding(state: ServerState, finding_id: str, caller: str | None) 
 def register(server: MCPServer) -> None:
     @server.tool(
         title="Get one finding",
-        annotations=ToolAnnotations(
-            title="Get one finding",
-            read_only_hint=True,
-            destructive_hint=False,
-            idempotent_hint=True,
-            open_world_hint=False,
-        ),
+        annotations=tool_annotations("Get one finding"),
     )
     async def get_finding(
         finding_id: FindingId, ctx: Context
@@ -196,9 +191,6 @@ def register(server: MCPServer) -> None:
         mime_type="application/json",
     )
     async def finding_resource(finding_id: str, ctx: Context) -> str:
-        try:
-            finding = await load_finding(server_state(ctx), finding_id, caller_owner(ctx))
-        except ToolError as exc:
-            raise ResourceNotFoundError(str(exc)) from None
+        finding = await for_resource(load_finding(server_state(ctx), finding_id, caller_owner(ctx)))
         data = finding.model_dump(mode="json")
         return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()

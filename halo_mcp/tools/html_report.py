@@ -11,10 +11,10 @@ from pathlib import Path
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.exceptions import ToolError
 
 from halo_mcp.tools.runs import load_record
-from halo_mcp.tools.state import caller_owner, server_state
+from halo_mcp.tools.state import caller_owner, for_resource, server_state
 
 
 def register(server: MCPServer) -> None:
@@ -32,10 +32,7 @@ def register(server: MCPServer) -> None:
         from halo_mcp.web.report_data import build_report
 
         state = server_state(ctx)
-        try:
-            record = await load_record(state, run_id, caller_owner(ctx))
-        except ToolError as exc:
-            raise ResourceNotFoundError(str(exc)) from None
+        record = await for_resource(load_record(state, run_id, caller_owner(ctx)))
         paths = [Path(p) for p in record.trace_paths]
         try:  # through the server's open stores: a second read of the report is quick
             return await state.stores.call(

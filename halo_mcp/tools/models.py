@@ -27,11 +27,27 @@ from halo_mcp.store.models import (
     TraceTree,
 )
 
+
 #: Annotations of every tool that only reads (traces, runs, findings): honest hints the
 #: client shows and may use to skip confirmation.
-READ_ONLY = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-)
+def tool_annotations(
+    title: str | None = None,
+    *,
+    read_only: bool = True,
+    idempotent: bool = True,
+    open_world: bool = False,
+) -> ToolAnnotations:
+    """A tool's hints; no tool here destroys anything."""
+    return ToolAnnotations(
+        title=title,
+        read_only_hint=read_only,
+        destructive_hint=False,
+        idempotent_hint=idempotent,
+        open_world_hint=open_world,
+    )
+
+
+READ_ONLY = tool_annotations()
 
 # ----------------------------------------------------------------------------- arguments
 

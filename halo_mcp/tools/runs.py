@@ -11,8 +11,8 @@ from typing import Annotated
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
-from mcp_types import CallToolResult, ResourceLink, ToolAnnotations
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, ResourceLink
 from pydantic import Field
 
 from halo_mcp.engine.errors import UnknownRunError
@@ -29,9 +29,10 @@ from halo_mcp.tools.models import (
     RunListItem,
     RunStatusResult,
     WaitSeconds,
+    tool_annotations,
 )
 from halo_mcp.tools.results import link, report_html_uri, report_uri, tool_result
-from halo_mcp.tools.state import ServerState, caller_owner, server_state, visible
+from halo_mcp.tools.state import ServerState, caller_owner, for_resource, server_state, visible
 
 MAX_FINDINGS_LISTED = 30
 PROMPT_CHARS = 300
@@ -291,12 +292,7 @@ def register(server: MCPServer) -> None:
 
     @server.tool(
         title="Cancel an analysis run",
-        annotations=ToolAnnotations(
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=True,
-            open_world_hint=False,
-        ),
+        annotations=tool_annotations(read_only=False),
     )
     async def cancel_run(run_id: RunId, ctx: Context) -> Annotated[CallToolResult, CancelResult]:
         """Cancel a queued or running analysis (stops its LLM calls). Findings already recorded
@@ -366,10 +362,7 @@ def register(server: MCPServer) -> None:
     )
     async def run_report(run_id: str, ctx: Context) -> str:
         state = server_state(ctx)
-        try:
-            record = await load_record(state, run_id, caller_owner(ctx))
-        except ToolError as exc:
-            raise ResourceNotFoundError(str(exc)) from None
+        record = await for_resource(load_record(state, run_id, caller_owner(ctx)))
         live = state.manager.live(run_id)
         if live is not None and live.record is not None and live.record.report_markdown:
             return live.record.report_markdown

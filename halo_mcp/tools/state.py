@@ -3,14 +3,19 @@ is calling (the token's owner id over HTTP, None over stdio)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 
 from halo_mcp.tools.manager import RunManager
 from halo_mcp.tools.stores import StoreCache
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,3 +50,12 @@ def caller_owner(ctx: Context) -> str | None:
 def visible(owner: str | None, caller: str | None) -> bool:
     """A caller with a token sees only its own runs; stdio (None) sees every run."""
     return caller is None or owner == caller
+
+
+async def for_resource(load: Awaitable[T]) -> T:
+    """A resource read's lookup (`load_record`, `load_finding`): the same not-found message,
+    raised as the resource error clients expect instead of a tool error."""
+    try:
+        return await load
+    except ToolError as exc:
+        raise ResourceNotFoundError(str(exc)) from None

@@ -369,17 +369,9 @@ class Guard:
 def http_security(settings: UiSettings) -> Any:
     """The MCP HTTP server's Host/Origin settings for this bind address. Built through its
     own settings model, so the same rule holds: a non-loopback bind needs a token."""
-    from halo_mcp.server import ServerSettings, transport_security
+    from halo_mcp.server import http_guard, transport_security
 
-    shared = ServerSettings(
-        transport="http",
-        host=settings.host,
-        port=settings.port,
-        tokens=settings.tokens,
-        allowed_hosts=settings.allowed_hosts,
-        allowed_origins=settings.allowed_origins,
-    )
-    return transport_security(shared)
+    return transport_security(http_guard(settings))
 
 
 def create_app(settings: UiSettings) -> ASGIApp:

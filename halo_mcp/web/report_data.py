@@ -300,10 +300,5 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _check_summary(check: CheckReport) -> CheckSummary:
-    return CheckSummary(
-        baseline=check.baseline,
-        new_paths=check.new_paths,
-        traces_in_scope=check.traces_in_scope,
-        verdicts=check.verdicts,
-        rule=check.rule,
-    )
+    """The check's figures the page shows (CheckSummary's fields, by the same names)."""
+    return CheckSummary.model_validate(check, from_attributes=True)

@@ -55,13 +55,20 @@ def _close_with(tel: Telemetry, span: Span, exc: BaseException | None) -> None:
     span.end()
 
 
+def _present(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The attributes that have a value (OpenTelemetry rejects None; empty says nothing)."""
+    return {key: value for key, value in attrs.items() if value}
+
+
+def _json_input(tel: Telemetry, key: str, payload: Any) -> dict[str, Any]:
+    """A JSON input captured under its own key and as the span's input value (the two
+    conventions' names for it)."""
+    value = tel.content(payload)
+    return {key: value, A.INPUT_VALUE: value, A.INPUT_MIME: "application/json"}
+
+
 def _agent_attrs(scope: Scope) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if scope.agent_name:
-        out[A.AGENT_NAME] = scope.agent_name
-    if scope.agent_id:
-        out[A.AGENT_ID] = scope.agent_id
-    return out
+    return _present({A.AGENT_NAME: scope.agent_name, A.AGENT_ID: scope.agent_id})
 
 
 # ------------------------------------------------------------------------ agents
@@ -179,10 +186,7 @@ def tool_span(
     if call_id:
         attributes[A.TOOL_CALL_ID] = call_id
     if tel.capture and arguments is not None:
-        value = tel.content(arguments)
-        attributes[A.TOOL_ARGUMENTS] = value
-        attributes[A.INPUT_VALUE] = value
-        attributes[A.INPUT_MIME] = "application/json"
+        attributes.update(_json_input(tel, A.TOOL_ARGUMENTS, arguments))
     span = tel.tracer.start_span(
         f"execute_tool {tool}", context=scope.context, kind=SpanKind.INTERNAL, attributes=attributes
     )
@@ -301,10 +305,7 @@ def llm_span(request: dict[str, Any], endpoint: str | None = None) -> Iterator[L
     if request.get("reasoning_effort"):
         attributes[A.LLM_REASONING_EFFORT] = str(request["reasoning_effort"])
     if tel.capture:
-        value = tel.content(messages)
-        attributes[A.INPUT_MESSAGES] = value
-        attributes[A.INPUT_VALUE] = value
-        attributes[A.INPUT_MIME] = "application/json"
+        attributes.update(_json_input(tel, A.INPUT_MESSAGES, messages))
     span = tel.tracer.start_span(
         f"chat {model}", context=scope.context, kind=SpanKind.CLIENT, attributes=attributes
     )
@@ -326,9 +327,4 @@ def _server_attrs(endpoint: str | None) -> dict[str, Any]:
     if not endpoint:
         return {}
     parts = urlsplit(endpoint if "//" in endpoint else f"//{endpoint}")
-    out: dict[str, Any] = {}
-    if parts.hostname:
-        out[A.SERVER_ADDRESS] = parts.hostname
-    if parts.port:
-        out[A.SERVER_PORT] = parts.port
-    return out
+    return _present({A.SERVER_ADDRESS: parts.hostname, A.SERVER_PORT: parts.port})

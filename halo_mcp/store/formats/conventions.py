@@ -316,21 +316,11 @@ def semantics(
                 values[slot] = value
                 break
 
-    agent, model, tool, tokens_in, tokens_out, session = values[:6]
-    if agent is not None:
-        agent = to_str(agent)
-    if model is not None:
-        model = to_str(model)
-    elif values[INVOCATION] is not None:
+    # to_str and to_int map None (a slot no key filled) to None.
+    agent, model, tool = to_str(values[0]), to_str(values[1]), to_str(values[2])
+    tokens_in, tokens_out, session = to_int(values[3]), to_int(values[4]), to_str(values[5])
+    if model is None and values[INVOCATION] is not None:
         model = _requested_model(values[INVOCATION])
-    if tool is not None:
-        tool = to_str(tool)
-    if tokens_in is not None:
-        tokens_in = to_int(tokens_in)
-    if tokens_out is not None:
-        tokens_out = to_int(tokens_out)
-    if session is not None:
-        session = to_str(session)
 
     kind = None
     oi_kind = values[KIND_OI]
