@@ -1,8 +1,9 @@
 """Record traces from real agent frameworks running against the fake OpenAI server.
 
-    pip install -e '.[record]'     # frameworks and instrumentors (not for tests); LlamaIndex
-                                   # and Strands: '.[record-llamaindex]' / '.[record-strands]',
-                                   # each in its own venv (their openai pins conflict)
+    pip install -e '.[record]'     # frameworks and instrumentors (not for tests); LlamaIndex,
+                                   # Strands and Google ADK: '.[record-llamaindex]' /
+                                   # '.[record-strands]' / '.[record-adk]', each in its own
+                                   # venv (their openai pins conflict)
     python bench/record_frameworks/record.py                  # every framework
     python bench/record_frameworks/record.py pydantic_ai_v2 langgraph_oi
 
