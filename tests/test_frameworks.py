@@ -82,9 +82,16 @@ def test_nothing_is_invented(framework: str, cache: Path) -> None:
     assert not report.truncated
 
 
-#: OpenInference's LangChain and LlamaIndex instrumentors name no agent (no agent.name:
-#: only span names such as the graph node "agent"), so these two have no agent to find.
-NO_AGENT_NAME = {"langgraph_oi", "llama_index_oi"}
+#: OpenInference's LlamaIndex instrumentor names no agent (its spans are CHAIN spans named
+#: after methods, "FunctionAgent.run"). smolagents' instrumentor names its AGENT span after the
+#: class ("ToolCallingAgent.run"), but never ends it when a run raises (0.1.43): those runs'
+#: spans are orphans under a run span that is never exported, so they have no agent.
+NO_AGENT_NAME = {"llama_index_oi", "smolagents_oi"}
+#: smolagents' instrumentor writes llm.invocation_parameters "{}" and no model on a call
+#: that failed: the span does not name the model at all.
+FAILED_CALLS_UNNAMED = {"smolagents_oi"}
+#: Frameworks whose agents answer through a tool of their own (smolagents' final_answer).
+ANSWER_TOOL = {"smolagents_oi": "final_answer"}
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -93,11 +100,14 @@ def test_models_tokens_tools_and_agents_are_recognized(framework: str, cache: Pa
     with open_store([folder / "traces.jsonl.gz"], cache_dir=cache / framework) as store:
         llm = store.query_spans(SpanFilter(kind=["llm"]), limit=500).spans
         tools = store.query_spans(SpanFilter(kind=["tool"]), limit=500).spans
-    # Failed calls may have no model name: OpenInference's openai instrumentor takes
-    # llm.model_name from the response (the request's is inside llm.invocation_parameters).
+    # Failed calls too: OpenInference's openai instrumentor names the model of a call that
+    # got no response only inside llm.invocation_parameters.
     answered = [span for span in llm if span.status != "error"]
-    assert answered and all(span.model for span in answered), framework
+    named = answered if framework in FAILED_CALLS_UNNAMED else llm
+    assert answered and all(span.model for span in named), [s.name for s in named if not s.model]
     assert any(span.input_tokens and span.output_tokens for span in answered), framework
-    assert tools and all(span.tool_name == "read_file" for span in tools), framework
+    tool_names = {"read_file", ANSWER_TOOL.get(framework, "read_file")}
+    assert tools and all(span.tool_name in tool_names for span in tools), framework
+    assert any(span.tool_name == "read_file" for span in tools), framework
     if framework not in NO_AGENT_NAME:
         assert all(span.agent for span in llm + tools), framework

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 from tests.fakes.openai_server import (
+    Reply,
     Step,
     context_length_error,
     delay,
@@ -47,6 +48,7 @@ TITLE_WORDS: dict[str, list[str]] = {
         "MaxTurnsExceeded",
         "UsageLimitExceeded",
         "GraphRecursionError",
+        "LlmCallsLimitExceeded",
         "turns",
         "turn limit",
     ],
@@ -86,8 +88,21 @@ def _call(path: str) -> Step:
     return tool_call("read_file", {"path": path}, id=f"call_{uuid.uuid4().hex[:20]}")
 
 
-def steps(run: PlannedRun) -> list[Step]:
-    """The scripted model replies for one run."""
+def steps(run: PlannedRun, final_tool: str | None = None) -> list[Step]:
+    """The scripted model replies for one run; with `final_tool`, answers are calls of that
+    tool (smolagents' `final_answer`) instead of plain text."""
+    script = _steps(run)
+    if final_tool is None:
+        return script
+    return [
+        tool_call(final_tool, {"answer": step.content})
+        if isinstance(step, Reply) and step.content and not step.tool_calls
+        else step
+        for step in script
+    ]
+
+
+def _steps(run: PlannedRun) -> list[Step]:
     n = run.number
     if run.mode == "ok":
         return [_call(f"/data/notes-{n}.txt"), reply(f"The notes say: meeting at {n + 9} am.")]
@@ -116,3 +131,15 @@ def read_file(path: str) -> str:
     if "missing" in path:
         raise FileNotFoundError(2, "No such file or directory", path)
     return f"contents of {path}: all good"
+
+
+def anthropic_steps(run: PlannedRun) -> list[Step]:
+    """The run's replies with the faults Anthropic's API returns instead of OpenAI's
+    (served as the Messages API by the fake server)."""
+    from tests.fakes.anthropic_messages import anthropic_context_overflow, anthropic_rate_limit
+
+    if run.mode == "rate_limit":
+        return [anthropic_rate_limit()]
+    if run.mode == "context_overflow":
+        return [anthropic_context_overflow(200000 + 1000 * (run.number + 1))]
+    return steps(run)

@@ -1,8 +1,9 @@
 """Record traces from real agent frameworks running against the fake OpenAI server.
 
-    pip install -e '.[record]'     # frameworks and instrumentors (not for tests); LlamaIndex
-                                   # and Strands: '.[record-llamaindex]' / '.[record-strands]',
-                                   # each in its own venv (their openai pins conflict)
+    pip install -e '.[record]'     # frameworks and instrumentors (not for tests); LlamaIndex,
+                                   # Strands and Google ADK: '.[record-llamaindex]' /
+                                   # '.[record-strands]' / '.[record-adk]', each in its own
+                                   # venv (their openai pins conflict)
     python bench/record_frameworks/record.py                  # every framework
     python bench/record_frameworks/record.py pydantic_ai_v2 langgraph_oi
 
@@ -62,11 +63,17 @@ class Context:
     def base_url(self) -> str:
         return self.fake.base_url
 
-    def each(self, run_one: Callable[[plan.PlannedRun], Any]) -> None:
-        """Play every planned run: script the model, run, note how it ended."""
+    def each(
+        self,
+        run_one: Callable[[plan.PlannedRun], Any],
+        final_tool: str | None = None,
+        script: Callable[[plan.PlannedRun], list[Any]] | None = None,
+    ) -> None:
+        """Play every planned run: script the model, run, note how it ended. `script`
+        replaces plan.steps (other providers' faults)."""
         for run in plan.runs(self.modes):
             self.fake.clear()
-            self.fake.script(plan.steps(run))
+            self.fake.script(script(run) if script else plan.steps(run, final_tool))
             began = time.perf_counter()
             try:
                 run_one(run)

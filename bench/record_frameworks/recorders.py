@@ -347,6 +347,81 @@ def _openai_loop(ctx: Context, genai: bool) -> None:
     ctx.each(one)
 
 
+def record_anthropic_oi(ctx: Context) -> None:
+    """A tool loop on the real `anthropic` client (Messages API, served by the fake
+    server), each call traced by OpenInference's anthropic instrumentor; the loop opens
+    its own agent and tool spans with OpenInference attributes."""
+    import anthropic
+    from openinference.instrumentation.anthropic import AnthropicInstrumentor
+    from opentelemetry.trace import Status, StatusCode
+
+    AnthropicInstrumentor().instrument(tracer_provider=ctx.tracer_provider)
+    tracer = ctx.tracer_provider.get_tracer("file-agent")
+    client = anthropic.Anthropic(
+        base_url=ctx.base_url.removesuffix("/v1"),
+        api_key=FAKE_KEY,
+        max_retries=0,
+        timeout=plan.CLIENT_TIMEOUT,
+    )
+    tools = [
+        {
+            "name": "read_file",
+            "description": plan.TOOL_DESCRIPTION,
+            "input_schema": {
+                "type": "object",
+                "properties": {"path": {"type": "string"}},
+                "required": ["path"],
+            },
+        }
+    ]
+
+    class TooManyTurns(RuntimeError):
+        pass
+
+    def one(run: plan.PlannedRun) -> None:
+        with tracer.start_as_current_span("file_agent") as root:
+            root.set_attributes({"openinference.span.kind": "AGENT", "agent.name": "file_agent"})
+            root.set_attribute("input.value", plan.PROMPT)
+            messages: list[dict[str, Any]] = [{"role": "user", "content": plan.PROMPT}]
+            for _ in range(plan.TURN_LIMIT):
+                response = client.messages.create(
+                    model=ANTHROPIC_MODEL, max_tokens=1024, messages=messages, tools=tools
+                )
+                blocks = [block.model_dump(exclude_none=True) for block in response.content]
+                messages.append({"role": "assistant", "content": blocks})
+                calls = [block for block in blocks if block["type"] == "tool_use"]
+                if not calls:
+                    answer = "".join(b.get("text", "") for b in blocks if b["type"] == "text")
+                    root.set_attribute("output.value", answer)
+                    return
+                results = []
+                for call in calls:
+                    with tracer.start_as_current_span("read_file") as span:
+                        span.set_attributes(
+                            {"openinference.span.kind": "TOOL", "tool.name": "read_file"}
+                        )
+                        span.set_attribute("input.value", json.dumps(call["input"]))
+                        try:
+                            result = plan.read_file(**call["input"])
+                        except FileNotFoundError as exc:
+                            span.record_exception(exc)
+                            span.set_status(
+                                Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+                            )
+                            result = f"error: {exc}"
+                        span.set_attribute("output.value", result)
+                    results.append(
+                        {"type": "tool_result", "tool_use_id": call["id"], "content": result}
+                    )
+                messages.append({"role": "user", "content": results})
+            raise TooManyTurns(f"Max turns ({plan.TURN_LIMIT}) exceeded")
+
+    ctx.each(one, script=plan.anthropic_steps)
+
+
+ANTHROPIC_MODEL = "claude-sonnet-4-5"
+
+
 def _messages_value(text: str, role: str, genai: bool) -> str:
     """A message as the convention writes it: GenAI's JSON parts, or OpenInference text."""
     if not genai:
@@ -377,7 +452,7 @@ def _streamed_message(stream: Any) -> dict[str, Any]:
     return message
 
 
-# -- LlamaIndex (OpenInference) -------------------------------------------
+# -- LlamaIndex, smolagents (OpenInference) -------------------------------------------
 
 
 def record_llama_index(ctx: Context) -> None:
@@ -418,6 +493,48 @@ def record_llama_index(ctx: Context) -> None:
 
     loop = asyncio.new_event_loop()
     ctx.each(lambda run: loop.run_until_complete(one(run)))
+
+
+def record_smolagents(ctx: Context) -> None:
+    """A smolagents ToolCallingAgent with max_steps."""
+    from openinference.instrumentation.smolagents import SmolagentsInstrumentor
+    from opentelemetry import context as otel_context
+    from smolagents import OpenAIServerModel, ToolCallingAgent, tool
+
+    SmolagentsInstrumentor().instrument(tracer_provider=ctx.tracer_provider)
+
+    @tool
+    def read_file(path: str) -> str:
+        """Read a text file and return its contents.
+
+        Args:
+            path: The file to read.
+        """
+        return plan.read_file(path)
+
+    model = OpenAIServerModel(
+        model_id=plan.MODEL,
+        api_base=ctx.base_url,
+        api_key=FAKE_KEY,
+        client_kwargs={"max_retries": 0, "timeout": plan.CLIENT_TIMEOUT},
+        retry=False,
+    )
+    agent = ToolCallingAgent(
+        tools=[read_file], model=model, max_steps=plan.TURN_LIMIT, verbosity_level=0
+    )
+
+    def one(run: plan.PlannedRun) -> None:
+        # Each run from an empty OTel context, restored after. The instrumentor (0.1.43)
+        # never ends its run span when a run raises: the span stays the current one, and
+        # without this the next runs nest into its trace (25 runs gave 3 traces). It is
+        # never exported either, so those runs' step spans are orphans, as users get them.
+        token = otel_context.attach(otel_context.Context())
+        try:
+            agent.run(plan.PROMPT, stream=False)
+        finally:
+            otel_context.detach(token)
+
+    ctx.each(one, final_tool="final_answer")
 
 
 # -- Strands Agents (OTel GenAI semantic conventions, its own tracer) ---------------------
@@ -471,6 +588,65 @@ def _strands(latest: bool) -> Callable[[Context], None]:
         ctx.each(one)
 
     return record
+
+
+# -- Google ADK (its own OTel GenAI tracing; the model through LiteLLM) -----------------
+
+
+def record_google_adk(ctx: Context) -> None:
+    """A Google ADK LlmAgent whose model is LiteLLM's OpenAI-compatible client pointed at
+    the fake server; ADK traces through the global OTel tracer provider. Past
+    RunConfig.max_llm_calls ADK raises LlmCallsLimitExceededError. Content (tool
+    arguments, messages) goes on the spans in the current GenAI convention, as opted in."""
+    import os
+
+    os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = "gen_ai_latest_experimental"
+    os.environ["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "SPAN_ONLY"
+    os.environ["ADK_CAPTURE_MESSAGE_CONTENT_IN_SPANS"] = "true"
+    from google.adk.agents import LlmAgent
+    from google.adk.agents.run_config import RunConfig
+    from google.adk.models.lite_llm import LiteLlm
+    from google.adk.runners import InMemoryRunner
+    from google.genai import types
+    from opentelemetry import trace
+
+    trace.set_tracer_provider(ctx.tracer_provider)
+
+    def read_file(path: str) -> str:
+        """Read a text file and return its contents.
+
+        Args:
+            path: The file to read.
+        """
+        return plan.read_file(path)
+
+    model = LiteLlm(
+        model=f"openai/{plan.MODEL}",
+        api_base=ctx.base_url,
+        api_key=FAKE_KEY,
+        num_retries=0,
+        max_retries=0,
+        timeout=plan.CLIENT_TIMEOUT,
+    )
+    agent = LlmAgent(
+        name="file_agent",
+        model=model,
+        instruction="Answer with what the file says.",
+        tools=[read_file],
+    )
+    runner = InMemoryRunner(agent=agent, app_name="files")
+    config = RunConfig(max_llm_calls=plan.TURN_LIMIT)
+
+    async def one(run: plan.PlannedRun) -> None:
+        session = await runner.session_service.create_session(app_name="files", user_id="u")
+        message = types.Content(role="user", parts=[types.Part(text=plan.PROMPT)])
+        async for _ in runner.run_async(
+            user_id="u", session_id=session.id, new_message=message, run_config=config
+        ):
+            pass
+
+    loop = asyncio.new_event_loop()
+    ctx.each(lambda run: loop.run_until_complete(one(run)))
 
 
 # -- Vercel AI SDK (Node; ai.* attributes) ------------------------------------------------
@@ -574,6 +750,30 @@ RECORDERS: dict[str, Recorder] = {
             ("strands_genai_latest", True, "current"),
         )
     },
+    "anthropic_oi": Recorder(
+        record_anthropic_oi,
+        "A tool loop on the anthropic client (Messages API) traced by OpenInference's "
+        "anthropic instrumentor",
+        ["anthropic", "openinference-instrumentation-anthropic", "opentelemetry-sdk"],
+    ),
+    "google_adk": Recorder(
+        record_google_adk,
+        "Google ADK LlmAgent (model: LiteLLM's OpenAI-compatible client) with its own "
+        "OTel GenAI tracing; needs its own environment ('.[record-adk]'). Its root span "
+        "(invoke_workflow) carries no output, so runs without an answer are not planted",
+        ["google-adk", "litellm", "opentelemetry-sdk"],
+        answers_on_root=False,
+    ),
+    "smolagents_oi": Recorder(
+        record_smolagents,
+        "smolagents ToolCallingAgent (max_steps) traced by OpenInference's smolagents "
+        "instrumentor; answers come through its final_answer tool. Past max_steps the run "
+        "ends quietly (root span ok, output None; AgentMaxStepsError stays in the agent's "
+        "memory), and the run span carries no answer, so neither is planted",
+        ["smolagents", "openinference-instrumentation-smolagents", *_OTEL],
+        answers_on_root=False,
+        silent_turn_limit=True,
+    ),
     "vercel_ai": Recorder(
         record_vercel_ai,
         "Vercel AI SDK generateText/streamText with experimental_telemetry (ai.* spans), "

@@ -31,11 +31,13 @@ MIN_STORM_ERRORS = 3
 #: Each framework's cap on steps, turns, requests or recursion, as its error words it:
 #: Agents SDK MaxTurnsExceeded ("Max turns (5) exceeded"), pydantic-ai UsageLimitExceeded
 #: ("would exceed the request_limit of 5"), LangGraph GraphRecursionError ("Recursion limit
-#: of 10 reached"), LangChain/CrewAI/smolagents max iterations and max steps.
+#: of 10 reached"), LangChain/CrewAI/smolagents max iterations and max steps, Google ADK
+#: LlmCallsLimitExceededError ("Max number of llm calls limit of `5` exceeded").
 _TURN_LIMIT = re.compile(
     r"max[ _.-]?turns|turn limit|step limit|max[ _.-]?steps|max[ _.-]?iterations|"
     r"iteration limit|recursion limit|too many (?:turns|steps|iterations)|"
-    r"maxturnsexceeded|usagelimitexceeded|graphrecursionerror|"
+    r"maxturnsexceeded|usagelimitexceeded|graphrecursionerror|llmcallslimitexceeded|"
+    r"llm calls limit|"
     r"(?:request|tool_calls|total_tokens)_limit|maximum (?:number of )?(?:iterations|steps)|"
     r"reached max(?:imum)? (?:steps|iterations)",
     re.I,

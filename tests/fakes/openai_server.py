@@ -510,6 +510,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         request = self._read_request()
         fake = self.server.fake
+        if request.path.rstrip("/").endswith("/v1/messages") and request.json is not None:
+            self._anthropic(request)
+            return
         if not request.path.rstrip("/").endswith("/chat/completions"):
             fake._record(request)
             self._send_json(404, status(404, f"fake server: no route {request.path}").body)
@@ -525,6 +528,32 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(500, status(500, SCRIPT_EXHAUSTED).body)
             return
         self._serve(step, request.json)
+
+    def _anthropic(self, request: RecordedRequest) -> None:
+        """POST /v1/messages: the scripted steps in the Anthropic Messages API shape."""
+        from tests.fakes import anthropic_messages as shapes
+
+        fake = self.server.fake
+        fake._record(request)
+        body = request.json or {}
+        if body.get("stream"):
+            self._send_json(400, shapes.anthropic_error(400, "fake server: no streaming").body)
+            return
+        step = fake._next_step(body)
+        if step is None:
+            fake._record(request, unscripted=True)
+            self._send_json(500, shapes.anthropic_error(500, SCRIPT_EXHAUSTED).body)
+            return
+        while isinstance(step, Delay | CutStream):
+            if isinstance(step, Delay) and fake._stopping.wait(step.seconds):
+                raise _CutConnection
+            step = step.then
+        if isinstance(step, Status):
+            self._send_json(step.code, shapes.as_anthropic_error(step), step.headers)
+        elif isinstance(step, StreamError):
+            self._send_json(500, shapes.anthropic_error(500, step.error["message"]).body)
+        else:
+            self._send_json(200, shapes.message(step, body))
 
     def _serve(self, step: Step, body: dict, cut_after: int | None = None) -> None:
         if isinstance(step, Delay):

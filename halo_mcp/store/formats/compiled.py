@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from halo_mcp.store.formats.conventions import (
+    INVOCATION,
     KIND_GENAI,
     KIND_HALO,
     KIND_OI,
@@ -22,6 +23,7 @@ from halo_mcp.store.formats.conventions import (
     OPENINFERENCE_KINDS,
     Plan,
     _plan,
+    _requested_model,
     kind_from_name,
     kind_word,
 )
@@ -32,7 +34,7 @@ Shape = tuple[int, ...]
 
 _CACHE_LIMIT = 4_096
 _SHAPE_LIMIT = 256  # distinct shapes are few in practice; past this, use the interpreter
-_SLOT_COUNT = 10
+_SLOT_COUNT = 11
 _MAX_CANDIDATES = 16  # keys competing for one slot; more is junk, left to the interpreter
 _STR_SLOTS = ("agent", "model", "tool")
 _NAMES = ("agent", "model", "tool", "tin", "tout", "session")
@@ -72,9 +74,15 @@ def _source(shape: Shape) -> str:
             )
         else:  # names: to_str, inlined for strings
             body.append(f"        {name} = (v or None) if type(v) is str else to_str(v)")
+    if keys_of[INVOCATION]:
+        body.append("        if model is None:")
+        body.extend(_pick_lines("v", keys_of[INVOCATION], "            "))
+        body.append("            if v is not None:")
+        body.append("                model = requested_model(v)")
     body.append("        kind = None")
     if keys_of[KIND_OI]:
         body.extend(_pick_lines("v", keys_of[KIND_OI], "        "))
+        body.append("        oi = v")
         body.append("        if v is not None:")
         body.append("            kind = OPENINFERENCE_KINDS.get(v) if type(v) is str else None")
         body.append("            if kind is None:")
@@ -92,6 +100,9 @@ def _source(shape: Shape) -> str:
     body.append("                kind = 'llm'")
     body.append("            else:")
     body.append("                kind = kind_from_name(name)")
+    if keys_of[KIND_OI]:  # an OpenInference agent span without a name: its span name
+        body.append("        if agent is None and kind == 'agent' and oi is not None:")
+        body.append("            agent = name or None")
     if shape[_SLOT_COUNT]:
         params.append("k_error")
         body.append("        return kind, agent, model, tool, tin, tout, session, attrs[k_error]")
@@ -106,6 +117,7 @@ _GLOBALS = {
     "INT64_MAX": INT64_MAX,
     "kind_from_name": kind_from_name,
     "kind_word": kind_word,
+    "requested_model": _requested_model,
     "to_int": to_int,
     "to_str": to_str,
 }

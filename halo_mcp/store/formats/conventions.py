@@ -9,6 +9,7 @@ Plain dict lookups only: this runs for every span indexed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -154,10 +155,24 @@ _SESSION_KEYS = (
     "inference.session.id",
 )
 
+#: OpenInference's request parameters (JSON): the model of a call that failed before a
+#: response named it (the openai instrumentor takes llm.model_name from the response).
+_INVOCATION_KEY = "llm.invocation_parameters"
+
 # Slots of the normalized fields. Kind has three slots, one per convention, tried in order.
-AGENT, MODEL, TOOL, TOKENS_IN, TOKENS_OUT, SESSION, KIND_OI, KIND_GENAI, KIND_SDK, KIND_HALO = (
-    range(10)
-)
+(
+    AGENT,
+    MODEL,
+    TOOL,
+    TOKENS_IN,
+    TOKENS_OUT,
+    SESSION,
+    KIND_OI,
+    KIND_GENAI,
+    KIND_SDK,
+    KIND_HALO,
+    INVOCATION,
+) = range(11)
 _NO_SLOT = (-1, 0)
 
 
@@ -174,6 +189,7 @@ def _slot_table() -> dict[str, tuple[int, int]]:
         (KIND_OI, ("openinference.span.kind",)),
         (KIND_GENAI, ("gen_ai.operation.name",)),
         (KIND_SDK, _AGENTS_SDK_TYPE_KEYS),
+        (INVOCATION, (_INVOCATION_KEY,)),
     ):
         for priority, key in enumerate(keys):
             table[key] = (slot, priority)
@@ -192,7 +208,8 @@ def _dotted_prefixes(keys: Iterable[str]) -> frozenset[str]:
 
 # Keys under which a nested dict would flatten into (or replace) a key that semantics or
 # the row reads: the known keys, error.type, and their dotted prefixes.
-_READ_PREFIXES = _dotted_prefixes([*_SLOTS, "error.type"])
+# (Not llm.invocation_parameters: only its JSON string form is read, never a dict.)
+_READ_PREFIXES = _dotted_prefixes([*(k for k in _SLOTS if k != _INVOCATION_KEY), "error.type"])
 
 
 def nested_dict_matters(key: str) -> bool:
@@ -291,7 +308,7 @@ def semantics(
         if len(_plans) >= _PLAN_CACHE_LIMIT:
             _plans.clear()
         _plans[keys] = plan
-    values: list[Any] = [None] * 10
+    values: list[Any] = [None] * 11
     for slot, candidates in plan:
         for key in candidates:
             value = attrs[key]
@@ -302,6 +319,8 @@ def semantics(
     # to_str and to_int map None (a slot no key filled) to None.
     agent, model, tool = to_str(values[0]), to_str(values[1]), to_str(values[2])
     tokens_in, tokens_out, session = to_int(values[3]), to_int(values[4]), to_str(values[5])
+    if model is None and values[INVOCATION] is not None:
+        model = _requested_model(values[INVOCATION])
 
     kind = None
     oi_kind = values[KIND_OI]
@@ -322,4 +341,23 @@ def semantics(
             kind = "llm"
         else:
             kind = kind_from_name(name)
+    if agent is None and kind == "agent" and oi_kind is not None:
+        # OpenInference's LangChain/LangGraph and smolagents agent spans carry no agent
+        # attribute: the span is named after the agent (the graph's name).
+        agent = name or None
     return kind, agent, model, tool, tokens_in, tokens_out, session
+
+
+def _requested_model(parameters: Any) -> str | None:
+    """The "model" of OpenInference's llm.invocation_parameters (a JSON object in a
+    string; a dict there is flattened into other keys, so it is not read)."""
+    if type(parameters) is not str or "model" not in parameters:
+        return None
+    try:
+        parameters = json.loads(parameters)
+    except ValueError:
+        return None
+    if not isinstance(parameters, dict):
+        return None
+    model = parameters.get("model") or parameters.get("model_name")
+    return to_str(model) if model is not None else None
