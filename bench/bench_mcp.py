@@ -23,23 +23,26 @@ ROOT = Path(__file__).resolve().parent.parent
 QUERY = {"filter": {"errors_only": True}, "limit": 20, "sort": "start_time"}
 
 
+#: An MCP client's opening: initialize, initialized, then tools/list (id 2 answers it).
+HANDSHAKE = [
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "bench", "version": "0"},
+        },
+    },
+    {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+]
+
+
 def cold_start(runs: int, env: dict[str, str]) -> list[float]:
     """Seconds from spawning `python -m halo_mcp serve` to the tools/list response."""
-    messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "bench", "version": "0"},
-            },
-        },
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-    ]
-    payload = "".join(json.dumps(m) + "\n" for m in messages).encode()
+    payload = "".join(json.dumps(m) + "\n" for m in HANDSHAKE).encode()
     times = []
     for _ in range(runs):
         started = time.perf_counter()

@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench_mcp import HANDSHAKE  # the same opening the MCP benchmark sends
+
 ROOT = Path(__file__).resolve().parent.parent
 
 CASES = {
@@ -59,21 +61,6 @@ sys.path.insert(0, {tree!r})
 from halo_mcp.cli import main
 raise SystemExit(main(["serve"]))
 """
-
-HANDSHAKE = [
-    {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "bench", "version": "0"},
-        },
-    },
-    {"jsonrpc": "2.0", "method": "notifications/initialized"},
-    {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-]
 
 
 def serve_to_tools_list(tree: Path) -> float:
