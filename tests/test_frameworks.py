@@ -111,3 +111,30 @@ def test_models_tokens_tools_and_agents_are_recognized(framework: str, cache: Pa
     assert any(span.tool_name == "read_file" for span in tools), framework
     if framework not in NO_AGENT_NAME:
         assert all(span.agent for span in llm + tools), framework
+
+
+#: Roots that record no content (the answer is the run's last LLM call's: the Agents SDK,
+#: Google ADK) and roots without content that failed (pydantic-ai), read in ClickHouse too.
+CLICKHOUSE_CHECKED = ["openai_agents_oi", "google_adk", "pydantic_ai_v3"]
+
+
+@pytest.mark.parametrize("framework", CLICKHOUSE_CHECKED)
+def test_clickhouse_finds_the_same_items(framework: str, cache: Path, tmp_path: Path) -> None:
+    """The same recording loaded into embedded ClickHouse (chDB) gives the same items."""
+    from halo_mcp.store.clickhouse.client import connect
+    from halo_mcp.store.clickhouse.load import load_files
+    from halo_mcp.store.clickhouse.location import parse_location
+
+    location = parse_location(f"chdb:{tmp_path / 'db'}")
+    client = connect(location)
+    try:
+        load_files([DATA / framework / "traces.jsonl.gz"], client, location)
+    finally:
+        client.close()
+    expected, truth = _triage(framework, cache)
+    with open_store([f"chdb:{tmp_path / 'db'}"]) as clickhouse:
+        found = run_triage(clickhouse)
+    assert "no_final_answer" in truth["planted"]
+    assert [(i.category, i.title, i.prevalence.traces_matched) for i in found.items] == [
+        (i.category, i.title, i.prevalence.traces_matched) for i in expected.items
+    ]

@@ -123,6 +123,46 @@ def versions(packages: list[str], node_packages: list[str]) -> dict[str, str]:
     return out
 
 
+def write_truth(name: str, out_dir: Path, modes: dict[str, int], outcomes: list[dict]) -> None:
+    """ground_truth.json from the plan and how each run ended (`outcomes`)."""
+    import recorders
+
+    spec = recorders.RECORDERS[name]
+    planted = {mode: count for mode, count in modes.items() if mode != "ok"}
+    words = {m: plan.TITLE_WORDS[m] for m in planted}
+    category = {m: plan.CATEGORY[m] for m in planted}
+    unanswered = sum(1 for o in outcomes if o["ended"] != "ok")
+    if spec.silent_turn_limit:  # no error: the runs cut by the cap just end unanswered
+        unanswered += planted.pop("turn_limit", 0)
+        del words["turn_limit"], category["turn_limit"]
+    if spec.answer_found:  # every run that raised ended without an answer
+        planted["no_final_answer"] = unanswered
+        words["no_final_answer"] = ["without a final answer"]
+        category["no_final_answer"] = "no-final-answer"
+    truth = {
+        "framework": name,
+        "description": spec.description,
+        "traces": sum(modes.values()),
+        "planted": planted,
+        "title_words": words,
+        "category": category,
+        "turn_limit": plan.TURN_LIMIT,
+        "runs": outcomes,
+    }
+    (out_dir / "ground_truth.json").write_text(json.dumps(truth, indent=1) + "\n")
+
+
+def rewrite_truth(name: str, out_root: Path) -> None:
+    """ground_truth.json again from the runs it lists (after a change to the plan's words
+    or a recorder's flags), without recording again."""
+    import recorders
+
+    out_dir = out_root / name
+    old = json.loads((out_dir / "ground_truth.json").read_text())
+    modes = recorders.RECORDERS[name].modes or plan.PLANTED
+    write_truth(name, out_dir, modes, old["runs"])
+
+
 def record_one(name: str, out_root: Path) -> None:
     import recorders
 
@@ -149,28 +189,7 @@ def record_one(name: str, out_root: Path) -> None:
     with open(plain, "rb") as source, gzip.open(out_dir / "traces.jsonl.gz", "wb", 9) as target:
         shutil.copyfileobj(source, target)  # a small file to keep in the repository
     plain.unlink()
-    planted = {mode: count for mode, count in modes.items() if mode != "ok"}
-    words = {m: plan.TITLE_WORDS[m] for m in planted}
-    category = {m: plan.CATEGORY[m] for m in planted}
-    unanswered = sum(1 for o in ctx.outcomes if o["ended"] != "ok")
-    if spec.silent_turn_limit:  # no error: the runs cut by the cap just end unanswered
-        unanswered += planted.pop("turn_limit", 0)
-        del words["turn_limit"], category["turn_limit"]
-    if spec.answers_on_root:  # every run that raised ended without an answer
-        planted["no_final_answer"] = unanswered
-        words["no_final_answer"] = ["without a final answer"]
-        category["no_final_answer"] = "no-final-answer"
-    truth = {
-        "framework": name,
-        "description": spec.description,
-        "traces": sum(modes.values()),
-        "planted": planted,
-        "title_words": words,
-        "category": category,
-        "turn_limit": plan.TURN_LIMIT,
-        "runs": ctx.outcomes,
-    }
-    (out_dir / "ground_truth.json").write_text(json.dumps(truth, indent=1) + "\n")
+    write_truth(name, out_dir, modes, ctx.outcomes)
     (out_dir / "versions.json").write_text(
         json.dumps(versions(spec.packages, spec.node_packages), indent=1) + "\n"
     )
@@ -184,12 +203,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help=f"of: {', '.join(recorders.RECORDERS)}")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--truth-only",
+        action="store_true",
+        help="rewrite ground_truth.json from the runs it lists; record nothing",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     names = args.names or list(recorders.RECORDERS)
     unknown = [n for n in names if n not in recorders.RECORDERS]
     if unknown:
         parser.error(f"unknown framework(s) {unknown}; known: {list(recorders.RECORDERS)}")
+    if args.truth_only:
+        for name in names:
+            rewrite_truth(name, args.out)
+        return 0
     if args.in_process:
         for name in names:
             record_one(name, args.out)

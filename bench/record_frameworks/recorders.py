@@ -24,8 +24,9 @@ class Recorder:
     packages: list[str]
     otel: bool = True  # False: the framework writes its own file (Agents SDK native)
     modes: dict[str, int] | None = None  # None: every mode of plan.PLANTED
-    #: Whether the root span carries the run's answer (so runs ending without one count).
-    answers_on_root: bool = True
+    #: Whether the run's answer is found (on the root span, or on the last LLM call under
+    #: a root that records no content), so runs ending without one count.
+    answer_found: bool = True
     #: The step cap ends runs quietly (no error): they are runs without a final answer.
     silent_turn_limit: bool = False
     #: npm packages (read from vercel/node_modules) whose versions are recorded.
@@ -688,14 +689,12 @@ RECORDERS: dict[str, Recorder] = {
         record_agents_openinference,
         "OpenAI Agents SDK traced by OpenInference's openai-agents instrumentor",
         ["openai-agents", "openinference-instrumentation-openai-agents", *_OTEL],
-        answers_on_root=False,  # the root "Agent workflow" span has no output
     ),
     "openai_agents_native": Recorder(
         record_agents_native,
         "OpenAI Agents SDK, its own trace export (span.export() JSON, one a line)",
         ["openai-agents", "openai"],
         otel=False,
-        answers_on_root=False,  # no span carries the final output
     ),
     **{
         f"pydantic_ai_v{v}": Recorder(
@@ -760,9 +759,8 @@ RECORDERS: dict[str, Recorder] = {
         record_google_adk,
         "Google ADK LlmAgent (model: LiteLLM's OpenAI-compatible client) with its own "
         "OTel GenAI tracing; needs its own environment ('.[record-adk]'). Its root span "
-        "(invoke_workflow) carries no output, so runs without an answer are not planted",
+        "(invoke_workflow) records no content: the answer is the last LLM call's",
         ["google-adk", "litellm", "opentelemetry-sdk"],
-        answers_on_root=False,
     ),
     "smolagents_oi": Recorder(
         record_smolagents,
@@ -771,7 +769,7 @@ RECORDERS: dict[str, Recorder] = {
         "ends quietly (root span ok, output None; AgentMaxStepsError stays in the agent's "
         "memory), and the run span carries no answer, so neither is planted",
         ["smolagents", "openinference-instrumentation-smolagents", *_OTEL],
-        answers_on_root=False,
+        answer_found=False,
         silent_turn_limit=True,
     ),
     "vercel_ai": Recorder(

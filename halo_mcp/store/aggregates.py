@@ -26,7 +26,8 @@ from typing import Literal, NamedTuple, get_args
 
 from halo_mcp.store import trace_rules
 from halo_mcp.store.connections import iter_rows
-from halo_mcp.store.formats import span_payload
+from halo_mcp.store.formats import SpanPayload, span_payload
+from halo_mcp.store.formats.payload import is_answer
 from halo_mcp.store.raw_lines import LineReader, TraceFiles
 from halo_mcp.store.shards import span_source, span_tables
 
@@ -423,19 +424,36 @@ class Aggregates:
         `known` ((trace, span) -> answered) are not read again."""
         known = known or {}
         sample = f" AND id % {int(every)} = 0" if every > 1 else ""
-        columns = "id, trace_id, span_id, parent_span_id, file_id, offset, length"
+        columns = "id, trace_id, span_id, parent_span_id, status, file_id, offset, length"
         cursor = self._conn.execute(
-            "SELECT trace_id, span_id, file_id, offset, length "
+            "SELECT trace_id, span_id, status, file_id, offset, length "
             f"FROM {span_source(self._conn, columns)} "
             f"WHERE parent_span_id IS NULL{sample} ORDER BY file_id, offset"
         )
         with LineReader(self._files, self._conn) as lines:
-            for trace_id, span_id, file_id, offset, length in iter_rows(cursor):
+            for trace_id, span_id, status, file_id, offset, length in iter_rows(cursor):
                 answered = known.get((trace_id, span_id))
                 if answered is None:
-                    output = _output(lines.read(file_id, offset, length), span_id)
-                    answered = output is not None and bool(str(output).strip())
+                    root = _payload(lines.read(file_id, offset, length), span_id)
+                    if _answer_in_calls(root, status):
+                        answered = self._last_call_answered(lines, trace_id)
+                    else:
+                        answered = root is not None and bool(str(root.output or "").strip())
                 yield RootAnswer(trace_id, span_id, answered)
+
+    def _last_call_answered(self, lines: LineReader, trace_id: str) -> bool:
+        """Whether the run's last LLM call answered: it ended without error and its output
+        is text, not a tool call (the ClickHouse backend's `last_call_answers`)."""
+        last = self._conn.execute(
+            "SELECT span_id, status, file_id, offset, length FROM spans "
+            "WHERE trace_id = ? AND kind = 'llm' "
+            "ORDER BY end_ns DESC, start_ns DESC, span_id DESC LIMIT 1",
+            (trace_id,),
+        ).fetchone()
+        if last is None or last[1] == "error":
+            return False
+        call = _payload(lines.read(last[2], last[3], last[4]), last[0])
+        return call is not None and is_answer(call.output)
 
 
 def _group_case() -> str:
@@ -444,8 +462,15 @@ def _group_case() -> str:
     return f"CASE kind {arms} END"
 
 
-def _output(line: bytes, span_id: str) -> str | None:
+def _answer_in_calls(root: SpanPayload | None, status: str) -> bool:
+    """Whether a root leaves the run's answer to its last LLM call: it records no content
+    at all (the OpenAI Agents SDK's workflow span) and did not fail (ClickHouse:
+    ANSWER_IN_CALLS)."""
+    return root is not None and root.input is None and root.output is None and status != "error"
+
+
+def _payload(line: bytes, span_id: str) -> SpanPayload | None:
     try:
-        return span_payload(line, span_id).output
+        return span_payload(line, span_id)
     except Exception:  # a line changed or unreadable: count it as unknown
         return None

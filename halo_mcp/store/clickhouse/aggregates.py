@@ -397,12 +397,35 @@ class ClickHouseAggregates:
         where = "parent_span_id IS NULL"
         if every > 1:
             where += f" AND {_SAMPLE_KEY} % {int(every)} = 0"
+        more = (("answered", ex.ANSWERED), ("bare", ex.ANSWER_IN_CALLS))
         rows = self._pages(
-            "answered",
-            self._spans("trace_id", "span_id", "parent_span_id", more=(("answered", ex.ANSWERED),)),
+            "answered, bare",
+            self._spans("trace_id", "span_id", "parent_span_id", more=more),
             where,
             ("trace_id", "span_id"),
         )
-        for answered, trace_id, span_id in rows:
+        page: list[tuple[Any, ...]] = []
+        for row in rows:
+            page.append(row)
+            if len(page) == PAGE_ROWS:
+                yield from self._answers(page, known)
+                page = []
+        yield from self._answers(page, known)
+
+    def _answers(
+        self, roots: list[tuple[Any, ...]], known: Mapping[tuple[str, str], bool]
+    ) -> Iterator[RootAnswer]:
+        """(answered, bare, trace, span) roots -> answers; a bare root (ANSWER_IN_CALLS)
+        takes its run's last LLM call's (the file index's rule)."""
+        bare = sorted({r[2] for r in roots if r[1] and (r[2], r[3]) not in known})
+        last: dict[str, bool] = {}
+        if bare:
+            params = self._params()
+            where = f"({self._window}) AND TraceId IN {params.add(bare, 'Array(String)')}"
+            rows = self._rows(ex.last_call_answers(self._table, where), params)
+            last = {str(trace): bool(answered) for trace, answered in rows}
+        for answered, is_bare, trace_id, span_id in roots:
             given = known.get((trace_id, span_id))
-            yield RootAnswer(trace_id, span_id, bool(answered) if given is None else given)
+            if given is None:
+                given = last.get(trace_id, False) if is_bare else bool(answered)
+            yield RootAnswer(trace_id, span_id, given)

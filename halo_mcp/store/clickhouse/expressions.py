@@ -338,3 +338,23 @@ OUTPUT_TEXT = content_text(pl._OUTPUT_KEYS, pl._OUTPUT_MESSAGE_PREFIXES, pl._OUT
 INPUT_HASH = f"if(kind = 'tool', bitShiftRight(sipHash64({INPUT_TEXT}), 1), NULL)"
 #: Whether the output is non-blank (Python's str.strip: whitespace, \v included).
 ANSWERED = f"ifNull(match({OUTPUT_TEXT}, '[^\\\\s\\\\x0b]'), 0)"
+#: Whether a root leaves the run's answer to its last LLM call: it records no content
+#: (neither input nor output) and did not fail (store/aggregates.py, `_answer_in_calls`).
+ANSWER_IN_CALLS = f"({INPUT_TEXT} IS NULL AND {OUTPUT_TEXT} IS NULL AND status != 'error')"
+#: Whether an LLM call's output answers: non-blank and no tool call (payload.is_answer).
+GIVES_ANSWER = f"({ANSWERED} AND NOT ifNull(match({OUTPUT_TEXT}, {lit(pl.TOOL_CALL_PATTERN)}), 0))"
+
+
+def last_call_answers(table: str, where: str) -> str:
+    """(trace_id, answered) per trace of `where` (over the raw columns): whether its last
+    LLM call (latest end, then start, then span id) ended without error with an answer."""
+    calls = normalized_select(
+        table,
+        where,
+        more=(("answers", GIVES_ANSWER),),
+        columns=("trace_id", "span_id", "kind", "status", "start_ns", "end_ns"),
+    )
+    return (
+        "SELECT trace_id, argMax(if(status = 'error', 0, answers), (end_ns, start_ns, "
+        f"span_id)) FROM ({calls}) WHERE kind = 'llm' GROUP BY trace_id"
+    )

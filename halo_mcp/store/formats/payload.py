@@ -7,6 +7,7 @@ span's content, the line is re-read by offset and handed here.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,21 @@ _INPUT_EVENTS = (
     "gen_ai.tool.message",
 )
 _OUTPUT_EVENTS = ("gen_ai.choice",)
+
+
+#: What in a model call's output asks for a tool instead of answering: OpenAI's tool_calls
+#: (as JSON, or as OpenInference's flattened messages), GenAI and Anthropic tool parts and
+#: the Responses API's function calls. The ClickHouse backend matches the same pattern.
+TOOL_CALL_PATTERN = (
+    r'"tool_calls"\s*:\s*\[\s*\{|tool_calls\.[0-9]'
+    r'|"type"\s*:\s*"(?:tool_call|function_call|tool_use)"'
+)
+_TOOL_CALL = re.compile(TOOL_CALL_PATTERN)
+
+
+def is_answer(output: str | None) -> bool:
+    """Whether a model call's output answers the user: non-blank, asking for no tool."""
+    return output is not None and bool(output.strip()) and _TOOL_CALL.search(output) is None
 
 
 def as_text(value: Any) -> str | None:
