@@ -115,7 +115,7 @@ def test_models_tokens_tools_and_agents_are_recognized(framework: str, cache: Pa
 
 #: Roots that record no content (the answer is the run's last LLM call's: the Agents SDK,
 #: Google ADK) and roots without content that failed (pydantic-ai), read in ClickHouse too.
-CLICKHOUSE_CHECKED = ["openai_agents_oi", "google_adk", "pydantic_ai_v3"]
+CLICKHOUSE_CHECKED = ["openai_agents_oi", "google_adk", "pydantic_ai_v3", "crewai_oi"]
 
 
 @pytest.mark.parametrize("framework", CLICKHOUSE_CHECKED)
@@ -138,3 +138,61 @@ def test_clickhouse_finds_the_same_items(framework: str, cache: Path, tmp_path: 
     assert [(i.category, i.title, i.prevalence.traces_matched) for i in found.items] == [
         (i.category, i.title, i.prevalence.traces_matched) for i in expected.items
     ]
+
+
+#: (status message, exception type, exception message): a status that repeats the
+#: exception's message (OpenInference's CrewAI spans), one that already names the type, a
+#: bare JavaScript Error, no status message, a status that says something else.
+_STATUS_CASES = [
+    (
+        "1 validation error for TaskOutput",
+        "pydantic_core.ValidationError",
+        "1 validation error for TaskOutput",
+    ),
+    ("RateLimitError: 429", "openai.RateLimitError", "429"),
+    ("ENOENT: no such file", "Error", "ENOENT: no such file"),
+    ("", "TimeoutError", "timed out"),
+    ("the call failed", "ValueError", "bad value"),
+]
+
+
+def test_both_backends_name_the_type_of_an_exception_the_status_only_repeats(
+    tmp_path: Path,
+) -> None:
+    """A status message that only repeats its exception's message gets the exception's
+    type (not a bare Error): the file index's rule and ClickHouse's expression agree."""
+    from halo_mcp.store.clickhouse import expressions as ex
+    from halo_mcp.store.clickhouse.client import connect
+    from halo_mcp.store.clickhouse.location import parse_location
+    from halo_mcp.store.formats.spans import error_outcome
+
+    events = [
+        [{"name": "exception", "attributes": {"exception.type": t, "exception.message": m}}]
+        for _, t, m in _STATUS_CASES
+    ]
+    expected = [
+        error_outcome("error", s or None, e, None)[1]
+        for (s, _, _), e in zip(_STATUS_CASES, events, strict=True)
+    ]
+    assert expected[0] == "pydantic_core.ValidationError: 1 validation error for TaskOutput"
+    assert expected[1:] == [
+        "RateLimitError: 429",
+        "ENOENT: no such file",
+        "TimeoutError: timed out",
+        "the call failed",
+    ]
+
+    rows = " UNION ALL ".join(
+        f"SELECT {n} AS n, {ex.lit(s)} AS StatusMessage, 'Error' AS StatusCode, "
+        f"['exception'] AS `Events.Name`, [map('exception.type', {ex.lit(t)}, "
+        f"'exception.message', {ex.lit(m)})] AS `Events.Attributes`, "
+        "CAST(map(), 'Map(String, String)') AS SpanAttributes, 'x' AS SpanName"
+        for n, (s, t, m) in enumerate(_STATUS_CASES)
+    )
+    select = ex.normalized_select(f"({rows})", "1", more=(("n", "n"),), columns=("error_message",))
+    client = connect(parse_location(f"chdb:{tmp_path / 'db'}"))
+    try:
+        found = client.rows(f"SELECT error_message FROM ({select}) ORDER BY n")
+    finally:
+        client.close()
+    assert [r[0] for r in found] == expected

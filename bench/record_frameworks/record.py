@@ -1,11 +1,15 @@
 """Record traces from real agent frameworks running against the fake OpenAI server.
 
     pip install -e '.[record]'     # frameworks and instrumentors (not for tests); LlamaIndex,
-                                   # Strands and Google ADK: '.[record-llamaindex]' /
-                                   # '.[record-strands]' / '.[record-adk]', each in its own
-                                   # venv (their openai pins conflict)
+                                   # Strands, Google ADK, CrewAI and pydantic-ai's
+                                   # instrumentation v1: '.[record-llamaindex]' /
+                                   # '.[record-strands]' / '.[record-adk]' /
+                                   # '.[record-crewai]' / '.[record-pydantic-ai-v1]', each
+                                   # in its own venv (their pins conflict)
     python bench/record_frameworks/record.py                  # every framework
     python bench/record_frameworks/record.py pydantic_ai_v2 langgraph_oi
+    python bench/record_frameworks/record.py --truth-only openai_agents_oi   # ground truth
+                                   # again from the runs it lists (no recording)
 
 Each framework runs in its own process: the fake OpenAI-compatible server
 (tests/fakes/openai_server.py) plays the model, including the planted faults (plan.py);

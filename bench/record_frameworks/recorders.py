@@ -538,6 +538,63 @@ def record_smolagents(ctx: Context) -> None:
     ctx.each(one, final_tool="final_answer")
 
 
+# -- CrewAI (OpenInference's crewai instrumentor, with its openai one for the LLM calls) ---
+
+
+def record_crewai(ctx: Context) -> None:
+    """A one-agent, one-task Crew with max_iter. The crewai instrumentor writes the crew,
+    task and tool spans but no LLM span: users add the instrumentor of the client CrewAI
+    calls (its native OpenAI provider: the openai instrumentor)."""
+    import os
+
+    os.environ["CREWAI_DISABLE_TELEMETRY"] = "true"  # CrewAI's own usage telemetry
+    os.environ["CREWAI_TRACING_ENABLED"] = "false"
+    from openinference.instrumentation.crewai import CrewAIInstrumentor
+    from openinference.instrumentation.openai import OpenAIInstrumentor
+
+    CrewAIInstrumentor().instrument(tracer_provider=ctx.tracer_provider)
+    OpenAIInstrumentor().instrument(tracer_provider=ctx.tracer_provider)
+    from crewai import LLM, Agent, Crew, Task
+    from crewai.tools import tool
+
+    @tool("read_file")
+    def read_file(path: str) -> str:
+        """Read a text file and return its contents."""
+        return plan.read_file(path)
+
+    def kickoff() -> Any:
+        # A new crew per run, as per request in a service: CrewAI summarizes an overflowing
+        # context with its async client under asyncio.run, and a client kept from a run
+        # before is bound to a closed event loop ("Connection error").
+        llm = LLM(
+            model=f"openai/{plan.MODEL}",
+            base_url=ctx.base_url,
+            api_key=FAKE_KEY,
+            timeout=plan.CLIENT_TIMEOUT,
+            max_retries=0,
+        )
+        agent = Agent(
+            role="File assistant",
+            goal="Answer with what the file says.",
+            backstory="You read files for the user.",
+            tools=[read_file],
+            llm=llm,
+            max_iter=plan.TURN_LIMIT,
+            max_retry_limit=0,
+            verbose=False,
+        )
+        task = Task(description=plan.PROMPT, expected_output="What the file says.", agent=agent)
+        return Crew(name="file_crew", agents=[agent], tasks=[task], verbose=False).kickoff()
+
+    def script(run: plan.PlannedRun) -> list[Any]:
+        # CrewAI calls again after a failed call (a context overflow: to summarize first):
+        # the fault answers every call of the run.
+        steps = plan.steps(run)
+        return steps * 3 if run.mode in ("rate_limit", "context_overflow") else steps
+
+    ctx.each(lambda run: kickoff(), script=script)
+
+
 # -- Strands Agents (OTel GenAI semantic conventions, its own tracer) ---------------------
 
 
@@ -696,6 +753,13 @@ RECORDERS: dict[str, Recorder] = {
         ["openai-agents", "openai"],
         otel=False,
     ),
+    "pydantic_ai_v1": Recorder(
+        _pydantic_ai(1),
+        "pydantic-ai with InstrumentationSettings(version=1) (messages as GenAI events); "
+        "pydantic-ai 2.x offers versions 2-6 only, so this is pydantic-ai 1.x, the last "
+        "releases offering it, in its own environment ('.[record-pydantic-ai-v1]')",
+        ["pydantic-ai-slim", *_OTEL],
+    ),
     **{
         f"pydantic_ai_v{v}": Recorder(
             _pydantic_ai(v),
@@ -771,6 +835,18 @@ RECORDERS: dict[str, Recorder] = {
         ["smolagents", "openinference-instrumentation-smolagents", *_OTEL],
         answer_found=False,
         silent_turn_limit=True,
+    ),
+    "crewai_oi": Recorder(
+        record_crewai,
+        "CrewAI crew (one agent, max_iter) traced by OpenInference's crewai instrumentor "
+        "with its openai instrumentor for the LLM calls; needs its own environment "
+        "('.[record-crewai]')",
+        [
+            "crewai",
+            "openinference-instrumentation-crewai",
+            "openinference-instrumentation-openai",
+            *_OTEL,
+        ],
     ),
     "vercel_ai": Recorder(
         record_vercel_ai,

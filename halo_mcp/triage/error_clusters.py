@@ -32,8 +32,13 @@ MIN_STORM_ERRORS = 3
 #: Agents SDK MaxTurnsExceeded ("Max turns (5) exceeded"), pydantic-ai UsageLimitExceeded
 #: ("would exceed the request_limit of 5"), LangGraph GraphRecursionError ("Recursion limit
 #: of 10 reached"), LangChain/CrewAI/smolagents max iterations and max steps, Google ADK
-#: LlmCallsLimitExceededError ("Max number of llm calls limit of `5` exceeded").
+#: LlmCallsLimitExceededError ("Max number of llm calls limit of `5` exceeded"). CrewAI past
+#: max_iter asks the model for a final answer; when it still calls a tool, that list of
+#: tool calls fails TaskOutput's validation ("validation error for TaskOutput raw Input
+#: should be a valid string [...] input_type=list").
 _TURN_LIMIT = re.compile(
+    r"validation error for TaskOutput\W+raw\W+Input should be a valid string[^\n]*"
+    r"input_type=list|"
     r"max[ _.-]?turns|turn limit|step limit|max[ _.-]?steps|max[ _.-]?iterations|"
     r"iteration limit|recursion limit|too many (?:turns|steps|iterations)|"
     r"maxturnsexceeded|usagelimitexceeded|graphrecursionerror|llmcallslimitexceeded|"

@@ -173,9 +173,16 @@ _BASE_STATUS = (
     f"{_CODE} IN ('ok', 'status_code_ok', '1'), 'ok', 'unset')"
 )
 STATUS = f"if({_EXC_INDEX} > 0 OR {_ERROR_TYPE} IS NOT NULL, 'error', {_BASE_STATUS})"
+#: The status message, or the exception's "Type: message" when the status only repeats the
+#: exception's message and the type is not a bare Error (formats.spans.typed_message).
+_TYPED_MESSAGE = (
+    f"if(StatusMessage != '' AND ifNull(endsWith({_EXC_MESSAGE}, concat(': ', StatusMessage))"
+    f" AND {_EXC_MESSAGE} != StatusMessage AND substring({_EXC_MESSAGE}, 1, "
+    f"length({_EXC_MESSAGE}) - length(StatusMessage) - 2) NOT IN ('Error', 'Exception'), 0), "
+    f"{_EXC_MESSAGE}, nullIf(StatusMessage, ''))"
+)
 ERROR_MESSAGE = (
-    f"if(status = 'error', coalesce(nullIf(StatusMessage, ''), {_EXC_MESSAGE}, "
-    f"{_ERROR_TYPE}), NULL)"
+    f"if(status = 'error', coalesce({_TYPED_MESSAGE}, {_EXC_MESSAGE}, {_ERROR_TYPE}), NULL)"
 )
 
 START_NS = "toUnixTimestamp64Nano(Timestamp)"

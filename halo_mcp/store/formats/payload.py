@@ -17,7 +17,7 @@ from halo_mcp.store.formats.agents_sdk import error_message, span_id_of
 from halo_mcp.store.formats.attributes import attribute_map, flatten
 from halo_mcp.store.formats.errors import SpanNotOnLineError
 from halo_mcp.store.formats.lines import AGENTS, OTLP, SPAN, Entry, walk_line
-from halo_mcp.store.formats.spans import exception_of, span_ids, status_parts
+from halo_mcp.store.formats.spans import exception_of, span_ids, status_parts, typed_message
 from halo_mcp.store.formats.values import ns_to_iso, to_ns, to_str
 
 
@@ -202,9 +202,11 @@ def otel_payload(span: dict, resource: Any) -> SpanPayload:
         resource_attrs = flatten(resource)
     events = _events(span.get("events"))
     _, message = status_parts(span.get("status"))
-    if not message:
-        has_exception, exc_message = exception_of(span.get("events"))
-        message = exc_message if has_exception else to_str(attrs.get("error.type"))
+    has_exception, exc_message = exception_of(span.get("events"))
+    if has_exception:
+        message = typed_message(message, exc_message)
+    elif not message:
+        message = to_str(attrs.get("error.type"))
     payload_input = _content(attrs, _INPUT_KEYS, _INPUT_MESSAGE_PREFIXES)
     payload_output = _content(attrs, _OUTPUT_KEYS, _OUTPUT_MESSAGE_PREFIXES)
     if events and payload_input is None:

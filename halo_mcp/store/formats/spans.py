@@ -88,6 +88,22 @@ def exception_of(events: Any) -> tuple[bool, str | None]:
     return False, None
 
 
+#: Exception types that name no particular error (JavaScript's Error).
+_BARE_TYPES = ("Error", "Exception")
+
+
+def typed_message(message: str | None, exc_message: str | None) -> str | None:
+    """The status message, or the exception's "Type: message" when the status only repeats
+    the exception's message without its type (OpenInference's CrewAI spans) and the type
+    says more than a bare Error: titles then name the error. (ClickHouse:
+    expressions._TYPED_MESSAGE.)"""
+    if not message:
+        return exc_message
+    if not exc_message or exc_message == message or not exc_message.endswith(": " + message):
+        return message
+    return message if exc_message[: -len(message) - 2] in _BARE_TYPES else exc_message
+
+
 def error_outcome(
     status: str, message: str | None, events: Any, error_type: Any
 ) -> tuple[str, str | None]:
@@ -98,8 +114,7 @@ def error_outcome(
         has_exception, exc_message = exception_of(events)
         if has_exception:
             status = "error"
-            if not message:
-                message = exc_message
+            message = typed_message(message, exc_message)
     if error_type:
         status = "error"
         if not message:
