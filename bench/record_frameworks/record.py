@@ -1,11 +1,11 @@
 """Record traces from real agent frameworks running against the fake OpenAI server.
 
     pip install -e '.[record]'     # frameworks and instrumentors (not for tests); LlamaIndex,
-                                   # Strands, Google ADK, CrewAI and pydantic-ai's
-                                   # instrumentation v1: '.[record-llamaindex]' /
-                                   # '.[record-strands]' / '.[record-adk]' /
-                                   # '.[record-crewai]' / '.[record-pydantic-ai-v1]', each
-                                   # in its own venv (their pins conflict)
+                                   # Strands, Google ADK and pydantic-ai's instrumentation
+                                   # v1: '.[record-llamaindex]' / '.[record-strands]' /
+                                   # '.[record-adk]' / '.[record-pydantic-ai-v1]', each in
+                                   # its own venv (their pins conflict); CrewAI: a venv
+                                   # from requirements-crewai.txt (no halo-mcp: mcp<2)
     python bench/record_frameworks/record.py                  # every framework
     python bench/record_frameworks/record.py pydantic_ai_v2 langgraph_oi
     python bench/record_frameworks/record.py --truth-only openai_agents_oi   # ground truth

@@ -840,7 +840,7 @@ RECORDERS: dict[str, Recorder] = {
         record_crewai,
         "CrewAI crew (one agent, max_iter) traced by OpenInference's crewai instrumentor "
         "with its openai instrumentor for the LLM calls; needs its own environment "
-        "('.[record-crewai]')",
+        "(bench/record_frameworks/requirements-crewai.txt)",
         [
             "crewai",
             "openinference-instrumentation-crewai",
