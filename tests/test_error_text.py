@@ -87,6 +87,12 @@ def test_titles_name_the_exception_wherever_the_signature_names_it() -> None:
         "GraphRecursionError"
     )
     assert error_type("Request timed out.") == "Request timed out."
+    # A qualified type is named without its module (OpenInference's CrewAI spans).
+    assert error_type("pydantic_core._pydantic_core.ValidationError: 1 error") == (
+        "ValidationError"
+    )
+    assert error_type("openai.RateLimitError: Error code: 429") == "RateLimitError"
+    assert error_type("gen_ai.tool.error: failed") == "gen_ai.tool.error"
 
 
 def test_a_message_with_no_wrapper_is_left_as_it_is() -> None:

@@ -117,11 +117,14 @@ def signature_regex(signature: str) -> str | None:
 
 
 def error_type(signature: str) -> str:
-    """What a title calls the error: its exception type when the signature names one,
-    else the start of the message."""
+    """What a title calls the error: its exception type when the signature names one
+    (without its module: "openai.RateLimitError" -> "RateLimitError"), else the start of
+    the message."""
     match = _ERROR_TYPE.match(signature)
     if match and "<" not in match.group(1):
-        return match.group(1)
+        name = match.group(1)
+        last = name.rsplit(".", 1)[-1]
+        return last if last[:1].isupper() else name
     match = _CLASS_NAME.search(signature)
     if match:
         return match.group(1)
