@@ -123,3 +123,20 @@ def test_token_counts_given_as_floats_strings_or_junk():
     assert (row["input_tokens"], row["output_tokens"]) == (12, None)
     row = one({"gen_ai.usage.input_tokens": -5, "gen_ai.usage.output_tokens": 2**70})
     assert (row["input_tokens"], row["output_tokens"]) == (None, None)
+
+
+def test_an_openinference_agent_span_is_named_after_its_graph_node_else_its_name() -> None:
+    """CrewAI's agent span is "File assistant._execute_core" with graph.node.id "File
+    assistant"; LangGraph's carries no node: the span name is the agent's."""
+    from halo_mcp.store.formats.compiled import compiled_semantics
+    from halo_mcp.store.formats.conventions import semantics
+
+    crewai = {"graph.node.id": "File assistant", "openinference.span.kind": "AGENT"}
+    langgraph = {"openinference.span.kind": "AGENT"}
+    for attrs, name, agent in (
+        (crewai, "File assistant._execute_core", "File assistant"),
+        (langgraph, "file_agent", "file_agent"),
+    ):
+        assert semantics(attrs, name)[:2] == ("agent", agent)
+        compiled = compiled_semantics(tuple(attrs))
+        assert compiled is not None and compiled(attrs, name)[:2] == ("agent", agent)

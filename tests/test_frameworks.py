@@ -90,6 +90,8 @@ NO_AGENT_NAME = {"llama_index_oi", "smolagents_oi"}
 #: smolagents' instrumentor writes llm.invocation_parameters "{}" and no model on a call
 #: that failed: the span does not name the model at all.
 FAILED_CALLS_UNNAMED = {"smolagents_oi"}
+#: Agents named by a graph node, not by their span's name (CrewAI's "<role>._execute_core").
+AGENT_NAME = {"crewai_oi": "File assistant", "openai_agents_oi": "File assistant"}
 #: Frameworks whose agents answer through a tool of their own (smolagents' final_answer).
 ANSWER_TOOL = {"smolagents_oi": "final_answer"}
 
@@ -111,6 +113,8 @@ def test_models_tokens_tools_and_agents_are_recognized(framework: str, cache: Pa
     assert any(span.tool_name == "read_file" for span in tools), framework
     if framework not in NO_AGENT_NAME:
         assert all(span.agent for span in llm + tools), framework
+    if framework in AGENT_NAME:
+        assert {span.agent for span in llm + tools} == {AGENT_NAME[framework]}
 
 
 #: Roots that record no content (the answer is the run's last LLM call's: the Agents SDK,

@@ -26,6 +26,7 @@ from halo_mcp.store.formats.conventions import (
     _requested_model,
     kind_from_name,
     kind_word,
+    oi_agent_name,
 )
 from halo_mcp.store.formats.values import INT64_MAX, to_int, to_str
 
@@ -100,9 +101,9 @@ def _source(shape: Shape) -> str:
     body.append("                kind = 'llm'")
     body.append("            else:")
     body.append("                kind = kind_from_name(name)")
-    if keys_of[KIND_OI]:  # an OpenInference agent span without a name: its span name
+    if keys_of[KIND_OI]:  # an OpenInference agent span without a name: node or span name
         body.append("        if agent is None and kind == 'agent' and oi is not None:")
-        body.append("            agent = name or None")
+        body.append("            agent = oi_agent_name(attrs, name)")
     if shape[_SLOT_COUNT]:
         params.append("k_error")
         body.append("        return kind, agent, model, tool, tin, tout, session, attrs[k_error]")
@@ -117,6 +118,7 @@ _GLOBALS = {
     "INT64_MAX": INT64_MAX,
     "kind_from_name": kind_from_name,
     "kind_word": kind_word,
+    "oi_agent_name": oi_agent_name,
     "requested_model": _requested_model,
     "to_int": to_int,
     "to_str": to_str,

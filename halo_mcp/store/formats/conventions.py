@@ -207,9 +207,11 @@ def _dotted_prefixes(keys: Iterable[str]) -> frozenset[str]:
 
 
 # Keys under which a nested dict would flatten into (or replace) a key that semantics or
-# the row reads: the known keys, error.type, and their dotted prefixes.
+# the row reads: the known keys, error.type, graph.node.id and their dotted prefixes.
 # (Not llm.invocation_parameters: only its JSON string form is read, never a dict.)
-_READ_PREFIXES = _dotted_prefixes([*(k for k in _SLOTS if k != _INVOCATION_KEY), "error.type"])
+_READ_PREFIXES = _dotted_prefixes(
+    [*(k for k in _SLOTS if k != _INVOCATION_KEY), "error.type", "graph.node.id"]
+)
 
 
 def nested_dict_matters(key: str) -> bool:
@@ -342,10 +344,16 @@ def semantics(
         else:
             kind = kind_from_name(name)
     if agent is None and kind == "agent" and oi_kind is not None:
-        # OpenInference's LangChain/LangGraph and smolagents agent spans carry no agent
-        # attribute: the span is named after the agent (the graph's name).
-        agent = name or None
+        agent = oi_agent_name(attrs, name)
     return kind, agent, model, tool, tokens_in, tokens_out, session
+
+
+def oi_agent_name(attrs: dict[str, Any], name: str) -> str | None:
+    """The agent of an OpenInference agent span without an agent attribute: its graph node
+    (CrewAI's span "File assistant._execute_core" has node "File assistant"), else the span
+    name (LangChain/LangGraph and smolagents name the span after the agent)."""
+    node = attrs.get("graph.node.id")
+    return (node if type(node) is str and node else None) or name or None
 
 
 def _requested_model(parameters: Any) -> str | None:
