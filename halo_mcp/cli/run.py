@@ -47,6 +47,11 @@ if TYPE_CHECKING:
     from halo_mcp.engine.settings import EngineSettings
 _NOISY_LOGGERS = ("asyncio", "httpcore", "httpcore2", "httpx", "httpx2", "openai")
 
+_RUN_DESCRIPTION = """\
+Run an analysis: LLM agents explore the traces, delegate to sub-agents and
+report the systemic failure modes of the harness with verified evidence.
+The run is saved: read it later with `halo-mcp show` or over MCP."""
+
 _RUN_EPILOG = """\
 results:
   stdout  the markdown report (or the run as JSON with --json; both go to FILE with --output)
@@ -78,11 +83,7 @@ def _register_run(subparsers: Subcommands) -> None:
     p = subparsers.add_parser(
         "run",
         help="Analyze traces with the HALO engine and print the report.",
-        description=(
-            "Run an analysis: LLM agents explore the traces, delegate to sub-agents and\n"
-            "report the systemic failure modes of the harness with verified evidence.\n"
-            "The run is saved: read it later with `halo-mcp show` or over MCP."
-        ),
+        description=_RUN_DESCRIPTION,
         epilog=_RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
