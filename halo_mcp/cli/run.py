@@ -28,10 +28,10 @@ from halo_mcp.cli import (
     EXIT_OK,
     EXIT_USAGE,
     EXIT_WARNING,
-    AddsArguments,
     Subcommands,
 )
 from halo_mcp.cli.install import write_atomically
+from halo_mcp.cli.options import add_directory_options
 from halo_mcp.cli.output import json_text
 from halo_mcp.cli.window import add_window_options, window_from_args
 from halo_mcp.excgroups import is_interrupt
@@ -71,6 +71,11 @@ examples:
   halo-mcp run traces/prod.jsonl -p "Diagnose errors and suggest harness fixes"
   halo-mcp run traces/ -p "Why do refunds fail?" --repo . --context @docs/agent.md
 """
+
+
+_SHOW_DESCRIPTION = """\
+Print a run's markdown report (ids starting with run_) or one finding with its evidence,
+root cause, suggested change and validation (ids starting with f_)."""
 
 
 def register(subparsers: Subcommands) -> None:
@@ -202,16 +207,8 @@ def _register_run(subparsers: Subcommands) -> None:
     out.add_argument(
         "-v", "--verbose", action="store_true", help="Also show agents, tool calls and debug logs."
     )
-    _add_data_dir(out)
+    add_directory_options(out, data=True)
     p.set_defaults(handler=run_command)
-
-
-def _add_data_dir(parser: AddsArguments) -> None:
-    parser.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        help="Run store directory (default: $HALO_DATA_DIR, else ~/.local/share/halo-mcp).",
-    )
 
 
 def _register_runs(subparsers: Subcommands) -> None:
@@ -224,7 +221,7 @@ def _register_runs(subparsers: Subcommands) -> None:
         "--limit", type=int, default=20, metavar="N", help="How many runs (default: 20)."
     )
     p.add_argument("--json", action="store_true", help="Print the runs as JSON.")
-    _add_data_dir(p)
+    add_directory_options(p, data=True)
     p.set_defaults(handler=runs_command)
 
 
@@ -232,14 +229,11 @@ def _register_show(subparsers: Subcommands) -> None:
     p = subparsers.add_parser(
         "show",
         help="Print a run's report (RUN_ID) or one finding in full (FINDING_ID).",
-        description=(
-            "Print a run's markdown report (ids starting with run_) or one finding with its"
-            " evidence, root cause, suggested change and validation (ids starting with f_)."
-        ),
+        description=_SHOW_DESCRIPTION,
     )
     p.add_argument("id", metavar="RUN_ID|FINDING_ID", help="From `halo-mcp runs` or a report.")
     p.add_argument("--json", action="store_true", help="Print the run or finding as JSON.")
-    _add_data_dir(p)
+    add_directory_options(p, data=True)
     p.set_defaults(handler=show_command)
 
 
