@@ -16,30 +16,32 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr
 
 from halo_mcp.cli import EXIT_OK, EXIT_USAGE, Subcommands
-from halo_mcp.cli.options import add_http_options, http_options
+from halo_mcp.cli.options import add_http_options, add_verbose_option, http_options
 from halo_mcp.cli.output import first_error_message
 
 if TYPE_CHECKING:
     from halo_mcp.collect.settings import CollectSettings
 
 
+_COLLECT_DESCRIPTION = """\
+An OTLP/HTTP trace receiver (protobuf or JSON, gzip or not) at http://HOST:PORT/v1/traces.
+Spans are appended to DIR as OTLP JSON lines, fsync'ed before each request is acknowledged,
+in files rotated by day and size. Read DIR with any command (halo-mcp triage DIR --since
+24h) while it grows."""
+
+
 def register(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser(
         "collect",
         help="Receive OTLP/HTTP traces at /v1/traces into a directory halo-mcp reads.",
-        description=(
-            "An OTLP/HTTP trace receiver (protobuf or JSON, gzip or not) at "
-            "http://HOST:PORT/v1/traces. Spans are appended to DIR as OTLP JSON lines, "
-            "fsync'ed before each request is acknowledged, in files rotated by day and size. "
-            "Read DIR with any command (halo-mcp triage DIR --since 24h) while it grows."
-        ),
+        description=_COLLECT_DESCRIPTION,
     )
     add_http_options(parser, default_port=4318)
     parser.add_argument(
         "--dir", required=True, type=Path, metavar="DIR", help="the collection directory"
     )
     add_limit_options(parser)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
+    add_verbose_option(parser)
     parser.set_defaults(handler=run)
 
 

@@ -13,6 +13,11 @@ from pathlib import Path
 from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommands
 from halo_mcp.settings import Environment
 
+_PHOENIX_DESCRIPTION = """\
+Page through a Phoenix project's spans (oldest first) and append them to FILE as OTLP JSON
+lines. Resumable: a re-run with the same -o continues where the last one stopped, then
+fetches only new spans. Progress goes to stderr."""
+
 
 def register(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser(
@@ -22,11 +27,7 @@ def register(subparsers: Subcommands) -> None:
     phoenix = sources.add_parser(
         "phoenix",
         help="From a running Arize Phoenix server (its REST API).",
-        description=(
-            "Page through a Phoenix project's spans (oldest first) and append them to FILE "
-            "as OTLP JSON lines. Resumable: a re-run with the same -o continues where the "
-            "last one stopped, then fetches only new spans. Progress goes to stderr."
-        ),
+        description=_PHOENIX_DESCRIPTION,
     )
     phoenix.add_argument("--url", required=True, help="Phoenix URL, e.g. http://127.0.0.1:6006")
     phoenix.add_argument("--project", default="default", help="project name (default 'default')")

@@ -42,6 +42,11 @@ _NEXT_STEP = {
     "vscode": "In VS Code run 'MCP: List Servers' from the Command Palette and start halo.",
 }
 
+_DESCRIPTION = """\
+Write or merge the halo server entry into a coding agent's MCP config:
+stdio (the client starts `halo-mcp serve`, the default) or a running
+HTTP server (--http URL). What changed is shown on stderr."""
+
 _EPILOG = """\
 where the entry goes:
   claude-code  project: ./.mcp.json            user: ~/.claude.json (only mcpServers.NAME)
@@ -64,11 +69,7 @@ def register(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser(
         "install",
         help="Register the halo MCP server in Claude Code, Cursor, Codex or VS Code.",
-        description=(
-            "Write or merge the halo server entry into a coding agent's MCP config:\n"
-            "stdio (the client starts `halo-mcp serve`, the default) or a running\n"
-            "HTTP server (--http URL). What changed is shown on stderr."
-        ),
+        description=_DESCRIPTION,
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -6,26 +6,27 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommands
+from halo_mcp.cli.options import add_verbose_option
+
+_LOAD_DESCRIPTION = """\
+Read trace files (any format halo-mcp reads) and write their spans into LOCATION as the
+OpenTelemetry Collector's ClickHouse exporter would, creating the exporter's tables when
+missing. LOCATION is clickhouse://USER@HOST:8123/DB?table=otel_traces (password from
+HALO_CLICKHOUSE_PASSWORD) or chdb:FOLDER. Afterwards pass LOCATION wherever a trace path
+goes."""
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subcommands) -> None:
     load = subparsers.add_parser(
         "load",
         help="Write trace files into a ClickHouse table (exporter schema), or a chDB folder.",
-        description=(
-            "Read trace files (any format halo-mcp reads) and write their spans into "
-            "LOCATION as the OpenTelemetry Collector's ClickHouse exporter would, creating "
-            "the exporter's tables when missing. LOCATION is "
-            "clickhouse://USER@HOST:8123/DB?table=otel_traces (password from "
-            "HALO_CLICKHOUSE_PASSWORD) or chdb:FOLDER. Afterwards pass LOCATION wherever a "
-            "trace path goes."
-        ),
+        description=_LOAD_DESCRIPTION,
     )
     load.add_argument("paths", nargs="+", metavar="PATH", help="Trace files or directories.")
     load.add_argument("--to", required=True, metavar="LOCATION", help="Where to write.")
     load.add_argument("--json", action="store_true", help="Print the result as JSON.")
-    load.add_argument("-v", "--verbose", action="store_true", help="Log details to stderr.")
+    add_verbose_option(load)
     load.set_defaults(handler=run_load)
 
 

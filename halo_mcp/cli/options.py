@@ -1,6 +1,10 @@
 """Options that several commands share, added by one function each so that a fix to one
 command's flags reaches its twins.
 
+`add_read_options` is what every command that reads traces takes (--json, --cache-dir,
+--since/--until, -v); `add_directory_options` and `add_verbose_option` are its parts, for
+the commands that take only some. One help text per flag, the same on every command.
+
 `add_http_options` + `http_options` are for every command that serves HTTP (`serve --http`,
 `ui`): the bind address, the bearer tokens and the extra Host/Origin values that the
 DNS-rebinding protection (`halo_mcp.server.transport_security`) accepts. A new command
@@ -15,7 +19,40 @@ from typing import TypedDict
 
 from pydantic import SecretStr
 
+from halo_mcp.cli import AddsArguments
 from halo_mcp.cli.clientconfig import DEFAULT_TOKEN_ENV
+from halo_mcp.cli.window import add_window_options
+
+
+def add_verbose_option(parser: AddsArguments) -> None:
+    """-v/--verbose: debug logs on stderr (stdout keeps only the command's output)."""
+    parser.add_argument("-v", "--verbose", action="store_true", help="Debug logs on stderr.")
+
+
+def add_directory_options(
+    parser: AddsArguments, *, data: bool = False, cache: bool = False
+) -> None:
+    """--data-dir (the run store) and/or --cache-dir (the trace index)."""
+    if data:
+        parser.add_argument(
+            "--data-dir",
+            metavar="DIR",
+            help="Run store (default: $HALO_DATA_DIR or ~/.local/share/halo-mcp).",
+        )
+    if cache:
+        parser.add_argument(
+            "--cache-dir",
+            metavar="DIR",
+            help="Trace index (default: $HALO_CACHE_DIR or ~/.cache/halo-mcp).",
+        )
+
+
+def add_read_options(parser: AddsArguments, *, json_help: str) -> None:
+    """--json (`json_help` says what it prints), --cache-dir, --since/--until and -v."""
+    parser.add_argument("--json", action="store_true", help=json_help)
+    add_directory_options(parser, cache=True)
+    add_window_options(parser)
+    add_verbose_option(parser)
 
 
 class HttpOptions(TypedDict):

@@ -28,10 +28,10 @@ from halo_mcp.cli import (
     EXIT_OK,
     EXIT_USAGE,
     EXIT_WARNING,
-    AddsArguments,
     Subcommands,
 )
 from halo_mcp.cli.install import write_atomically
+from halo_mcp.cli.options import add_directory_options
 from halo_mcp.cli.output import json_text
 from halo_mcp.cli.window import add_window_options, window_from_args
 from halo_mcp.excgroups import is_interrupt
@@ -46,6 +46,11 @@ if TYPE_CHECKING:
     from halo_mcp.engine.runstore import RunStore
     from halo_mcp.engine.settings import EngineSettings
 _NOISY_LOGGERS = ("asyncio", "httpcore", "httpcore2", "httpx", "httpx2", "openai")
+
+_RUN_DESCRIPTION = """\
+Run an analysis: LLM agents explore the traces, delegate to sub-agents and
+report the systemic failure modes of the harness with verified evidence.
+The run is saved: read it later with `halo-mcp show` or over MCP."""
 
 _RUN_EPILOG = """\
 results:
@@ -68,6 +73,11 @@ examples:
 """
 
 
+_SHOW_DESCRIPTION = """\
+Print a run's markdown report (ids starting with run_) or one finding with its evidence,
+root cause, suggested change and validation (ids starting with f_)."""
+
+
 def register(subparsers: Subcommands) -> None:
     _register_run(subparsers)
     _register_runs(subparsers)
@@ -78,11 +88,7 @@ def _register_run(subparsers: Subcommands) -> None:
     p = subparsers.add_parser(
         "run",
         help="Analyze traces with the HALO engine and print the report.",
-        description=(
-            "Run an analysis: LLM agents explore the traces, delegate to sub-agents and\n"
-            "report the systemic failure modes of the harness with verified evidence.\n"
-            "The run is saved: read it later with `halo-mcp show` or over MCP."
-        ),
+        description=_RUN_DESCRIPTION,
         epilog=_RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -201,16 +207,8 @@ def _register_run(subparsers: Subcommands) -> None:
     out.add_argument(
         "-v", "--verbose", action="store_true", help="Also show agents, tool calls and debug logs."
     )
-    _add_data_dir(out)
+    add_directory_options(out, data=True)
     p.set_defaults(handler=run_command)
-
-
-def _add_data_dir(parser: AddsArguments) -> None:
-    parser.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        help="Run store directory (default: $HALO_DATA_DIR, else ~/.local/share/halo-mcp).",
-    )
 
 
 def _register_runs(subparsers: Subcommands) -> None:
@@ -223,7 +221,7 @@ def _register_runs(subparsers: Subcommands) -> None:
         "--limit", type=int, default=20, metavar="N", help="How many runs (default: 20)."
     )
     p.add_argument("--json", action="store_true", help="Print the runs as JSON.")
-    _add_data_dir(p)
+    add_directory_options(p, data=True)
     p.set_defaults(handler=runs_command)
 
 
@@ -231,14 +229,11 @@ def _register_show(subparsers: Subcommands) -> None:
     p = subparsers.add_parser(
         "show",
         help="Print a run's report (RUN_ID) or one finding in full (FINDING_ID).",
-        description=(
-            "Print a run's markdown report (ids starting with run_) or one finding with its"
-            " evidence, root cause, suggested change and validation (ids starting with f_)."
-        ),
+        description=_SHOW_DESCRIPTION,
     )
     p.add_argument("id", metavar="RUN_ID|FINDING_ID", help="From `halo-mcp runs` or a report.")
     p.add_argument("--json", action="store_true", help="Print the run or finding as JSON.")
-    _add_data_dir(p)
+    add_directory_options(p, data=True)
     p.set_defaults(handler=show_command)
 
 

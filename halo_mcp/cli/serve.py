@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from halo_mcp.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subcommands
 from halo_mcp.cli.collect import add_limit_options, collect_settings
-from halo_mcp.cli.options import add_http_options, http_options
+from halo_mcp.cli.options import add_http_options, add_verbose_option, http_options
 from halo_mcp.cli.output import first_error_message
 from halo_mcp.excgroups import leaves
 from halo_mcp.settings import Environment
@@ -30,15 +30,17 @@ if TYPE_CHECKING:
 DEFAULT_PORT = 8765
 
 
+_SERVE_DESCRIPTION = """\
+Serve halo-mcp's tools over MCP. Over stdio (the default) stdout carries only the protocol
+and logs go to stderr. With --http, clients connect to http://HOST:PORT/mcp with
+'Authorization: Bearer <token>'."""
+
+
 def register(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="Run the MCP server over stdio, or Streamable HTTP with --http.",
-        description=(
-            "Serve halo-mcp's tools over MCP. Over stdio (the default) stdout carries only the "
-            "protocol and logs go to stderr. With --http, clients connect to "
-            "http://HOST:PORT/mcp with 'Authorization: Bearer <token>'."
-        ),
+        description=_SERVE_DESCRIPTION,
     )
     parser.add_argument("--http", action="store_true", help="serve Streamable HTTP, not stdio")
     add_http_options(parser, default_port=DEFAULT_PORT)
@@ -76,7 +78,7 @@ def register(subparsers: Subcommands) -> None:
     parser.add_argument(
         "--test", action="store_true", help="start the server over stdio, list its tools, report"
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
+    add_verbose_option(parser)
     parser.set_defaults(handler=run)
 
 

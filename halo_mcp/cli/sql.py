@@ -6,20 +6,25 @@ from __future__ import annotations
 import argparse
 
 from halo_mcp.cli import EXIT_FAILED, EXIT_OK, Subcommands
+from halo_mcp.cli.options import add_read_options
 from halo_mcp.cli.output import fail, notice, print_json, table
-from halo_mcp.cli.window import add_window_options, window_from_args
+from halo_mcp.cli.window import window_from_args
 
 # The store is imported by the handler when it runs, so that `halo-mcp --help` and the other
 # commands do not pay for it at start-up.
+
+
+_SQL_DESCRIPTION = """\
+Run one SELECT over the views `spans`, `traces` and `span_counts` of the traces' index
+(read-only, bounded rows, characters and time). The last argument is the query; `--schema`
+prints the views' columns."""
 
 
 def register(subparsers: Subcommands) -> None:
     p = subparsers.add_parser(
         "sql",
         help="Read-only SQL over views of the traces (spans, traces, span_counts).",
-        description="Run one SELECT over the views `spans`, `traces` and `span_counts` of "
-        "the traces' index (read-only, bounded rows, characters and time). The last argument "
-        "is the query; `--schema` prints the views' columns.",
+        description=_SQL_DESCRIPTION,
         epilog='example: halo-mcp sql traces.jsonl "SELECT tool_name, COUNT(*) AS calls, '
         'AVG(is_error) AS error_rate FROM spans WHERE tool_name IS NOT NULL GROUP BY 1"',
     )
@@ -29,10 +34,7 @@ def register(subparsers: Subcommands) -> None:
     p.add_argument(
         "--timeout", type=float, default=30.0, metavar="S", help="Time limit in seconds (30)."
     )
-    p.add_argument("--json", action="store_true", help="Print the result as JSON.")
-    p.add_argument("--cache-dir", help="Where the index lives (default: $HALO_CACHE_DIR).")
-    add_window_options(p)
-    p.add_argument("-v", "--verbose", action="store_true", help="Log details to stderr.")
+    add_read_options(p, json_help="Print the result as JSON.")
     p.set_defaults(handler=run_sql_command)
 
 

@@ -12,8 +12,9 @@ import orjson
 from pydantic import ValidationError
 
 from halo_mcp.cli import EXIT_OK, Subcommands
+from halo_mcp.cli.options import add_read_options
 from halo_mcp.cli.output import fail, notice, print_json, table
-from halo_mcp.cli.window import add_window_options, window_from_args
+from halo_mcp.cli.window import window_from_args
 
 # The store is imported by the handlers when they run, so that `halo-mcp --help` and
 # `halo-mcp serve` do not pay for it at start-up.
@@ -22,15 +23,14 @@ if TYPE_CHECKING:
     from halo_mcp.store.api import TraceReader
 
 
+_QUERY_DESCRIPTION = """\
+Select spans with filters combined by AND; prints a table and the cursor of the next page."""
+
+
 def register(subparsers: Subcommands) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("paths", nargs="+", metavar="PATH", help="Trace files or directories.")
-    common.add_argument("--json", action="store_true", help="Print JSON instead of tables.")
-    common.add_argument(
-        "--cache-dir", help="Where the index lives (default: $HALO_CACHE_DIR or ~/.cache)."
-    )
-    add_window_options(common)
-    common.add_argument("-v", "--verbose", action="store_true", help="Log details to stderr.")
+    add_read_options(common, json_help="Print JSON instead of tables.")
 
     overview = subparsers.add_parser(
         "overview",
@@ -44,8 +44,7 @@ def register(subparsers: Subcommands) -> None:
         "query",
         parents=[common],
         help="List spans matching filters (AND), one page at a time.",
-        description="Select spans with filters combined by AND; prints a table and the "
-        "cursor of the next page.",
+        description=_QUERY_DESCRIPTION,
     )
     query.add_argument("--trace-id", action="append", help="Only this trace (repeatable).")
     query.add_argument("--span-id", action="append", help="Only this span (repeatable).")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from halo_mcp.cli import EXIT_FAILED, EXIT_OK, Subcommands
+from halo_mcp.cli.options import add_directory_options, add_read_options
 from halo_mcp.cli.output import fail, notice, print_json, table
 from halo_mcp.cli.window import add_window_options, window_from_args
 
@@ -30,29 +31,34 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+_TRIAGE_DESCRIPTION = """\
+Deterministic triage: error clusters, loops, retry storms, runs stopped at a turn limit,
+runs without a final answer, latency and token outliers, tools by failure rate. Each item
+has a matcher, a prevalence and evidence ids."""
+
+
+_CHECK_DESCRIPTION = """\
+Recompute each finding's prevalence on NEW_PATH with its matcher and compare with before
+(the recorded prevalence, or a recount on --baseline traces). SOURCE: a run id, a saved JSON
+(`halo-mcp triage --json` output, a run record, or a list of findings), or 'triage' to
+triage the --baseline traces first."""
+
+
 def register(subparsers: Subcommands) -> None:
     triage = subparsers.add_parser(
         "triage",
         help="Count the failure symptoms of a trace set (no LLM, no API key).",
-        description="Deterministic triage: error clusters, loops, retry storms, runs stopped "
-        "at a turn limit, runs without a final answer, latency and token outliers, tools by "
-        "failure rate. Each item has a matcher, a prevalence and evidence ids.",
+        description=_TRIAGE_DESCRIPTION,
     )
     triage.add_argument("paths", nargs="+", metavar="PATH", help="Trace files or directories.")
-    triage.add_argument("--json", action="store_true", help="Print the report as JSON.")
     triage.add_argument("--max-items", type=int, default=25, help="Items to keep (default 25).")
-    triage.add_argument("--cache-dir", help="Where the index lives (default: $HALO_CACHE_DIR).")
-    add_window_options(triage)
-    triage.add_argument("-v", "--verbose", action="store_true", help="Log details to stderr.")
+    add_read_options(triage, json_help="Print the report as JSON.")
     triage.set_defaults(handler=run_triage_command)
 
     check = subparsers.add_parser(
         "check",
         help="Recount a run's findings (or triage items) on new traces: resolved or not?",
-        description="Recompute each finding's prevalence on NEW_PATH with its matcher and "
-        "compare with before (the recorded prevalence, or a recount on --baseline traces). "
-        "SOURCE: a run id, a saved JSON (`halo-mcp triage --json` output, a run record, or a "
-        "list of findings), or 'triage' to triage the --baseline traces first.",
+        description=_CHECK_DESCRIPTION,
     )
     check.add_argument("source", metavar="SOURCE", help="RUN_ID, a JSON file, or 'triage'.")
     check.add_argument("new_paths", nargs="+", metavar="NEW_PATH", help="The new traces.")
@@ -62,12 +68,9 @@ def register(subparsers: Subcommands) -> None:
         metavar="OLD_PATH",
         help="The old traces: 'before' is recounted on them instead of the recorded figures.",
     )
-    check.add_argument("--json", action="store_true", help="Print the report as JSON.")
-    check.add_argument("--cache-dir", help="Where the index lives (default: $HALO_CACHE_DIR).")
-    check.add_argument("--data-dir", help="The run store (default: $HALO_DATA_DIR).")
-    add_window_options(check)
+    add_read_options(check, json_help="Print the report as JSON.")
     add_window_options(check, prefix="baseline-")
-    check.add_argument("-v", "--verbose", action="store_true", help="Log details to stderr.")
+    add_directory_options(check, data=True)
     check.set_defaults(handler=run_check_command)
 
 

@@ -13,7 +13,12 @@ from pydantic import ValidationError
 
 from halo_mcp.cli import EXIT_FAILED, EXIT_OK, Subcommands
 from halo_mcp.cli.install import write_atomically
-from halo_mcp.cli.options import add_http_options, http_options
+from halo_mcp.cli.options import (
+    add_directory_options,
+    add_http_options,
+    add_verbose_option,
+    http_options,
+)
 from halo_mcp.cli.output import fail, first_error_message
 
 # The run store, the trace store, the report and the web app are imported by the handlers
@@ -22,15 +27,23 @@ from halo_mcp.cli.output import fail, first_error_message
 DEFAULT_UI_PORT = 8766
 
 
+_REPORT_DESCRIPTION = """\
+Write a run's report: findings ranked, prevalence with 95% intervals, first/last seen and a
+daily-rate chart per finding, check results before/after, and each finding's evidence traces
+as a span waterfall. One file, nothing fetched."""
+
+
+_UI_DESCRIPTION = """\
+Serve a trace viewer on http://127.0.0.1:PORT: trace list with filters, a trace's tree and
+timeline with span details, runs and findings, triage. It follows growing trace files.
+Beyond loopback it needs a token (HALO_MCP_TOKEN or --token)."""
+
+
 def register(subparsers: Subcommands) -> None:
     report = subparsers.add_parser(
         "report",
         help="Write a run's report as one self-contained HTML file (--html).",
-        description=(
-            "Write a run's report: findings ranked, prevalence with 95% intervals, first/last "
-            "seen and a daily-rate chart per finding, check results before/after, and each "
-            "finding's evidence traces as a span waterfall. One file, nothing fetched."
-        ),
+        description=_REPORT_DESCRIPTION,
     )
     report.add_argument("run_id", metavar="RUN_ID", help="From `halo-mcp runs`.")
     report.add_argument("--html", action="store_true", help="HTML (the only format here)")
@@ -47,24 +60,18 @@ def register(subparsers: Subcommands) -> None:
         metavar="FILE",
         help="show a saved check (`halo-mcp check RUN_ID NEW_PATHS --json > FILE`)",
     )
-    report.add_argument("--data-dir", metavar="DIR", help="run store directory")
-    report.add_argument("--cache-dir", metavar="DIR", help="trace index directory")
+    add_directory_options(report, data=True, cache=True)
     report.set_defaults(handler=run_report)
 
     ui = subparsers.add_parser(
         "ui",
         help="Browse traces, runs, findings and triage in a local web viewer.",
-        description=(
-            "Serve a trace viewer on http://127.0.0.1:PORT: trace list with filters, a trace's "
-            "tree and timeline with span details, runs and findings, triage. It follows "
-            "growing trace files. Beyond loopback it needs a token (HALO_MCP_TOKEN or --token)."
-        ),
+        description=_UI_DESCRIPTION,
     )
     ui.add_argument("paths", nargs="*", metavar="PATH", help="trace files or directories")
     add_http_options(ui, default_port=DEFAULT_UI_PORT)
-    ui.add_argument("--data-dir", metavar="DIR", help="run store directory")
-    ui.add_argument("--cache-dir", metavar="DIR", help="trace index directory")
-    ui.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
+    add_directory_options(ui, data=True, cache=True)
+    add_verbose_option(ui)
     ui.set_defaults(handler=run_ui)
 
 

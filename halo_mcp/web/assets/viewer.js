@@ -35,6 +35,20 @@
     return el("div", { class: "panel error-text", text: String(err.message || err) });
   }
 
+  /* The body of `path` for the view drawn under `token`; null when the view is stale or the
+     request failed (the error then replaces the view, or follows it with `append`). */
+  async function fetchForView(path, token, append) {
+    let body;
+    try {
+      body = await api(path);
+    } catch (err) {
+      if (append) app.appendChild(failed(err));
+      else app.replaceChildren(failed(err));
+      return null;
+    }
+    return token === renderToken ? body : null;
+  }
+
   /* ---------------------------------------------------------------- traces */
 
   function filterForm(filter, sort) {
@@ -115,14 +129,8 @@
       const q = new URLSearchParams({ sort, limit: "50" });
       if (Object.keys(filter).length) q.set("filter", JSON.stringify(filter));
       if (cursor) q.set("cursor", cursor);
-      let page;
-      try {
-        page = await api("/api/traces?" + q);
-      } catch (err) {
-        app.appendChild(failed(err));
-        return;
-      }
-      if (token !== renderToken) return;
+      const page = await fetchForView("/api/traces?" + q, token, true);
+      if (!page) return;
       count.textContent = `${page.total} matching`;
       for (const t of page.traces) {
         const spanParam = new URLSearchParams();
@@ -153,14 +161,8 @@
 
   async function showTrace(traceId, params, token) {
     app.replaceChildren(el("p", { class: "muted", text: "Loading trace…" }));
-    let tree;
-    try {
-      tree = await api("/api/traces/" + encodeURIComponent(traceId));
-    } catch (err) {
-      app.replaceChildren(failed(err));
-      return;
-    }
-    if (token !== renderToken) return;
+    const tree = await fetchForView("/api/traces/" + encodeURIComponent(traceId), token);
+    if (!tree) return;
     const s = tree.summary;
     const loadSpan = (span) => api(`/api/traces/${encodeURIComponent(traceId)}/spans/${encodeURIComponent(span.span_id)}`);
     app.replaceChildren(
@@ -182,14 +184,8 @@
   /* ------------------------------------------------------------------ runs */
 
   async function showRuns(token) {
-    let runs;
-    try {
-      runs = await api("/api/runs");
-    } catch (err) {
-      app.replaceChildren(failed(err));
-      return;
-    }
-    if (token !== renderToken) return;
+    const runs = await fetchForView("/api/runs", token);
+    if (!runs) return;
     const rows = runs.map((r) =>
       el("tr", { class: "clickable run-row", "data-run-id": r.id, onclick: () => go("run/" + encodeURIComponent(r.id)) },
         el("td", { class: "mono", text: fmtTime(r.created_at) }),
@@ -236,14 +232,8 @@
   }
 
   async function showRun(runId, token) {
-    let run;
-    try {
-      run = await api("/api/runs/" + encodeURIComponent(runId));
-    } catch (err) {
-      app.replaceChildren(failed(err));
-      return;
-    }
-    if (token !== renderToken) return;
+    const run = await fetchForView("/api/runs/" + encodeURIComponent(runId), token);
+    if (!run) return;
     const scale = niceMax(Math.max(...run.findings.map((v) => (v.interval ? v.interval.high : 0)), 0.01));
     app.replaceChildren(
       el("div", { class: "panel" },
@@ -263,14 +253,8 @@
 
   async function showTriage(token) {
     app.replaceChildren(el("p", { class: "muted", text: "Triaging the traces (no LLM)…" }));
-    let report;
-    try {
-      report = await api("/api/triage");
-    } catch (err) {
-      app.replaceChildren(failed(err));
-      return;
-    }
-    if (token !== renderToken) return;
+    const report = await fetchForView("/api/triage", token);
+    if (!report) return;
     const views = report.items.map((f, i) => ({ rank: i + 1, finding: f, interval: f.prevalence ? window.Halo.wilson(f.prevalence.traces_matched, f.prevalence.traces_in_scope) : null }));
     const scale = niceMax(Math.max(...views.map((v) => (v.interval ? v.interval.high : 0)), 0.01));
     app.replaceChildren(
