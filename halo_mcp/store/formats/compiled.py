@@ -4,8 +4,8 @@ Why: `semantics` interprets a per-key-tuple plan with loops; on tiny spans that 
 a third of the normalization cost. Here each plan becomes a closure whose body is
 generated once per plan *shape* (how many candidate keys each slot has), so keys from
 the data are never written into source code: they are bound as closure variables.
-A compiled function returns semantics' 7-tuple plus the `error.type` attribute (or None),
-which the row needs too. Results must equal `semantics` exactly
+A compiled function returns (semantics' Facts, the `error.type` attribute or None): the
+row needs that attribute too. Results must equal `semantics` exactly
 (tests/test_formats_fastpath.py checks it).
 """
 
@@ -21,6 +21,7 @@ from halo_mcp.store.formats.conventions import (
     KIND_OI,
     KIND_SDK,
     OPENINFERENCE_KINDS,
+    Facts,
     Plan,
     _plan,
     _requested_model,
@@ -29,7 +30,7 @@ from halo_mcp.store.formats.conventions import (
 )
 from halo_mcp.store.formats.values import INT64_MAX, to_int, to_str
 
-Semantics = Callable[[dict, str], tuple]
+Semantics = Callable[[dict, str], tuple[Facts, Any]]
 Shape = tuple[int, ...]
 
 _CACHE_LIMIT = 4_096
@@ -105,9 +106,9 @@ def _source(shape: Shape) -> str:
         body.append("            agent = name or None")
     if shape[_SLOT_COUNT]:
         params.append("k_error")
-        body.append("        return kind, agent, model, tool, tin, tout, session, attrs[k_error]")
+        body.append("        return (kind, agent, model, tool, tin, tout, session), attrs[k_error]")
     else:
-        body.append("        return kind, agent, model, tool, tin, tout, session, None")
+        body.append("        return (kind, agent, model, tool, tin, tout, session), None")
     head = [f"def factory({', '.join(params)}):", "    def run(attrs, name):"]
     return "\n".join(head + body + ["    return run", ""])
 

@@ -297,10 +297,13 @@ def _plan(keys: tuple[str, ...]) -> Plan:
     )
 
 
-def semantics(
-    attrs: dict[str, Any], name: str
-) -> tuple[str, str | None, str | None, str | None, int | None, int | None, str | None]:
-    """(kind, agent, model, tool_name, input_tokens, output_tokens, session_id)."""
+#: What a span's attributes say: (kind, agent, model, tool_name, input_tokens,
+#: output_tokens, session_id).
+Facts = tuple[str, str | None, str | None, str | None, int | None, int | None, str | None]
+
+
+def semantics(attrs: dict[str, Any], name: str) -> Facts:
+    """The span's Facts, read from its flat attributes by every convention."""
     keys = tuple(attrs)
     plan = _plans.get(keys)
     if plan is None:
