@@ -53,7 +53,8 @@ class SpanSource(BaseModel):
 
 
 class Span(BaseModel):
-    """One span, normalized. Content (inputs, outputs, attributes) is read from `source`."""
+    """One span, normalized. Content (inputs, outputs, attributes) is read from `source`.
+    The other fields, in this order, are the columns of an index row (ROW_FIELDS)."""
 
     trace_id: str
     span_id: str

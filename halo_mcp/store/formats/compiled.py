@@ -25,7 +25,7 @@ from halo_mcp.store.formats.conventions import (
     Plan,
     _plan,
     _requested_model,
-    kind_from_name,
+    kind_from_facts,
     kind_word,
 )
 from halo_mcp.store.formats.values import INT64_MAX, to_int, to_str
@@ -55,6 +55,16 @@ def _pick_lines(var: str, keys: list[str], indent: str) -> list[str]:
     return lines
 
 
+def _fallback_lines(var: str, keys: list[str], convert: str) -> list[str]:
+    """While `var` is still None: the first of `keys` holding a value, through `convert`."""
+    return [
+        f"        if {var} is None:",
+        *_pick_lines("v", keys, "            "),
+        "            if v is not None:",
+        f"                {var} = {convert}(v)",
+    ]
+
+
 def _source(shape: Shape) -> str:
     """Python source of the factory for one plan shape (only names, never data)."""
     params: list[str] = []
@@ -76,10 +86,7 @@ def _source(shape: Shape) -> str:
         else:  # names: to_str, inlined for strings
             body.append(f"        {name} = (v or None) if type(v) is str else to_str(v)")
     if keys_of[INVOCATION]:
-        body.append("        if model is None:")
-        body.extend(_pick_lines("v", keys_of[INVOCATION], "            "))
-        body.append("            if v is not None:")
-        body.append("                model = requested_model(v)")
+        body.extend(_fallback_lines("model", keys_of[INVOCATION], "requested_model"))
     body.append("        kind = None")
     if keys_of[KIND_OI]:
         body.extend(_pick_lines("v", keys_of[KIND_OI], "        "))
@@ -90,17 +97,9 @@ def _source(shape: Shape) -> str:
         body.append("                kind = kind_word(v)")
     for slot in (KIND_GENAI, KIND_SDK, KIND_HALO):
         if keys_of[slot]:
-            body.append("        if kind is None:")
-            body.extend(_pick_lines("v", keys_of[slot], "            "))
-            body.append("            if v is not None:")
-            body.append("                kind = kind_word(v)")
+            body.extend(_fallback_lines("kind", keys_of[slot], "kind_word"))
     body.append("        if kind is None:")
-    body.append("            if tool is not None:")
-    body.append("                kind = 'tool'")
-    body.append("            elif model is not None and (tin is not None or tout is not None):")
-    body.append("                kind = 'llm'")
-    body.append("            else:")
-    body.append("                kind = kind_from_name(name)")
+    body.append("            kind = kind_from_facts(tool, model, tin, tout, name)")
     if keys_of[KIND_OI]:  # an OpenInference agent span without a name: its span name
         body.append("        if agent is None and kind == 'agent' and oi is not None:")
         body.append("            agent = name or None")
@@ -116,7 +115,7 @@ def _source(shape: Shape) -> str:
 _GLOBALS = {
     "OPENINFERENCE_KINDS": OPENINFERENCE_KINDS,
     "INT64_MAX": INT64_MAX,
-    "kind_from_name": kind_from_name,
+    "kind_from_facts": kind_from_facts,
     "kind_word": kind_word,
     "requested_model": _requested_model,
     "to_int": to_int,

@@ -283,6 +283,18 @@ def kind_from_name(name: str) -> str:
     return "other"
 
 
+def kind_from_facts(
+    tool: str | None, model: str | None, tokens_in: int | None, tokens_out: int | None, name: str
+) -> str:
+    """The kind of a span no attribute classifies: a tool call, an LLM call, else the
+    kind its name suggests."""
+    if tool is not None:
+        return "tool"
+    if model is not None and (tokens_in is not None or tokens_out is not None):
+        return "llm"
+    return kind_from_name(name)
+
+
 def _plan(keys: tuple[str, ...]) -> Plan:
     by_slot: dict[int, list[tuple[int, str]]] = {}
     for key in keys:
@@ -338,12 +350,7 @@ def semantics(attrs: dict[str, Any], name: str) -> Facts:
                 if kind is not None:
                     break
     if kind is None:
-        if tool is not None:
-            kind = "tool"
-        elif model is not None and (tokens_in is not None or tokens_out is not None):
-            kind = "llm"
-        else:
-            kind = kind_from_name(name)
+        kind = kind_from_facts(tool, model, tokens_in, tokens_out, name)
     if agent is None and kind == "agent" and oi_kind is not None:
         # OpenInference's LangChain/LangGraph and smolagents agent spans carry no agent
         # attribute: the span is named after the agent (the graph's name).
