@@ -7,6 +7,7 @@ tools, the CLI, findings' matchers) selects spans with one language, :class:`Spa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
 from typing import Any, Literal
@@ -289,6 +290,10 @@ class SpanFilter(BaseModel):
     def is_empty(self) -> bool:
         return not self.model_dump(exclude_defaults=True)
 
+
+#: What the store's queries take as a filter: a SpanFilter, a dict of its fields, or None
+#: (every span).
+FilterArg = SpanFilter | Mapping[str, Any] | None
 
 #: The fields of a span filter, for error messages that say what is valid.
 FILTER_FIELDS = tuple(SpanFilter.model_fields)
