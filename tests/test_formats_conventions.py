@@ -139,4 +139,4 @@ def test_an_openinference_agent_span_is_named_after_its_graph_node_else_its_name
     ):
         assert semantics(attrs, name)[:2] == ("agent", agent)
         compiled = compiled_semantics(tuple(attrs))
-        assert compiled is not None and compiled(attrs, name)[:2] == ("agent", agent)
+        assert compiled is not None and compiled(attrs, name)[0][:2] == ("agent", agent)

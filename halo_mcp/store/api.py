@@ -31,11 +31,11 @@ from halo_mcp.store.aggregates import (
     ToolCalls,
 )
 from halo_mcp.store.models import (
+    FilterArg,
     LoadReport,
     MatchCount,
     Overview,
     SearchResult,
-    SpanFilter,
     SpanPage,
     SpanSort,
     TracePage,
@@ -44,8 +44,6 @@ from halo_mcp.store.models import (
     TraceTree,
 )
 from halo_mcp.store.sql import SqlResult
-
-FilterArg = SpanFilter | Mapping[str, Any] | None
 
 
 class AggregateReader(Protocol):

@@ -8,7 +8,7 @@ reading the SQL candidates' lines and testing each span.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,7 +18,7 @@ from halo_mcp.store.aggregates import Aggregates
 from halo_mcp.store.connections import iter_rows
 from halo_mcp.store.errors import InvalidFilterError, StoreError
 from halo_mcp.store.formats import SpanPayload, span_payloads, span_text
-from halo_mcp.store.models import SpanFilter, TraceRule, filter_help
+from halo_mcp.store.models import FilterArg, SpanFilter, TraceRule, filter_help
 from halo_mcp.store.session import Session
 from halo_mcp.store.shards import count_where, spans_where
 from halo_mcp.text_patterns import Regex
@@ -29,7 +29,7 @@ SCAN_THRESHOLD = 5000
 Where = tuple[list[str], list[Any]]
 
 
-def coerce_filter(flt: SpanFilter | Mapping[str, Any] | None) -> SpanFilter:
+def coerce_filter(flt: FilterArg) -> SpanFilter:
     """A SpanFilter from a filter, a dict of its fields, or None (every span)."""
     if flt is None:
         return SpanFilter()

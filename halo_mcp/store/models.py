@@ -7,6 +7,7 @@ tools, the CLI, findings' matchers) selects spans with one language, :class:`Spa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
 from typing import Any, Literal
@@ -53,7 +54,8 @@ class SpanSource(BaseModel):
 
 
 class Span(BaseModel):
-    """One span, normalized. Content (inputs, outputs, attributes) is read from `source`."""
+    """One span, normalized. Content (inputs, outputs, attributes) is read from `source`.
+    The other fields, in this order, are the columns of an index row (ROW_FIELDS)."""
 
     trace_id: str
     span_id: str
@@ -288,6 +290,10 @@ class SpanFilter(BaseModel):
     def is_empty(self) -> bool:
         return not self.model_dump(exclude_defaults=True)
 
+
+#: What the store's queries take as a filter: a SpanFilter, a dict of its fields, or None
+#: (every span).
+FilterArg = SpanFilter | Mapping[str, Any] | None
 
 #: The fields of a span filter, for error messages that say what is valid.
 FILTER_FIELDS = tuple(SpanFilter.model_fields)

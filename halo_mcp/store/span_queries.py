@@ -3,7 +3,7 @@ known ids. Each takes the request's Session (connection, hit tables, files, tota
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +13,7 @@ from halo_mcp.store.filters import Where, coerce_filter, compile_filter, traces_
 from halo_mcp.store.formats import SpanPayload, span_text
 from halo_mcp.store.models import (
     DEFAULT_SPAN_FIELDS,
+    FilterArg,
     MatchCount,
     SearchMatch,
     SearchResult,
@@ -26,8 +27,6 @@ from halo_mcp.store.query import COL, ROW_SELECT, Clipper
 from halo_mcp.store.raw_lines import LineReader
 from halo_mcp.store.session import Session
 from halo_mcp.store.shards import count_where, spans_where
-
-FilterArg = SpanFilter | Mapping[str, Any] | None
 
 
 def query_spans(

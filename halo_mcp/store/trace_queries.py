@@ -13,6 +13,7 @@ from halo_mcp.store.errors import UnknownIdError
 from halo_mcp.store.filters import coerce_filter, compile_filter, traces_matching
 from halo_mcp.store.models import (
     DEFAULT_SPAN_FIELDS,
+    FilterArg,
     FirstError,
     SpanNode,
     TracePage,
@@ -22,7 +23,7 @@ from halo_mcp.store.models import (
 )
 from halo_mcp.store.query import COL, ROW_SELECT
 from halo_mcp.store.session import Session
-from halo_mcp.store.span_queries import FilterArg, check_max_chars, views_of
+from halo_mcp.store.span_queries import check_max_chars, views_of
 
 _TRACE_COLUMNS = (
     "t.id, t.trace_id, t.root_name, t.service, t.agents, t.models, t.span_count, "

@@ -11,7 +11,7 @@ from typing import Any
 
 from halo_mcp.store.formats.conventions import AGENTS_SDK_TYPES, kind_from_name
 from halo_mcp.store.formats.errors import BadLineError
-from halo_mcp.store.formats.spans import UNNAMED
+from halo_mcp.store.formats.spans import UNNAMED, row
 from halo_mcp.store.formats.values import norm_id, to_int, to_ns, to_str
 
 
@@ -110,21 +110,6 @@ def agents_row(obj: dict) -> tuple:
     tool = to_str(data.get("name")) if span_type == "function" else None
     tokens_in, tokens_out = _usage(data)
     session = to_str(obj.get("group_id")) or to_str(data.get("session_id"))
-    return (
-        trace_id,
-        span_id,
-        norm_id(obj.get("parent_id")),
-        name,
-        kind,
-        status,
-        message,
-        start,
-        end,
-        None,
-        agent,
-        model,
-        tool,
-        tokens_in,
-        tokens_out,
-        session,
-    )
+    facts = (kind, agent, model, tool, tokens_in, tokens_out, session)
+    parent_id = norm_id(obj.get("parent_id"))
+    return row(trace_id, span_id, parent_id, name, status, message, start, end, None, facts)

@@ -4,8 +4,8 @@ Why: `semantics` interprets a per-key-tuple plan with loops; on tiny spans that 
 a third of the normalization cost. Here each plan becomes a closure whose body is
 generated once per plan *shape* (how many candidate keys each slot has), so keys from
 the data are never written into source code: they are bound as closure variables.
-A compiled function returns semantics' 7-tuple plus the `error.type` attribute (or None),
-which the row needs too. Results must equal `semantics` exactly
+A compiled function returns (semantics' Facts, the `error.type` attribute or None): the
+row needs that attribute too. Results must equal `semantics` exactly
 (tests/test_formats_fastpath.py checks it).
 """
 
@@ -21,16 +21,17 @@ from halo_mcp.store.formats.conventions import (
     KIND_OI,
     KIND_SDK,
     OPENINFERENCE_KINDS,
+    Facts,
     Plan,
     _plan,
     _requested_model,
-    kind_from_name,
+    kind_from_facts,
     kind_word,
     oi_agent_name,
 )
 from halo_mcp.store.formats.values import INT64_MAX, to_int, to_str
 
-Semantics = Callable[[dict, str], tuple]
+Semantics = Callable[[dict, str], tuple[Facts, Any]]
 Shape = tuple[int, ...]
 
 _CACHE_LIMIT = 4_096
@@ -55,6 +56,16 @@ def _pick_lines(var: str, keys: list[str], indent: str) -> list[str]:
     return lines
 
 
+def _fallback_lines(var: str, keys: list[str], convert: str) -> list[str]:
+    """While `var` is still None: the first of `keys` holding a value, through `convert`."""
+    return [
+        f"        if {var} is None:",
+        *_pick_lines("v", keys, "            "),
+        "            if v is not None:",
+        f"                {var} = {convert}(v)",
+    ]
+
+
 def _source(shape: Shape) -> str:
     """Python source of the factory for one plan shape (only names, never data)."""
     params: list[str] = []
@@ -76,10 +87,7 @@ def _source(shape: Shape) -> str:
         else:  # names: to_str, inlined for strings
             body.append(f"        {name} = (v or None) if type(v) is str else to_str(v)")
     if keys_of[INVOCATION]:
-        body.append("        if model is None:")
-        body.extend(_pick_lines("v", keys_of[INVOCATION], "            "))
-        body.append("            if v is not None:")
-        body.append("                model = requested_model(v)")
+        body.extend(_fallback_lines("model", keys_of[INVOCATION], "requested_model"))
     body.append("        kind = None")
     if keys_of[KIND_OI]:
         body.extend(_pick_lines("v", keys_of[KIND_OI], "        "))
@@ -90,25 +98,17 @@ def _source(shape: Shape) -> str:
         body.append("                kind = kind_word(v)")
     for slot in (KIND_GENAI, KIND_SDK, KIND_HALO):
         if keys_of[slot]:
-            body.append("        if kind is None:")
-            body.extend(_pick_lines("v", keys_of[slot], "            "))
-            body.append("            if v is not None:")
-            body.append("                kind = kind_word(v)")
+            body.extend(_fallback_lines("kind", keys_of[slot], "kind_word"))
     body.append("        if kind is None:")
-    body.append("            if tool is not None:")
-    body.append("                kind = 'tool'")
-    body.append("            elif model is not None and (tin is not None or tout is not None):")
-    body.append("                kind = 'llm'")
-    body.append("            else:")
-    body.append("                kind = kind_from_name(name)")
+    body.append("            kind = kind_from_facts(tool, model, tin, tout, name)")
     if keys_of[KIND_OI]:  # an OpenInference agent span without a name: node or span name
         body.append("        if agent is None and kind == 'agent' and oi is not None:")
         body.append("            agent = oi_agent_name(attrs, name)")
     if shape[_SLOT_COUNT]:
         params.append("k_error")
-        body.append("        return kind, agent, model, tool, tin, tout, session, attrs[k_error]")
+        body.append("        return (kind, agent, model, tool, tin, tout, session), attrs[k_error]")
     else:
-        body.append("        return kind, agent, model, tool, tin, tout, session, None")
+        body.append("        return (kind, agent, model, tool, tin, tout, session), None")
     head = [f"def factory({', '.join(params)}):", "    def run(attrs, name):"]
     return "\n".join(head + body + ["    return run", ""])
 
@@ -116,7 +116,7 @@ def _source(shape: Shape) -> str:
 _GLOBALS = {
     "OPENINFERENCE_KINDS": OPENINFERENCE_KINDS,
     "INT64_MAX": INT64_MAX,
-    "kind_from_name": kind_from_name,
+    "kind_from_facts": kind_from_facts,
     "kind_word": kind_word,
     "oi_agent_name": oi_agent_name,
     "requested_model": _requested_model,

@@ -285,6 +285,18 @@ def kind_from_name(name: str) -> str:
     return "other"
 
 
+def kind_from_facts(
+    tool: str | None, model: str | None, tokens_in: int | None, tokens_out: int | None, name: str
+) -> str:
+    """The kind of a span no attribute classifies: a tool call, an LLM call, else the
+    kind its name suggests."""
+    if tool is not None:
+        return "tool"
+    if model is not None and (tokens_in is not None or tokens_out is not None):
+        return "llm"
+    return kind_from_name(name)
+
+
 def _plan(keys: tuple[str, ...]) -> Plan:
     by_slot: dict[int, list[tuple[int, str]]] = {}
     for key in keys:
@@ -299,10 +311,13 @@ def _plan(keys: tuple[str, ...]) -> Plan:
     )
 
 
-def semantics(
-    attrs: dict[str, Any], name: str
-) -> tuple[str, str | None, str | None, str | None, int | None, int | None, str | None]:
-    """(kind, agent, model, tool_name, input_tokens, output_tokens, session_id)."""
+#: What a span's attributes say: (kind, agent, model, tool_name, input_tokens,
+#: output_tokens, session_id).
+Facts = tuple[str, str | None, str | None, str | None, int | None, int | None, str | None]
+
+
+def semantics(attrs: dict[str, Any], name: str) -> Facts:
+    """The span's Facts, read from its flat attributes by every convention."""
     keys = tuple(attrs)
     plan = _plans.get(keys)
     if plan is None:
@@ -337,12 +352,7 @@ def semantics(
                 if kind is not None:
                     break
     if kind is None:
-        if tool is not None:
-            kind = "tool"
-        elif model is not None and (tokens_in is not None or tokens_out is not None):
-            kind = "llm"
-        else:
-            kind = kind_from_name(name)
+        kind = kind_from_facts(tool, model, tokens_in, tokens_out, name)
     if agent is None and kind == "agent" and oi_kind is not None:
         agent = oi_agent_name(attrs, name)
     return kind, agent, model, tool, tokens_in, tokens_out, session

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from halo_mcp.store.formats.compiled import Semantics, compiled_semantics
 from halo_mcp.store.formats.conventions import nested_dict_matters
-from halo_mcp.store.formats.spans import _STATUS_CODES, error_outcome, service_of, status_parts
+from halo_mcp.store.formats.spans import (
+    _STATUS_CODES,
+    error_outcome,
+    row,
+    service_of,
+    status_parts,
+)
 from halo_mcp.store.formats.values import _cache_hour, _hour_cache, norm_id
 
 # The string status codes ("STATUS_CODE_OK"...); a non-str code is not the common shape.
@@ -125,7 +131,7 @@ def halo_row(span: dict) -> tuple | None:
         status = _STR_STATUS_CODES.get(status_field["code"])
         if status is None:
             return None
-        kind, agent, model, tool, in_tok, out_tok, session, error_type = run(attrs, name)
+        facts, error_type = run(attrs, name)
         events = get("events")
         if status != "error" and not events and not error_type:
             message = None  # the usual ok span: no error message to find
@@ -144,21 +150,4 @@ def halo_row(span: dict) -> tuple | None:
                 service = service_of(resource)
     except (AttributeError, TypeError, ValueError, KeyError):
         return None
-    return (
-        trace_id,
-        span_id,
-        parent_id,
-        name,
-        kind,
-        status,
-        message,
-        start,
-        end,
-        service,
-        agent,
-        model,
-        tool,
-        in_tok,
-        out_tok,
-        session,
-    )
+    return row(trace_id, span_id, parent_id, name, status, message, start, end, service, facts)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -17,28 +18,13 @@ import orjson
 from halo_mcp.store.formats.agents_sdk import agents_row, is_agents_sdk
 from halo_mcp.store.formats.errors import BadLineError
 from halo_mcp.store.formats.fastpath import halo_row
-from halo_mcp.store.formats.spans import service_of, span_row
+from halo_mcp.store.formats.spans import _pick, service_of, span_row
+from halo_mcp.store.models import Span
 
 logger = logging.getLogger(__name__)
 
-ROW_FIELDS = (
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "kind",
-    "status",
-    "error_message",
-    "start_ns",
-    "end_ns",
-    "service",
-    "agent",
-    "model",
-    "tool_name",
-    "input_tokens",
-    "output_tokens",
-    "session_id",
-)
+#: The columns of a normalized row: the Span model's fields, but for where its line is.
+ROW_FIELDS = tuple(name for name in Span.model_fields if name != "source")
 
 BOM = b"\xef\xbb\xbf"
 _BLANK = object()
@@ -120,37 +106,34 @@ def _json_type(value: Any) -> str:
     return "string" if type(value) is str else type(value).__name__
 
 
+def _objects(items: list, what: str, out: list[Entry]) -> Iterator[dict]:
+    """The objects of an OTLP list; any other item is reported as a BAD entry."""
+    for item in items:
+        if type(item) is dict:
+            yield item
+        else:
+            out.append((BAD, f"OTLP {what} is not an object", None))
+
+
 def _walk_otlp(envelope: dict, out: list[Entry]) -> None:
-    blocks = envelope.get("resourceSpans")
-    if blocks is None:
-        blocks = envelope.get("resource_spans")
+    blocks = _pick(envelope, "resourceSpans", "resource_spans")
     if type(blocks) is not list:
         out.append((BAD, "OTLP resourceSpans is not a list", None))
         return
-    for block in blocks:
-        if type(block) is not dict:
-            out.append((BAD, "OTLP resourceSpans entry is not an object", None))
-            continue
+    for block in _objects(blocks, "resourceSpans entry", out):
         resource = block.get("resource")
         service = service_of(resource)
-        scopes = None
-        for key in _SCOPE_KEYS:
-            scopes = block.get(key)
-            if scopes is not None:
-                break
+        scopes = _pick(block, *_SCOPE_KEYS)
         if type(scopes) is not list:
             out.append((BAD, "OTLP resourceSpans entry has no scopeSpans list", None))
             continue
-        for scope_block in scopes:
-            if type(scope_block) is not dict:
-                out.append((BAD, "OTLP scopeSpans entry is not an object", None))
-                continue
+        for scope_block in _objects(scopes, "scopeSpans entry", out):
             spans = scope_block.get("spans")
             if type(spans) is not list:
                 out.append((BAD, "OTLP scopeSpans entry has no spans list", None))
                 continue
             context = (service, resource, scope_block.get("scope"))
-            for span in spans:
+            for span in spans:  # as _objects does, inlined: this runs once per span
                 if type(span) is dict:
                     out.append((OTLP, span, context))
                 else:

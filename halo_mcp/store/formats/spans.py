@@ -11,7 +11,7 @@ from typing import Any
 
 from halo_mcp.store.formats.attributes import attribute_map
 from halo_mcp.store.formats.compiled import compiled_semantics
-from halo_mcp.store.formats.conventions import semantics
+from halo_mcp.store.formats.conventions import Facts, semantics
 from halo_mcp.store.formats.errors import BadLineError
 from halo_mcp.store.formats.values import norm_id, otlp_id, time_ns, to_str
 
@@ -141,6 +141,42 @@ def service_of(resource: Any) -> str | None:
     return to_str(attribute_map(attrs).get("service.name"))
 
 
+def row(
+    trace_id: str,
+    span_id: str,
+    parent_id: str | None,
+    name: str,
+    status: str,
+    message: str | None,
+    start: int,
+    end: int,
+    service: str | None,
+    facts: Facts,
+) -> tuple:
+    """A span's index row, in ROW_FIELDS order: what each format reads from the span
+    itself, and `facts` (what its attributes say: kind, agent, model, tool, tokens in and
+    out, session), which fill the columns after `name` and after `service`."""
+    kind, agent, model, tool, tokens_in, tokens_out, session = facts
+    return (
+        trace_id,
+        span_id,
+        parent_id,
+        name,
+        kind,
+        status,
+        message,
+        start,
+        end,
+        service,
+        agent,
+        model,
+        tool,
+        tokens_in,
+        tokens_out,
+        session,
+    )
+
+
 def _pick(span: dict, *keys: str) -> Any:
     for key in keys:
         value = span.get(key)
@@ -249,25 +285,5 @@ def span_row(span: dict, service: str | None, otlp: bool) -> tuple:
             else:
                 service = service_of(resource)
     run = compiled_semantics(tuple(attrs))
-    if run is None:
-        kind, agent, model, tool, in_tok, out_tok, session = semantics(attrs, name)
-    else:
-        kind, agent, model, tool, in_tok, out_tok, session, _ = run(attrs, name)
-    return (
-        trace_id,
-        span_id,
-        parent_id,
-        name,
-        kind,
-        status,
-        message,
-        start,
-        end,
-        service,
-        agent,
-        model,
-        tool,
-        in_tok,
-        out_tok,
-        session,
-    )
+    facts = semantics(attrs, name) if run is None else run(attrs, name)[0]
+    return row(trace_id, span_id, parent_id, name, status, message, start, end, service, facts)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -198,19 +197,13 @@ def to_ns(value: Any) -> int | None:
                 ns = _number_to_ns(int(value))
             else:
                 ns = _parse_loose(value)
-        elif kind is int:
-            ns = _number_to_ns(value)
-        elif kind is float:
-            if not math.isfinite(value):
-                return None
-            ns = _number_to_ns(value)
+        elif kind is int or kind is float:
+            ns = _number_to_ns(value)  # inf and nan raise
         else:
             return None
     except (ValueError, OverflowError, IndexError):
         return None
-    if ns < 0 or ns > INT64_MAX:
-        return None
-    return ns
+    return ns if 0 <= ns <= INT64_MAX else None
 
 
 def _parse_loose(text: str) -> int:
@@ -239,25 +232,21 @@ def ns_to_iso(ns: int) -> str:
 def to_int(value: Any) -> int | None:
     """Token counts and the like: ints, floats, numeric strings -> non-negative int64."""
     kind = type(value)
-    if kind is int:
-        number = value
-    elif kind is str:
-        try:
-            number = int(value)
-        except ValueError:
+    try:
+        if kind is int:
+            number = value
+        elif kind is float:
+            number = int(value)  # inf and nan raise
+        elif kind is str:
             try:
+                number = int(value)
+            except ValueError:
                 number = int(float(value))
-            except (ValueError, OverflowError):
-                return None
-    elif kind is float:
-        if not math.isfinite(value):
+        else:
             return None
-        number = int(value)
-    else:
+    except (ValueError, OverflowError):
         return None
-    if number < 0 or number > INT64_MAX:
-        return None
-    return number
+    return number if 0 <= number <= INT64_MAX else None
 
 
 def to_str(value: Any) -> str | None:
