@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 
 def truncation_marker(total_chars: int) -> str:
     return f"…[truncated: {total_chars} chars]"
@@ -15,3 +18,13 @@ def clip(text: str, limit: int) -> tuple[str, bool]:
     if limit < 0 or len(text) <= limit:
         return text, False
     return text[:limit] + truncation_marker(len(text)), True
+
+
+def json_object(text: str) -> dict[str, Any] | None:
+    """The JSON object `text` holds, else None (not JSON, or JSON that is not an object):
+    for strings that may or may not carry a serialized object (tool results, attributes)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None

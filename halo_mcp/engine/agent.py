@@ -38,7 +38,7 @@ from halo_mcp.findings.models import Finding, FindingStatus
 from halo_mcp.findings.verify import status_of
 from halo_mcp.harness.verify import check_harness_fields
 from halo_mcp.store.errors import StoreError
-from halo_mcp.text import clip
+from halo_mcp.text import clip, json_object
 
 log = logging.getLogger(__name__)
 
@@ -737,13 +737,8 @@ def _new_draft_id() -> str:
 def result_summary(name: str, text: str) -> str:
     """A one-line, human summary of a tool result for events (the CLI shows it)."""
     first = text.split("\n", 1)[0]
-    if not first.startswith("{"):
-        return first
-    try:
-        data = json.loads(first)
-    except ValueError:
-        return first
-    if not isinstance(data, dict):
+    data = json_object(first) if first.startswith("{") else None
+    if data is None:
         return first
     if name == "get_overview" and "traces" in data:
         return (

@@ -9,11 +9,11 @@ Plain dict lookups only: this runs for every span indexed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
 from halo_mcp.store.formats.values import to_int, to_str
+from halo_mcp.text import json_object
 
 # Unified kinds are SpanKind values: agent, llm, tool, chain, guardrail, other.
 OPENINFERENCE_KINDS = {
@@ -371,11 +371,8 @@ def _requested_model(parameters: Any) -> str | None:
     string; a dict there is flattened into other keys, so it is not read)."""
     if type(parameters) is not str or "model" not in parameters:
         return None
-    try:
-        parameters = json.loads(parameters)
-    except ValueError:
+    found = json_object(parameters)
+    if found is None:
         return None
-    if not isinstance(parameters, dict):
-        return None
-    model = parameters.get("model") or parameters.get("model_name")
+    model = found.get("model") or found.get("model_name")
     return to_str(model) if model is not None else None
