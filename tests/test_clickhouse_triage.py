@@ -25,6 +25,7 @@ from halo_mcp.store.api import TraceReader
 from halo_mcp.store.clickhouse.client import connect
 from halo_mcp.store.clickhouse.load import load_files
 from halo_mcp.store.clickhouse.location import parse_location
+from halo_mcp.store.clickhouse.materialize import build_index
 from halo_mcp.store.clickhouse.schema import exporter_ddl
 from halo_mcp.store.clickhouse.store import ClickHouseTraceStore, open_clickhouse
 from halo_mcp.store.models import TraceRule
@@ -50,22 +51,30 @@ def chdb_folder(traces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     client = connect(location)
     try:
         load_files([traces], client, location)
+        build_index(client, location)  # the companion table: reads use it unless told not to
     finally:
         client.close()
     return folder
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["in place", "materialized"])
 def stores(
-    traces: Path, chdb_folder: Path, tmp_path_factory: pytest.TempPathFactory
+    traces: Path,
+    chdb_folder: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[tuple[TraceReader, TraceReader]]:
-    """(file store, ClickHouse store) over the same traces, both through open_store."""
-    with (
-        open_store([traces], cache_dir=tmp_path_factory.mktemp("cache")) as files,
-        open_store([f"chdb:{chdb_folder}"]) as clickhouse,
-    ):
-        assert isinstance(clickhouse, ClickHouseTraceStore)
-        yield files, clickhouse
+    """(file store, ClickHouse store) over the same traces: the ClickHouse one through
+    open_store (the companion table), and over the exporter table read in place."""
+    with open_store([traces], cache_dir=tmp_path_factory.mktemp("cache")) as files:
+        if request.param == "materialized":
+            clickhouse = open_store([f"chdb:{chdb_folder}"])
+        else:
+            clickhouse = open_clickhouse(parse_location(f"chdb:{chdb_folder}"), companion=False)
+        with clickhouse:
+            assert isinstance(clickhouse, ClickHouseTraceStore)
+            assert clickhouse.source.materialized is (request.param == "materialized")
+            yield files, clickhouse
 
 
 def _comparable(item: Any) -> dict[str, Any]:

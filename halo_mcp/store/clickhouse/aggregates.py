@@ -35,9 +35,9 @@ from halo_mcp.store.aggregates import (
     TimeRange,
     ToolCalls,
 )
-from halo_mcp.store.clickhouse import expressions as ex
 from halo_mcp.store.clickhouse.client import ClickHouseClient
 from halo_mcp.store.clickhouse.filters import Params
+from halo_mcp.store.clickhouse.sources import SpanSource
 
 #: Rows read per page by the methods that stream one record per span or trace.
 PAGE_ROWS = 50_000
@@ -66,14 +66,15 @@ class ClickHouseAggregates:
     def __init__(
         self,
         client: ClickHouseClient,
-        table: str,
+        source: SpanSource,
         window: str,
         window_ns: tuple[int, int],
         trace_total: int,
         time_limit: float | None = None,
     ) -> None:
         self._client = client
-        self._table = table
+        self._source = source
+        self._table = source.raw_table
         self._window = window
         self._window_ns = window_ns
         self._trace_total = trace_total
@@ -90,14 +91,14 @@ class ClickHouseAggregates:
         values = (params or self._params()).values
         return self._client.rows(sql, values, time_limit=self._time_limit)
 
-    def _spans(self, *columns: str, more: tuple[tuple[str, str], ...] = ()) -> str:
+    def _spans(self, *columns: str, extras: tuple[str, ...] = ()) -> str:
         """The window's spans, normalized (own agent and service only): only `columns`
-        (and what they and `more` need), which keeps ClickHouse's planning short."""
-        return ex.normalized_select(self._table, self._window, more=more, columns=columns)
+        (and what they and `extras` need), which keeps ClickHouse's planning short."""
+        return self._source.spans(self._window, columns=columns, extras=extras)
 
     def _inherited(self, *columns: str) -> str:
         """The window's spans with agent inherited (carrying only `columns`)."""
-        return ex.inherited_spans(self._table, self._window, columns=columns)
+        return self._source.inherited(self._window, columns=columns)
 
     def _pages(
         self, select: str, source: str, where: str, keys: tuple[str, ...]
@@ -241,7 +242,7 @@ class ClickHouseAggregates:
         rows = self._rows(
             "SELECT trace_id, tool_name, count() AS calls, countIf(status = 'error'), "
             "arraySort(groupArray(span_id)) "
-            f"FROM ({self._spans(*_LOOP_COLUMNS, more=(('input_hash', ex.INPUT_HASH),))}) "
+            f"FROM ({self._spans(*_LOOP_COLUMNS, extras=('input_hash',))}) "
             "WHERE input_hash IS NOT NULL AND tool_name IS NOT NULL "
             "GROUP BY trace_id, tool_name, input_hash "
             f"HAVING calls >= {params.add(int(min_repeats), 'Int64')} "
@@ -258,7 +259,7 @@ class ClickHouseAggregates:
     def _grouped_source(self, kinds: tuple[GroupedKind, ...]) -> str:
         """Spans with their group columns: agents inherited only when a kind groups by
         agent (the costlier pass)."""
-        if "agent" in kinds:
+        if "agent" in kinds or self._source.materialized:
             return self._inherited(*_GROUPED_COLUMNS)
         return f"SELECT *, own_agent AS agent FROM ({self._spans(*_GROUPED_COLUMNS)})"
 
@@ -399,7 +400,7 @@ class ClickHouseAggregates:
             where += f" AND {_SAMPLE_KEY} % {int(every)} = 0"
         rows = self._pages(
             "answered",
-            self._spans("trace_id", "span_id", "parent_span_id", more=(("answered", ex.ANSWERED),)),
+            self._spans("trace_id", "span_id", "parent_span_id", extras=("answered",)),
             where,
             ("trace_id", "span_id"),
         )

@@ -266,7 +266,11 @@ def _inherit(own: str) -> str:
 
 
 def inherited_spans(
-    table: str, where: str, matches: str = "1", columns: Sequence[str] | None = None
+    table: str,
+    where: str,
+    matches: str = "1",
+    columns: Sequence[str] | None = None,
+    more: Sequence[tuple[str, str]] = (),
 ) -> str:
     """Normalized spans with agent and service inherited from ancestors, as ingestion does.
 
@@ -274,11 +278,14 @@ def inherited_spans(
     and each step of the fold lets a value travel one level down. `where` must keep whole
     traces (narrow by TraceId, never by a span's own fields). `columns` (default: all)
     are the normalized columns carried along besides agent and service: fewer make a
-    lighter pass over a big window."""
+    lighter pass over a big window; `more` as for normalized_select."""
     needed = ("trace_id", "span_id", "parent_span_id", "own_agent", "own_service")
     names = list(NORMALIZED_NAMES) if columns is None else list(dict.fromkeys((*needed, *columns)))
-    inner = normalized_select(table, where, matches, columns=None if columns is None else names)
-    if columns is not None and "matched" not in names:
+    inner = normalized_select(
+        table, where, matches, more, columns=None if columns is None else names
+    )
+    names += [name for name, _ in more]
+    if "matched" not in names:
         names.append("matched")
     position = {name: i + 1 for i, name in enumerate(names)}
     row = "tuple(" + ", ".join(names) + ")"
@@ -338,3 +345,6 @@ OUTPUT_TEXT = content_text(pl._OUTPUT_KEYS, pl._OUTPUT_MESSAGE_PREFIXES, pl._OUT
 INPUT_HASH = f"if(kind = 'tool', bitShiftRight(sipHash64({INPUT_TEXT}), 1), NULL)"
 #: Whether the output is non-blank (Python's str.strip: whitespace, \v included).
 ANSWERED = f"ifNull(match({OUTPUT_TEXT}, '[^\\\\s\\\\x0b]'), 0)"
+
+#: Per-span values some reads need besides the normalized columns, by name.
+EXTRAS: dict[str, str] = {"input_hash": INPUT_HASH, "answered": ANSWERED}
