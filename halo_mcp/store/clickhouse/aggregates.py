@@ -5,8 +5,8 @@ The same reader as :class:`halo_mcp.store.aggregates.Aggregates` (the
 and the recounts run unchanged on a ClickHouse table. Each method is one bounded aggregate
 over the store's time window (spans normalized by `expressions.py`, agents inherited only
 where a method groups by agent). Methods that hand out one record per span or per trace
-(every error span, every root span) read them in pages of PAGE_ROWS by key, so the
-halo-mcp process holds one page at a time.
+(every error span, every root span) read them as one stream of blocks, so the halo-mcp
+process holds one block at a time.
 
 Where the file index uses its row id (a sample of every k-th span, the order of equal
 start times), this reader uses a hash of the span id and (trace id, span id): the same
@@ -39,8 +39,6 @@ from halo_mcp.store.clickhouse.client import ClickHouseClient
 from halo_mcp.store.clickhouse.filters import Params
 from halo_mcp.store.clickhouse.sources import SpanSource
 
-#: Rows read per page by the methods that stream one record per span or trace.
-PAGE_ROWS = 50_000
 #: Distinct models read (masking model names in error signatures).
 MAX_MODELS = 10_000
 
@@ -100,30 +98,17 @@ class ClickHouseAggregates:
         """The window's spans with agent inherited (carrying only `columns`)."""
         return self._source.inherited(self._window, columns=columns)
 
-    def _pages(
+    def _stream(
         self, select: str, source: str, where: str, keys: tuple[str, ...]
     ) -> Iterator[tuple[Any, ...]]:
-        """Rows of `SELECT select, keys FROM source WHERE where` in `keys` order, one page
-        at a time (keyset paging: each page starts after the last key read)."""
-        after: tuple[Any, ...] | None = None
+        """Rows of `SELECT select, keys FROM source WHERE where` in `keys` order: one scan,
+        read block by block (this process holds one block at a time)."""
         order = ", ".join(keys)
-        width = len(keys)
-        while True:
-            params = self._params()
-            condition = where
-            if after is not None:
-                types = ("Int64", "String", "String")[-width:]
-                bound = ", ".join(params.add(v, t) for v, t in zip(after, types, strict=True))
-                condition = f"({where}) AND ({order}) > ({bound})"
-            page = self._rows(
-                f"SELECT {select}, {order} FROM ({source}) WHERE {condition} "
-                f"ORDER BY {order} LIMIT {PAGE_ROWS}",
-                params,
-            )
-            yield from page
-            if len(page) < PAGE_ROWS:
-                return
-            after = tuple(page[-1][-width:])
+        return self._client.stream(
+            f"SELECT {select}, {order} FROM ({source}) WHERE {where} ORDER BY {order}",
+            self._params().values,
+            time_limit=self._time_limit,
+        )
 
     # -- tallies --------------------------------------------------------------------------
 
@@ -191,8 +176,8 @@ class ClickHouseAggregates:
     # -- errors and tools -----------------------------------------------------------------
 
     def error_spans(self) -> Iterator[ErrorSpan]:
-        """Every error span, in time order (then trace and span id), page by page."""
-        rows = self._pages(
+        """Every error span, in time order (then trace and span id), streamed."""
+        rows = self._stream(
             "kind, tool_name, name, error_message",
             self._spans(*_ERROR_COLUMNS),
             "status = 'error'",
@@ -392,13 +377,13 @@ class ClickHouseAggregates:
         self, every: int = 1, known: Mapping[tuple[str, str], bool] | None = None
     ) -> Iterator[RootAnswer]:
         """Every root span (no parent), or about one in `every` (by a hash of the span
-        id), with whether its output is non-blank: decided inside ClickHouse, page by
-        page in trace order. `known` answers are kept as given."""
+        id), with whether its output is non-blank: decided inside ClickHouse, streamed
+        in trace order. `known` answers are kept as given."""
         known = known or {}
         where = "parent_span_id IS NULL"
         if every > 1:
             where += f" AND {_SAMPLE_KEY} % {int(every)} = 0"
-        rows = self._pages(
+        rows = self._stream(
             "answered",
             self._spans("trace_id", "span_id", "parent_span_id", extras=("answered",)),
             where,

@@ -8,7 +8,7 @@ both bind server-side: values never get spliced into SQL text.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -38,6 +38,18 @@ class ClickHouseClient(Protocol):
         """Run a SELECT and return its rows (bounded by the statement's own LIMIT). With
         `time_limit` (seconds), ClickHouse stops the statement after that long
         (max_execution_time) and QueryTimeoutError is raised."""
+        ...
+
+    def stream(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        time_limit: float | None = None,
+    ) -> Iterator[tuple[Any, ...]]:
+        """As `rows`, for a long result: rows arrive block by block, so only one block is
+        held at a time. Iterate to the end (or close the iterator) before the next
+        statement."""
         ...
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
@@ -102,6 +114,23 @@ class HttpClickHouseClient:
         except Exception as exc:
             raise _error(_scrub(str(exc), self._password), time_limit) from None
 
+    def stream(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        time_limit: float | None = None,
+    ) -> Iterator[tuple[Any, ...]]:
+        settings = {"max_execution_time": _seconds(time_limit)} if time_limit else None
+        try:
+            with self._client.query_rows_stream(
+                sql, parameters=dict(params or {}), settings=settings
+            ) as found:
+                for row in found:
+                    yield tuple(row)
+        except Exception as exc:
+            raise _error(_scrub(str(exc), self._password), time_limit) from None
+
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         try:
             self._client.command(sql, parameters=dict(params or {}))
@@ -162,11 +191,28 @@ class EmbeddedClickHouseClient:
         *,
         time_limit: float | None = None,
     ) -> list[tuple[Any, ...]]:
-        settings = " SETTINGS output_format_json_quote_64bit_integers=0"
-        if time_limit:
-            settings += f", max_execution_time={_seconds(time_limit)}"
-        data = self._query(sql + settings, "JSONCompactEachRow", params, time_limit)
+        data = self._query(sql + _settings(time_limit), "JSONCompactEachRow", params, time_limit)
         return [tuple(orjson.loads(line)) for line in data.splitlines() if line.strip()]
+
+    def stream(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        time_limit: float | None = None,
+    ) -> Iterator[tuple[Any, ...]]:
+        bound = {key: _param_text(value) for key, value in (params or {}).items()}
+        with self._lock:  # held until the last block is read (or the iterator closed)
+            try:
+                found = self._session.send_query(
+                    sql + _settings(time_limit), "JSONCompactEachRow", params=bound
+                )
+                for block in found:
+                    for line in bytes(block.bytes()).splitlines():
+                        if line.strip():
+                            yield tuple(orjson.loads(line))
+            except Exception as exc:
+                raise _error(str(exc).strip(), time_limit) from None
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         self._query(sql, "TabSeparated", params)
@@ -181,6 +227,14 @@ class EmbeddedClickHouseClient:
     def close(self) -> None:
         with self._lock:
             self._session.close()
+
+
+def _settings(time_limit: float | None) -> str:
+    """The SETTINGS clause of an embedded SELECT: plain JSON numbers, the time limit."""
+    settings = " SETTINGS output_format_json_quote_64bit_integers=0"
+    if time_limit:
+        settings += f", max_execution_time={_seconds(time_limit)}"
+    return settings
 
 
 def _param_text(value: Any) -> str:

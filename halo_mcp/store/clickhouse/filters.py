@@ -20,7 +20,7 @@ from typing import Any
 from halo_mcp.store.clickhouse.expressions import lit
 from halo_mcp.store.clickhouse.sources import Owner, SpanSource
 from halo_mcp.store.errors import InvalidFilterError
-from halo_mcp.store.models import SpanFilter, SpanKind, TraceRule
+from halo_mcp.store.models import EventFilter, SpanFilter, SpanKind, TraceRule
 from halo_mcp.store.trace_rules import DEFAULT_MIN_REPEATS
 
 
@@ -107,7 +107,7 @@ def content_match(pattern: str, params: Params) -> str:
 
 def rule_traces(rule: TraceRule, params: Params, source: SpanSource, window: str) -> str:
     """A subquery of the trace ids satisfying `rule`, as store/trace_rules.py selects them
-    from the file index (over the window's spans). `followed_by` is refused for now."""
+    from the file index (over the window's spans)."""
 
     def spans(*columns: str, extras: tuple[str, ...] = ()) -> str:
         return source.spans(window, columns=columns, extras=extras)
@@ -156,10 +156,32 @@ def rule_traces(rule: TraceRule, params: Params, source: SpanSource, window: str
         return (
             f"SELECT DISTINCT trace_id FROM ({rows}) WHERE parent_span_id IS NULL AND NOT answered"
         )
-    raise InvalidFilterError(
-        f"trace_rule {rule.kind!r} is not available on a ClickHouse location yet; use "
-        "repeated_call, step_limit, ends_after_tool_error, trace_duration, trace_tokens or "
-        "no_final_answer, or select spans with the other filter fields"
+    if rule.kind == "followed_by":
+        return _followed_by(rule, params, source, window)
+    raise InvalidFilterError(f"trace_rule {rule.kind!r} is not known")
+
+
+def _followed_by(rule: TraceRule, params: Params, source: SpanSource, window: str) -> str:
+    """Traces with a span `first` followed by a span `then` (later start; with same_tool,
+    the same tool), or by none when then_absent: store/trace_rules.py's rule, per trace
+    over the two events' (start, tool) arrays."""
+
+    def event(side: EventFilter | None) -> str:
+        if side is None:
+            return "1"
+        flt = SpanFilter(**side.model_dump(exclude_defaults=True))
+        return compile_filter(flt, params, source, window).span_where(True)
+
+    later = "y.1 > x.1" + (" AND y.2 = x.2" if rule.same_tool else "")
+    test = f"arrayExists(y -> {later}, b)"
+    rows = source.inherited(
+        window, columns=("name", "kind", "status", "model", "tool_name", "start_ns", "end_ns")
+    )
+    return (
+        f"SELECT trace_id FROM (SELECT trace_id, groupArrayIf((start_ns, tool_name), "
+        f"{event(rule.first)}) AS a, groupArrayIf((start_ns, tool_name), {event(rule.then)}) "
+        f"AS b FROM ({rows}) GROUP BY trace_id) "
+        f"WHERE arrayExists(x -> {'NOT ' if rule.then_absent else ''}{test}, a)"
     )
 
 

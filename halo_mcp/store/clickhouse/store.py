@@ -194,7 +194,7 @@ class ClickHouseTraceStore:
         self._companion = companion
         self._counted = self.table  # the table whose rows are counted: the source's
         self.source: SpanSource = (
-            self._choose_source(client, location, end)
+            self._choose_source(client, location, min(end, int(newest[0][0] or 0)))
             if companion
             else SpanSource(raw_table=self.table)
         )
@@ -215,8 +215,9 @@ class ClickHouseTraceStore:
     def _choose_source(
         self, client: ClickHouseClient, location: ClickHouseLocation, end: int
     ) -> SpanSource:
-        """The companion table when it holds the window (extending it first when it exists
-        and lags behind), else the exporter table in place, saying why in `notes`."""
+        """The companion table when it holds every span started by `end` (extending it
+        first when it exists and lags behind), else the exporter table in place, saying why
+        in `notes`."""
         status = index_status(client, location, end)
         if status.behind:
             try:
@@ -709,18 +710,27 @@ class ClickHouseTraceStore:
         # reads the spans' own columns. Names of several columns share one pass.
         spans = self.source.spans(self.window)
         rows = self._rows(
-            "SELECT count(), uniqExact(trace_id), countIf(status = 'error'), "
+            "SELECT count(), countIf(status = 'error'), "
             "uniqExactIf(trace_id, status = 'error'), min(start_ns), max(end_ns), "
             "sum(ifNull(input_tokens, 0)), sum(ifNull(output_tokens, 0)) "
             f"FROM ({spans})",
             params,
         )
-        n_spans, n_traces, err_spans, err_traces, start, end, tin, tout = rows[0]
-        inherited = self.source.inherited(self.window, columns=())
-        names = {
-            **self._top_names(spans, ("model", "kind"), params),
-            **self._top_names(inherited, ("service", "agent"), params),
-        }
+        n_spans, err_spans, err_traces, start, end, tin, tout = rows[0]
+        n_traces = self._trace_total  # counted when the store opened, over the same window
+        if self.source.materialized:  # all four are stored: one pass
+            names = self._top_names(
+                self.source.inherited(self.window, columns=("model", "kind")),
+                ("model", "kind", "service", "agent"),
+                params,
+            )
+        else:
+            names = {
+                **self._top_names(spans, ("model", "kind"), params),
+                **self._top_names(
+                    self.source.inherited(self.window, columns=()), ("service", "agent"), params
+                ),
+            }
         tools = [
             ToolStats(name=str(n), calls=int(c), errors=int(e))
             for n, c, e in self._rows(
@@ -737,7 +747,7 @@ class ClickHouseTraceStore:
             if len(sample) >= 2:
                 break
         for (trace_id,) in self._rows(
-            f"SELECT DISTINCT TraceId FROM {self.table} WHERE {self.window} ORDER BY TraceId "
+            f"SELECT DISTINCT TraceId FROM {self._counted} WHERE {self.window} ORDER BY TraceId "
             "LIMIT 10",
             params,
         ):
@@ -766,12 +776,23 @@ class ClickHouseTraceStore:
     def _top_names(
         self, spans: str, columns: Sequence[str], params: Params
     ) -> dict[str, list[NameCount]]:
-        """The TOP_NAMES most frequent values of each column, in one pass over `spans`."""
-        pairs = ", ".join(f"('{c}', CAST({c} AS Nullable(String)))" for c in columns)
+        """The TOP_NAMES most frequent values of each column, in one statement: in one pass
+        over `spans` read in place (normalizing is the cost), else one light GROUP BY per
+        column (each reads one stored column)."""
+        if self.source.materialized:
+            groups = " UNION ALL ".join(
+                f"SELECT '{c}' AS w, CAST({c} AS Nullable(String)) AS n, count() AS c "
+                f"FROM ({spans}) WHERE n IS NOT NULL GROUP BY n"
+                for c in columns
+            )
+        else:
+            pairs = ", ".join(f"('{c}', CAST({c} AS Nullable(String)))" for c in columns)
+            groups = (
+                f"SELECT pair.1 AS w, pair.2 AS n, count() AS c FROM ({spans}) "
+                f"ARRAY JOIN [{pairs}] AS pair WHERE n IS NOT NULL GROUP BY w, n"
+            )
         found = self._rows(
-            f"SELECT pair.1 AS w, pair.2 AS n, count() AS c FROM ({spans}) "
-            f"ARRAY JOIN [{pairs}] AS pair WHERE n IS NOT NULL GROUP BY w, n "
-            f"ORDER BY w, c DESC, n LIMIT {TOP_NAMES} BY w",
+            f"SELECT w, n, c FROM ({groups}) ORDER BY w, c DESC, n LIMIT {TOP_NAMES} BY w",
             params,
         )
         out: dict[str, list[NameCount]] = {c: [] for c in columns}
