@@ -224,13 +224,20 @@ class ClickHouseAggregates:
         """Each time one tool got identical input (the same input hash) at least
         `min_repeats` times in one trace; span ids sorted (as the file index gives them)."""
         params = self._params()
+        least = params.add(int(min_repeats), "Int64")
+        calls = (
+            f"FROM ({self._spans(*_LOOP_COLUMNS, extras=('input_hash',))}) "
+            "WHERE input_hash IS NOT NULL AND tool_name IS NOT NULL"
+        )
+        # Grouping millions of calls by one hash of (trace, tool, input) first is several
+        # times faster than by the texts; only the groups it finds are grouped again, by
+        # the values themselves (so a hash collision cannot add a group).
+        key = "cityHash64(trace_id, tool_name, input_hash)"
         rows = self._rows(
             "SELECT trace_id, tool_name, count() AS calls, countIf(status = 'error'), "
-            "arraySort(groupArray(span_id)) "
-            f"FROM ({self._spans(*_LOOP_COLUMNS, extras=('input_hash',))}) "
-            "WHERE input_hash IS NOT NULL AND tool_name IS NOT NULL "
-            "GROUP BY trace_id, tool_name, input_hash "
-            f"HAVING calls >= {params.add(int(min_repeats), 'Int64')} "
+            f"arraySort(groupArray(span_id)) {calls} AND {key} IN (SELECT {key} AS k {calls} "
+            f"GROUP BY k HAVING count() >= {least}) "
+            f"GROUP BY trace_id, tool_name, input_hash HAVING calls >= {least} "
             "ORDER BY trace_id, tool_name",
             params,
         )
