@@ -27,8 +27,6 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from chdb import session
-
 _INSERT = re.compile(
     r"^\s*INSERT\s+INTO\s+(?P<target>.+?)\s+FORMAT\s+(?P<fmt>\w+)\s*$", re.S | re.I
 )
@@ -39,6 +37,8 @@ class Engine:
     """One chDB session; statements take turns (chDB runs one at a time per process)."""
 
     def __init__(self, path: str) -> None:
+        from chdb import session  # here: a process that only starts the endpoint stays small
+
         self.session = session.Session(path)
         self.lock = threading.Lock()
 

@@ -12,9 +12,9 @@ Incremental: the state table `<table>_halo_state` records up to which span start
 spans started after the watermark, inheriting within their whole traces (older spans
 included), so nothing already stored changes. Spans that arrive later with a start at or
 before the watermark (a parent exported after its children, a backfill) make the counts
-differ: the table is stale and the next `halo-mcp index` rebuilds it; meanwhile reads use
-the table in place. A change of halo-mcp's rules (the rendered SQL) also asks for a
-rebuild.
+differ on some day: the table is stale and the next `halo-mcp index` rebuilds it; meanwhile
+reads use the table in place. Days the exporter's TTL dropped are no difference. A change
+of halo-mcp's rules (the rendered SQL) also asks for a rebuild.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -147,25 +148,29 @@ def read_state(client: ClickHouseClient, location: ClickHouseLocation) -> IndexS
     return IndexState(rules=str(rules), watermark=int(watermark), spans=int(spans))
 
 
-def _raw_spans_until(client: ClickHouseClient, location: ClickHouseLocation, ns: int) -> int:
-    return int(
-        client.rows(
-            f"SELECT count() FROM {location.qualified_table} "
-            "WHERE Timestamp <= fromUnixTimestamp64Nano(toInt64({w:Int64}))",
-            {"w": ns},
-        )[0][0]
+def _per_day(client: ClickHouseClient, table: str, watermark: int) -> dict[Any, int]:
+    """Spans started by `watermark` in `table`, per day (the exporter's partitions)."""
+    rows = client.rows(
+        f"SELECT toDate(Timestamp) AS day, count() FROM {table} "
+        "WHERE Timestamp <= fromUnixTimestamp64Nano(toInt64({w:Int64})) GROUP BY day",
+        {"w": watermark},
     )
+    return {day: int(count) for day, count in rows}
 
 
 def _stale(client: ClickHouseClient, location: ClickHouseLocation, state: IndexState) -> str:
-    """Why the built part no longer matches the exporter table ('' when it does)."""
+    """Why the built part no longer matches the exporter table ('' when it does). Days the
+    exporter table no longer holds (dropped by its TTL) are not a difference."""
     if state.rules != RULES:
         return "it was built by a halo-mcp with other normalization rules"
-    raw = _raw_spans_until(client, location, state.watermark)
-    if raw != state.spans:
+    raw = _per_day(client, location.qualified_table, state.watermark)
+    built = _per_day(client, companion(location), state.watermark)
+    differ = [day for day, count in raw.items() if count != built.get(day, 0)]
+    if differ:
+        spans = sum(abs(raw[day] - built.get(day, 0)) for day in differ)
         return (
-            f"{location.qualified_table} now holds {raw} spans started by its watermark, "
-            f"it holds {state.spans} (spans arrived late, or were deleted)"
+            f"{spans} spans started by its watermark differ from {location.qualified_table} "
+            f"on {len(differ)} day(s): they arrived late, or were deleted"
         )
     return ""
 
