@@ -17,6 +17,10 @@ from halo_mcp.store.clickhouse.location import ClickHouseLocation
 from halo_mcp.store.errors import QueryTimeoutError, StoreError
 from halo_mcp.store.time_limit import NARROW_HINT
 
+Bound = Mapping[str, Any] | None  # a statement's bound parameters
+Limit = float | None  # seconds
+Row = tuple[Any, ...]
+
 #: Rows written per INSERT statement by `insert`.
 INSERT_BATCH = 5_000
 
@@ -28,25 +32,13 @@ class ClickHouseError(StoreError):
 class ClickHouseClient(Protocol):
     """What the store needs from ClickHouse."""
 
-    def rows(
-        self,
-        sql: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        time_limit: float | None = None,
-    ) -> list[tuple[Any, ...]]:
+    def rows(self, sql: str, params: Bound = None, *, time_limit: Limit = None) -> list[Row]:
         """Run a SELECT and return its rows (bounded by the statement's own LIMIT). With
         `time_limit` (seconds), ClickHouse stops the statement after that long
         (max_execution_time) and QueryTimeoutError is raised."""
         ...
 
-    def stream(
-        self,
-        sql: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        time_limit: float | None = None,
-    ) -> Iterator[tuple[Any, ...]]:
+    def stream(self, sql: str, params: Bound = None, *, time_limit: Limit = None) -> Iterator[Row]:
         """As `rows`, for a long result: rows arrive block by block, so only one block is
         held at a time. Iterate to the end (or close the iterator) before the next
         statement."""
@@ -100,13 +92,7 @@ class HttpClickHouseClient:
             ) from None
         self._password = password
 
-    def rows(
-        self,
-        sql: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        time_limit: float | None = None,
-    ) -> list[tuple[Any, ...]]:
+    def rows(self, sql: str, params: Bound = None, *, time_limit: Limit = None) -> list[Row]:
         settings = {"max_execution_time": _seconds(time_limit)} if time_limit else None
         try:
             result = self._client.query(sql, parameters=dict(params or {}), settings=settings)
@@ -114,13 +100,7 @@ class HttpClickHouseClient:
         except Exception as exc:
             raise _error(_scrub(str(exc), self._password), time_limit) from None
 
-    def stream(
-        self,
-        sql: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        time_limit: float | None = None,
-    ) -> Iterator[tuple[Any, ...]]:
+    def stream(self, sql: str, params: Bound = None, *, time_limit: Limit = None) -> Iterator[Row]:
         settings = {"max_execution_time": _seconds(time_limit)} if time_limit else None
         try:
             with self._client.query_rows_stream(
@@ -184,23 +164,11 @@ class EmbeddedClickHouseClient:
                 raise _error(str(exc).strip(), time_limit) from None
         return bytes(result.bytes())
 
-    def rows(
-        self,
-        sql: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        time_limit: float | None = None,
-    ) -> list[tuple[Any, ...]]:
+    def rows(self, sql: str, params: Bound = None, *, time_limit: Limit = None) -> list[Row]:
         data = self._query(sql + _settings(time_limit), "JSONCompactEachRow", params, time_limit)
         return [tuple(orjson.loads(line)) for line in data.splitlines() if line.strip()]
 
-    def stream(
-        self,
-        sql: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        time_limit: float | None = None,
-    ) -> Iterator[tuple[Any, ...]]:
+    def stream(self, sql: str, params: Bound = None, *, time_limit: Limit = None) -> Iterator[Row]:
         bound = {key: _param_text(value) for key, value in (params or {}).items()}
         with self._lock:  # held until the last block is read (or the iterator closed)
             try:

@@ -1,9 +1,11 @@
 """ClickHouseTraceStore: the TraceStore API over an exporter `otel_traces` table.
 
 Every read runs inside ClickHouse; only bounded results (a page, a tree, counts, top-N
-groups) come back. Spans are normalized in SQL by `expressions.py` with the same rules as
-file ingestion, and agent/service are inherited from ancestors per trace, only for the
-traces a query can touch.
+groups) come back. Spans are normalized with the same rules as file ingestion: read from
+the companion table (`materialize.py`: normalized once, agent/service inherited once) when
+it covers the window, else in SQL by `expressions.py` in each statement, agent/service
+inherited per trace only for the traces a query can touch (`notes` says which, and how to
+build the companion table).
 
 Scans cover a time window: by default the 7 days up to the newest span in the table
 (`DEFAULT_WINDOW`), or what the caller gives (`since`/`until`). Spans outside it are not
