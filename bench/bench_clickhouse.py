@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,10 +44,12 @@ from halo_mcp.store.api import TraceReader  # noqa: E402
 from halo_mcp.store.clickhouse.client import connect  # noqa: E402
 from halo_mcp.store.clickhouse.load import load_files  # noqa: E402
 from halo_mcp.store.clickhouse.location import parse_location  # noqa: E402
+from halo_mcp.store.clickhouse.materialize import build_index  # noqa: E402
 from halo_mcp.store.clickhouse.schema import create_tables  # noqa: E402
 from halo_mcp.store.clickhouse.store import ClickHouseTraceStore, open_clickhouse  # noqa: E402
 from halo_mcp.synth import generate  # noqa: E402
 from halo_mcp.triage.run import run_triage  # noqa: E402
+from tests.fakes import clickhouse_http  # noqa: E402
 
 BASE_TRACES = 5000
 PASSWORD = "bench-only"
@@ -164,16 +164,19 @@ def measure(label: str, store: TraceReader, probe: Probe, reps: int, heavy_reps:
     print(f"  halo-mcp RSS now {rss_mb():.0f} MB")
 
 
-def start_endpoint(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
-    env = {**os.environ, "CLICKHOUSE_TEST_PASSWORD": PASSWORD}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.clickhouse_http", "--path", str(folder)],
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
-        env=env,
+def grow(client: Any, made: int, target: int, shift: int, base_spans: int) -> int:
+    """Copies `made`..`target` of the base into otel.otel_traces; the copies now there."""
+    began = time.perf_counter()
+    while made < target:
+        batch = min(20, target - made)
+        client.command(COPY_SQL, {"shift": shift, "first": made, "count": batch})
+        made += batch
+    print(
+        f"\n(otel.otel_traces holds {made * base_spans:,} spans; grown in "
+        f"{time.perf_counter() - began:.0f} s, inside ClickHouse)",
+        flush=True,
     )
-    assert process.stdout is not None
-    return process, int(process.stdout.readline())
+    return made
 
 
 def main() -> None:
@@ -183,59 +186,91 @@ def main() -> None:
     parser.add_argument("--base-traces", type=int, default=BASE_TRACES)
     parser.add_argument("--steps", type=int, default=4, help="growth steps measured")
     parser.add_argument("--heavy-reps", type=int, default=1, help="overview/triage runs")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="keep the generated data in this folder and reuse what is already there "
+        "(default: a new temporary folder)",
+    )
+    parser.add_argument(
+        "--skip-in-place-heavy",
+        action="store_true",
+        help="skip overview and triage on the table read in place (minutes at 10M spans)",
+    )
+    parser.add_argument(
+        "--prepare-only", action="store_true", help="generate the data (--data), measure nothing"
+    )
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="bench-ch-"))
+    work = args.data or Path(tempfile.mkdtemp(prefix="bench-ch-"))
+    work.mkdir(parents=True, exist_ok=True)
     base_file = work / "base.jsonl"
-    began = time.perf_counter()
-    generate(str(base_file), traces=args.base_traces, seed=3, profile="tiny")
-    print(f"synth: {args.base_traces} traces in {time.perf_counter() - began:.1f} s")
-    process, port = start_endpoint(work / "chdb")
+    if not base_file.exists():
+        began = time.perf_counter()
+        generate(str(base_file), traces=args.base_traces, seed=3, profile="tiny")
+        print(f"synth: {args.base_traces} traces in {time.perf_counter() - began:.1f} s")
+    process, port = clickhouse_http.start(work / "chdb", PASSWORD)
     try:
         url = f"clickhouse://default@127.0.0.1:{port}/otel"
         base = parse_location(url + "?table=base", password=PASSWORD)
         main_table = parse_location(url + "?table=otel_traces", password=PASSWORD)
         client = connect(base)
         began = time.perf_counter()
-        loaded = load_files([base_file], client, base)
+        create_tables(client, base)
+        base_spans = int(client.rows("SELECT count() FROM otel.base")[0][0])
+        if not base_spans:
+            base_spans = load_files([base_file], client, base).spans
         create_tables(client, main_table)
-        print(f"load_files: {loaded.spans} spans in {time.perf_counter() - began:.1f} s")
+        print(f"load_files: {base_spans} spans in {time.perf_counter() - began:.1f} s")
         print(f"halo-mcp RSS at start {rss_mb():.0f} MB")
+        copies = max(1, args.spans // max(1, base_spans))
+        shift = int(SPREAD.total_seconds() * 1e9) // copies
+        made = int(client.rows("SELECT count() FROM otel.otel_traces")[0][0]) // base_spans
+        if args.prepare_only:
+            grow(client, made, copies, shift, base_spans)
+            return
 
         # Same data, both stores.
         with open_store([base_file], cache_dir=work / "cache") as files:
             probe = probe_of(files)
-            measure(f"file store (SQLite), {loaded.spans} spans", files, probe, args.reps, 3)
+            measure(f"file store (SQLite), {base_spans} spans", files, probe, args.reps, 3)
         with open_clickhouse(base) as small:
-            measure(f"ClickHouse, the same {loaded.spans} spans", small, probe, args.reps, 3)
+            measure(f"ClickHouse in place, the same {base_spans} spans", small, probe, args.reps, 3)
+        build_index(client, base)
+        with open_clickhouse(base) as small:
+            assert small.source.materialized, small.notes
+            label = f"ClickHouse materialized, the same {base_spans} spans"
+            measure(label, small, probe, args.reps, 3)
 
-        copies = max(1, args.spans // max(1, loaded.spans))
-        shift = int(SPREAD.total_seconds() * 1e9) // copies
         targets = sorted({max(1, copies * (i + 1) // args.steps) for i in range(args.steps)})
-        made = 0
-        for target in targets:
-            began = time.perf_counter()
-            while made < target:
-                batch = min(20, target - made)
-                client.command(COPY_SQL, {"shift": shift, "first": made, "count": batch})
-                made += batch
-            print(
-                f"\n(grew otel.otel_traces to {made * loaded.spans:,} spans in "
-                f"{time.perf_counter() - began:.0f} s, inside ClickHouse)"
-            )
+        for step, target in enumerate(targets):
+            made = grow(client, made, target, shift, base_spans)
+            final = target == targets[-1]
             # The reads run under the store's default time limit (text search is bounded
             # by it); overview and triage are whole-window reads, measured without one.
-            with open_clickhouse(main_table) as store:
-                label = f"ClickHouse, {store.count().spans:,} spans"
+            with open_clickhouse(main_table, companion=False) as store:
+                label = f"ClickHouse in place, {store.count().spans:,} spans"
                 measure(label, store, copied(probe, store), args.reps, 0)
-            if target != targets[-1]:
-                continue  # overview and triage at the full size only (each takes minutes)
-            with open_clickhouse(main_table, query_time_limit=None) as store:
-                print(f"  {'overview (no limit)':32s} {pct(timed(store.overview, 1, False))}")
+            began = time.perf_counter()
+            built = build_index(client, main_table, rebuild=step == 0)
+            print(
+                f"  {'rebuilt' if built.rebuilt else 'extended'} {built.table} by "
+                f"{built.spans_added:,} spans (now {built.spans:,}) in "
+                f"{time.perf_counter() - began:.1f} s, inside ClickHouse"
+            )
+            with open_clickhouse(main_table) as store:
+                assert store.source.materialized, store.notes
+                label = f"ClickHouse materialized ({built.table}), {store.count().spans:,} spans"
+                measure(label, store, copied(probe, store), args.reps, args.heavy_reps * final)
+            if not final or args.skip_in_place_heavy:
+                continue  # in place, overview and triage take minutes: at the full size only
+            with open_clickhouse(main_table, query_time_limit=None, companion=False) as store:
+                overview = pct(timed(store.overview, 1, False))
+                print(f"  {'in place: overview (no limit)':32s} {overview}")
                 began = time.perf_counter()
                 report = run_triage(store)
                 print(
-                    f"  {'triage':32s} {time.perf_counter() - began:9.2f} s  "
+                    f"  {'in place: triage':32s} {time.perf_counter() - began:9.2f} s  "
                     f"({len(report.items)} items, {report.spans:,} spans, {report.traces:,} "
                     f"traces)"
                 )

@@ -7,9 +7,6 @@ endpoint (tests/fakes/clickhouse_http.py) that the real `clickhouse-connect` cli
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -24,10 +21,12 @@ from halo_mcp.store.clickhouse.location import (
     ClickHouseLocationError,
     parse_location,
 )
+from halo_mcp.store.clickhouse.materialize import build_index
 from halo_mcp.store.clickhouse.schema import REQUIRED_COLUMNS, create_tables, exporter_ddl
 from halo_mcp.store.clickhouse.store import ClickHouseTraceStore, open_clickhouse
 from halo_mcp.store.errors import InvalidFilterError, UnknownIdError
 from halo_mcp.synth import generate
+from tests.fakes import clickhouse_http
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "ch-test-secret-9f8e7d"
@@ -54,16 +53,7 @@ def file_store(traces: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """The loopback ClickHouse HTTP endpoint over chDB, in its own process."""
-    folder = tmp_path_factory.mktemp("chdb-http")
-    env = {**os.environ, "CLICKHOUSE_TEST_PASSWORD": PASSWORD}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.clickhouse_http", "--path", str(folder)],
-        stdout=subprocess.PIPE,
-        cwd=REPO,
-        env=env,
-    )
-    assert process.stdout is not None
-    port = int(process.stdout.readline())
+    process, port = clickhouse_http.start(tmp_path_factory.mktemp("chdb-http"), PASSWORD)
     yield port
     process.kill()
     process.wait()
@@ -71,21 +61,29 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def http_location(endpoint: int, traces: Path) -> str:
-    """The generated traces loaded through the real HTTP client into otel.otel_traces."""
+    """The generated traces loaded through the real HTTP client into otel.otel_traces, and
+    normalized into its companion table."""
     url = f"clickhouse://default@127.0.0.1:{endpoint}/otel?table=otel_traces"
     location = parse_location(url, password=PASSWORD)
     client = connect(location)
     try:
         result = load_files([traces], client, location)
+        built = build_index(client, location)
     finally:
         client.close()
     assert result.spans > 0 and result.bad_lines == 0
+    assert built.spans == built.spans_added == result.spans
     return url
 
 
-@pytest.fixture
-def ch_store(http_location: str) -> Iterator[ClickHouseTraceStore]:
-    with open_clickhouse(parse_location(http_location, password=PASSWORD)) as store:
+@pytest.fixture(params=["in place", "materialized"])
+def ch_store(http_location: str, request: pytest.FixtureRequest) -> Iterator[ClickHouseTraceStore]:
+    """The store both ways: normalizing the exporter table in place, and reading the
+    companion table."""
+    materialized = request.param == "materialized"
+    location = parse_location(http_location, password=PASSWORD)
+    with open_clickhouse(location, companion=materialized) as store:
+        assert store.source.materialized is materialized
         yield store
 
 
@@ -115,6 +113,7 @@ def test_load_writes_every_span_and_reports_bad_lines_with_file_and_line(
     code = cli_main(["load", str(messy), "--to", target, "--json"])
     assert code == 0
     result = LoadResult.model_validate_json(capsys.readouterr().out)
+    assert result.index is not None and result.index.spans == result.spans  # normalized too
     planted = {record.line for record in manifest.bad_lines}
     assert result.bad_lines == len(planted)
     assert {(bad.file, bad.line) for bad in result.bad_line_examples} == {

@@ -25,9 +25,10 @@ from halo_mcp.store.api import TraceReader
 from halo_mcp.store.clickhouse.client import connect
 from halo_mcp.store.clickhouse.load import load_files
 from halo_mcp.store.clickhouse.location import parse_location
+from halo_mcp.store.clickhouse.materialize import build_index
 from halo_mcp.store.clickhouse.schema import exporter_ddl
 from halo_mcp.store.clickhouse.store import ClickHouseTraceStore, open_clickhouse
-from halo_mcp.store.models import TraceRule
+from halo_mcp.store.models import EventFilter, TraceRule
 from halo_mcp.synth import generate
 from halo_mcp.tools.paths import normalize_roots, resolve_trace_paths
 from halo_mcp.triage.measure import count_matcher
@@ -50,22 +51,30 @@ def chdb_folder(traces: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     client = connect(location)
     try:
         load_files([traces], client, location)
+        build_index(client, location)  # the companion table: reads use it unless told not to
     finally:
         client.close()
     return folder
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["in place", "materialized"])
 def stores(
-    traces: Path, chdb_folder: Path, tmp_path_factory: pytest.TempPathFactory
+    traces: Path,
+    chdb_folder: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[tuple[TraceReader, TraceReader]]:
-    """(file store, ClickHouse store) over the same traces, both through open_store."""
-    with (
-        open_store([traces], cache_dir=tmp_path_factory.mktemp("cache")) as files,
-        open_store([f"chdb:{chdb_folder}"]) as clickhouse,
-    ):
-        assert isinstance(clickhouse, ClickHouseTraceStore)
-        yield files, clickhouse
+    """(file store, ClickHouse store) over the same traces: the ClickHouse one through
+    open_store (the companion table), and over the exporter table read in place."""
+    with open_store([traces], cache_dir=tmp_path_factory.mktemp("cache")) as files:
+        if request.param == "materialized":
+            clickhouse = open_store([f"chdb:{chdb_folder}"])
+        else:
+            clickhouse = open_clickhouse(parse_location(f"chdb:{chdb_folder}"), companion=False)
+        with clickhouse:
+            assert isinstance(clickhouse, ClickHouseTraceStore)
+            assert clickhouse.source.materialized is (request.param == "materialized")
+            yield files, clickhouse
 
 
 def _comparable(item: Any) -> dict[str, Any]:
@@ -101,6 +110,7 @@ def test_check_and_counts_recount_the_same_on_both_backends(stores) -> None:
     ]
     assert found.traces_in_scope == expected.traces_in_scope == 60
     # Every triage matcher, and each trace rule, selects the same spans in both.
+    agent = files.overview().agents[0].name
     rules = [
         TraceRule(kind="repeated_call"),
         TraceRule(kind="step_limit", min_count=3),
@@ -108,10 +118,29 @@ def test_check_and_counts_recount_the_same_on_both_backends(stores) -> None:
         TraceRule(kind="trace_duration", min_duration_ms=60_000),
         TraceRule(kind="trace_tokens", min_tokens=20_000),
         TraceRule(kind="no_final_answer"),
+        TraceRule(  # a tool error retried with that tool
+            kind="followed_by",
+            first=EventFilter(kind=["tool"], errors_only=True),
+            then=EventFilter(kind=["tool"]),
+            same_tool=True,
+        ),
+        TraceRule(  # an error never followed by a model call (none here: still counted)
+            kind="followed_by",
+            first=EventFilter(errors_only=True),
+            then=EventFilter(kind=["llm"]),
+            then_absent=True,
+        ),
+        TraceRule(
+            kind="followed_by",
+            first=EventFilter(errors_only=True),
+            then=EventFilter(kind=["llm"], agent=agent),
+        ),
     ]
     matchers = [f.matcher for f in findings if f.matcher is not None]
     for flt in [*matchers, *(SpanFilter(trace_rule=rule) for rule in rules)]:
         assert clickhouse.count(flt) == files.count(flt), flt.model_dump(exclude_defaults=True)
+    assert files.count(SpanFilter(trace_rule=rules[-3])).traces > 0
+    assert files.count(SpanFilter(trace_rule=rules[-1])).traces > 0
     assert any(files.count(SpanFilter(trace_rule=rule)).traces for rule in rules)
     # A plain matcher (what an engine finding carries) counts the same too.
     matcher = SpanFilter(tool_name="read_file", errors_only=True)

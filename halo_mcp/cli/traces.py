@@ -228,6 +228,7 @@ def render_overview(view: Overview, report: LoadReport) -> str:
         notes.append(f"{view.orphan_spans} orphan spans (parent missing)")
     if view.rootless_traces:
         notes.append(f"{view.rootless_traces} traces without root")
+    notes += view.notes
     if notes:
         out.append("Notes: " + "; ".join(notes))
     out.append(f"Bad lines: {view.bad_lines}")

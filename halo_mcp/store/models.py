@@ -515,3 +515,8 @@ class Overview(BaseModel):
     orphan_spans: int = 0
     rootless_traces: int = 0
     duplicate_spans: int = 0
+    notes: list[str] = Field(
+        default_factory=list,
+        description="How the data was read, when it matters: e.g. a ClickHouse table read "
+        "in place (slower), and the command that speeds it up.",
+    )

@@ -19,13 +19,13 @@ import email
 import email.policy
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-from chdb import session
+from pathlib import Path
 
 _INSERT = re.compile(
     r"^\s*INSERT\s+INTO\s+(?P<target>.+?)\s+FORMAT\s+(?P<fmt>\w+)\s*$", re.S | re.I
@@ -37,6 +37,8 @@ class Engine:
     """One chDB session; statements take turns (chDB runs one at a time per process)."""
 
     def __init__(self, path: str) -> None:
+        from chdb import session  # here: a process that only starts the endpoint stays small
+
         self.session = session.Session(path)
         self.lock = threading.Lock()
 
@@ -50,6 +52,9 @@ def make_handler(engine: Engine, user: str, password: str) -> type[BaseHTTPReque
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in separate writes: with Nagle's algorithm on, the
+        # client's delayed ACK adds ~40 ms to every statement, which a server does not.
+        disable_nagle_algorithm = True
 
         def log_message(self, *args: object) -> None:  # quiet: tests read stdout
             pass
@@ -170,6 +175,20 @@ def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
         if isinstance(name, str) and isinstance(payload, bytes):
             fields[name] = payload.decode()
     return fields
+
+
+def start(folder: Path, password: str) -> tuple[subprocess.Popen[bytes], int]:
+    """This endpoint over the chDB folder `folder`, in its own process: (process, port).
+    The caller kills the process."""
+    env = {**os.environ, "CLICKHOUSE_TEST_PASSWORD": password}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.clickhouse_http", "--path", str(folder)],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+    )
+    assert process.stdout is not None
+    return process, int(process.stdout.readline())
 
 
 def main() -> None:

@@ -5,8 +5,8 @@ The same reader as :class:`halo_mcp.store.aggregates.Aggregates` (the
 and the recounts run unchanged on a ClickHouse table. Each method is one bounded aggregate
 over the store's time window (spans normalized by `expressions.py`, agents inherited only
 where a method groups by agent). Methods that hand out one record per span or per trace
-(every error span, every root span) read them in pages of PAGE_ROWS by key, so the
-halo-mcp process holds one page at a time.
+(every error span, every root span) read them as one stream of blocks, so the halo-mcp
+process holds one block at a time.
 
 Where the file index uses its row id (a sample of every k-th span, the order of equal
 start times), this reader uses a hash of the span id and (trace id, span id): the same
@@ -38,9 +38,11 @@ from halo_mcp.store.aggregates import (
 from halo_mcp.store.clickhouse import expressions as ex
 from halo_mcp.store.clickhouse.client import ClickHouseClient
 from halo_mcp.store.clickhouse.filters import Params
+from halo_mcp.store.clickhouse.sources import SpanSource
 
-#: Rows read per page by the methods that stream one record per span or trace.
-PAGE_ROWS = 50_000
+#: Roots whose answer lies in their last LLM call are looked up in batches of this many.
+_ANSWER_BATCH = 50_000
+
 #: Distinct models read (masking model names in error signatures).
 MAX_MODELS = 10_000
 
@@ -66,14 +68,15 @@ class ClickHouseAggregates:
     def __init__(
         self,
         client: ClickHouseClient,
-        table: str,
+        source: SpanSource,
         window: str,
         window_ns: tuple[int, int],
         trace_total: int,
         time_limit: float | None = None,
     ) -> None:
         self._client = client
-        self._table = table
+        self._source = source
+        self._table = source.raw_table
         self._window = window
         self._window_ns = window_ns
         self._trace_total = trace_total
@@ -90,39 +93,26 @@ class ClickHouseAggregates:
         values = (params or self._params()).values
         return self._client.rows(sql, values, time_limit=self._time_limit)
 
-    def _spans(self, *columns: str, more: tuple[tuple[str, str], ...] = ()) -> str:
+    def _spans(self, *columns: str, extras: tuple[str, ...] = ()) -> str:
         """The window's spans, normalized (own agent and service only): only `columns`
-        (and what they and `more` need), which keeps ClickHouse's planning short."""
-        return ex.normalized_select(self._table, self._window, more=more, columns=columns)
+        (and what they and `extras` need), which keeps ClickHouse's planning short."""
+        return self._source.spans(self._window, columns=columns, extras=extras)
 
     def _inherited(self, *columns: str) -> str:
         """The window's spans with agent inherited (carrying only `columns`)."""
-        return ex.inherited_spans(self._table, self._window, columns=columns)
+        return self._source.inherited(self._window, columns=columns)
 
-    def _pages(
+    def _stream(
         self, select: str, source: str, where: str, keys: tuple[str, ...]
     ) -> Iterator[tuple[Any, ...]]:
-        """Rows of `SELECT select, keys FROM source WHERE where` in `keys` order, one page
-        at a time (keyset paging: each page starts after the last key read)."""
-        after: tuple[Any, ...] | None = None
+        """Rows of `SELECT select, keys FROM source WHERE where` in `keys` order: one scan,
+        read block by block (this process holds one block at a time)."""
         order = ", ".join(keys)
-        width = len(keys)
-        while True:
-            params = self._params()
-            condition = where
-            if after is not None:
-                types = ("Int64", "String", "String")[-width:]
-                bound = ", ".join(params.add(v, t) for v, t in zip(after, types, strict=True))
-                condition = f"({where}) AND ({order}) > ({bound})"
-            page = self._rows(
-                f"SELECT {select}, {order} FROM ({source}) WHERE {condition} "
-                f"ORDER BY {order} LIMIT {PAGE_ROWS}",
-                params,
-            )
-            yield from page
-            if len(page) < PAGE_ROWS:
-                return
-            after = tuple(page[-1][-width:])
+        return self._client.stream(
+            f"SELECT {select}, {order} FROM ({source}) WHERE {where} ORDER BY {order}",
+            self._params().values,
+            time_limit=self._time_limit,
+        )
 
     # -- tallies --------------------------------------------------------------------------
 
@@ -190,8 +180,8 @@ class ClickHouseAggregates:
     # -- errors and tools -----------------------------------------------------------------
 
     def error_spans(self) -> Iterator[ErrorSpan]:
-        """Every error span, in time order (then trace and span id), page by page."""
-        rows = self._pages(
+        """Every error span, in time order (then trace and span id), streamed."""
+        rows = self._stream(
             "kind, tool_name, name, error_message",
             self._spans(*_ERROR_COLUMNS),
             "status = 'error'",
@@ -238,13 +228,20 @@ class ClickHouseAggregates:
         """Each time one tool got identical input (the same input hash) at least
         `min_repeats` times in one trace; span ids sorted (as the file index gives them)."""
         params = self._params()
+        least = params.add(int(min_repeats), "Int64")
+        calls = (
+            f"FROM ({self._spans(*_LOOP_COLUMNS, extras=('input_hash',))}) "
+            "WHERE input_hash IS NOT NULL AND tool_name IS NOT NULL"
+        )
+        # Grouping millions of calls by one hash of (trace, tool, input) first is several
+        # times faster than by the texts; only the groups it finds are grouped again, by
+        # the values themselves (so a hash collision cannot add a group).
+        key = "cityHash64(trace_id, tool_name, input_hash)"
         rows = self._rows(
             "SELECT trace_id, tool_name, count() AS calls, countIf(status = 'error'), "
-            "arraySort(groupArray(span_id)) "
-            f"FROM ({self._spans(*_LOOP_COLUMNS, more=(('input_hash', ex.INPUT_HASH),))}) "
-            "WHERE input_hash IS NOT NULL AND tool_name IS NOT NULL "
-            "GROUP BY trace_id, tool_name, input_hash "
-            f"HAVING calls >= {params.add(int(min_repeats), 'Int64')} "
+            f"arraySort(groupArray(span_id)) {calls} AND {key} IN (SELECT {key} AS k {calls} "
+            f"GROUP BY k HAVING count() >= {least}) "
+            f"GROUP BY trace_id, tool_name, input_hash HAVING calls >= {least} "
             "ORDER BY trace_id, tool_name",
             params,
         )
@@ -258,7 +255,7 @@ class ClickHouseAggregates:
     def _grouped_source(self, kinds: tuple[GroupedKind, ...]) -> str:
         """Spans with their group columns: agents inherited only when a kind groups by
         agent (the costlier pass)."""
-        if "agent" in kinds:
+        if "agent" in kinds or self._source.materialized:
             return self._inherited(*_GROUPED_COLUMNS)
         return f"SELECT *, own_agent AS agent FROM ({self._spans(*_GROUPED_COLUMNS)})"
 
@@ -391,23 +388,24 @@ class ClickHouseAggregates:
         self, every: int = 1, known: Mapping[tuple[str, str], bool] | None = None
     ) -> Iterator[RootAnswer]:
         """Every root span (no parent), or about one in `every` (by a hash of the span
-        id), with whether its output is non-blank: decided inside ClickHouse, page by
-        page in trace order. `known` answers are kept as given."""
+        id), with whether its output is non-blank: decided inside ClickHouse, streamed
+        in trace order. `known` answers are kept as given."""
         known = known or {}
         where = "parent_span_id IS NULL"
         if every > 1:
             where += f" AND {_SAMPLE_KEY} % {int(every)} = 0"
-        more = (("answered", ex.ANSWERED), ("bare", ex.ANSWER_IN_CALLS))
-        rows = self._pages(
-            "answered, bare",
-            self._spans("trace_id", "span_id", "parent_span_id", more=more),
+        rows = self._stream(
+            "answered, answer_in_calls",
+            self._spans(
+                "trace_id", "span_id", "parent_span_id", extras=("answered", "answer_in_calls")
+            ),
             where,
             ("trace_id", "span_id"),
         )
         page: list[tuple[Any, ...]] = []
         for row in rows:
             page.append(row)
-            if len(page) == PAGE_ROWS:
+            if len(page) == _ANSWER_BATCH:
                 yield from self._answers(page, known)
                 page = []
         yield from self._answers(page, known)
@@ -422,7 +420,12 @@ class ClickHouseAggregates:
         if bare:
             params = self._params()
             where = f"({self._window}) AND TraceId IN {params.add(bare, 'Array(String)')}"
-            rows = self._rows(ex.last_call_answers(self._table, where), params)
+            calls = self._source.spans(
+                where,
+                columns=("trace_id", "span_id", "kind", "status", "start_ns", "end_ns"),
+                extras=("gives_answer",),
+            )
+            rows = self._rows(ex.last_call_answers(calls), params)
             last = {str(trace): bool(answered) for trace, answered in rows}
         for answered, is_bare, trace_id, span_id in roots:
             given = known.get((trace_id, span_id))

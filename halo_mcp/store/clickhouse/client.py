@@ -8,7 +8,7 @@ both bind server-side: values never get spliced into SQL text.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -16,6 +16,10 @@ import orjson
 from halo_mcp.store.clickhouse.location import ClickHouseLocation
 from halo_mcp.store.errors import QueryTimeoutError, StoreError
 from halo_mcp.store.time_limit import NARROW_HINT
+
+Bound = Mapping[str, Any] | None  # a statement's bound parameters
+Limit = float | None  # seconds
+Row = tuple[Any, ...]
 
 #: Rows written per INSERT statement by `insert`.
 INSERT_BATCH = 5_000
@@ -28,16 +32,16 @@ class ClickHouseError(StoreError):
 class ClickHouseClient(Protocol):
     """What the store needs from ClickHouse."""
 
-    def rows(
-        self,
-        sql: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        time_limit: float | None = None,
-    ) -> list[tuple[Any, ...]]:
+    def rows(self, sql: str, params: Bound = None, *, time_limit: Limit = None) -> list[Row]:
         """Run a SELECT and return its rows (bounded by the statement's own LIMIT). With
         `time_limit` (seconds), ClickHouse stops the statement after that long
         (max_execution_time) and QueryTimeoutError is raised."""
+        ...
+
+    def stream(self, sql: str, params: Bound = None, *, time_limit: Limit = None) -> Iterator[Row]:
+        """As `rows`, for a long result: rows arrive block by block, so only one block is
+        held at a time. Iterate to the end (or close the iterator) before the next
+        statement."""
         ...
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
@@ -88,17 +92,22 @@ class HttpClickHouseClient:
             ) from None
         self._password = password
 
-    def rows(
-        self,
-        sql: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        time_limit: float | None = None,
-    ) -> list[tuple[Any, ...]]:
+    def rows(self, sql: str, params: Bound = None, *, time_limit: Limit = None) -> list[Row]:
         settings = {"max_execution_time": _seconds(time_limit)} if time_limit else None
         try:
             result = self._client.query(sql, parameters=dict(params or {}), settings=settings)
             return [tuple(row) for row in result.result_rows]
+        except Exception as exc:
+            raise _error(_scrub(str(exc), self._password), time_limit) from None
+
+    def stream(self, sql: str, params: Bound = None, *, time_limit: Limit = None) -> Iterator[Row]:
+        settings = {"max_execution_time": _seconds(time_limit)} if time_limit else None
+        try:
+            with self._client.query_rows_stream(
+                sql, parameters=dict(params or {}), settings=settings
+            ) as found:
+                for row in found:
+                    yield tuple(row)
         except Exception as exc:
             raise _error(_scrub(str(exc), self._password), time_limit) from None
 
@@ -155,18 +164,23 @@ class EmbeddedClickHouseClient:
                 raise _error(str(exc).strip(), time_limit) from None
         return bytes(result.bytes())
 
-    def rows(
-        self,
-        sql: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        time_limit: float | None = None,
-    ) -> list[tuple[Any, ...]]:
-        settings = " SETTINGS output_format_json_quote_64bit_integers=0"
-        if time_limit:
-            settings += f", max_execution_time={_seconds(time_limit)}"
-        data = self._query(sql + settings, "JSONCompactEachRow", params, time_limit)
+    def rows(self, sql: str, params: Bound = None, *, time_limit: Limit = None) -> list[Row]:
+        data = self._query(sql + _settings(time_limit), "JSONCompactEachRow", params, time_limit)
         return [tuple(orjson.loads(line)) for line in data.splitlines() if line.strip()]
+
+    def stream(self, sql: str, params: Bound = None, *, time_limit: Limit = None) -> Iterator[Row]:
+        bound = {key: _param_text(value) for key, value in (params or {}).items()}
+        with self._lock:  # held until the last block is read (or the iterator closed)
+            try:
+                found = self._session.send_query(
+                    sql + _settings(time_limit), "JSONCompactEachRow", params=bound
+                )
+                for block in found:
+                    for line in bytes(block.bytes()).splitlines():
+                        if line.strip():
+                            yield tuple(orjson.loads(line))
+            except Exception as exc:
+                raise _error(str(exc).strip(), time_limit) from None
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         self._query(sql, "TabSeparated", params)
@@ -181,6 +195,14 @@ class EmbeddedClickHouseClient:
     def close(self) -> None:
         with self._lock:
             self._session.close()
+
+
+def _settings(time_limit: float | None) -> str:
+    """The SETTINGS clause of an embedded SELECT: plain JSON numbers, the time limit."""
+    settings = " SETTINGS output_format_json_quote_64bit_integers=0"
+    if time_limit:
+        settings += f", max_execution_time={_seconds(time_limit)}"
+    return settings
 
 
 def _param_text(value: Any) -> str:

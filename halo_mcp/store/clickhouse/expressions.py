@@ -273,7 +273,11 @@ def _inherit(own: str) -> str:
 
 
 def inherited_spans(
-    table: str, where: str, matches: str = "1", columns: Sequence[str] | None = None
+    table: str,
+    where: str,
+    matches: str = "1",
+    columns: Sequence[str] | None = None,
+    more: Sequence[tuple[str, str]] = (),
 ) -> str:
     """Normalized spans with agent and service inherited from ancestors, as ingestion does.
 
@@ -281,11 +285,14 @@ def inherited_spans(
     and each step of the fold lets a value travel one level down. `where` must keep whole
     traces (narrow by TraceId, never by a span's own fields). `columns` (default: all)
     are the normalized columns carried along besides agent and service: fewer make a
-    lighter pass over a big window."""
+    lighter pass over a big window; `more` as for normalized_select."""
     needed = ("trace_id", "span_id", "parent_span_id", "own_agent", "own_service")
     names = list(NORMALIZED_NAMES) if columns is None else list(dict.fromkeys((*needed, *columns)))
-    inner = normalized_select(table, where, matches, columns=None if columns is None else names)
-    if columns is not None and "matched" not in names:
+    inner = normalized_select(
+        table, where, matches, more, columns=None if columns is None else names
+    )
+    names += [name for name, _ in more]
+    if "matched" not in names:
         names.append("matched")
     position = {name: i + 1 for i, name in enumerate(names)}
     row = "tuple(" + ", ".join(names) + ")"
@@ -351,17 +358,20 @@ ANSWER_IN_CALLS = f"({INPUT_TEXT} IS NULL AND {OUTPUT_TEXT} IS NULL AND status !
 #: Whether an LLM call's output answers: non-blank and no tool call (payload.is_answer).
 GIVES_ANSWER = f"({ANSWERED} AND NOT ifNull(match({OUTPUT_TEXT}, {lit(pl.TOOL_CALL_PATTERN)}), 0))"
 
+#: Per-span values some reads need besides the normalized columns, by name.
+EXTRAS: dict[str, str] = {
+    "input_hash": INPUT_HASH,
+    "answered": ANSWERED,
+    "answer_in_calls": ANSWER_IN_CALLS,
+    "gives_answer": GIVES_ANSWER,
+}
 
-def last_call_answers(table: str, where: str) -> str:
-    """(trace_id, answered) per trace of `where` (over the raw columns): whether its last
-    LLM call (latest end, then start, then span id) ended without error with an answer."""
-    calls = normalized_select(
-        table,
-        where,
-        more=(("answers", GIVES_ANSWER),),
-        columns=("trace_id", "span_id", "kind", "status", "start_ns", "end_ns"),
-    )
+
+def last_call_answers(calls: str) -> str:
+    """(trace_id, answered) per trace of `calls` (normalized spans with `gives_answer`):
+    whether its last LLM call (latest end, then start, then span id) ended without error
+    with an answer."""
     return (
-        "SELECT trace_id, argMax(if(status = 'error', 0, answers), (end_ns, start_ns, "
+        "SELECT trace_id, argMax(if(status = 'error', 0, gives_answer), (end_ns, start_ns, "
         f"span_id)) FROM ({calls}) WHERE kind = 'llm' GROUP BY trace_id"
     )

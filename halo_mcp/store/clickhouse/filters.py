@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from halo_mcp.store.clickhouse.expressions import AGENT_OWN, SERVICE_OWN, lit
+from halo_mcp.store.clickhouse.expressions import lit
+from halo_mcp.store.clickhouse.sources import Owner, SpanSource
 from halo_mcp.store.errors import InvalidFilterError
-from halo_mcp.store.models import SpanFilter, SpanKind, TraceRule
+from halo_mcp.store.models import EventFilter, SpanFilter, SpanKind, TraceRule
 from halo_mcp.store.trace_rules import DEFAULT_MIN_REPEATS
 
 
@@ -40,13 +41,16 @@ class CompiledFilter:
     """A filter as SQL. `raw` conditions read the exporter columns (attributes, text) and
     become the `matched` column of the normalized rows; `row` conditions read normalized
     columns of one span; `inherited` ones read agent/service after inheritance; `narrowing`
-    conditions (on TraceId, over the raw table) keep only traces that can match."""
+    conditions (on TraceId, over the raw table) keep only traces that can match. `started`
+    repeats the start-time conditions on `Timestamp` (what partitions are pruned by): usable
+    where rows need not be whole traces."""
 
     raw: list[str]
     row: list[str]
     inherited: list[str]
     narrowing: list[str]
     params: Params
+    started: list[str] = field(default_factory=list)
 
     @property
     def matches(self) -> str:
@@ -101,38 +105,37 @@ def content_match(pattern: str, params: Params) -> str:
     return f"match({CONTENT}, {params.add('(?i)' + pattern)})"
 
 
-def rule_traces(rule: TraceRule, params: Params, table: str, window: str) -> str:
+def rule_traces(rule: TraceRule, params: Params, source: SpanSource, window: str) -> str:
     """A subquery of the trace ids satisfying `rule`, as store/trace_rules.py selects them
-    from the file index (over the window's spans). `followed_by` is refused for now."""
-    from halo_mcp.store.clickhouse import expressions as ex
+    from the file index (over the window's spans)."""
 
-    def spans(*columns: str, more: tuple[tuple[str, str], ...] = ()) -> str:
-        return ex.normalized_select(table, window, more=more, columns=columns)
+    def spans(*columns: str, extras: tuple[str, ...] = ()) -> str:
+        return source.spans(window, columns=columns, extras=extras)
 
     if rule.kind == "repeated_call":
         only = f" AND tool_name = {params.add(rule.tool_name)}" if rule.tool_name else ""
         least = params.add(max(1, int(rule.min_count or DEFAULT_MIN_REPEATS)), "Int64")
-        source = spans("trace_id", "tool_name", "kind", more=(("input_hash", ex.INPUT_HASH),))
+        rows = spans("trace_id", "tool_name", "kind", extras=("input_hash",))
         return (
-            f"SELECT DISTINCT trace_id FROM (SELECT trace_id FROM ({source}) "
+            f"SELECT DISTINCT trace_id FROM (SELECT trace_id FROM ({rows}) "
             f"WHERE input_hash IS NOT NULL AND tool_name IS NOT NULL{only} "
             f"GROUP BY trace_id, tool_name, input_hash HAVING count() >= {least})"
         )
     if rule.kind == "step_limit":
         only = f" AND agent = {params.add(rule.agent)}" if rule.agent else ""
         least = params.add(int(rule.min_count or 1), "Int64")
-        source = ex.inherited_spans(table, window, columns=("kind", "status"))
+        rows = source.inherited(window, columns=("kind", "status"))
         return (
-            f"SELECT DISTINCT trace_id FROM (SELECT trace_id, agent FROM ({source}) "
+            f"SELECT DISTINCT trace_id FROM (SELECT trace_id, agent FROM ({rows}) "
             f"WHERE kind = 'llm' AND agent IS NOT NULL AND status != 'error'{only} "
             f"GROUP BY trace_id, agent HAVING count() >= {least})"
         )
     if rule.kind == "ends_after_tool_error":
         only = f" AND last.2 = {params.add(rule.tool_name)}" if rule.tool_name else ""
-        source = spans("trace_id", "kind", "status", "tool_name", "start_ns")
+        rows = spans("trace_id", "kind", "status", "tool_name", "start_ns")
         return (
             "SELECT trace_id FROM (SELECT trace_id, argMax((status, tool_name), start_ns) AS "
-            f"last FROM ({source}) WHERE kind = 'tool' GROUP BY trace_id) "
+            f"last FROM ({rows}) WHERE kind = 'tool' GROUP BY trace_id) "
             f"WHERE last.1 = 'error'{only}"
         )
     if rule.kind == "trace_duration":
@@ -143,26 +146,49 @@ def rule_traces(rule: TraceRule, params: Params, table: str, window: str) -> str
         )
     if rule.kind == "trace_tokens":
         least = params.add(int(rule.min_tokens or 0), "Int64")
-        source = spans("trace_id", "input_tokens", "output_tokens")
+        rows = spans("trace_id", "input_tokens", "output_tokens")
         return (
-            f"SELECT trace_id FROM ({source}) GROUP BY trace_id "
+            f"SELECT trace_id FROM ({rows}) GROUP BY trace_id "
             f"HAVING sum(ifNull(input_tokens, 0)) + sum(ifNull(output_tokens, 0)) >= {least}"
         )
     if rule.kind == "no_final_answer":
-        source = spans("trace_id", "parent_span_id", more=(("answered", ex.ANSWERED),))
+        rows = spans("trace_id", "parent_span_id", extras=("answered",))
         return (
-            f"SELECT DISTINCT trace_id FROM ({source}) "
-            "WHERE parent_span_id IS NULL AND NOT answered"
+            f"SELECT DISTINCT trace_id FROM ({rows}) WHERE parent_span_id IS NULL AND NOT answered"
         )
-    raise InvalidFilterError(
-        f"trace_rule {rule.kind!r} is not available on a ClickHouse location yet; use "
-        "repeated_call, step_limit, ends_after_tool_error, trace_duration, trace_tokens or "
-        "no_final_answer, or select spans with the other filter fields"
+    if rule.kind == "followed_by":
+        return _followed_by(rule, params, source, window)
+    raise InvalidFilterError(f"trace_rule {rule.kind!r} is not known")
+
+
+def _followed_by(rule: TraceRule, params: Params, source: SpanSource, window: str) -> str:
+    """Traces with a span `first` followed by a span `then` (later start; with same_tool,
+    the same tool), or by none when then_absent: store/trace_rules.py's rule, per trace
+    over the two events' (start, tool) arrays."""
+
+    def event(side: EventFilter | None) -> str:
+        if side is None:
+            return "1"
+        flt = SpanFilter(**side.model_dump(exclude_defaults=True))
+        return compile_filter(flt, params, source, window).span_where(True)
+
+    later = "y.1 > x.1" + (" AND y.2 = x.2" if rule.same_tool else "")
+    test = f"arrayExists(y -> {later}, b)"
+    rows = source.inherited(
+        window, columns=("name", "kind", "status", "model", "tool_name", "start_ns", "end_ns")
+    )
+    return (
+        f"SELECT trace_id FROM (SELECT trace_id, groupArrayIf((start_ns, tool_name), "
+        f"{event(rule.first)}) AS a, groupArrayIf((start_ns, tool_name), {event(rule.then)}) "
+        f"AS b FROM ({rows}) GROUP BY trace_id) "
+        f"WHERE arrayExists(x -> {'NOT ' if rule.then_absent else ''}{test}, a)"
     )
 
 
-def compile_filter(flt: SpanFilter, params: Params, table: str, window: str) -> CompiledFilter:
-    """Compile `flt`. `table` and `window` (a condition on the raw table) let agent and
+def compile_filter(
+    flt: SpanFilter, params: Params, source: SpanSource, window: str
+) -> CompiledFilter:
+    """Compile `flt`. `source` and `window` (a condition on Timestamp) let agent and
     service conditions narrow the traces to those holding a span that names them."""
     raw: list[str] = []
     row: list[str] = []
@@ -177,7 +203,7 @@ def compile_filter(flt: SpanFilter, params: Params, table: str, window: str) -> 
             row.append(f"{column} IN {params.add(values, 'Array(String)')}")
 
     if flt.trace_rule is not None:
-        narrowing.append(f"TraceId IN ({rule_traces(flt.trace_rule, params, table, window)})")
+        narrowing.append(f"TraceId IN ({rule_traces(flt.trace_rule, params, source, window)})")
     if flt.trace_ids is not None:
         members("trace_id", flt.trace_ids)
         if flt.trace_ids:
@@ -196,29 +222,29 @@ def compile_filter(flt: SpanFilter, params: Params, table: str, window: str) -> 
     for column, value in (("model", flt.model), ("tool_name", flt.tool_name)):
         if value is not None:
             row.append(f"{column} = {params.add(value)}")
-    for column, value, own in (
-        ("agent", flt.agent, AGENT_OWN),
-        ("service", flt.service, SERVICE_OWN),
-    ):
+    owners: tuple[tuple[Owner, str | None], ...] = (("agent", flt.agent), ("service", flt.service))
+    for column, value in owners:
         if value is not None:
             bound = params.add(value)
             inherited.append(f"{column} = {bound}")
-            narrowing.append(
-                f"TraceId IN (SELECT TraceId FROM {table} WHERE {window} AND {own} = {bound})"
-            )
+            narrowing.append(f"TraceId IN ({source.owner_traces(column, bound, window)})")
     if flt.min_duration_ms is not None:
         row.append(f"end_ns - start_ns >= {params.add(int(flt.min_duration_ms * 1e6), 'Int64')}")
     if flt.max_duration_ms is not None:
         row.append(f"end_ns - start_ns <= {params.add(int(flt.max_duration_ms * 1e6), 'Int64')}")
-    if flt.start_after is not None:
-        row.append(f"start_ns >= {params.add(_ns(flt.start_after), 'Int64')}")
-    if flt.start_before is not None:
-        row.append(f"start_ns < {params.add(_ns(flt.start_before), 'Int64')}")
+    started: list[str] = []
+    for moment, op in ((flt.start_after, ">="), (flt.start_before, "<")):
+        if moment is not None:
+            bound = params.add(_ns(moment), "Int64")
+            row.append(f"start_ns {op} {bound}")
+            started.append(f"Timestamp {op} fromUnixTimestamp64Nano(toInt64({bound}))")
     for key, wanted in (flt.attributes or {}).items():
         raw.append(_attribute_equals(key, wanted, params))
     if flt.text is not None:
         raw.append(content_match(flt.text, params))
-    return CompiledFilter(raw=raw, row=row, inherited=inherited, narrowing=narrowing, params=params)
+    return CompiledFilter(
+        raw=raw, row=row, inherited=inherited, narrowing=narrowing, params=params, started=started
+    )
 
 
 def _attribute_equals(key: str, value: Any, params: Params) -> str:

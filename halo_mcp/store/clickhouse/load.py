@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from halo_mcp.store.clickhouse.client import INSERT_BATCH, ClickHouseClient
 from halo_mcp.store.clickhouse.location import ClickHouseLocation
+from halo_mcp.store.clickhouse.materialize import IndexResult
 from halo_mcp.store.clickhouse.schema import TableShape, create_tables, table_shape
 from halo_mcp.store.files import expand_paths, is_gz
 from halo_mcp.store.formats.errors import BadLineError
@@ -51,6 +52,9 @@ class LoadResult(BaseModel):
     spans: int
     bad_lines: int
     bad_line_examples: list[BadLine]
+    index: IndexResult | None = Field(
+        None, description="The companion table of normalized spans, extended after the load."
+    )
 
 
 def _otel_kind(value: Any) -> str:

@@ -1,9 +1,11 @@
 """ClickHouseTraceStore: the TraceStore API over an exporter `otel_traces` table.
 
 Every read runs inside ClickHouse; only bounded results (a page, a tree, counts, top-N
-groups) come back. Spans are normalized in SQL by `expressions.py` with the same rules as
-file ingestion, and agent/service are inherited from ancestors per trace, only for the
-traces a query can touch.
+groups) come back. Spans are normalized with the same rules as file ingestion: read from
+the companion table (`materialize.py`: normalized once, agent/service inherited once) when
+it covers the window, else in SQL by `expressions.py` in each statement, agent/service
+inherited per trace only for the traces a query can touch (`notes` says which, and how to
+build the companion table).
 
 Scans cover a time window: by default the 7 days up to the newest span in the table
 (`DEFAULT_WINDOW`), or what the caller gives (`since`/`until`). Spans outside it are not
@@ -24,12 +26,13 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from halo_mcp.store import query
 from halo_mcp.store import sql as sql_views
 from halo_mcp.store.api import FilterArg
-from halo_mcp.store.clickhouse import expressions as ex
 from halo_mcp.store.clickhouse.aggregates import ClickHouseAggregates
 from halo_mcp.store.clickhouse.client import ClickHouseClient, connect
 from halo_mcp.store.clickhouse.filters import CompiledFilter, Params, compile_filter
 from halo_mcp.store.clickhouse.location import ClickHouseLocation
+from halo_mcp.store.clickhouse.materialize import build_index, index_status
 from halo_mcp.store.clickhouse.schema import TableShape, table_shape
+from halo_mcp.store.clickhouse.sources import SpanSource
 from halo_mcp.store.errors import (
     InvalidFilterError,
     QueryTimeoutError,
@@ -172,6 +175,7 @@ class ClickHouseTraceStore:
         since: datetime | None = None,
         until: datetime | None = None,
         query_time_limit: float | None = DEFAULT_QUERY_TIME_LIMIT,
+        companion: bool = True,
     ) -> None:
         self.location = location
         self.shape = shape
@@ -188,15 +192,46 @@ class ClickHouseTraceStore:
             "Timestamp >= fromUnixTimestamp64Nano(toInt64({ws:Int64})) "
             "AND Timestamp <= fromUnixTimestamp64Nano(toInt64({we:Int64}))"
         )
+        self.notes: list[str] = []
+        self._companion = companion
+        self._counted = self.table  # the table whose rows are counted: the source's
+        self.source: SpanSource = (
+            self._choose_source(client, location, min(end, int(newest[0][0] or 0)))
+            if companion
+            else SpanSource(raw_table=self.table)
+        )
         totals = self._rows(
-            f"SELECT count(), uniqExact(TraceId) FROM {self.table} WHERE {self.window}",
+            f"SELECT count(), uniqExact(TraceId) FROM {self._counted} WHERE {self.window}",
             self._params(),
         )
         self._span_total, self._trace_total = int(totals[0][0]), int(totals[0][1])
         self.paths: list[Path | str] = [location.display]
         self.report = LoadReport(
-            files=[], spans=self._span_total, bad_lines=0, bad_line_examples=[]
+            files=[],
+            spans=self._span_total,
+            bad_lines=0,
+            bad_line_examples=[],
+            index_path=self._counted if self.source.materialized else None,
         )
+
+    def _choose_source(
+        self, client: ClickHouseClient, location: ClickHouseLocation, end: int
+    ) -> SpanSource:
+        """The companion table when it holds every span started by `end` (extending it
+        first when it exists and lags behind), else the exporter table in place, saying why
+        in `notes`."""
+        status = index_status(client, location, end)
+        if status.behind:
+            try:
+                build_index(client, location)
+            except StoreError as exc:  # read-only access: read in place
+                self.notes.append(f"could not extend {status.table} ({exc})")
+            status = index_status(client, location, end)
+        if status.ready:
+            self._counted = status.table
+            return SpanSource(raw_table=self.table, table=status.table)
+        self.notes.append(status.reason)
+        return SpanSource(raw_table=self.table)
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -226,20 +261,29 @@ class ClickHouseTraceStore:
             raise InvalidFilterError(f"invalid filter: {exc}") from None
 
     def _compile(self, flt: SpanFilter, params: Params) -> CompiledFilter:
-        return compile_filter(flt, params, self.table, self.window)
+        return compile_filter(flt, params, self.source, self.window)
+
+    def _inherits(self, compiled: CompiledFilter) -> bool:
+        """Whether a read gets agent/service inherited in SQL: always from the companion
+        table (stored), else only when the filter needs them."""
+        return compiled.needs_inheritance or self.source.materialized
 
     def _spans_source(self, compiled: CompiledFilter, inherit: bool) -> str:
         """A subquery of normalized spans that can match: with inherited agent/service when
         `inherit`, else the rows alone (agent/service are then the spans' own)."""
         traces = compiled.trace_where()
+        if self.source.materialized:
+            # No trace needs to stay whole: every condition narrows the rows read.
+            where = " AND ".join([self.window, traces, *compiled.started])
+            return self.source.inherited(where, compiled.matches)
         if inherit:
-            rows = ex.normalized_select(self.table, f"{self.window} AND {traces}", compiled.matches)
+            rows = self.source.spans(f"{self.window} AND {traces}", compiled.matches)
             candidates = (
                 f"SELECT DISTINCT trace_id FROM ({rows}) WHERE {compiled.span_where(False)}"
             )
             where = f"{self.window} AND TraceId IN ({candidates})"
-            return ex.inherited_spans(self.table, where, compiled.matches)
-        inner = ex.normalized_select(self.table, f"{self.window} AND {traces}", compiled.matches)
+            return self.source.inherited(where, compiled.matches)
+        inner = self.source.spans(f"{self.window} AND {traces}", compiled.matches)
         return f"SELECT *, own_agent AS agent, own_service AS service FROM ({inner})"
 
     def _select_rows(
@@ -248,7 +292,7 @@ class ClickHouseTraceStore:
         """Matching spans (in query.ROW_COLUMNS layout) with inherited agent/service. When
         the filter does not need inheritance, rows are chosen first and only their traces
         are walked."""
-        inherit = compiled.needs_inheritance
+        inherit = self._inherits(compiled)
         source = self._spans_source(compiled, inherit)
         where = f"{compiled.span_where(inherit)} AND {extra_where}"
         rows = self._rows(f"SELECT {_ROW_SELECT} FROM ({source}) WHERE {where} {tail}", params)
@@ -263,7 +307,7 @@ class ClickHouseTraceStore:
         traces = params.add(sorted({r[col["trace_id"]] for r in rows}), "Array(String)")
         found = self._rows(
             f"SELECT trace_id, span_id, agent, service FROM "
-            f"({ex.inherited_spans(self.table, f'{self.window} AND TraceId IN {traces}')})",
+            f"({self.source.inherited(f'{self.window} AND TraceId IN {traces}')})",
             params,
         )
         by_id = {(t, s): (a, sv) for t, s, a, sv in found}
@@ -284,11 +328,18 @@ class ClickHouseTraceStore:
         pairs = params.add(
             [(r[col["trace_id"]], r[col["span_id"]]) for r in rows], "Array(Tuple(String, String))"
         )
+        # The rows' own start times and trace ids let ClickHouse skip all but a few parts
+        # and granules (partitions by day, the bloom filter on TraceId).
+        starts = [int(r[col["start_ns"]]) for r in rows]
+        first, last = params.add(min(starts), "Int64"), params.add(max(starts), "Int64")
+        traces = params.add(sorted({r[col["trace_id"]] for r in rows}), "Array(String)")
         found = self._rows(
             "SELECT TraceId, SpanId, SpanAttributes, ResourceAttributes, StatusMessage, "
             "arrayMap(t -> toString(toUnixTimestamp64Nano(t)), `Events.Timestamp`), "
             f"`Events.Name`, `Events.Attributes` FROM {self.table} WHERE {self.window} "
-            f"AND (TraceId, SpanId) IN {pairs}",
+            f"AND Timestamp >= fromUnixTimestamp64Nano(toInt64({first})) "
+            f"AND Timestamp <= fromUnixTimestamp64Nano(toInt64({last})) "
+            f"AND TraceId IN {traces} AND (TraceId, SpanId) IN {pairs}",
             params,
         )
         out: dict[tuple[str, str], SpanPayload] = {}
@@ -375,7 +426,7 @@ class ClickHouseTraceStore:
         )  # fmt: skip
 
     def _count(self, compiled: CompiledFilter, params: Params) -> tuple[int, int]:
-        inherit = compiled.needs_inheritance
+        inherit = self._inherits(compiled)
         source = self._spans_source(compiled, inherit)
         rows = self._rows(
             f"SELECT count(), uniqExact(trace_id) FROM ({source}) "
@@ -397,7 +448,7 @@ class ClickHouseTraceStore:
         when none match."""
         params = self._params()
         compiled = self._compile(self._parse(filter), params)
-        inherit = compiled.needs_inheritance
+        inherit = self._inherits(compiled)
         first, last, spans = self._rows(
             f"SELECT min(start_ns), max(start_ns), count() FROM "
             f"({self._spans_source(compiled, inherit)}) WHERE {compiled.span_where(inherit)}",
@@ -426,7 +477,7 @@ class ClickHouseTraceStore:
     # -- traces --------------------------------------------------------------------------
 
     def _summaries(self, trace_condition: str, params: Params, tail: str) -> list[TraceSummary]:
-        inner = ex.normalized_select(self.table, f"{self.window} AND {trace_condition}")
+        inner = self.source.spans(f"{self.window} AND {trace_condition}")
         rows = self._rows(
             "SELECT trace_id, "
             "argMinIf(name, start_ns, parent_span_id IS NULL) AS root_name, "
@@ -486,7 +537,7 @@ class ClickHouseTraceStore:
         flt = self._parse(filter)
         params = self._params()
         compiled = self._compile(flt, params)
-        inherit = compiled.needs_inheritance
+        inherit = self._inherits(compiled)
         matching = (
             f"SELECT DISTINCT trace_id FROM ({self._spans_source(compiled, inherit)}) "
             f"WHERE {compiled.span_where(inherit)}"
@@ -548,7 +599,7 @@ class ClickHouseTraceStore:
         summary = self.trace_summary(trace_id)
         params = self._params()
         bound = params.add(trace_id)
-        source = ex.inherited_spans(self.table, f"{self.window} AND TraceId = {bound}")
+        source = self.source.inherited(f"{self.window} AND TraceId = {bound}")
         rows = [
             _as_row(r)
             for r in self._rows(
@@ -659,20 +710,29 @@ class ClickHouseTraceStore:
         params = self._params()
         # Only services and agents need inheritance (the costly pass): everything else
         # reads the spans' own columns. Names of several columns share one pass.
-        spans = ex.normalized_select(self.table, self.window)
+        spans = self.source.spans(self.window)
         rows = self._rows(
-            "SELECT count(), uniqExact(trace_id), countIf(status = 'error'), "
+            "SELECT count(), countIf(status = 'error'), "
             "uniqExactIf(trace_id, status = 'error'), min(start_ns), max(end_ns), "
             "sum(ifNull(input_tokens, 0)), sum(ifNull(output_tokens, 0)) "
             f"FROM ({spans})",
             params,
         )
-        n_spans, n_traces, err_spans, err_traces, start, end, tin, tout = rows[0]
-        inherited = ex.inherited_spans(self.table, self.window, columns=())
-        names = {
-            **self._top_names(spans, ("model", "kind"), params),
-            **self._top_names(inherited, ("service", "agent"), params),
-        }
+        n_spans, err_spans, err_traces, start, end, tin, tout = rows[0]
+        n_traces = self._trace_total  # counted when the store opened, over the same window
+        if self.source.materialized:  # all four are stored: one pass
+            names = self._top_names(
+                self.source.inherited(self.window, columns=("model", "kind")),
+                ("model", "kind", "service", "agent"),
+                params,
+            )
+        else:
+            names = {
+                **self._top_names(spans, ("model", "kind"), params),
+                **self._top_names(
+                    self.source.inherited(self.window, columns=()), ("service", "agent"), params
+                ),
+            }
         tools = [
             ToolStats(name=str(n), calls=int(c), errors=int(e))
             for n, c, e in self._rows(
@@ -689,7 +749,7 @@ class ClickHouseTraceStore:
             if len(sample) >= 2:
                 break
         for (trace_id,) in self._rows(
-            f"SELECT DISTINCT TraceId FROM {self.table} WHERE {self.window} ORDER BY TraceId "
+            f"SELECT DISTINCT TraceId FROM {self._counted} WHERE {self.window} ORDER BY TraceId "
             "LIMIT 10",
             params,
         ):
@@ -712,17 +772,29 @@ class ClickHouseTraceStore:
             tokens=TokenTotals(input=int(tin), output=int(tout)),
             error_signatures=signatures,
             sample_trace_ids=sample,
+            notes=list(self.notes),
         )
 
     def _top_names(
         self, spans: str, columns: Sequence[str], params: Params
     ) -> dict[str, list[NameCount]]:
-        """The TOP_NAMES most frequent values of each column, in one pass over `spans`."""
-        pairs = ", ".join(f"('{c}', CAST({c} AS Nullable(String)))" for c in columns)
+        """The TOP_NAMES most frequent values of each column, in one statement: in one pass
+        over `spans` read in place (normalizing is the cost), else one light GROUP BY per
+        column (each reads one stored column)."""
+        if self.source.materialized:
+            groups = " UNION ALL ".join(
+                f"SELECT '{c}' AS w, CAST({c} AS Nullable(String)) AS n, count() AS c "
+                f"FROM ({spans}) WHERE n IS NOT NULL GROUP BY n"
+                for c in columns
+            )
+        else:
+            pairs = ", ".join(f"('{c}', CAST({c} AS Nullable(String)))" for c in columns)
+            groups = (
+                f"SELECT pair.1 AS w, pair.2 AS n, count() AS c FROM ({spans}) "
+                f"ARRAY JOIN [{pairs}] AS pair WHERE n IS NOT NULL GROUP BY w, n"
+            )
         found = self._rows(
-            f"SELECT pair.1 AS w, pair.2 AS n, count() AS c FROM ({spans}) "
-            f"ARRAY JOIN [{pairs}] AS pair WHERE n IS NOT NULL GROUP BY w, n "
-            f"ORDER BY w, c DESC, n LIMIT {TOP_NAMES} BY w",
+            f"SELECT w, n, c FROM ({groups}) ORDER BY w, c DESC, n LIMIT {TOP_NAMES} BY w",
             params,
         )
         out: dict[str, list[NameCount]] = {c: [] for c in columns}
@@ -780,7 +852,11 @@ class ClickHouseTraceStore:
         """Another store over the same table with the window [since, until] (a bound left
         None keeps the default: the newest span, and 7 days before `until`)."""
         return open_clickhouse(
-            self.location, since=since, until=until, query_time_limit=self.query_time_limit
+            self.location,
+            since=since,
+            until=until,
+            query_time_limit=self.query_time_limit,
+            companion=self._companion,
         )
 
     @contextlib.contextmanager
@@ -788,7 +864,7 @@ class ClickHouseTraceStore:
         """Whole-set aggregate reads (triage, re-checks) over the window, each inside
         ClickHouse. Unlimited in time unless `time_limit` (seconds) is given."""
         yield ClickHouseAggregates(
-            self._client, self.table, self.window, self.window_ns, self._trace_total, time_limit
+            self._client, self.source, self.window, self.window_ns, self._trace_total, time_limit
         )
 
     def inputs_changed(self) -> bool:
@@ -835,13 +911,22 @@ def open_clickhouse(
     since: datetime | None = None,
     until: datetime | None = None,
     query_time_limit: float | None = DEFAULT_QUERY_TIME_LIMIT,
+    companion: bool = True,
 ) -> ClickHouseTraceStore:
-    """Connect, check the table's layout, and open a store over its window."""
+    """Connect, check the table's layout, and open a store over its window: from the
+    companion table (materialize.py) when it covers the window, extended first when it
+    lags behind; else, or with `companion` False, from the exporter table in place."""
     client = connect(location)
     try:
         shape = table_shape(client, location)
         return ClickHouseTraceStore(
-            location, client, shape, since=since, until=until, query_time_limit=query_time_limit
+            location,
+            client,
+            shape,
+            since=since,
+            until=until,
+            query_time_limit=query_time_limit,
+            companion=companion,
         )
     except StoreError:
         client.close()
