@@ -7,6 +7,7 @@ endpoint (tests/fakes/clickhouse_http.py) that the real `clickhouse-connect` cli
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from halo_mcp.store.clickhouse.materialize import build_index
 from halo_mcp.store.clickhouse.schema import REQUIRED_COLUMNS, create_tables, exporter_ddl
 from halo_mcp.store.clickhouse.store import ClickHouseTraceStore, open_clickhouse
 from halo_mcp.store.errors import InvalidFilterError, UnknownIdError
+from halo_mcp.store.formats.payload import span_payloads
 from halo_mcp.synth import generate
 from tests.fakes import clickhouse_http
 
@@ -126,6 +128,29 @@ def test_load_writes_every_span_and_reports_bad_lines_with_file_and_line(
         assert store.count().spans == expected
     finally:
         store.close()
+
+
+def test_load_keeps_span_events(tmp_path: Path) -> None:
+    """Events are nested columns (Events.Name, ...): each span's events arrive whole."""
+    recording = Path(__file__).parent / "data" / "frameworks" / "crewai_oi" / "traces.jsonl.gz"
+    expected: dict[str, list[str]] = {}
+    with gzip.open(recording, "rb") as lines:
+        for line in lines:
+            for span_id, payload in span_payloads(line):
+                if payload.events:
+                    expected[span_id] = [event["name"] for event in payload.events]
+    assert expected, "the recording holds exception events"
+    location = parse_location(f"chdb:{tmp_path / 'db'}")
+    client = connect(location)
+    try:
+        load_files([recording], client, location)
+        rows = client.rows(
+            f"SELECT SpanId, `Events.Name` FROM {location.qualified_table} "
+            "WHERE length(`Events.Name`) > 0"
+        )
+    finally:
+        client.close()
+    assert {str(span): list(names) for span, names in rows} == expected
 
 
 def test_every_read_answers_the_same_from_clickhouse_and_from_the_file(

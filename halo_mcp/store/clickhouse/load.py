@@ -197,7 +197,7 @@ def load_files(
     batch: list[dict] = []
     for path in files:
         for row in _file_rows(path, bad, counts):
-            batch.append({k: v for k, v in row.items() if k.split(".")[0] in shape.columns})
+            batch.append({k: v for k, v in row.items() if k in shape.columns})
             if len(batch) >= INSERT_BATCH:
                 client.insert_json_rows(location.qualified_table, batch)
                 written += len(batch)
