@@ -406,7 +406,10 @@ def main() -> None:
         ]
         fake.stop()
         total = len(figures.indexed) + len(figures.text)
-        print(f"== {args.clients} clients in {args.client_procs} process(es), {traces.name} ({traces.stat().st_size / 1e6:.0f} MB)")
+        print(
+            f"== {args.clients} clients in {args.client_procs} process(es), {traces.name} "
+            f"({traces.stat().st_size / 1e6:.0f} MB)"
+        )
         print(f"index build (first call)   {index_s:7.1f} s")
         print(f"calls                      {total:7d}  ({len(figures.text)} with a text filter)")
         print(f"errors                     {len(figures.errors):7d}")

@@ -5,8 +5,8 @@ prompt), so tests and the CLI construct it the same way. `serve(settings)` runs 
 (the default: nothing but protocol on stdout, logs on stderr) or Streamable HTTP (bearer
 tokens, DNS-rebinding protection for every bind address, a request size limit).
 
-Start-up stays fast: the engine's run machinery and the OpenAI client are imported on the
-first analysis (see tools/manager.py).
+Start-up over stdio stays fast: the engine's run machinery and the OpenAI client are imported
+on the first analysis (see tools/manager.py); the HTTP server imports them before listening.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from halo_mcp.settings import Environment
 from halo_mcp.tools import analyze, findings, html_report, prompts, runs, spans, sql, triage
 from halo_mcp.tools.analyze import settings_for_run
 from halo_mcp.tools.arguments import invalid_arguments, invalid_unicode
-from halo_mcp.tools.manager import RunManager
+from halo_mcp.tools.manager import RunManager, load_engine
 from halo_mcp.tools.paths import normalize_roots
 from halo_mcp.tools.state import ServerState
 from halo_mcp.tools.stores import StoreCache, limit_malloc_arenas
@@ -352,6 +352,10 @@ def _http_server(server: MCPServer, settings: ServerSettings) -> uvicorn.Server:
     # per row, which otherwise turns a 10 ms query into seconds under load.
     sys.setswitchinterval(GIL_SWITCH_S)
     limit_malloc_arenas()
+    # A shared HTTP server is there to run analyses too: import their machinery (the
+    # engine, the OpenAI client: about a second of CPU) before listening, not in the
+    # middle of other clients' queries, where it would hold the GIL for that second.
+    load_engine()
     app = http_app(server, settings)
     log.warning(
         "halo-mcp serving Streamable HTTP on http://%s:%d/mcp (%s)",

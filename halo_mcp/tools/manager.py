@@ -174,7 +174,7 @@ class RunManager:
         key: RunKey = (owner, tuple(trace_paths), prompt.strip(), overrides)
         # The first analysis imports the engine's runner and the OpenAI client (about a
         # second of CPU): in a worker thread, so the event loop keeps answering other clients.
-        await anyio.to_thread.run_sync(_load_engine)
+        await anyio.to_thread.run_sync(load_engine)
         async with self._start_lock:
             existing = self._inflight.get(key)
             if existing and not self._runs[existing].is_done:
@@ -316,6 +316,7 @@ def _error_text(exc: BaseException) -> str:
     return f"internal error ({type(exc).__name__}); see the server's log (stderr)"
 
 
-def _load_engine() -> None:
-    """Import the engine (a no-op once done); see RunManager.start."""
+def load_engine() -> None:
+    """Import the engine (a no-op once done): on the first analysis (RunManager.start), or
+    when the HTTP server starts (see server.serve)."""
     import halo_mcp.engine.runner  # noqa: F401

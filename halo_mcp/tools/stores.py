@@ -22,6 +22,7 @@ import ctypes
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +54,8 @@ class _Entry:
     store: TraceReader
     users: int = 0
     retired: bool = False  # replaced or evicted: close when the last user is done
+    idle_since: float | None = None  # monotonic time the last user left
+    released: bool = False  # its cached memory was given back since it was last used
 
 
 class StoreCache:
@@ -197,14 +200,33 @@ class StoreCache:
     def _release(self, entry: _Entry) -> None:
         with self._guard:
             entry.users -= 1
-            if entry.retired and entry.users == 0:
-                _close_quietly(entry.store)
+            if entry.users == 0:
+                entry.idle_since, entry.released = time.monotonic(), False
+                if entry.retired:
+                    _close_quietly(entry.store)
 
     def _trim_while_open(self) -> None:
-        """Every TRIM_EVERY_S, give freed memory back (analyses and scans in other threads
-        free megabytes that glibc would otherwise keep), until the cache is closed."""
+        """Every TRIM_EVERY_S, give memory back until the cache is closed: the page caches
+        of stores idle since the last round, then what glibc keeps of freed memory
+        (analyses and scans in other threads free megabytes it would otherwise hold)."""
         while not self._closed.wait(TRIM_EVERY_S):
+            self.release_idle_stores(TRIM_EVERY_S)
             release_free_memory()
+
+    def release_idle_stores(self, idle_s: float) -> None:
+        """Give back the cached memory of every open store no call has used for `idle_s`
+        seconds (under the guard: no call can start on it meanwhile)."""
+        now = time.monotonic()
+        with self._guard:
+            entries = list(self._entries.values())
+            for kept in self._windows.values():
+                entries.extend(kept.values())
+            for entry in entries:
+                idle = entry.users == 0 and not entry.retired and not entry.released
+                if idle and now - (entry.idle_since or now) >= idle_s:
+                    with contextlib.suppress(Exception):  # best effort, like closing
+                        entry.store.release_memory()
+                    entry.released = True
 
     def close(self) -> None:
         self._closed.set()
