@@ -412,3 +412,13 @@ def test_a_pattern_scanned_by_one_thread_is_not_scanned_again_by_another(
             worker.join()
         assert pages[0] == pages[1] and pages[0]["total"] > 0
         assert scans == ["reader-0", "reader-2"]  # one scan per pattern, whichever thread
+        together = [
+            threading.Thread(target=query, args=("no such file",), name=f"together-{n}")
+            for n in range(3)
+        ]
+        for worker in together:
+            worker.start()
+        for worker in together:
+            worker.join()
+        assert pages[3] == pages[4] == pages[5]
+        assert len(scans) == 3  # one scan, the others waited for it or took its ids

@@ -26,6 +26,8 @@ from halo_mcp.text_patterns import Regex
 #: ids they may hold in all (8 bytes each).
 SCANS_KEPT = 16
 IDS_KEPT = 250_000
+#: How often a thread waiting for another's scan of its pattern checks its time limit.
+SCAN_WAIT_STEP_S = 0.05
 
 
 class TextScanner:
@@ -34,13 +36,15 @@ class TextScanner:
     The ids each scan found are kept for the life of the store (its files do not change
     under it: a changed file opens a new store), within SCANS_KEPT scans and IDS_KEPT ids:
     each thread keeps its own hit tables, and without this every thread would read the
-    files again for a pattern another thread has already scanned.
+    files again for a pattern another thread has already scanned (or is scanning: it waits
+    for that scan instead of running its own).
     """
 
     def __init__(self, files: TraceFiles) -> None:
         self._files = files
         self._line_indexes: dict[int, tuple[array[int], array[int]]] = {}
         self._scans: OrderedDict[str, array[int]] = OrderedDict()
+        self._scanning: dict[str, threading.Event] = {}  # patterns being scanned now
         self._guard = threading.Lock()
 
     def matching_ids(
@@ -48,18 +52,32 @@ class TextScanner:
     ) -> array[int]:
         """Row ids of the spans whose text `rx` (compiled from `pattern`) matches; `raw` is
         its raw-safe form."""
-        with self._guard:
-            kept = self._scans.get(pattern)
-            if kept is not None:
-                self._scans.move_to_end(pattern)
-                return kept
-        ids = array("q", self._scan(conn, rx, raw, deadline))
-        with self._guard:
-            self._scans[pattern] = ids
-            while len(self._scans) > SCANS_KEPT or (
-                len(self._scans) > 1 and sum(len(a) for a in self._scans.values()) > IDS_KEPT
-            ):
-                self._scans.popitem(last=False)
+        while True:
+            with self._guard:
+                kept = self._scans.get(pattern)
+                if kept is not None:
+                    self._scans.move_to_end(pattern)
+                    return kept
+                scanning = self._scanning.get(pattern)
+                if scanning is None:
+                    scanning = self._scanning[pattern] = threading.Event()
+                    break
+            # Another thread is scanning for this pattern: take its ids when it is done
+            # (or scan here if it failed), within this request's time limit.
+            while not scanning.wait(SCAN_WAIT_STEP_S):
+                deadline.check()
+        try:
+            ids = array("q", self._scan(conn, rx, raw, deadline))
+            with self._guard:
+                self._scans[pattern] = ids
+                while len(self._scans) > SCANS_KEPT or (
+                    len(self._scans) > 1 and sum(map(len, self._scans.values())) > IDS_KEPT
+                ):
+                    self._scans.popitem(last=False)
+        finally:
+            with self._guard:
+                del self._scanning[pattern]
+            scanning.set()
         return ids
 
     def _scan(
