@@ -317,6 +317,14 @@ def _error_text(exc: BaseException) -> str:
 
 
 def load_engine() -> None:
-    """Import the engine (a no-op once done): on the first analysis (RunManager.start), or
-    when the HTTP server starts (see server.serve)."""
+    """Import the engine and make its agents' tool schemas (a no-op once done): on the
+    first analysis (RunManager.start, in a worker thread), or when the HTTP server starts
+    (see server.serve). Agents are made on the event loop, where making the schemas
+    would stall every other client for tens of milliseconds."""
     import halo_mcp.engine.runner  # noqa: F401
+    from halo_mcp.engine.agent import tool_schemas
+
+    # (is_root, can_delegate, has_repo, is_git), as Agent asks: the root's tools without a
+    # repository, then a sub-agent's; with a repository only its own tools are left to make
+    tool_schemas(True, True, False, False)
+    tool_schemas(False, False, False, False)

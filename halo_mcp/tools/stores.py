@@ -68,8 +68,8 @@ class StoreCache:
         self._opening: dict[_Key, threading.Lock] = {}
         self._windows: dict[_Key, OrderedDict[tuple[int, int], _Entry]] = {}
         self._guard = threading.Lock()
-        self._quick = ThreadPoolExecutor(QUICK_THREADS, thread_name_prefix="halo-store")
-        self._heavy = ThreadPoolExecutor(HEAVY_THREADS, thread_name_prefix="halo-scan")
+        self._quick = _started_pool(QUICK_THREADS, "halo-store")
+        self._heavy = _started_pool(HEAVY_THREADS, "halo-scan")
         self._scans = 0  # heavy calls running
         self._closed = threading.Event()
         threading.Thread(target=self._trim_while_open, name="halo-trim", daemon=True).start()
@@ -239,6 +239,22 @@ class StoreCache:
                 self._retire(entry)
         self._quick.shutdown(wait=False, cancel_futures=True)
         self._heavy.shutdown(wait=False, cancel_futures=True)
+
+
+def _started_pool(threads: int, name: str) -> ThreadPoolExecutor:
+    """A pool with all its threads started now: a pool starts a thread on a submit that
+    finds none idle, and starting one waits for it to run, which on a busy server stalls
+    the event loop (where calls are submitted) for as long as the GIL is elsewhere."""
+    pool = ThreadPoolExecutor(threads, thread_name_prefix=name)
+    everyone = threading.Barrier(threads)
+    for _ in range(threads):  # each waits for all the others, so each needs a new thread
+        pool.submit(_meet, everyone)
+    return pool
+
+
+def _meet(barrier: threading.Barrier) -> None:
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait(timeout=10)
 
 
 def _close_quietly(store: TraceReader) -> None:
