@@ -11,6 +11,7 @@ on the first analysis (see tools/manager.py); the HTTP server imports them befor
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 import ipaddress
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 #: The GIL switch interval of the HTTP server (Python's default is 5 ms); see serve().
 GIL_SWITCH_S = 0.0005
+#: Allocations between two collections of young objects in the HTTP server; see serve().
+GC_YOUNG_OBJECTS = 10_000
 
 TOKEN_ENV = "HALO_MCP_TOKEN"
 
@@ -356,6 +359,13 @@ def _http_server(server: MCPServer, settings: ServerSettings) -> uvicorn.Server:
     # engine, the OpenAI client: about a second of CPU) before listening, not in the
     # middle of other clients' queries, where it would hold the GIL for that second.
     load_engine()
+    # What start-up made (modules, classes, schemas: most of the heap) lives as long as
+    # the process: leave it out of the garbage collector's full passes, which otherwise
+    # walk all of it and stall every client for 100 ms or more each time. Every request
+    # allocates thousands of objects: collect the young ones every GC_YOUNG_OBJECTS
+    # allocations instead of Python's 700, a tenth as many pauses.
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_OBJECTS, *gc.get_threshold()[1:])
     app = http_app(server, settings)
     log.warning(
         "halo-mcp serving Streamable HTTP on http://%s:%d/mcp (%s)",
