@@ -7,6 +7,8 @@ Starts `halo-mcp serve --http` on 127.0.0.1 (a real subprocess, so its RSS is me
 alone) and the fake OpenAI-compatible server from tests/fakes. Trace data is generated once
 under bench/data/ (git-ignored) by halo_mcp.synth; the index, the run store and the server
 log go to a temporary directory. Each client is a real `mcp.Client` over Streamable HTTP
+(the clients are spread over `--client-procs` processes, 4 by default, as separate clients
+would be: one event loop serving all of them adds its own queueing to each latency)
 issuing a realistic mix of `query_spans` calls: indexed filters (errors, kind, tool, agent,
 model, duration, one trace), all sorts, paging through `next_cursor`, and about 10% text
 filters. Meanwhile three analyses start against the fake provider; with
@@ -23,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import random
 import signal
@@ -258,7 +261,23 @@ async def analysis(url: str, paths: list[str], index: int, figures: Figures) -> 
         figures.analyses.append(run["status"])
 
 
-async def drive(url: str, paths: list[str], args: argparse.Namespace, figures: Figures) -> float:
+async def clients_and_analyses(
+    url: str, paths: list[str], clients: list[int], analyses: int, calls: int, shared: dict
+) -> tuple[Figures, float]:
+    """Run these clients and analyses in this process; its figures and CPU seconds."""
+    figures, cpu = Figures(), time.process_time()
+    await asyncio.gather(
+        *(client_loop(url, paths, calls, i, shared, figures) for i in clients),
+        *(analysis(url, paths, i, figures) for i in range(analyses)),
+    )
+    return figures, time.process_time() - cpu
+
+
+async def drive(
+    url: str, paths: list[str], args: argparse.Namespace, figures: Figures
+) -> tuple[float, float]:
+    """Run the clients (in `args.client_procs` processes) and the analyses (here); the
+    elapsed seconds and the CPU seconds of all the clients."""
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
@@ -273,13 +292,58 @@ async def drive(url: str, paths: list[str], args: argparse.Namespace, figures: F
         "text_share": args.text_share,
         "began": 0.0,
     }
-    began = shared["began"] = time.perf_counter()
     per_client = max(1, args.calls // args.clients)
-    await asyncio.gather(
-        *(client_loop(url, paths, per_client, i, shared, figures) for i in range(args.clients)),
-        *(analysis(url, paths, i, figures) for i in range(args.analyses)),
-    )
-    return time.perf_counter() - began
+    procs = max(1, min(args.client_procs, args.clients))
+    if procs == 1:
+        began = shared["began"] = time.perf_counter()
+        got, cpu = await clients_and_analyses(
+            url, paths, list(range(args.clients)), args.analyses, per_client, shared
+        )
+        merge(figures, got)
+        return time.perf_counter() - began, cpu
+    # Clients in processes of their own, as real clients are: one Python event loop
+    # serving all 20 would add its own queueing to every latency measured.
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Barrier(procs + 1), ctx.Queue()
+    workers = []
+    for n in range(procs):
+        mine = list(range(n, args.clients, procs))
+        worker = ctx.Process(
+            target=client_process,
+            args=(url, paths, mine, per_client, shared, start, out),
+        )
+        worker.start()
+        workers.append(worker)
+    await asyncio.to_thread(start.wait)  # every process has imported the MCP client
+    began = time.perf_counter()
+    ours = asyncio.create_task(clients_and_analyses(url, paths, [], args.analyses, 0, shared))
+    cpu = 0.0
+    for _ in workers:
+        got, used = await asyncio.to_thread(out.get)
+        merge(figures, got)
+        cpu += used
+    got, used = await ours
+    merge(figures, got)
+    for worker in workers:
+        worker.join()
+    return time.perf_counter() - began, cpu + used
+
+
+def client_process(
+    url: str, paths: list[str], clients: list[int], calls: int, shared: dict, start: Any, out: Any
+) -> None:
+    """One process of clients: imports the MCP client, waits for the common start (the
+    monotonic clock is the same in every process), runs, and sends back its figures."""
+    import mcp.client.streamable_http  # noqa: F401  (imported before the clock starts)
+
+    start.wait()
+    shared = {**shared, "began": time.perf_counter()}
+    out.put(asyncio.run(clients_and_analyses(url, paths, clients, 0, calls, shared)))
+
+
+def merge(into: Figures, got: Figures) -> None:
+    for name in Figures.__dataclass_fields__:
+        getattr(into, name).extend(getattr(got, name))
 
 
 def sample_peak(pid: int, stop: threading.Event, peak: list[float]) -> None:
@@ -301,6 +365,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000, help="query_spans calls in all")
     parser.add_argument("--text-share", type=float, default=0.1, help="share of text filters")
     parser.add_argument("--analyses", type=int, default=3, help="analyses started meanwhile")
+    parser.add_argument(
+        "--client-procs",
+        type=int,
+        default=4,
+        help="processes the clients run in (1: all in this one, as before)",
+    )
     parser.add_argument("--slowest", type=int, default=0, help="list the N slowest calls")
     parser.add_argument(
         "--settle-s", type=float, default=10, help="idle seconds before the 'after' RSS"
@@ -322,9 +392,9 @@ def main() -> None:
             stop, peak = threading.Event(), [before]
             sampler = threading.Thread(target=sample_peak, args=(proc.pid, stop, peak))
             sampler.start()
-            cpu_before, own_before = cpu_s(proc.pid), time.process_time()
-            elapsed = asyncio.run(drive(url, paths, args, figures))
-            server_cpu, client_cpu = cpu_s(proc.pid) - cpu_before, time.process_time() - own_before
+            cpu_before = cpu_s(proc.pid)
+            elapsed, client_cpu = asyncio.run(drive(url, paths, args, figures))
+            server_cpu = cpu_s(proc.pid) - cpu_before
             stop.set()
             sampler.join()
             time.sleep(args.settle_s)  # idle: freed memory may be given back
@@ -336,7 +406,10 @@ def main() -> None:
         ]
         fake.stop()
         total = len(figures.indexed) + len(figures.text)
-        print(f"== {args.clients} clients, {traces.name} ({traces.stat().st_size / 1e6:.0f} MB)")
+        print(
+            f"== {args.clients} clients in {args.client_procs} process(es), {traces.name} "
+            f"({traces.stat().st_size / 1e6:.0f} MB)"
+        )
         print(f"index build (first call)   {index_s:7.1f} s")
         print(f"calls                      {total:7d}  ({len(figures.text)} with a text filter)")
         print(f"errors                     {len(figures.errors):7d}")

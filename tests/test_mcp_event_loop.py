@@ -57,3 +57,20 @@ async def test_the_run_store_is_opened_off_the_event_loop(traces, monkeypatch):
         again = await client.call_tool("get_finding", {"finding_id": "f_x"})
         assert again.is_error
     assert len(opened) == 1 and loop_thread not in opened  # opened once, in a worker thread
+
+
+async def test_query_results_are_built_off_the_event_loop(traces, monkeypatch):
+    """Many clients share one event loop: a result's serialisation runs in the store's
+    thread with its query, not on the loop."""
+    from halo_mcp.tools import spans
+
+    built: list[int] = []
+    _record_threads(monkeypatch, spans, "tool_result", built)
+    loop_thread = threading.get_ident()
+    async with Client(create_server(settings())) as client:
+        page = await client.call_tool("query_spans", {"trace_paths": [str(traces)], "limit": 3})
+        trace_id = page.structured_content["spans"][0]["trace_id"]
+        for tool, extra in (("trace_overview", {}), ("get_trace", {"trace_id": trace_id})):
+            result = await client.call_tool(tool, {"trace_paths": [str(traces)], **extra})
+            assert not result.is_error, result.content[0].text
+    assert len(built) == 3 and loop_thread not in built

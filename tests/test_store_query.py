@@ -378,3 +378,47 @@ def test_broad_filters_are_totalled_from_the_span_group_tally(tmp_path, monkeypa
         counts = [opened.count(SpanFilter(**f)) for f in filters]
         assert [(c.spans, c.traces) for c in counts] == list(zip(spans, traces, strict=True))
         assert [opened.query_traces(SpanFilter(**f), limit=1).total for f in filters] == traces
+
+
+def test_a_pattern_scanned_by_one_thread_is_not_scanned_again_by_another(
+    tmp_path, monkeypatch
+) -> None:
+    """Each thread has its own connection and hit tables; the ids a text scan found are
+    the store's, so a second thread answers the same pattern without reading the files."""
+    from halo_mcp.store import content
+    from halo_mcp.store.filters import SCAN_THRESHOLD
+    from halo_mcp.synth import generate
+
+    path = tmp_path / "synth.jsonl"
+    generate(path, traces=600, seed=5, profile="tiny")
+    scans: list[str] = []
+    original = content.matching_lines
+
+    def counted(*args, **kwargs):
+        scans.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(content, "matching_lines", counted)
+    with open_store([path], cache_dir=tmp_path / "cache") as opened:
+        assert opened.count().spans > SCAN_THRESHOLD  # large enough for the file scan
+        pages: list[object] = []
+
+        def query(text: str) -> None:
+            pages.append(opened.query_spans(SpanFilter(text=text), limit=5).model_dump())
+
+        for text in ("error|timeout", "error|timeout", "rate limit"):
+            worker = threading.Thread(target=query, args=(text,), name=f"reader-{len(pages)}")
+            worker.start()
+            worker.join()
+        assert pages[0] == pages[1] and pages[0]["total"] > 0
+        assert scans == ["reader-0", "reader-2"]  # one scan per pattern, whichever thread
+        together = [
+            threading.Thread(target=query, args=("no such file",), name=f"together-{n}")
+            for n in range(3)
+        ]
+        for worker in together:
+            worker.start()
+        for worker in together:
+            worker.join()
+        assert pages[3] == pages[4] == pages[5]
+        assert len(scans) == 3  # one scan, the others waited for it or took its ids

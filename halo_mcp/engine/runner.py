@@ -142,7 +142,9 @@ async def execute_run(
     run = await anyio.to_thread.run_sync(lifecycle.start, run_id)
     if provider is None:
         try:
-            provider = ChatProvider(settings)
+            # In a worker thread: making the client loads the CA certificates and imports
+            # the HTTP stack (tens of milliseconds), which must not stall the event loop.
+            provider = await anyio.to_thread.run_sync(ChatProvider, settings)
         except NoApiKeyError as exc:
             await anyio.to_thread.run_sync(lifecycle.end_stored, run.id, RunStatus.failed, str(exc))
             raise

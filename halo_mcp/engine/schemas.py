@@ -8,6 +8,7 @@ message telling the model how to fix it.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from typing import Any, TypeVar
 
@@ -37,8 +38,10 @@ COMPACT_PROPERTIES: dict[str, dict[str, Any]] = {
 }
 
 
+@functools.lru_cache(maxsize=64)
 def tool_schema(name: str, description: str, args: type[BaseModel]) -> dict[str, Any]:
-    """The `tools=[...]` entry for a function tool taking `args`."""
+    """The `tools=[...]` entry for a function tool taking `args` (made once: pydantic's
+    schema generation takes milliseconds per tool, and agents are made on the event loop)."""
     schema = _compact(_inline(args.model_json_schema()))
     schema.setdefault("properties", {})
     schema["type"] = "object"

@@ -150,7 +150,7 @@ def _many(s: Session, clauses: list[str], params: list[Any]) -> bool:
 
 def _scan_table(s: Session, pattern: str, rx: Regex, raw: bytes) -> str:
     def fill(name: str) -> None:
-        s.hits.insert(name, s.scanner.matching_ids(s.conn, rx, raw, s.deadline))
+        s.hits.insert(name, s.scanner.matching_ids(s.conn, pattern, rx, raw, s.deadline))
 
     return s.hits.table(query.query_key("scan", pattern), fill)
 

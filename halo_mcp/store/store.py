@@ -171,6 +171,11 @@ class TraceStore:
         index). One stat per file and directory."""
         return bool(self._inputs) and fingerprint_now(self._inputs) != self._inputs
 
+    def release_memory(self) -> None:
+        """Give back the memory the connections cache (call it while no request runs on
+        this store: a long-lived holder does when the store has been idle)."""
+        self._threads.release_memory()
+
     def close(self) -> None:
         self._threads.close()
 

@@ -13,6 +13,7 @@ import bisect
 import sqlite3
 import threading
 from array import array
+from collections import OrderedDict
 from collections.abc import Iterator
 
 from halo_mcp.store import content
@@ -21,19 +22,67 @@ from halo_mcp.store.raw_lines import TraceFiles
 from halo_mcp.store.time_limit import Deadline
 from halo_mcp.text_patterns import Regex
 
+#: Scans whose ids are kept for every thread of a store (the latest ones), and how many
+#: ids they may hold in all (8 bytes each).
+SCANS_KEPT = 16
+IDS_KEPT = 250_000
+#: How often a thread waiting for another's scan of its pattern checks its time limit.
+SCAN_WAIT_STEP_S = 0.05
+
 
 class TextScanner:
-    """Scans a store's trace files for a pattern; safe to share between threads."""
+    """Scans a store's trace files for a pattern; safe to share between threads.
+
+    The ids each scan found are kept for the life of the store (its files do not change
+    under it: a changed file opens a new store), within SCANS_KEPT scans and IDS_KEPT ids:
+    each thread keeps its own hit tables, and without this every thread would read the
+    files again for a pattern another thread has already scanned (or is scanning: it waits
+    for that scan instead of running its own).
+    """
 
     def __init__(self, files: TraceFiles) -> None:
         self._files = files
         self._line_indexes: dict[int, tuple[array[int], array[int]]] = {}
+        self._scans: OrderedDict[str, array[int]] = OrderedDict()
+        self._scanning: dict[str, threading.Event] = {}  # patterns being scanned now
         self._guard = threading.Lock()
 
     def matching_ids(
+        self, conn: sqlite3.Connection, pattern: str, rx: Regex, raw: bytes, deadline: Deadline
+    ) -> array[int]:
+        """Row ids of the spans whose text `rx` (compiled from `pattern`) matches; `raw` is
+        its raw-safe form."""
+        while True:
+            with self._guard:
+                kept = self._scans.get(pattern)
+                if kept is not None:
+                    self._scans.move_to_end(pattern)
+                    return kept
+                scanning = self._scanning.get(pattern)
+                if scanning is None:
+                    scanning = self._scanning[pattern] = threading.Event()
+                    break
+            # Another thread is scanning for this pattern: take its ids when it is done
+            # (or scan here if it failed), within this request's time limit.
+            while not scanning.wait(SCAN_WAIT_STEP_S):
+                deadline.check()
+        try:
+            ids = array("q", self._scan(conn, rx, raw, deadline))
+            with self._guard:
+                self._scans[pattern] = ids
+                while len(self._scans) > SCANS_KEPT or (
+                    len(self._scans) > 1 and sum(map(len, self._scans.values())) > IDS_KEPT
+                ):
+                    self._scans.popitem(last=False)
+        finally:
+            with self._guard:
+                del self._scanning[pattern]
+            scanning.set()
+        return ids
+
+    def _scan(
         self, conn: sqlite3.Connection, rx: Regex, raw: bytes, deadline: Deadline
     ) -> Iterator[int]:
-        """Row ids of the spans whose text `rx` matches; `raw` is its raw-safe form."""
         matcher = content.block_matcher(raw)
         for file_id, (path, gz) in sorted(self._files.by_id.items()):
             offsets, firsts = self._line_index(conn, file_id)

@@ -174,7 +174,7 @@ class RunManager:
         key: RunKey = (owner, tuple(trace_paths), prompt.strip(), overrides)
         # The first analysis imports the engine's runner and the OpenAI client (about a
         # second of CPU): in a worker thread, so the event loop keeps answering other clients.
-        await anyio.to_thread.run_sync(_load_engine)
+        await anyio.to_thread.run_sync(load_engine)
         async with self._start_lock:
             existing = self._inflight.get(key)
             if existing and not self._runs[existing].is_done:
@@ -316,6 +316,15 @@ def _error_text(exc: BaseException) -> str:
     return f"internal error ({type(exc).__name__}); see the server's log (stderr)"
 
 
-def _load_engine() -> None:
-    """Import the engine (a no-op once done); see RunManager.start."""
+def load_engine() -> None:
+    """Import the engine and make its agents' tool schemas (a no-op once done): on the
+    first analysis (RunManager.start, in a worker thread), or when the HTTP server starts
+    (see server.serve). Agents are made on the event loop, where making the schemas
+    would stall every other client for tens of milliseconds."""
     import halo_mcp.engine.runner  # noqa: F401
+    from halo_mcp.engine.agent import tool_schemas
+
+    # (is_root, can_delegate, has_repo, is_git), as Agent asks: the root's tools without a
+    # repository, then a sub-agent's; with a repository only its own tools are left to make
+    tool_schemas(True, True, False, False)
+    tool_schemas(False, False, False, False)

@@ -25,8 +25,9 @@ def dump(model: BaseModel) -> str:
 
 
 def tool_result(model: BaseModel, links: Sequence[ResourceLink] = ()) -> CallToolResult:
-    text = dump(model)
-    data = orjson.loads(text)
+    """`model` as structured content and its `dump` text (one model_dump for both)."""
+    data = model.model_dump(mode="json")
+    text = orjson.dumps(data).decode()
     return CallToolResult(
         content=[TextContent(type="text", text=text), *links],
         structured_content=data,

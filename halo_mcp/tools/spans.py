@@ -188,22 +188,24 @@ def register(server: MCPServer) -> None:
         span_filter = parse_filter(filter)
         window = window_arg(since, until)
         chosen = list(dict.fromkeys(fields)) if fields else list(DEFAULT_SPAN_FIELDS)
-        result = await state.stores.call(
+        # The result is built in the store's thread too: the event loop serves every client.
+        return await state.stores.call(
             paths,
-            lambda store: query_page(
-                store,
-                span_filter,
-                fields=chosen,
-                sort=sort,
-                limit=limit,
-                cursor=cursor,
-                max_chars=max_chars,
-                trace_paths=[str(p) for p in paths],
+            lambda store: tool_result(
+                query_page(
+                    store,
+                    span_filter,
+                    fields=chosen,
+                    sort=sort,
+                    limit=limit,
+                    cursor=cursor,
+                    max_chars=max_chars,
+                    trace_paths=[str(p) for p in paths],
+                )
             ),
             window,
             heavy=scans_content(span_filter),
         )
-        return tool_result(result)
 
     @server.tool(title="Overview of trace files", annotations=READ_ONLY)
     async def trace_overview(
@@ -217,8 +219,11 @@ def register(server: MCPServer) -> None:
         state = server_state(ctx)
         paths = await resolve_paths(trace_paths, state.roots)
         window = window_arg(since, until)
-        overview = await state.stores.call(paths, lambda store: store.overview(), window)
-        return tool_result(bounded_overview(overview, [str(p) for p in paths]))
+        return await state.stores.call(
+            paths,
+            lambda store: tool_result(bounded_overview(store.overview(), [str(p) for p in paths])),
+            window,
+        )
 
     @server.tool(title="Get one trace as a span tree", annotations=READ_ONLY)
     async def get_trace(
@@ -238,7 +243,7 @@ def register(server: MCPServer) -> None:
         paths = await resolve_paths(trace_paths, state.roots)
         chosen = list(dict.fromkeys(fields)) if fields else list(DEFAULT_SPAN_FIELDS)
 
-        def tree(store: TraceReader) -> TraceResult:
+        def tree(store: TraceReader) -> CallToolResult:
             nonlocal limit, max_chars
             for _ in range(4):
                 try:
@@ -266,6 +271,6 @@ def register(server: MCPServer) -> None:
                     limit = min(len(found.nodes) - 1, _fit(sizes, room))
                 else:
                     max_chars = max(50, max_chars // 4)
-            return result
+            return tool_result(result)
 
-        return tool_result(await state.stores.call(paths, tree))
+        return await state.stores.call(paths, tree)

@@ -22,6 +22,7 @@ import ctypes
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +54,8 @@ class _Entry:
     store: TraceReader
     users: int = 0
     retired: bool = False  # replaced or evicted: close when the last user is done
+    idle_since: float | None = None  # monotonic time the last user left
+    released: bool = False  # its cached memory was given back since it was last used
 
 
 class StoreCache:
@@ -65,8 +68,8 @@ class StoreCache:
         self._opening: dict[_Key, threading.Lock] = {}
         self._windows: dict[_Key, OrderedDict[tuple[int, int], _Entry]] = {}
         self._guard = threading.Lock()
-        self._quick = ThreadPoolExecutor(QUICK_THREADS, thread_name_prefix="halo-store")
-        self._heavy = ThreadPoolExecutor(HEAVY_THREADS, thread_name_prefix="halo-scan")
+        self._quick = _started_pool(QUICK_THREADS, "halo-store")
+        self._heavy = _started_pool(HEAVY_THREADS, "halo-scan")
         self._scans = 0  # heavy calls running
         self._closed = threading.Event()
         threading.Thread(target=self._trim_while_open, name="halo-trim", daemon=True).start()
@@ -197,14 +200,33 @@ class StoreCache:
     def _release(self, entry: _Entry) -> None:
         with self._guard:
             entry.users -= 1
-            if entry.retired and entry.users == 0:
-                _close_quietly(entry.store)
+            if entry.users == 0:
+                entry.idle_since, entry.released = time.monotonic(), False
+                if entry.retired:
+                    _close_quietly(entry.store)
 
     def _trim_while_open(self) -> None:
-        """Every TRIM_EVERY_S, give freed memory back (analyses and scans in other threads
-        free megabytes that glibc would otherwise keep), until the cache is closed."""
+        """Every TRIM_EVERY_S, give memory back until the cache is closed: the page caches
+        of stores idle since the last round, then what glibc keeps of freed memory
+        (analyses and scans in other threads free megabytes it would otherwise hold)."""
         while not self._closed.wait(TRIM_EVERY_S):
+            self.release_idle_stores(TRIM_EVERY_S)
             release_free_memory()
+
+    def release_idle_stores(self, idle_s: float) -> None:
+        """Give back the cached memory of every open store no call has used for `idle_s`
+        seconds (under the guard: no call can start on it meanwhile)."""
+        now = time.monotonic()
+        with self._guard:
+            entries = list(self._entries.values())
+            for kept in self._windows.values():
+                entries.extend(kept.values())
+            for entry in entries:
+                idle = entry.users == 0 and not entry.retired and not entry.released
+                if idle and now - (entry.idle_since or now) >= idle_s:
+                    with contextlib.suppress(Exception):  # best effort, like closing
+                        entry.store.release_memory()
+                    entry.released = True
 
     def close(self) -> None:
         self._closed.set()
@@ -217,6 +239,22 @@ class StoreCache:
                 self._retire(entry)
         self._quick.shutdown(wait=False, cancel_futures=True)
         self._heavy.shutdown(wait=False, cancel_futures=True)
+
+
+def _started_pool(threads: int, name: str) -> ThreadPoolExecutor:
+    """A pool with all its threads started now: a pool starts a thread on a submit that
+    finds none idle, and starting one waits for it to run, which on a busy server stalls
+    the event loop (where calls are submitted) for as long as the GIL is elsewhere."""
+    pool = ThreadPoolExecutor(threads, thread_name_prefix=name)
+    everyone = threading.Barrier(threads)
+    for _ in range(threads):  # each waits for all the others, so each needs a new thread
+        pool.submit(_meet, everyone)
+    return pool
+
+
+def _meet(barrier: threading.Barrier) -> None:
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait(timeout=10)
 
 
 def _close_quietly(store: TraceReader) -> None:

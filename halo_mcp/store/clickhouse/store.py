@@ -871,6 +871,9 @@ class ClickHouseTraceStore:
         """A ClickHouse table is read live: every query sees what is there now."""
         return False
 
+    def release_memory(self) -> None:
+        """Nothing to give back: the data and its caches live in ClickHouse."""
+
     def close(self) -> None:
         with self._lock:
             self._client.close()
