@@ -290,5 +290,5 @@ def _explain(message: str) -> str:
     """ClickHouse's message without the statement it quotes (our views' SQL) or a stack."""
     first = message.strip().splitlines()[0] if message.strip() else "unknown error"
     first = re.split(r"[.:]? In scope ", first)[0]
-    first = re.sub(r"^Code: \d+\. DB::Exception: ", "", first)
+    first = first.split("DB::Exception: ", 1)[-1]  # after the driver's and server's prefixes
     return f"SQL error: {first[:500]}.\n{SCHEMA}"
