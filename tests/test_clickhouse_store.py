@@ -308,6 +308,9 @@ def test_sql_answers_the_same_from_clickhouse_and_from_the_file(
         assert found.columns == expected.columns, sql
         assert found.rows == expected.rows, sql
         assert expected.returned > 0 and found.truncated is expected.truncated is False, sql
+    for view in ("spans", "traces", "span_counts"):
+        every = f"SELECT * FROM {view} LIMIT 1"
+        assert ch_store.query_sql(every).columns == file_store.query_sql(every).columns, view
     # agents and models are JSON arrays; the file index keeps first-seen order.
     names = "SELECT trace_id, agents, models FROM traces ORDER BY trace_id"
     as_sets = [

@@ -107,6 +107,16 @@ _COUNT_COLUMNS = (
 )
 
 
+#: Each view's columns, in order: the contract both backends define.
+VIEW_COLUMNS = {
+    view: tuple(column[0] for column in columns)
+    for view, columns in (
+        ("spans", _SPAN_COLUMNS),
+        ("traces", _TRACE_COLUMNS),
+        ("span_counts", _COUNT_COLUMNS),
+    )
+}
+
 _SQLITE_RATE = "SUM(spans) FILTER (WHERE is_error) * 1.0 / SUM(spans)"
 
 

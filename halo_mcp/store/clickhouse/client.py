@@ -101,9 +101,7 @@ class HttpClickHouseClient:
     ) -> list[Row]:
         chosen = {**(settings or {}), **_limit_setting(time_limit)}
         try:
-            result = self._client.query(
-                sql, parameters=dict(params or {}), settings=chosen or None
-            )
+            result = self._client.query(sql, parameters=dict(params or {}), settings=chosen or None)
             return [tuple(row) for row in result.result_rows]
         except Exception as exc:
             raise _error(_scrub(str(exc), self._password), time_limit) from None

@@ -39,28 +39,33 @@ _ISO = (
     f"'.', leftPad(toString({_MS} % 1000), 3, '0'), 'Z')"
 )
 
+#: The spans view's ClickHouse types (text that may be missing unless listed) and the
+#: expressions that differ from the span source's column of the same name.
+_SPAN_TYPES = {
+    "trace_id": "String",
+    "span_id": "String",
+    "name": "String",
+    "kind": "String",
+    "status": "String",
+    "is_error": "UInt8",
+    "start_ns": "Int64",
+    "end_ns": "Int64",
+    "start_time": "String",
+    "duration_ms": "Float64",
+    "input_tokens": "Nullable(Int64)",
+    "output_tokens": "Nullable(Int64)",
+    "tokens": "Int64",
+}
+_SPAN_EXPRESSIONS = {
+    "is_error": "status = 'error'",
+    "start_time": _ISO,
+    "duration_ms": "greatest(0, end_ns - start_ns) / 1e6",
+    "tokens": "ifNull(input_tokens, 0) + ifNull(output_tokens, 0)",
+}
 #: (name, type, expression over the span source's columns), in the views' column order.
-SPAN_COLUMNS = (
-    ("trace_id", "String", "trace_id"),
-    ("span_id", "String", "span_id"),
-    ("parent_span_id", "Nullable(String)", "parent_span_id"),
-    ("name", "String", "name"),
-    ("kind", "String", "kind"),
-    ("status", "String", "status"),
-    ("is_error", "UInt8", "status = 'error'"),
-    ("error_message", "Nullable(String)", "error_message"),
-    ("start_ns", "Int64", "start_ns"),
-    ("end_ns", "Int64", "end_ns"),
-    ("start_time", "String", _ISO),
-    ("duration_ms", "Float64", "greatest(0, end_ns - start_ns) / 1e6"),
-    ("service", "Nullable(String)", "service"),
-    ("agent", "Nullable(String)", "agent"),
-    ("model", "Nullable(String)", "model"),
-    ("tool_name", "Nullable(String)", "tool_name"),
-    ("input_tokens", "Nullable(Int64)", "input_tokens"),
-    ("output_tokens", "Nullable(Int64)", "output_tokens"),
-    ("tokens", "Int64", "ifNull(input_tokens, 0) + ifNull(output_tokens, 0)"),
-    ("session_id", "Nullable(String)", "session_id"),
+SPAN_COLUMNS = tuple(
+    (name, _SPAN_TYPES.get(name, "Nullable(String)"), _SPAN_EXPRESSIONS.get(name, name))
+    for name in views.VIEW_COLUMNS["spans"]
 )
 # The traces and span_counts views read the spans view as `s`: their aliases (start_ns,
 # input_tokens...) would otherwise shadow the columns their aggregates read.
@@ -189,9 +194,7 @@ def run_sql(
     statement = _checked(client, text)
     wrapped = f"SELECT * FROM ({statement}) LIMIT {limit + 1}"
     try:
-        columns = [
-            str(row[0]) for row in client.rows(f"DESCRIBE ({_STAND_INS} {wrapped})")
-        ]
+        columns = [str(row[0]) for row in client.rows(f"DESCRIBE ({_STAND_INS} {wrapped})")]
         raw = client.rows(
             f"{view_ctes(source, window)} {wrapped}",
             params,
