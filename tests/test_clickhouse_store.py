@@ -8,6 +8,7 @@ endpoint (tests/fakes/clickhouse_http.py) that the real `clickhouse-connect` cli
 from __future__ import annotations
 
 import gzip
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from halo_mcp.cli import main as cli_main
 from halo_mcp.store import SpanFilter, open_store
+from halo_mcp.store import sql as sql_views
 from halo_mcp.store.clickhouse.client import ClickHouseError, connect
 from halo_mcp.store.clickhouse.load import LoadResult, load_files
 from halo_mcp.store.clickhouse.location import (
@@ -272,3 +274,135 @@ def test_a_table_that_is_not_an_exporter_table_is_refused(endpoint: int) -> None
     )
     with pytest.raises(ClickHouseError, match="lacks Timestamp"):
         open_clickhouse(other)
+
+
+# -- query_sql: the same views inside ClickHouse -------------------------------------------
+
+SAME_ANSWERS = [
+    # error rates per tool
+    "SELECT tool_name, COUNT(*) AS calls, SUM(is_error) AS errors, AVG(is_error) AS error_rate "
+    "FROM spans WHERE tool_name IS NOT NULL GROUP BY tool_name ORDER BY tool_name",
+    "SELECT kind, agent, SUM(spans) AS spans, SUM(input_tokens) AS tokens_in FROM span_counts "
+    "WHERE is_error = 1 OR kind = 'llm' GROUP BY kind, agent ORDER BY kind, agent",
+    "SELECT t.root_name AS root, s.agent AS agent, COUNT(*) AS failures FROM spans s "
+    "JOIN traces t ON t.trace_id = s.trace_id WHERE s.is_error = 1 GROUP BY t.root_name, s.agent "
+    "ORDER BY failures DESC, agent",
+    "WITH failed AS (SELECT trace_id, COUNT(*) AS n FROM spans WHERE is_error = 1 "
+    "GROUP BY trace_id) SELECT n, COUNT(*) AS traces FROM failed GROUP BY n ORDER BY n",
+    "SELECT trace_id, root_name, service, span_count, error_count, start_ns, end_ns, start_time, "
+    "duration_ms, input_tokens, output_tokens, first_error_span_id, first_error_name, "
+    "first_error_message, has_root FROM traces ORDER BY duration_ms DESC, trace_id LIMIT 7",
+    "SELECT span_id, parent_span_id, name, kind, status, is_error, error_message, start_time, "
+    "duration_ms, service, agent, model, tool_name, tokens, session_id FROM spans "
+    "ORDER BY start_ns, span_id LIMIT 40",
+    "SELECT substr(start_time, 1, 13) AS hour, COUNT(*) AS spans FROM spans "
+    "GROUP BY hour ORDER BY hour",
+]
+
+
+def test_sql_answers_the_same_from_clickhouse_and_from_the_file(
+    file_store, ch_store: ClickHouseTraceStore
+) -> None:
+    for sql in SAME_ANSWERS:
+        expected, found = file_store.query_sql(sql, limit=200), ch_store.query_sql(sql, limit=200)
+        assert found.columns == expected.columns, sql
+        assert found.rows == expected.rows, sql
+        assert expected.returned > 0 and found.truncated is expected.truncated is False, sql
+    for view in ("spans", "traces", "span_counts"):
+        every = f"SELECT * FROM {view} LIMIT 1"
+        assert ch_store.query_sql(every).columns == file_store.query_sql(every).columns, view
+    # agents and models are JSON arrays; the file index keeps first-seen order.
+    names = "SELECT trace_id, agents, models FROM traces ORDER BY trace_id"
+    as_sets = [
+        [(t, sorted(json.loads(a)), sorted(json.loads(m))) for t, a, m in store.query_sql(
+            names, limit=1000).rows]
+        for store in (file_store, ch_store)
+    ]  # fmt: skip
+    assert as_sets[1] == as_sets[0] and len(as_sets[0]) == file_store.count().traces
+
+
+@pytest.mark.parametrize(
+    ("sql", "why"),
+    [
+        ("INSERT INTO spans VALUES (1)", "the statement INSERT"),
+        ("DROP TABLE otel.otel_traces", "the statement DROP"),
+        ("SET readonly = 0", "the statement SET"),
+        ("SELECT count() FROM spans SETTINGS readonly = 0", "a SETTINGS clause"),
+        ("SELECT * FROM file('/etc/passwd', LineAsString)", "the table function file()"),
+        ("SELECT * FROM url('http://127.0.0.1:9/x', CSV, 'a String')", "the table function url()"),
+        ("SELECT sum(number) FROM numbers(10)", "the table function numbers()"),
+        ("SELECT file('/etc/passwd')", "the function file()"),
+        ("SELECT dictGet('d', 'a', toUInt64(1))", "the function dictGet()"),
+        ("SELECT name FROM system.tables", "the table system.tables"),
+        ("SELECT count() FROM otel.otel_traces", "the table otel.otel_traces"),
+        ("WITH x AS (SELECT * FROM otel.otel_traces_halo) SELECT count() FROM x",
+         "the table otel.otel_traces_halo"),
+        ("SELECT 1; SELECT 2", "More than one statement"),
+        ("SELECT count() FROM spans; DROP TABLE otel.otel_traces", "More than one statement"),
+    ],
+)  # fmt: skip
+def test_sql_refuses_anything_but_a_select_over_the_views(
+    ch_store: ClickHouseTraceStore, sql: str, why: str
+) -> None:
+    with pytest.raises(sql_views.SqlError) as refused:
+        ch_store.query_sql(sql)
+    message = str(refused.value)
+    assert why in message, message
+    assert "spans(trace_id, span_id" in message and "span_counts(kind" in message  # the schema
+    assert PASSWORD not in message
+    # Nothing changed.
+    assert ch_store.query_sql("SELECT count() AS n FROM spans").rows == [[ch_store.count().spans]]
+
+
+def test_sql_resolves_names_as_clickhouse_does_and_refuses_other_tables(endpoint: int) -> None:
+    """A table of the current database, named bare (even where a CTE of that name is out of
+    scope), is found by ClickHouse's analyzer and refused."""
+    location = parse_location(f"clickhouse://default@127.0.0.1:{endpoint}/otel", password=PASSWORD)
+    client = connect(location)
+    try:
+        client.command("CREATE TABLE IF NOT EXISTS default.leaky (x UInt8) ENGINE = Memory")
+    finally:
+        client.close()
+    with open_clickhouse(location) as store:
+        for sql in (
+            "SELECT x FROM leaky",
+            "SELECT * FROM (WITH leaky AS (SELECT 1 AS x) SELECT x FROM leaky) AS a, leaky",
+        ):
+            with pytest.raises(sql_views.SqlError, match=r"Refused \(the table default\.leaky\)"):
+                store.query_sql(sql)
+        shadowed = "WITH leaky AS (SELECT count() AS x FROM spans) SELECT x FROM leaky"
+        assert store.query_sql(shadowed).rows == [[store.count().spans]]
+        with pytest.raises(sql_views.SqlError, match="Unknown expression identifier `nope`"):
+            store.query_sql("SELECT nope FROM spans")
+
+
+def test_sql_stops_a_runaway_query_at_its_time_limit(ch_store: ClickHouseTraceStore) -> None:
+    with pytest.raises(sql_views.SqlError, match="stopped at its time limit of 1 s"):
+        ch_store.query_sql("SELECT count() FROM spans a, spans b, spans c, spans d", time_limit_s=1)
+
+
+def test_sql_bounds_rows_and_characters_with_markers(ch_store: ClickHouseTraceStore) -> None:
+    result = ch_store.query_sql("SELECT span_id, name FROM spans ORDER BY span_id", limit=5)
+    assert result.returned == 5 and result.truncated is True
+    assert result.note is not None and "more rows than the limit of 5" in result.note
+    wide = ch_store.query_sql("SELECT repeat('x', 3000) AS big FROM spans", max_chars=3000)
+    assert wide.returned == 2 and wide.truncated is True
+    assert wide.rows[0][0].endswith("…[truncated: 3000 chars]")
+    assert wide.note is not None and "long values cut" in wide.note and "left out" in wide.note
+    with pytest.raises(sql_views.SqlError, match="Limit for result exceeded"):
+        ch_store.query_sql("SELECT groupArray(repeat('x', 100000)) FROM spans")
+
+
+def test_the_sql_command_runs_on_a_chdb_folder(
+    traces: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = f"chdb:{tmp_path / 'db'}"
+    assert cli_main(["load", str(traces), "--to", target]) == 0
+    capsys.readouterr()
+    sql = "SELECT kind, COUNT(*) AS spans FROM spans GROUP BY kind ORDER BY kind"
+    assert cli_main(["sql", target, sql, "--json"]) == 0
+    printed = sql_views.SqlResult.model_validate_json(capsys.readouterr().out)
+    with open_store([traces], cache_dir=tmp_path / "cache") as files:
+        assert printed.rows == files.query_sql(sql).rows
+    assert cli_main(["sql", target, "SELECT * FROM system.tables"]) != 0
+    assert "Refused (the table system.tables)" in capsys.readouterr().err

@@ -107,9 +107,23 @@ _COUNT_COLUMNS = (
 )
 
 
-def _schema_text() -> str:
+#: Each view's columns, in order: the contract both backends define.
+VIEW_COLUMNS = {
+    view: tuple(column[0] for column in columns)
+    for view, columns in (
+        ("spans", _SPAN_COLUMNS),
+        ("traces", _TRACE_COLUMNS),
+        ("span_counts", _COUNT_COLUMNS),
+    )
+}
+
+_SQLITE_RATE = "SUM(spans) FILTER (WHERE is_error) * 1.0 / SUM(spans)"
+
+
+def schema_text(engine: str = "SQLite", rate_example: str = _SQLITE_RATE) -> str:
+    """The views' documentation for `engine`'s dialect, with a per-tool error rate in it."""
     lines = [
-        "Views (read-only SQLite; span content such as inputs/outputs is not here, use "
+        f"Views (read-only {engine}; span content such as inputs/outputs is not here, use "
         "the search or query tools for it):"
     ]
     views = (("spans", _SPAN_COLUMNS), ("traces", _TRACE_COLUMNS), ("span_counts", _COUNT_COLUMNS))
@@ -118,14 +132,14 @@ def _schema_text() -> str:
         lines += [f"    {name}: {doc}" for name, _, doc in columns]
     lines.append(
         "  span_counts holds one row per (kind, service, agent, model, tool_name, is_error) "
-        "with SUM-able counts: rates per agent, model or tool read it in milliseconds "
-        "(e.g. SUM(spans) FILTER (WHERE is_error) * 1.0 / SUM(spans) GROUP BY tool_name)."
+        f"with SUM-able counts: rates per agent, model or tool read it in milliseconds "
+        f"(e.g. {rate_example} GROUP BY tool_name)."
     )
     return "\n".join(lines)
 
 
 #: The documented, stable schema the SQL tool reads (shown in its description and errors).
-SQL_SCHEMA = _schema_text()
+SQL_SCHEMA = schema_text()
 
 #: Functions a query may call: SQLite's pure core, aggregate, window, date, math and JSON
 #: functions. Anything else (load_extension, fts3_tokenizer, sqlite_* introspection, or an
@@ -307,14 +321,19 @@ def run_sql(
         raise SqlError(f"{exc}: send exactly one SELECT statement.") from None
     except sqlite3.DatabaseError as exc:
         if stopped:
-            raise SqlError(
-                f"The query was stopped at {stopped[0]}: it does too much work (a runaway "
-                "recursive CTE, a cross join, or a scan without a narrowing WHERE). "
-                "Add a WHERE, a LIMIT inside the recursion, or aggregate earlier."
-            ) from None
+            raise stopped_error(stopped[0]) from None
         raise SqlError(_explain(exc)) from None
     finally:
         conn.close()
+    return bounded_result(columns, raw, limit, max_chars, started)
+
+
+def bounded_result(
+    columns: list[str], raw: Sequence[Sequence[Any]], limit: int, max_chars: int, started: float
+) -> SqlResult:
+    """The first `limit` of `raw` (fetched with one row more, to tell whether more exist)
+    within `max_chars`, long values clipped, with a note saying what was cut; `started` is
+    the query's time.monotonic() start."""
     more = len(raw) > limit
     rows: list[list[Any]] = []
     used = sum(len(c) + 3 for c in columns)
@@ -354,6 +373,15 @@ def run_sql(
         truncated=more or cut_by_chars,
         note=note,
         elapsed_ms=round((time.monotonic() - started) * 1000, 2),
+    )
+
+
+def stopped_error(why: str) -> SqlError:
+    """The error of a statement stopped at `why` (e.g. "its time limit of 10 s")."""
+    return SqlError(
+        f"The query was stopped at {why}: it does too much work (a runaway "
+        "recursive CTE, a cross join, or a scan without a narrowing WHERE). "
+        "Add a WHERE, a LIMIT inside the recursion, or aggregate earlier."
     )
 
 

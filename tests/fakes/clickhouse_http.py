@@ -109,9 +109,14 @@ def make_handler(engine: Engine, user: str, password: str) -> type[BaseHTTPReque
                     if found:
                         fmt = found.group(1)
                         text = text[: found.start()]
-                    if "max_execution_time" in query:  # the client's per-query setting
-                        limit = int(query["max_execution_time"][-1])
-                        text = f"{text} SETTINGS max_execution_time={limit}"
+                    # The client's per-query settings arrive as URL parameters.
+                    chosen = [
+                        f"{name}={_setting_value(query[name][-1])}"
+                        for name in _SETTINGS
+                        if name in query
+                    ]
+                    if chosen:
+                        text = f"{text} SETTINGS {', '.join(chosen)}"
                     data = engine.run(text, fmt, params)
             except Exception as exc:  # the engine's message goes back as the server's would
                 if os.environ.get("CLICKHOUSE_FAKE_DEBUG"):
@@ -162,6 +167,14 @@ def make_handler(engine: Engine, user: str, password: str) -> type[BaseHTTPReque
             return ", ".join(f"`{n}` {types[n]}" for n in names)
 
     return Handler
+
+
+#: The per-query settings the store sends, forwarded to the engine.
+_SETTINGS = ("max_execution_time", "readonly", "max_result_bytes", "result_overflow_mode")
+
+
+def _setting_value(value: str) -> str:
+    return value if value.isdigit() else "'" + value.replace("'", "") + "'"
 
 
 def _form_fields(content_type: str, body: bytes) -> dict[str, str]:

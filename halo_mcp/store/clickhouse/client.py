@@ -20,6 +20,7 @@ from halo_mcp.store.time_limit import NARROW_HINT
 Bound = Mapping[str, Any] | None  # a statement's bound parameters
 Limit = float | None  # seconds
 Row = tuple[Any, ...]
+Settings = Mapping[str, int | str] | None  # more ClickHouse settings for one statement
 
 #: Rows written per INSERT statement by `insert`.
 INSERT_BATCH = 5_000
@@ -32,10 +33,13 @@ class ClickHouseError(StoreError):
 class ClickHouseClient(Protocol):
     """What the store needs from ClickHouse."""
 
-    def rows(self, sql: str, params: Bound = None, *, time_limit: Limit = None) -> list[Row]:
+    def rows(
+        self, sql: str, params: Bound = None, *, time_limit: Limit = None, settings: Settings = None
+    ) -> list[Row]:
         """Run a SELECT and return its rows (bounded by the statement's own LIMIT). With
         `time_limit` (seconds), ClickHouse stops the statement after that long
-        (max_execution_time) and QueryTimeoutError is raised."""
+        (max_execution_time) and QueryTimeoutError is raised; `settings` are more of
+        ClickHouse's settings for this statement (readonly, result limits)."""
         ...
 
     def stream(self, sql: str, params: Bound = None, *, time_limit: Limit = None) -> Iterator[Row]:
@@ -92,19 +96,20 @@ class HttpClickHouseClient:
             ) from None
         self._password = password
 
-    def rows(self, sql: str, params: Bound = None, *, time_limit: Limit = None) -> list[Row]:
-        settings = {"max_execution_time": _seconds(time_limit)} if time_limit else None
+    def rows(
+        self, sql: str, params: Bound = None, *, time_limit: Limit = None, settings: Settings = None
+    ) -> list[Row]:
+        chosen = {**(settings or {}), **_limit_setting(time_limit)}
         try:
-            result = self._client.query(sql, parameters=dict(params or {}), settings=settings)
+            result = self._client.query(sql, parameters=dict(params or {}), settings=chosen or None)
             return [tuple(row) for row in result.result_rows]
         except Exception as exc:
             raise _error(_scrub(str(exc), self._password), time_limit) from None
 
     def stream(self, sql: str, params: Bound = None, *, time_limit: Limit = None) -> Iterator[Row]:
-        settings = {"max_execution_time": _seconds(time_limit)} if time_limit else None
         try:
             with self._client.query_rows_stream(
-                sql, parameters=dict(params or {}), settings=settings
+                sql, parameters=dict(params or {}), settings=_limit_setting(time_limit) or None
             ) as found:
                 for row in found:
                     yield tuple(row)
@@ -164,8 +169,12 @@ class EmbeddedClickHouseClient:
                 raise _error(str(exc).strip(), time_limit) from None
         return bytes(result.bytes())
 
-    def rows(self, sql: str, params: Bound = None, *, time_limit: Limit = None) -> list[Row]:
-        data = self._query(sql + _settings(time_limit), "JSONCompactEachRow", params, time_limit)
+    def rows(
+        self, sql: str, params: Bound = None, *, time_limit: Limit = None, settings: Settings = None
+    ) -> list[Row]:
+        data = self._query(
+            sql + _settings(time_limit, settings), "JSONCompactEachRow", params, time_limit
+        )
         return [tuple(orjson.loads(line)) for line in data.splitlines() if line.strip()]
 
     def stream(self, sql: str, params: Bound = None, *, time_limit: Limit = None) -> Iterator[Row]:
@@ -197,12 +206,20 @@ class EmbeddedClickHouseClient:
             self._session.close()
 
 
-def _settings(time_limit: float | None) -> str:
-    """The SETTINGS clause of an embedded SELECT: plain JSON numbers, the time limit."""
-    settings = " SETTINGS output_format_json_quote_64bit_integers=0"
-    if time_limit:
-        settings += f", max_execution_time={_seconds(time_limit)}"
-    return settings
+def _settings(time_limit: float | None, more: Settings = None) -> str:
+    """The SETTINGS clause of an embedded SELECT: plain JSON numbers, the time limit, and
+    `more` (names and values of this module's callers, never user input)."""
+    chosen: dict[str, int | str] = {"output_format_json_quote_64bit_integers": 0}
+    chosen.update(more or {})
+    chosen.update(_limit_setting(time_limit))
+    return " SETTINGS " + ", ".join(
+        f"{name}={value if isinstance(value, int) else repr(value)}"
+        for name, value in chosen.items()
+    )
+
+
+def _limit_setting(time_limit: float | None) -> dict[str, int | str]:
+    return {"max_execution_time": _seconds(time_limit)} if time_limit else {}
 
 
 def _param_text(value: Any) -> str:

@@ -26,6 +26,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from halo_mcp.store import query
 from halo_mcp.store import sql as sql_views
 from halo_mcp.store.api import FilterArg
+from halo_mcp.store.clickhouse import sql as clickhouse_sql
 from halo_mcp.store.clickhouse.aggregates import ClickHouseAggregates
 from halo_mcp.store.clickhouse.client import ClickHouseClient, connect
 from halo_mcp.store.clickhouse.filters import CompiledFilter, Params, compile_filter
@@ -467,11 +468,18 @@ class ClickHouseTraceStore:
         time_limit_s: float = sql_views.DEFAULT_TIME_LIMIT_S,
         max_steps: int | None = None,
     ) -> sql_views.SqlResult:
-        """The SQL tool's views exist over the file index only, for now."""
-        raise sql_views.SqlError(
-            f"query_sql is not available on a ClickHouse location ({self.location.display}) "
-            "yet; use query_spans, count_spans, query_traces or search (all run inside "
-            "ClickHouse), or query the table with ClickHouse's own client"
+        """One read-only SELECT over the documented views of this window's spans, inside
+        ClickHouse (clickhouse/sql.py), bounded in rows, characters and time; `max_steps`
+        (SQLite's instruction budget) has no ClickHouse counterpart. Raises SqlError."""
+        return clickhouse_sql.run_sql(
+            self._client,
+            self.source,
+            self.window,
+            self._params().values,
+            sql,
+            limit=limit,
+            max_chars=max_chars,
+            time_limit_s=time_limit_s,
         )
 
     # -- traces --------------------------------------------------------------------------
