@@ -232,7 +232,7 @@ def _checked(client: ClickHouseClient, text: str) -> str:
         ast = client.rows(f"EXPLAIN AST SELECT * FROM ({statement})")
     except StoreError as exc:
         raise views.SqlError(_explain(str(exc))) from None
-    _check_ast([str(row[0]) for row in ast])
+    _check_ast([str(row[0]) for row in ast], {*views.VIEWS, *_CTE_NAME.findall(statement)})
     try:
         tree = client.rows(f"EXPLAIN QUERY TREE {_STAND_INS} SELECT * FROM ({statement})")
     except StoreError as exc:
@@ -246,10 +246,16 @@ def _checked(client: ClickHouseClient, text: str) -> str:
     return statement
 
 
-def _check_ast(lines: list[str]) -> None:
+#: The names a statement gives its own CTEs (`name AS (subquery)`, as formatted).
+_CTE_NAME = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*) AS \(")
+
+
+def _check_ast(lines: list[str], names: set[str]) -> None:
     """Refuse what the parsed statement (as `SELECT * FROM (statement)`) shows that a
-    SELECT over the views never needs. The wrapper's own SETTINGS (the embedded client's)
-    sit right under its SelectQuery, the first one."""
+    SELECT over the views never needs, and tables other than the views and the
+    statement's own CTEs (`names`): refused before the query tree is analysed, since
+    analysis may already run a scalar subquery. The wrapper's own SETTINGS (the embedded
+    client's) sit right under its SelectQuery, the first one."""
     parents: list[tuple[int, str]] = []
     outer = -1
     for line in lines:
@@ -270,7 +276,7 @@ def _check_ast(lines: list[str]) -> None:
             raise _refused(f"the table function {name}()")
         if node == "Function" and _is_refused_function(name):
             raise _refused(f"the function {name}()")
-        if node == "TableIdentifier" and "." in name:
+        if node == "TableIdentifier" and ("." in name or name not in names):
             raise _refused(f"the table {name}")
 
 
