@@ -31,7 +31,7 @@ from halo_mcp.store.clickhouse.client import ClickHouseClient, connect
 from halo_mcp.store.clickhouse.filters import CompiledFilter, Params, compile_filter
 from halo_mcp.store.clickhouse.location import ClickHouseLocation
 from halo_mcp.store.clickhouse.materialize import build_index, index_status
-from halo_mcp.store.clickhouse.schema import TableShape, table_shape
+from halo_mcp.store.clickhouse.schema import table_shape
 from halo_mcp.store.clickhouse.sources import SpanSource
 from halo_mcp.store.errors import (
     QueryTimeoutError,
@@ -150,7 +150,7 @@ def _ns(value: datetime) -> int:
 
 
 class ClickHouseTraceStore(TraceReader):
-    """The store's read API over one ClickHouse trace table. Open with `open_clickhouse`.
+    """The store's read API over one ClickHouse trace table (`open_clickhouse` opens one).
 
     `query_time_limit` (seconds, None for none) is each statement's max_execution_time:
     ClickHouse stops a longer one and QueryTimeoutError says how to narrow it."""
@@ -158,18 +158,34 @@ class ClickHouseTraceStore(TraceReader):
     def __init__(
         self,
         location: ClickHouseLocation,
-        client: ClickHouseClient,
-        shape: TableShape,
         *,
         since: datetime | None = None,
         until: datetime | None = None,
         query_time_limit: float | None = DEFAULT_QUERY_TIME_LIMIT,
         companion: bool = True,
     ) -> None:
+        """Connect, check the table's layout, and open the store over its window: from the
+        companion table (materialize.py) when it covers the window, extended first when it
+        lags behind; else, or with `companion` False, from the exporter table in place."""
+        self._client = connect(location)
+        try:
+            self._open(location, since, until, query_time_limit, companion)
+        except StoreError:
+            self._client.close()
+            raise
+
+    def _open(
+        self,
+        location: ClickHouseLocation,
+        since: datetime | None,
+        until: datetime | None,
+        query_time_limit: float | None,
+        companion: bool,
+    ) -> None:
+        client = self._client
         self.location = location
-        self.shape = shape
+        self.shape = table_shape(client, location)
         self.query_time_limit = query_time_limit
-        self._client = client
         self._lock = threading.Lock()
         self._requests = threading.local()
         self.table = location.qualified_table
@@ -833,29 +849,5 @@ def _ids(tie: object) -> tuple[str, str]:
     return str(tie[0]), str(tie[1])
 
 
-def open_clickhouse(
-    location: ClickHouseLocation,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    query_time_limit: float | None = DEFAULT_QUERY_TIME_LIMIT,
-    companion: bool = True,
-) -> ClickHouseTraceStore:
-    """Connect, check the table's layout, and open a store over its window: from the
-    companion table (materialize.py) when it covers the window, extended first when it
-    lags behind; else, or with `companion` False, from the exporter table in place."""
-    client = connect(location)
-    try:
-        shape = table_shape(client, location)
-        return ClickHouseTraceStore(
-            location,
-            client,
-            shape,
-            since=since,
-            until=until,
-            query_time_limit=query_time_limit,
-            companion=companion,
-        )
-    except StoreError:
-        client.close()
-        raise
+#: Open a store over a ClickHouse table (see ClickHouseTraceStore.__init__).
+open_clickhouse = ClickHouseTraceStore
