@@ -1,19 +1,22 @@
-"""What triage, check, the engine and the tools need from a store, as typed protocols.
+"""What triage, check, the engine and the tools need from a store: its read API.
 
-Two backends satisfy them: :class:`halo_mcp.store.store.TraceStore` (trace files behind a
+Two backends offer it: :class:`halo_mcp.store.store.TraceStore` (trace files behind a
 SQLite index) and :class:`halo_mcp.store.clickhouse.store.ClickHouseTraceStore` (an
-exporter table in ClickHouse). Callers annotate with :class:`TraceReader` and
-:class:`AggregateReader`, so mypy holds both backends to the same reads.
+exporter table in ClickHouse). Both subclass :class:`TraceReader`, which
+declares the paged reads and checks their arguments once; callers annotate with it and
+with the protocol :class:`AggregateReader`.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from halo_mcp.store import query
 from halo_mcp.store.aggregates import (
     AgentCalls,
     AtLeast,
@@ -30,20 +33,32 @@ from halo_mcp.store.aggregates import (
     TimeRange,
     ToolCalls,
 )
+from halo_mcp.store.filters import coerce_filter
 from halo_mcp.store.models import (
+    DEFAULT_SPAN_FIELDS,
     FilterArg,
     LoadReport,
     MatchCount,
     Overview,
+    SearchQuery,
     SearchResult,
     SpanPage,
+    SpanQuery,
     SpanSort,
+    SqlQuery,
     TracePage,
+    TraceQuery,
     TraceSort,
     TraceSummary,
     TraceTree,
+    TreeQuery,
 )
-from halo_mcp.store.sql import SqlResult
+from halo_mcp.store.sql import (
+    DEFAULT_MAX_CHARS,
+    DEFAULT_ROW_LIMIT,
+    DEFAULT_TIME_LIMIT_S,
+    SqlResult,
+)
 
 
 class AggregateReader(Protocol):
@@ -77,16 +92,19 @@ class AggregateReader(Protocol):
     ) -> Iterator[RootAnswer]: ...
 
 
-class TraceReader(Protocol):
+Reader = TypeVar("Reader", bound="TraceReader")
+
+
+class TraceReader(ABC):
     """The read API every store backend offers (see store.store.TraceStore for each
-    method's contract)."""
+    method's contract), and the one place its paged reads are declared: each checks its
+    arguments here, then hands a checked request (store.models: SpanQuery, TraceQuery,
+    TreeQuery, SqlQuery, SearchQuery) to the backend's hook of the same name with a
+    leading underscore."""
 
     report: LoadReport
-
-    @property
-    def paths(self) -> Sequence[Path | str]:
-        """The trace files read, or the ClickHouse location (without secrets)."""
-        ...
+    #: The trace files read, or the ClickHouse location (without secrets).
+    paths: Sequence[Path | str]
 
     def query_spans(
         self,
@@ -95,20 +113,35 @@ class TraceReader(Protocol):
         sort: SpanSort = "start_time",
         limit: int = 50,
         cursor: str | None = None,
-        fields: Sequence[str] = ...,
+        fields: Sequence[str] = DEFAULT_SPAN_FIELDS,
         max_chars: int = 2000,
-    ) -> SpanPage: ...
+    ) -> SpanPage:
+        """Spans matching `filter`, one page. Raises InvalidFilterError on bad input."""
+        flt = coerce_filter(filter)
+        checked = query.check_fields(fields)
+        query.check_sort(sort, query.SPAN_SORT_SQL)
+        query.check_limit(limit)
+        query.check_max_chars(max_chars)
+        return self._query_spans(SpanQuery(flt, sort, limit, cursor, checked, max_chars))
+
+    @abstractmethod
     def count(self, filter: FilterArg = None) -> MatchCount: ...
+    @abstractmethod
     def seen(self, filter: FilterArg = None) -> tuple[datetime | None, datetime | None]: ...
+
     def query_sql(
         self,
         sql: str,
         *,
-        limit: int = ...,
-        max_chars: int = ...,
-        time_limit_s: float = ...,
+        limit: int = DEFAULT_ROW_LIMIT,
+        max_chars: int = DEFAULT_MAX_CHARS,
+        time_limit_s: float = DEFAULT_TIME_LIMIT_S,
         max_steps: int | None = None,
-    ) -> SqlResult: ...
+    ) -> SqlResult:
+        """One read-only SELECT over the documented `spans` and `traces` views (see
+        store/sql.py), bounded in rows, characters and time. Raises SqlError."""
+        return self._query_sql(SqlQuery(sql, limit, max_chars, time_limit_s, max_steps))
+
     def search(
         self,
         pattern: str,
@@ -116,11 +149,18 @@ class TraceReader(Protocol):
         filter: FilterArg = None,
         limit: int = 20,
         context_chars: int = 120,
-    ) -> SearchResult: ...
+    ) -> SearchResult:
+        """Regex search over span content, optionally within spans selected by `filter`."""
+        query.check_limit(limit)
+        return self._search(SearchQuery(pattern, coerce_filter(filter), limit, context_chars))
+
+    @abstractmethod
     def raw_span(self, trace_id: str, span_id: str) -> dict[str, Any]: ...
+    @abstractmethod
     def known_ids(
         self, trace_ids: Sequence[str] = (), span_ids: Sequence[str] = ()
     ) -> tuple[set[str], set[str]]: ...
+
     def query_traces(
         self,
         filter: FilterArg = None,
@@ -128,22 +168,59 @@ class TraceReader(Protocol):
         sort: TraceSort = "start_time",
         limit: int = 50,
         cursor: str | None = None,
-    ) -> TracePage: ...
+    ) -> TracePage:
+        """Summaries of the traces having at least one span that matches `filter`."""
+        flt = coerce_filter(filter)
+        query.check_sort(sort, query.TRACE_SORT_SQL)
+        query.check_limit(limit)
+        return self._query_traces(TraceQuery(flt, sort, limit, cursor))
+
+    @abstractmethod
     def trace_summary(self, trace_id: str) -> TraceSummary: ...
+
     def trace_tree(
         self,
         trace_id: str,
         *,
-        fields: Sequence[str] = ...,
+        fields: Sequence[str] = DEFAULT_SPAN_FIELDS,
         max_chars: int = 2000,
         limit: int = 500,
-    ) -> TraceTree: ...
+    ) -> TraceTree:
+        """A trace's spans as a depth-first tree."""
+        checked = query.check_fields(fields)
+        query.check_limit(limit, 100_000)
+        query.check_max_chars(max_chars)
+        return self._trace_tree(TreeQuery(trace_id, checked, max_chars, limit))
+
+    @abstractmethod
     def overview(self) -> Overview: ...
+    @abstractmethod
     def aggregates(
         self, *, time_limit: float | None = None
     ) -> AbstractContextManager[AggregateReader]: ...
+    @abstractmethod
     def inputs_changed(self) -> bool: ...
+    @abstractmethod
     def release_memory(self) -> None: ...
+    @abstractmethod
     def close(self) -> None: ...
-    def __enter__(self) -> TraceReader: ...
-    def __exit__(self, *exc: object) -> None: ...
+
+    def __enter__(self: Reader) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- each backend implements the abstract methods above and these hooks, which get
+    #    the checked arguments of the read of the same name ---------------------------------
+
+    @abstractmethod
+    def _query_spans(self, q: SpanQuery) -> SpanPage: ...
+    @abstractmethod
+    def _query_traces(self, q: TraceQuery) -> TracePage: ...
+    @abstractmethod
+    def _trace_tree(self, q: TreeQuery) -> TraceTree: ...
+    @abstractmethod
+    def _query_sql(self, q: SqlQuery) -> SqlResult: ...
+    @abstractmethod
+    def _search(self, q: SearchQuery) -> SearchResult: ...

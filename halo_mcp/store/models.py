@@ -8,6 +8,7 @@ tools, the CLI, findings' matchers) selects spans with one language, :class:`Spa
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any, Literal
@@ -520,3 +521,49 @@ class Overview(BaseModel):
         description="How the data was read, when it matters: e.g. a ClickHouse table read "
         "in place (slower), and the command that speeds it up.",
     )
+
+
+# -- the checked arguments of TraceReader's paged reads (store/api.py), one per read -----
+
+
+@dataclass(frozen=True)
+class SpanQuery:
+    filter: SpanFilter
+    sort: SpanSort
+    limit: int
+    cursor: str | None
+    fields: list[str]
+    max_chars: int
+
+
+@dataclass(frozen=True)
+class TraceQuery:
+    filter: SpanFilter
+    sort: TraceSort
+    limit: int
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class TreeQuery:
+    trace_id: str
+    fields: list[str]
+    max_chars: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class SqlQuery:
+    sql: str
+    limit: int
+    max_chars: int
+    time_limit_s: float
+    max_steps: int | None
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    pattern: str
+    filter: SpanFilter
+    limit: int
+    context_chars: int

@@ -37,7 +37,7 @@ COL = {name: i for i, name in enumerate(ROW_COLUMNS)}
 ROW_SELECT = "SELECT " + ", ".join(f"s.{c}" for c in ROW_COLUMNS)
 
 
-def _sorts(**columns: str) -> dict[str, tuple[str, str]]:
+def sort_columns(**columns: str) -> dict[str, tuple[str, str]]:
     """Each sort name -> (column, "ASC"), and its '-' twin -> (column, "DESC")."""
     out: dict[str, tuple[str, str]] = {}
     for name, column in columns.items():
@@ -46,8 +46,8 @@ def _sorts(**columns: str) -> dict[str, tuple[str, str]]:
     return out
 
 
-SPAN_SORT_SQL = _sorts(start_time="start_ns", duration="duration_ns", tokens="tokens")
-TRACE_SORT_SQL = _sorts(start_time="start_ns", duration="duration_ns", errors="error_count")
+SPAN_SORT_SQL = sort_columns(start_time="start_ns", duration="duration_ns", tokens="tokens")
+TRACE_SORT_SQL = sort_columns(start_time="start_ns", duration="duration_ns", errors="error_count")
 CONTENT_FIELDS = frozenset({"input", "output", "attributes", "events"})
 
 
@@ -170,6 +170,11 @@ def check_limit(limit: int, most: int = 10_000) -> int:
     if not isinstance(limit, int) or limit < 1 or limit > most:
         raise InvalidFilterError(f"limit must be an integer from 1 to {most}, got {limit!r}")
     return limit
+
+
+def check_max_chars(max_chars: int) -> None:
+    if not isinstance(max_chars, int) or max_chars < 1:
+        raise InvalidFilterError(f"max_chars must be a positive integer, got {max_chars!r}")
 
 
 def query_key(*parts: Any) -> str:

@@ -8,18 +8,18 @@ from datetime import datetime
 from typing import Any
 
 from halo_mcp.store import content, query
-from halo_mcp.store.errors import InvalidFilterError, StoreError, UnknownIdError
+from halo_mcp.store.errors import StoreError, UnknownIdError
 from halo_mcp.store.filters import Where, coerce_filter, compile_filter, traces_matching
 from halo_mcp.store.formats import SpanPayload, span_text
 from halo_mcp.store.models import (
-    DEFAULT_SPAN_FIELDS,
     FilterArg,
     MatchCount,
     SearchMatch,
+    SearchQuery,
     SearchResult,
     SpanFilter,
     SpanPage,
-    SpanSort,
+    SpanQuery,
     SpanSource,
     SpanView,
 )
@@ -29,22 +29,10 @@ from halo_mcp.store.session import Session
 from halo_mcp.store.shards import count_where, spans_where
 
 
-def query_spans(
-    s: Session,
-    filter: FilterArg = None,
-    *,
-    sort: SpanSort = "start_time",
-    limit: int = 50,
-    cursor: str | None = None,
-    fields: Sequence[str] = DEFAULT_SPAN_FIELDS,
-    max_chars: int = 2000,
-) -> SpanPage:
-    """Spans matching `filter`, one page. Raises InvalidFilterError on bad input."""
-    flt = coerce_filter(filter)
-    fields = query.check_fields(fields)
-    column, direction = query.check_sort(sort, query.SPAN_SORT_SQL)
-    query.check_limit(limit)
-    check_max_chars(max_chars)
+def query_spans(s: Session, q: SpanQuery) -> SpanPage:
+    """Spans matching the query's filter, one page (arguments checked by TraceReader)."""
+    flt, sort, limit, cursor, max_chars = q.filter, q.sort, q.limit, q.cursor, q.max_chars
+    column, direction = query.SPAN_SORT_SQL[sort]
     where = compile_filter(s, flt)
     total = _count_spans(s, flt, where)
     qkey = query.query_key(flt.model_dump(mode="json"), sort)
@@ -62,7 +50,7 @@ def query_spans(
     rows = s.conn.execute(sql, page_params).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
-    views, clipped = views_of(s, rows, fields, max_chars)
+    views, clipped = views_of(s, rows, q.fields, max_chars)
     next_cursor = None
     if more:
         last = rows[-1]
@@ -102,18 +90,10 @@ def seen(s: Session, filter: FilterArg = None) -> tuple[datetime | None, datetim
     return query.from_ns(first), query.from_ns(last)
 
 
-def search(
-    s: Session,
-    pattern: str,
-    *,
-    filter: FilterArg = None,
-    limit: int = 20,
-    context_chars: int = 120,
-) -> SearchResult:
-    """Regex search over span content, optionally within spans selected by `filter`."""
+def search(s: Session, q: SearchQuery) -> SearchResult:
+    """Regex search over span content, optionally within spans the query's filter selects."""
+    pattern, flt, limit = q.pattern, q.filter, q.limit
     rx = content.compile_text(pattern)
-    query.check_limit(limit)
-    flt = coerce_filter(filter)
     if flt.text is None:
         # One filter: a narrow filter (a trace id...) then tests its few spans instead
         # of scanning every file for the pattern first.
@@ -141,7 +121,7 @@ def search(
                     trace_id=row[COL["trace_id"]],
                     span_id=row[COL["span_id"]],
                     span_name=row[COL["name"]] or "",
-                    excerpt=excerpt(text, found.start(), found.end(), context_chars),
+                    excerpt=excerpt(text, found.start(), found.end(), q.context_chars),
                 )
             )
     return SearchResult(
@@ -211,11 +191,6 @@ def views_of(
             for row in rows
         ]
     return views, clipper.clipped
-
-
-def check_max_chars(max_chars: int) -> None:
-    if not isinstance(max_chars, int) or max_chars < 1:
-        raise InvalidFilterError(f"max_chars must be a positive integer, got {max_chars!r}")
 
 
 def _count_spans(s: Session, flt: SpanFilter, where: Where) -> int:

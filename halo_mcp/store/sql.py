@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from halo_mcp.store.errors import StoreError
+from halo_mcp.store.models import SqlQuery
 from halo_mcp.store.shards import attach_shards, span_tables
 from halo_mcp.text import clip
 
@@ -276,21 +277,14 @@ class SqlResult(BaseModel):
     elapsed_ms: float
 
 
-def run_sql(
-    index_path: Path,
-    sql: str,
-    *,
-    limit: int = DEFAULT_ROW_LIMIT,
-    max_chars: int = DEFAULT_MAX_CHARS,
-    time_limit_s: float = DEFAULT_TIME_LIMIT_S,
-    max_steps: int | None = None,
-) -> SqlResult:
+def run_sql(index_path: Path, q: SqlQuery) -> SqlResult:
     """Run one read-only SELECT over the views of the index at `index_path`.
 
     `limit` caps rows (at most MAX_ROW_LIMIT), `max_chars` the rendered size, and
     `time_limit_s` / `max_steps` (VM instructions) the work; past either the statement is
     interrupted and SqlError says so."""
-    text = (sql or "").strip().rstrip(";").strip()
+    limit, max_chars, time_limit_s, max_steps = q.limit, q.max_chars, q.time_limit_s, q.max_steps
+    text = (q.sql or "").strip().rstrip(";").strip()
     if not text:
         raise SqlError("Empty query; write one SELECT over the views.\n" + SQL_SCHEMA)
     limit = max(1, min(int(limit), MAX_ROW_LIMIT))

@@ -32,7 +32,7 @@ from halo_mcp.store.connections import ThreadConnections, open_reader
 from halo_mcp.store.errors import NoSpansError, StoreError
 from halo_mcp.store.files import Fingerprint, fingerprint_now, inputs_fingerprint, scan_paths
 from halo_mcp.store.index import ensure_index
-from halo_mcp.store.models import LoadReport, Overview
+from halo_mcp.store.models import LoadReport, Overview, SqlQuery
 from halo_mcp.store.raw_lines import TraceFiles
 from halo_mcp.store.session import Session
 from halo_mcp.store.text_scan import TextScanner
@@ -64,7 +64,7 @@ def _request(
     return method
 
 
-class TraceStore:
+class TraceStore(TraceReader):
     """A set of trace files behind an on-disk index. Open with :func:`open_store`.
 
     `query_time_limit` (seconds, None for none) bounds each request: one that runs longer
@@ -108,39 +108,22 @@ class TraceStore:
 
     # -- spans and traces: each a request running one query function ----------------------
 
-    query_spans = _request(span_queries.query_spans)
+    _query_spans = _request(span_queries.query_spans)
     count = _request(span_queries.count)
     seen = _request(span_queries.seen)
-    search = _request(span_queries.search)
+    _search = _request(span_queries.search)
     raw_span = _request(span_queries.raw_span)
     known_ids = _request(span_queries.known_ids)
     rule_trace_count = _request(filters.count_rule_traces)
-    query_traces = _request(trace_queries.query_traces)
+    _query_traces = _request(trace_queries.query_traces)
     trace_summary = _request(trace_queries.trace_summary)
-    trace_tree = _request(trace_queries.trace_tree)
+    _trace_tree = _request(trace_queries.trace_tree)
 
     # -- the whole set ---------------------------------------------------------------------
 
-    def query_sql(
-        self,
-        sql: str,
-        *,
-        limit: int = sql_views.DEFAULT_ROW_LIMIT,
-        max_chars: int = sql_views.DEFAULT_MAX_CHARS,
-        time_limit_s: float = sql_views.DEFAULT_TIME_LIMIT_S,
-        max_steps: int | None = None,
-    ) -> sql_views.SqlResult:
-        """One read-only SELECT over the documented `spans` and `traces` views (see
-        store/sql.py), bounded in rows, characters and time. Raises SqlError."""
+    def _query_sql(self, q: SqlQuery) -> sql_views.SqlResult:
         self._threads.check_open()
-        return sql_views.run_sql(
-            self.index_path,
-            sql,
-            limit=limit,
-            max_chars=max_chars,
-            time_limit_s=time_limit_s,
-            max_steps=max_steps,
-        )
+        return sql_views.run_sql(self.index_path, q)
 
     def overview(self) -> Overview:
         """Dataset overview: counts, time range, services, agents, models, tools, tokens,
@@ -178,12 +161,6 @@ class TraceStore:
 
     def close(self) -> None:
         self._threads.close()
-
-    def __enter__(self) -> TraceStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 ACCEPTED_FORMATS = (

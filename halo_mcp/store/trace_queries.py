@@ -10,20 +10,19 @@ import orjson
 
 from halo_mcp.store import query
 from halo_mcp.store.errors import UnknownIdError
-from halo_mcp.store.filters import coerce_filter, compile_filter, traces_matching
+from halo_mcp.store.filters import compile_filter, traces_matching
 from halo_mcp.store.models import (
-    DEFAULT_SPAN_FIELDS,
-    FilterArg,
     FirstError,
     SpanNode,
     TracePage,
-    TraceSort,
+    TraceQuery,
     TraceSummary,
     TraceTree,
+    TreeQuery,
 )
 from halo_mcp.store.query import COL, ROW_SELECT
 from halo_mcp.store.session import Session
-from halo_mcp.store.span_queries import check_max_chars, views_of
+from halo_mcp.store.span_queries import views_of
 
 _TRACE_COLUMNS = (
     "t.id, t.trace_id, t.root_name, t.service, t.agents, t.models, t.span_count, "
@@ -33,18 +32,10 @@ _TRACE_COLUMNS = (
 _TRACE_SORT_INDEX = {"start_ns": 8, "duration_ns": 9, "error_count": 7}
 
 
-def query_traces(
-    s: Session,
-    filter: FilterArg = None,
-    *,
-    sort: TraceSort = "start_time",
-    limit: int = 50,
-    cursor: str | None = None,
-) -> TracePage:
-    """Summaries of the traces having at least one span that matches `filter`."""
-    flt = coerce_filter(filter)
-    column, direction = query.check_sort(sort, query.TRACE_SORT_SQL)
-    query.check_limit(limit)
+def query_traces(s: Session, q: TraceQuery) -> TracePage:
+    """Summaries of the traces having at least one span that matches the query's filter."""
+    flt, sort, limit, cursor = q.filter, q.sort, q.limit, q.cursor
+    column, direction = query.TRACE_SORT_SQL[sort]
     where = compile_filter(s, flt)
     matching, total = traces_matching(s, flt, where)
     outer = [matching] if matching else []
@@ -83,24 +74,15 @@ def trace_summary(s: Session, trace_id: str) -> TraceSummary:
     return _summary(row)
 
 
-def trace_tree(
-    s: Session,
-    trace_id: str,
-    *,
-    fields: Sequence[str] = DEFAULT_SPAN_FIELDS,
-    max_chars: int = 2000,
-    limit: int = 500,
-) -> TraceTree:
+def trace_tree(s: Session, q: TreeQuery) -> TraceTree:
     """A trace's spans as a depth-first tree."""
-    fields = query.check_fields(fields)
-    query.check_limit(limit, 100_000)
-    check_max_chars(max_chars)
+    trace_id = q.trace_id
     summary = trace_summary(s, trace_id)
     rows = s.conn.execute(
         f"{ROW_SELECT} FROM spans s WHERE s.trace_id = ? ORDER BY s.start_ns, s.id", (trace_id,)
     ).fetchall()
-    ordered, children = query.depth_first(rows, limit)
-    views, _ = views_of(s, [r for r, _ in ordered], fields, max_chars)
+    ordered, children = query.depth_first(rows, q.limit)
+    views, _ = views_of(s, [r for r, _ in ordered], q.fields, q.max_chars)
     nodes = [
         SpanNode(span=view, depth=depth, children=len(children.get(row[COL["span_id"]], [])))
         for (row, depth), view in zip(ordered, views, strict=True)

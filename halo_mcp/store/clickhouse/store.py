@@ -25,45 +25,48 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from halo_mcp.store import query
 from halo_mcp.store import sql as sql_views
-from halo_mcp.store.api import FilterArg
+from halo_mcp.store.api import TraceReader
 from halo_mcp.store.clickhouse import sql as clickhouse_sql
 from halo_mcp.store.clickhouse.aggregates import ClickHouseAggregates
 from halo_mcp.store.clickhouse.client import ClickHouseClient, connect
 from halo_mcp.store.clickhouse.filters import CompiledFilter, Params, compile_filter
 from halo_mcp.store.clickhouse.location import ClickHouseLocation
 from halo_mcp.store.clickhouse.materialize import build_index, index_status
-from halo_mcp.store.clickhouse.schema import TableShape, table_shape
+from halo_mcp.store.clickhouse.schema import table_shape
 from halo_mcp.store.clickhouse.sources import SpanSource
 from halo_mcp.store.errors import (
-    InvalidFilterError,
     QueryTimeoutError,
     StoreError,
     UnknownIdError,
 )
+from halo_mcp.store.filters import coerce_filter
 from halo_mcp.store.formats.payload import SpanPayload, otel_payload, span_text
 from halo_mcp.store.models import (
-    DEFAULT_SPAN_FIELDS,
     ErrorSignature,
+    FilterArg,
     FirstError,
     LoadReport,
     MatchCount,
     NameCount,
     Overview,
     SearchMatch,
+    SearchQuery,
     SearchResult,
     SpanFilter,
     SpanNode,
     SpanPage,
-    SpanSort,
+    SpanQuery,
+    SqlQuery,
     TokenTotals,
     ToolStats,
     TracePage,
-    TraceSort,
+    TraceQuery,
     TraceSummary,
     TraceTree,
+    TreeQuery,
 )
 from halo_mcp.store.signatures import normalize_message
-from halo_mcp.store.span_queries import check_max_chars, excerpt
+from halo_mcp.store.span_queries import excerpt
 from halo_mcp.store.time_limit import DEFAULT_QUERY_TIME_LIMIT, NARROW_HINT
 
 #: The window scanned when the caller gives none: this long, ending at the newest span.
@@ -100,22 +103,8 @@ _ROW_EXPR = {
 }
 _ROW_NAMES = [name for name in query.ROW_COLUMNS if name in _ROW_EXPR]
 _ROW_SELECT = ", ".join(f"{_ROW_EXPR[name]} AS {name}" for name in _ROW_NAMES)
-_SORT = {
-    "start_time": ("start_ns", "ASC"),
-    "-start_time": ("start_ns", "DESC"),
-    "duration": ("duration_ns", "ASC"),
-    "-duration": ("duration_ns", "DESC"),
-    "tokens": ("tokens", "ASC"),
-    "-tokens": ("tokens", "DESC"),
-}
-_TRACE_SORT = {
-    "start_time": ("t_start", "ASC"),
-    "-start_time": ("t_start", "DESC"),
-    "duration": ("t_duration", "ASC"),
-    "-duration": ("t_duration", "DESC"),
-    "errors": ("t_errors", "ASC"),
-    "-errors": ("t_errors", "DESC"),
-}
+_SORT = query.sort_columns(start_time="start_ns", duration="duration_ns", tokens="tokens")
+_TRACE_SORT = query.sort_columns(start_time="t_start", duration="t_duration", errors="t_errors")
 
 
 P = ParamSpec("P")
@@ -161,8 +150,8 @@ def _ns(value: datetime) -> int:
     return int(value.timestamp()) * 1_000_000_000 + value.microsecond * 1000
 
 
-class ClickHouseTraceStore:
-    """The store's read API over one ClickHouse trace table. Open with `open_clickhouse`.
+class ClickHouseTraceStore(TraceReader):
+    """The store's read API over one ClickHouse trace table (`open_clickhouse` opens one).
 
     `query_time_limit` (seconds, None for none) is each statement's max_execution_time:
     ClickHouse stops a longer one and QueryTimeoutError says how to narrow it."""
@@ -170,18 +159,34 @@ class ClickHouseTraceStore:
     def __init__(
         self,
         location: ClickHouseLocation,
-        client: ClickHouseClient,
-        shape: TableShape,
         *,
         since: datetime | None = None,
         until: datetime | None = None,
         query_time_limit: float | None = DEFAULT_QUERY_TIME_LIMIT,
         companion: bool = True,
     ) -> None:
+        """Connect, check the table's layout, and open the store over its window: from the
+        companion table (materialize.py) when it covers the window, extended first when it
+        lags behind; else, or with `companion` False, from the exporter table in place."""
+        self._client = connect(location)
+        try:
+            self._open(location, since, until, query_time_limit, companion)
+        except StoreError:
+            self._client.close()
+            raise
+
+    def _open(
+        self,
+        location: ClickHouseLocation,
+        since: datetime | None,
+        until: datetime | None,
+        query_time_limit: float | None,
+        companion: bool,
+    ) -> None:
+        client = self._client
         self.location = location
-        self.shape = shape
+        self.shape = table_shape(client, location)
         self.query_time_limit = query_time_limit
-        self._client = client
         self._lock = threading.Lock()
         self._requests = threading.local()
         self.table = location.qualified_table
@@ -253,13 +258,6 @@ class ClickHouseTraceStore:
                 )
             limit = left
         return self._client.rows(sql, params.values, time_limit=limit)
-
-    @staticmethod
-    def _parse(flt: FilterArg) -> SpanFilter:
-        try:
-            return flt if isinstance(flt, SpanFilter) else SpanFilter.model_validate(flt or {})
-        except ValueError as exc:
-            raise InvalidFilterError(f"invalid filter: {exc}") from None
 
     def _compile(self, flt: SpanFilter, params: Params) -> CompiledFilter:
         return compile_filter(flt, params, self.source, self.window)
@@ -378,34 +376,15 @@ class ClickHouseTraceStore:
     # -- spans ---------------------------------------------------------------------------
 
     @_request
-    def query_spans(
-        self,
-        filter: FilterArg = None,
-        *,
-        sort: SpanSort = "start_time",
-        limit: int = 50,
-        cursor: str | None = None,
-        fields: Sequence[str] = DEFAULT_SPAN_FIELDS,
-        max_chars: int = 2000,
-    ) -> SpanPage:
-        """Spans matching `filter`, one page. Raises InvalidFilterError on bad input."""
-        fields = query.check_fields(fields)
-        column, direction = query.check_sort(sort, _SORT)
-        query.check_limit(limit)
-        check_max_chars(max_chars)
-        flt = self._parse(filter)
+    def _query_spans(self, q: SpanQuery) -> SpanPage:
+        flt, sort, limit, cursor, max_chars = q.filter, q.sort, q.limit, q.cursor, q.max_chars
+        column, direction = _SORT[sort]
         params = self._params()
         compiled = self._compile(flt, params)
         total = self._count(compiled, params)[0]
         qkey = query.query_key("ch", flt.model_dump(mode="json"), sort)
-        extra = "1"
-        if cursor:
-            key, ids = query.decode_cursor(cursor, sort, qkey, _ids)
-            op = ">" if direction == "ASC" else "<"
-            extra = (
-                f"({_ROW_EXPR[column]}, trace_id, span_id) {op} "
-                f"({params.add(key, 'Int64')}, {params.add(ids[0])}, {params.add(ids[1])})"
-            )
+        after = (_ROW_EXPR[column], "trace_id", "span_id")
+        extra = _after(cursor, sort, qkey, direction, after, params) or "1"
         tail = (
             f"ORDER BY {_ROW_EXPR[column]} {direction}, trace_id {direction}, span_id {direction} "
             f"LIMIT {limit + 1}"
@@ -413,7 +392,7 @@ class ClickHouseTraceStore:
         rows = self._select_rows(compiled, tail, params, extra)
         more = len(rows) > limit
         rows = rows[:limit]
-        views, clipped = self._views(rows, fields, max_chars)
+        views, clipped = self._views(rows, q.fields, max_chars)
         next_cursor = None
         if more:
             last = rows[-1]
@@ -440,7 +419,7 @@ class ClickHouseTraceStore:
     def count(self, filter: FilterArg = None) -> MatchCount:
         """How many spans and traces `filter` selects, and how many traces exist."""
         params = self._params()
-        spans, traces = self._count(self._compile(self._parse(filter), params), params)
+        spans, traces = self._count(self._compile(coerce_filter(filter), params), params)
         return MatchCount(spans=spans, traces=traces, traces_in_scope=self._trace_total)
 
     @_request
@@ -448,7 +427,7 @@ class ClickHouseTraceStore:
         """When the first and the last of the spans `filter` selects started; (None, None)
         when none match."""
         params = self._params()
-        compiled = self._compile(self._parse(filter), params)
+        compiled = self._compile(coerce_filter(filter), params)
         inherit = self._inherits(compiled)
         first, last, spans = self._rows(
             f"SELECT min(start_ns), max(start_ns), count() FROM "
@@ -459,15 +438,7 @@ class ClickHouseTraceStore:
             return None, None
         return query.from_ns(int(first)), query.from_ns(int(last))
 
-    def query_sql(
-        self,
-        sql: str,
-        *,
-        limit: int = sql_views.DEFAULT_ROW_LIMIT,
-        max_chars: int = sql_views.DEFAULT_MAX_CHARS,
-        time_limit_s: float = sql_views.DEFAULT_TIME_LIMIT_S,
-        max_steps: int | None = None,
-    ) -> sql_views.SqlResult:
+    def _query_sql(self, q: SqlQuery) -> sql_views.SqlResult:
         """One read-only SELECT over the documented views of this window's spans, inside
         ClickHouse (clickhouse/sql.py), bounded in rows, characters and time; `max_steps`
         (SQLite's instruction budget) has no ClickHouse counterpart. Raises SqlError."""
@@ -476,10 +447,10 @@ class ClickHouseTraceStore:
             self.source,
             self.window,
             self._params().values,
-            sql,
-            limit=limit,
-            max_chars=max_chars,
-            time_limit_s=time_limit_s,
+            q.sql,
+            limit=q.limit,
+            max_chars=q.max_chars,
+            time_limit_s=q.time_limit_s,
         )
 
     # -- traces --------------------------------------------------------------------------
@@ -531,18 +502,9 @@ class ClickHouseTraceStore:
         return out
 
     @_request
-    def query_traces(
-        self,
-        filter: FilterArg = None,
-        *,
-        sort: TraceSort = "start_time",
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> TracePage:
-        """Summaries of the traces having at least one span that matches `filter`."""
-        column, direction = query.check_sort(sort, _TRACE_SORT)
-        query.check_limit(limit)
-        flt = self._parse(filter)
+    def _query_traces(self, q: TraceQuery) -> TracePage:
+        flt, sort, limit, cursor = q.filter, q.sort, q.limit, q.cursor
+        column, direction = _TRACE_SORT[sort]
         params = self._params()
         compiled = self._compile(flt, params)
         inherit = self._inherits(compiled)
@@ -552,14 +514,8 @@ class ClickHouseTraceStore:
         )
         total = int(self._rows(f"SELECT count() FROM ({matching})", params)[0][0])
         qkey = query.query_key("ch-traces", flt.model_dump(mode="json"), sort)
-        having = ""
-        if cursor:
-            key, ids = query.decode_cursor(cursor, sort, qkey, _ids)
-            op = ">" if direction == "ASC" else "<"
-            having = (
-                f"HAVING ({column}, trace_id) {op} "
-                f"({params.add(key, 'Int64')}, {params.add(ids[0])})"
-            )
+        after = _after(cursor, sort, qkey, direction, (column, "trace_id"), params)
+        having = f"HAVING {after}" if after else ""
         summaries = self._summaries(
             f"TraceId IN ({matching})",
             params,
@@ -592,18 +548,8 @@ class ClickHouseTraceStore:
         return found[0]
 
     @_request
-    def trace_tree(
-        self,
-        trace_id: str,
-        *,
-        fields: Sequence[str] = DEFAULT_SPAN_FIELDS,
-        max_chars: int = 2000,
-        limit: int = 500,
-    ) -> TraceTree:
-        """A trace's spans as a depth-first tree."""
-        fields = query.check_fields(fields)
-        query.check_limit(limit, 100_000)
-        check_max_chars(max_chars)
+    def _trace_tree(self, q: TreeQuery) -> TraceTree:
+        trace_id = q.trace_id
         summary = self.trace_summary(trace_id)
         params = self._params()
         bound = params.add(trace_id)
@@ -615,8 +561,8 @@ class ClickHouseTraceStore:
             )
         ]
         col = query.COL
-        ordered, children = query.depth_first(rows, limit)
-        views, _ = self._views([r for r, _ in ordered], fields, max_chars)
+        ordered, children = query.depth_first(rows, q.limit)
+        views, _ = self._views([r for r, _ in ordered], q.fields, q.max_chars)
         nodes = [
             SpanNode(span=view, depth=depth, children=len(children.get(row[col["span_id"]], [])))
             for (row, depth), view in zip(ordered, views, strict=True)
@@ -646,18 +592,9 @@ class ClickHouseTraceStore:
         }
 
     @_request
-    def search(
-        self,
-        pattern: str,
-        *,
-        filter: FilterArg = None,
-        limit: int = 20,
-        context_chars: int = 120,
-    ) -> SearchResult:
-        """Regex search over span content (RE2, inside ClickHouse), optionally within
-        spans selected by `filter`."""
-        query.check_limit(limit)
-        base = self._parse(filter)
+    def _search(self, q: SearchQuery) -> SearchResult:
+        """RE2, inside ClickHouse; excerpts by Python's re."""
+        pattern, base, limit = q.pattern, q.filter, q.limit
         flt = base.model_copy(update={"text": pattern}) if base.text is None else base
         params = self._params()
         compiled = self._compile(flt, params)
@@ -681,7 +618,7 @@ class ClickHouseTraceStore:
                     trace_id=row[col["trace_id"]],
                     span_id=row[col["span_id"]],
                     span_name=row[col["name"]] or "",
-                    excerpt=excerpt(text, start, end, context_chars),
+                    excerpt=excerpt(text, start, end, q.context_chars),
                 )
             )
         return SearchResult(
@@ -886,12 +823,6 @@ class ClickHouseTraceStore:
         with self._lock:
             self._client.close()
 
-    def __enter__(self) -> ClickHouseTraceStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 def _content() -> str:
     from halo_mcp.store.clickhouse.filters import CONTENT
@@ -909,6 +840,19 @@ def _python_regex(pattern: str) -> Any:
         return None
 
 
+def _after(
+    cursor: str | None, sort: str, qkey: str, direction: str, columns: Sequence[str], params: Params
+) -> str | None:
+    """The keyset condition selecting the rows after the cursor's: `columns` are the sort
+    key, then the ids that break ties (as many as the cursor holds); None without one."""
+    if not cursor:
+        return None
+    key, ids = query.decode_cursor(cursor, sort, qkey, _ids)
+    op = ">" if direction == "ASC" else "<"
+    values = [params.add(key, "Int64"), *(params.add(i) for i in ids[: len(columns) - 1])]
+    return f"({', '.join(columns)}) {op} ({', '.join(values)})"
+
+
 def _ids(tie: object) -> tuple[str, str]:
     """The tie-breaker of a ClickHouse cursor: (trace id, span id)."""
     if not isinstance(tie, list) or len(tie) != 2:
@@ -916,29 +860,5 @@ def _ids(tie: object) -> tuple[str, str]:
     return str(tie[0]), str(tie[1])
 
 
-def open_clickhouse(
-    location: ClickHouseLocation,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    query_time_limit: float | None = DEFAULT_QUERY_TIME_LIMIT,
-    companion: bool = True,
-) -> ClickHouseTraceStore:
-    """Connect, check the table's layout, and open a store over its window: from the
-    companion table (materialize.py) when it covers the window, extended first when it
-    lags behind; else, or with `companion` False, from the exporter table in place."""
-    client = connect(location)
-    try:
-        shape = table_shape(client, location)
-        return ClickHouseTraceStore(
-            location,
-            client,
-            shape,
-            since=since,
-            until=until,
-            query_time_limit=query_time_limit,
-            companion=companion,
-        )
-    except StoreError:
-        client.close()
-        raise
+#: Open a store over a ClickHouse table (see ClickHouseTraceStore.__init__).
+open_clickhouse = ClickHouseTraceStore
