@@ -108,15 +108,9 @@ _COUNT_COLUMNS = (
 )
 
 
+_VIEWS = (("spans", _SPAN_COLUMNS), ("traces", _TRACE_COLUMNS), ("span_counts", _COUNT_COLUMNS))
 #: Each view's columns, in order: the contract both backends define.
-VIEW_COLUMNS = {
-    view: tuple(column[0] for column in columns)
-    for view, columns in (
-        ("spans", _SPAN_COLUMNS),
-        ("traces", _TRACE_COLUMNS),
-        ("span_counts", _COUNT_COLUMNS),
-    )
-}
+VIEW_COLUMNS = {view: tuple(column[0] for column in columns) for view, columns in _VIEWS}
 
 _SQLITE_RATE = "SUM(spans) FILTER (WHERE is_error) * 1.0 / SUM(spans)"
 
@@ -127,8 +121,7 @@ def schema_text(engine: str = "SQLite", rate_example: str = _SQLITE_RATE) -> str
         f"Views (read-only {engine}; span content such as inputs/outputs is not here, use "
         "the search or query tools for it):"
     ]
-    views = (("spans", _SPAN_COLUMNS), ("traces", _TRACE_COLUMNS), ("span_counts", _COUNT_COLUMNS))
-    for view, columns in views:
+    for view, columns in _VIEWS:
         lines.append(f"  {view}(" + ", ".join(c[0] for c in columns) + ")")
         lines += [f"    {name}: {doc}" for name, _, doc in columns]
     lines.append(
@@ -283,11 +276,8 @@ def run_sql(index_path: Path, q: SqlQuery) -> SqlResult:
     `limit` caps rows (at most MAX_ROW_LIMIT), `max_chars` the rendered size, and
     `time_limit_s` / `max_steps` (VM instructions) the work; past either the statement is
     interrupted and SqlError says so."""
-    limit, max_chars, time_limit_s, max_steps = q.limit, q.max_chars, q.time_limit_s, q.max_steps
-    text = (q.sql or "").strip().rstrip(";").strip()
-    if not text:
-        raise SqlError("Empty query; write one SELECT over the views.\n" + SQL_SCHEMA)
-    limit = max(1, min(int(limit), MAX_ROW_LIMIT))
+    max_chars, time_limit_s, max_steps = q.max_chars, q.time_limit_s, q.max_steps
+    text, limit = statement_and_limit(q, SQL_SCHEMA)
     conn = _open(index_path, text)
     started = time.monotonic()
     deadline = started + time_limit_s
@@ -320,6 +310,15 @@ def run_sql(index_path: Path, q: SqlQuery) -> SqlResult:
     finally:
         conn.close()
     return bounded_result(columns, raw, limit, max_chars, started)
+
+
+def statement_and_limit(q: SqlQuery, schema: str) -> tuple[str, int]:
+    """The statement of `q` without surrounding blanks or a final `;`, and its row limit
+    within 1..MAX_ROW_LIMIT; SqlError (with the views' `schema`) when it is empty."""
+    text = (q.sql or "").strip().rstrip(";").strip()
+    if not text:
+        raise SqlError("Empty query; write one SELECT over the views.\n" + schema)
+    return text, max(1, min(int(q.limit), MAX_ROW_LIMIT))
 
 
 def bounded_result(

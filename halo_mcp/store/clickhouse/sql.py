@@ -28,6 +28,7 @@ from halo_mcp.store import sql as views
 from halo_mcp.store.clickhouse.client import ClickHouseClient
 from halo_mcp.store.clickhouse.sources import SpanSource
 from halo_mcp.store.errors import QueryTimeoutError, StoreError
+from halo_mcp.store.models import SqlQuery
 
 RATE_EXAMPLE = "sumIf(spans, is_error = 1) / sum(spans)"
 #: The views' documentation in ClickHouse's dialect (shown in errors).
@@ -174,22 +175,17 @@ def run_sql(
     source: SpanSource,
     window: str,
     params: Mapping[str, Any],
-    sql: str,
-    *,
-    limit: int = views.DEFAULT_ROW_LIMIT,
-    max_chars: int = views.DEFAULT_MAX_CHARS,
-    time_limit_s: float = views.DEFAULT_TIME_LIMIT_S,
+    q: SqlQuery,
 ) -> views.SqlResult:
     """Run one read-only SELECT over the views of `source`'s spans within `window` (a
     condition over the exporter's Timestamp, bound by `params`), inside ClickHouse.
 
-    `limit` caps rows (at most MAX_ROW_LIMIT), `max_chars` the rendered size and
-    `time_limit_s` the time (ClickHouse's max_execution_time, whole seconds, at least 1);
-    a refused, failed or stopped statement raises SqlError."""
-    text = (sql or "").strip().rstrip(";").strip()
-    if not text:
-        raise views.SqlError("Empty query; write one SELECT over the views.\n" + SCHEMA)
-    limit = max(1, min(int(limit), views.MAX_ROW_LIMIT))
+    `q.limit` caps rows (at most MAX_ROW_LIMIT), `q.max_chars` the rendered size and
+    `q.time_limit_s` the time (ClickHouse's max_execution_time, whole seconds, at least 1;
+    `q.max_steps`, SQLite's instruction budget, has no counterpart here); a refused, failed
+    or stopped statement raises SqlError."""
+    text, limit = views.statement_and_limit(q, SCHEMA)
+    time_limit_s = q.time_limit_s
     started = time.monotonic()
     statement = _checked(client, text)
     wrapped = f"SELECT * FROM ({statement}) LIMIT {limit + 1}"
@@ -209,7 +205,7 @@ def run_sql(
         raise views.stopped_error(f"its time limit of {time_limit_s:g} s") from None
     except StoreError as exc:
         raise views.SqlError(_explain(str(exc))) from None
-    return views.bounded_result(columns, raw, limit, max_chars, started)
+    return views.bounded_result(columns, raw, limit, q.max_chars, started)
 
 
 def _checked(client: ClickHouseClient, text: str) -> str:

@@ -443,14 +443,7 @@ class ClickHouseTraceStore(TraceReader):
         ClickHouse (clickhouse/sql.py), bounded in rows, characters and time; `max_steps`
         (SQLite's instruction budget) has no ClickHouse counterpart. Raises SqlError."""
         return clickhouse_sql.run_sql(
-            self._client,
-            self.source,
-            self.window,
-            self._params().values,
-            q.sql,
-            limit=q.limit,
-            max_chars=q.max_chars,
-            time_limit_s=q.time_limit_s,
+            self._client, self.source, self.window, self._params().values, q
         )
 
     # -- traces --------------------------------------------------------------------------
