@@ -3,8 +3,8 @@
     python bench/bench_load.py                         # 100 MB, 20 clients, 1,000 calls
     python bench/bench_load.py --calls 400 --size-mb 50
 
-Starts `halo-mcp serve --http` on 127.0.0.1 (a real subprocess, so its RSS is measured
-alone) and the fake OpenAI-compatible server from tests/fakes. Trace data is generated once
+Starts `halo-mcp serve --http` on 127.0.0.1 (a real subprocess, so its RSS and CPU are
+measured alone, with its text-scan worker processes counted as part of it) and the fake OpenAI-compatible server from tests/fakes. Trace data is generated once
 under bench/data/ (git-ignored) by halo_mcp.synth; the index, the run store and the server
 log go to a temporary directory. Each client is a real `mcp.Client` over Streamable HTTP
 (the clients are spread over `--client-procs` processes, 4 by default, as separate clients
@@ -17,6 +17,8 @@ filters. Meanwhile three analyses start against the fake provider; with
 Prints calls, errors, p50/p95/p99 for indexed and text filters, throughput, the server's
 RSS before, at peak and after, and whether the analyses finished. Goals: 0 errors, p99
 under 500 ms for indexed filters, peak RSS under 250 MB and back within 1.5x after.
+`--scan-processes 0` runs the same load with text scans in the server's own threads (the
+baseline before scan workers).
 """
 
 from __future__ import annotations
@@ -87,19 +89,37 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+def family(pid: int) -> list[int]:
+    """The process and its live descendants (the server's scan workers count as the server)."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo.extend(int(child) for child in task.read_text().split())
+    return pids
+
+
+def rss_mb(pid: int, descendants: bool = True) -> float:
+    """Resident memory of the process and (unless told not to) its descendants."""
+    total = 0.0
+    for member in family(pid) if descendants else [pid]:
+        with contextlib.suppress(OSError), open(f"/proc/{member}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+    return total
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (all its threads)."""
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of the process and its live descendants (all threads)."""
+    total = 0.0
+    for member in family(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{member}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def generate(size_mb: float, data_dir: Path) -> Path:
@@ -135,7 +155,9 @@ def fake_provider() -> Any:
 
 
 @contextlib.contextmanager
-def server(traces: Path, work: Path, base_url: str) -> Iterator[tuple[str, subprocess.Popen]]:
+def server(
+    traces: Path, work: Path, base_url: str, scan_processes: int | None
+) -> Iterator[tuple[str, subprocess.Popen]]:
     port = free_port()
     env = {
         **os.environ,
@@ -147,6 +169,8 @@ def server(traces: Path, work: Path, base_url: str) -> Iterator[tuple[str, subpr
     }
     log = open(work / "server.log", "wb")  # noqa: SIM115
     argv = [sys.executable, "-m", "halo_mcp", "serve", "--http", "--port", str(port)]
+    if scan_processes is not None:
+        argv += ["--scan-processes", str(scan_processes)]
     proc = subprocess.Popen(
         [*argv, "--root", str(traces.parent)],
         env=env,
@@ -357,6 +381,7 @@ def sample_peak(pid: int, stop: threading.Event, peak: list[float]) -> None:
     while not stop.is_set():
         with contextlib.suppress(OSError):
             peak[0] = max(peak[0], rss_mb(pid))
+            peak[1] = max(peak[1], rss_mb(pid, descendants=False))
         stop.wait(0.05)
 
 
@@ -378,6 +403,12 @@ def main() -> None:
         default=4,
         help="processes the clients run in (1: all in this one, as before)",
     )
+    parser.add_argument(
+        "--scan-processes",
+        type=int,
+        help="the server's text-scan worker processes (default: the server's, 1 over HTTP; "
+        "0 scans in the server's own threads, the baseline)",
+    )
     parser.add_argument("--slowest", type=int, default=0, help="list the N slowest calls")
     parser.add_argument(
         "--settle-s", type=float, default=10, help="idle seconds before the 'after' RSS"
@@ -389,14 +420,14 @@ def main() -> None:
     figures = Figures()
     with tempfile.TemporaryDirectory(prefix="halo-load-") as tmp:
         work = Path(tmp)
-        with server(traces, work, fake.base_url) as (url, proc):
+        with server(traces, work, fake.base_url, args.scan_processes) as (url, proc):
             paths = [str(traces)]
             before_index = rss_mb(proc.pid)
             began = time.perf_counter()
             asyncio.run(_warm(url, paths))
             index_s = time.perf_counter() - began
             before = rss_mb(proc.pid)
-            stop, peak = threading.Event(), [before]
+            stop, peak = threading.Event(), [before, 0.0]
             sampler = threading.Thread(target=sample_peak, args=(proc.pid, stop, peak))
             sampler.start()
             cpu_before = cpu_s(proc.pid)
@@ -415,7 +446,8 @@ def main() -> None:
         total = len(figures.indexed) + len(figures.text)
         print(
             f"== {args.clients} clients in {args.client_procs} process(es), {traces.name} "
-            f"({traces.stat().st_size / 1e6:.0f} MB)"
+            f"({traces.stat().st_size / 1e6:.0f} MB), scan processes: "
+            f"{'server default' if args.scan_processes is None else args.scan_processes}"
         )
         print(f"index build (first call)   {index_s:7.1f} s")
         print(f"calls                      {total:7d}  ({len(figures.text)} with a text filter)")
@@ -441,8 +473,8 @@ def main() -> None:
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
         )
         print(
-            f"server RSS                 {before_index:.0f} MB at start, {before:.0f} MB once "
-            f"indexed, {peak[0]:.0f} MB at peak, {after:.0f} MB {args.settle_s:.0f} s after "
+            f"server RSS (+ workers)     {before_index:.0f} MB at start, {before:.0f} MB once "
+            f"indexed, {peak[0]:.0f} MB at peak (server alone {peak[1]:.0f} MB), {after:.0f} MB {args.settle_s:.0f} s after "
             f"({after / before:.2f}x the indexed start)"
         )
         done = statistics.multimode(figures.analyses) if figures.analyses else ["none"]

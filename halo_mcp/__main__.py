@@ -1,3 +1,5 @@
 from halo_mcp.cli import main
 
-raise SystemExit(main())
+# Guarded: a worker process started with "spawn" imports the main module too.
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -100,6 +100,13 @@ class ServerSettings(BaseModel):
         description="Settings of every analysis (an analyze_traces call may change a few).",
     )
     store_cache_size: int = Field(8, ge=1, le=64)
+    scan_processes: int | None = Field(
+        None,
+        ge=0,
+        le=8,
+        description="Worker processes for text scans (0: in the server's threads). "
+        "Default: 1 over HTTP, where many clients share the server, 0 over stdio.",
+    )
 
     @classmethod
     def from_env(
@@ -124,6 +131,11 @@ class ServerSettings(BaseModel):
                 "(comma-separated for several clients) or pass --token"
             )
         return self
+
+    def effective_scan_processes(self) -> int:
+        if self.scan_processes is not None:
+            return self.scan_processes
+        return 1 if self.transport == "http" else 0
 
     def effective_roots(self) -> list[Path] | None:
         """Resolved roots, or None (any readable path) for stdio without --root."""
@@ -248,7 +260,12 @@ def _lifespan(
             max_concurrent=settings.max_concurrent_runs,
             data_dir=engine.data_dir,
         )
-        stores = StoreCache(size=settings.store_cache_size, cache_dir=engine.cache_dir)
+        stores = StoreCache(
+            size=settings.store_cache_size,
+            cache_dir=engine.cache_dir,
+            scan_processes=settings.effective_scan_processes(),
+        )
+        await anyio.to_thread.run_sync(stores.start_scan_workers)  # before listening
         async with manager:
             try:
                 yield ServerState(
@@ -258,7 +275,7 @@ def _lifespan(
                     progress_interval_s=settings.progress_interval_s,
                 )
             finally:
-                stores.close()
+                await anyio.to_thread.run_sync(stores.close)  # waits for running scans
 
     return lifespan
 

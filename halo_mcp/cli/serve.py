@@ -68,6 +68,14 @@ def register(subparsers: Subcommands) -> None:
         metavar="N",
         help="analyses running at once; more wait in a queue (default 2)",
     )
+    parser.add_argument(
+        "--scan-processes",
+        type=int,
+        metavar="N",
+        help="worker processes for text scans, at a lower CPU priority, so a scan never "
+        "slows other clients' queries (0: scan in the server; default 1 with --http, 0 "
+        "over stdio)",
+    )
     parser.add_argument("--model", help="LLM model for analyses (default: HALO_MODEL or built-in)")
     parser.add_argument(
         "--telemetry",
@@ -90,6 +98,7 @@ def build_settings(args: argparse.Namespace) -> ServerSettings:
         transport="http" if args.http else "stdio",
         roots=_roots(args),
         max_concurrent_runs=args.max_concurrent_runs,
+        scan_processes=args.scan_processes,
         **http_options(args),
     )
 
@@ -134,6 +143,8 @@ def _server_args(args: argparse.Namespace) -> list[str]:
     if args.model:
         out += ["--model", args.model]
     out += ["--max-concurrent-runs", str(args.max_concurrent_runs)]
+    if args.scan_processes is not None:
+        out += ["--scan-processes", str(args.scan_processes)]
     return out
 
 

@@ -201,6 +201,15 @@ class ChatProvider:
     async def aclose(self) -> None:
         await self._client.close()
 
+    @staticmethod
+    def import_client() -> None:
+        """Import what the first client and its first request import (the HTTP transport,
+        HTTP/2, the chat resources: about 100 modules). A server calls this before it
+        listens: in the middle of other clients' calls it would hold the GIL for tens of
+        milliseconds. Makes no connection."""
+        client = openai.AsyncOpenAI(api_key=PLACEHOLDER_API_KEY, base_url="http://127.0.0.1:9")
+        client.chat.completions  # noqa: B018  (the attribute imports the resource modules)
+
     async def complete(
         self,
         messages: list[dict],

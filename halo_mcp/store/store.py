@@ -34,6 +34,7 @@ from halo_mcp.store.files import Fingerprint, fingerprint_now, inputs_fingerprin
 from halo_mcp.store.index import ensure_index
 from halo_mcp.store.models import LoadReport, Overview, SqlQuery
 from halo_mcp.store.raw_lines import TraceFiles
+from halo_mcp.store.scan_workers import ScanWorkers
 from halo_mcp.store.session import Session
 from halo_mcp.store.text_scan import TextScanner
 from halo_mcp.store.time_limit import DEFAULT_QUERY_TIME_LIMIT, Deadline, install_deadline
@@ -68,12 +69,14 @@ class TraceStore(TraceReader):
     """A set of trace files behind an on-disk index. Open with :func:`open_store`.
 
     `query_time_limit` (seconds, None for none) bounds each request: one that runs longer
-    raises QueryTimeoutError saying how to narrow it."""
+    raises QueryTimeoutError saying how to narrow it. Text scans run in `scan_workers`
+    when given (see scan_workers.py), else in the calling thread."""
 
     paths: list[Path]
     report: LoadReport
     index_path: Path
     query_time_limit: float | None
+    scan_workers: ScanWorkers | None
 
     def __init__(
         self,
@@ -83,15 +86,17 @@ class TraceStore(TraceReader):
         inputs: Fingerprint = (),
         *,
         query_time_limit: float | None = DEFAULT_QUERY_TIME_LIMIT,
+        scan_workers: ScanWorkers | None = None,
     ) -> None:
         self.paths = paths
         self.index_path = db_path
         self.query_time_limit = query_time_limit
+        self.scan_workers = scan_workers
         self._inputs = inputs
         self._threads = ThreadConnections(db_path)
         conn = self._threads.state().conn
         self._files = TraceFiles(conn)
-        self._scanner = TextScanner(self._files)
+        self._scanner = TextScanner(self._files, db_path, scan_workers)
         self.report = overview.load_report(conn, db_path, reused)
         self._span_total = self.report.spans
         self._trace_total = overview.meta_int(overview.read_meta(conn), "traces")
@@ -210,6 +215,7 @@ def open_store(
     notify: Callable[[str], None] | None = None,
     window: TimeWindow | None = None,
     query_time_limit: float | None = DEFAULT_QUERY_TIME_LIMIT,
+    scan_workers: ScanWorkers | None = None,
 ) -> TraceReader:
     """Open (building or extending the index when needed) a store over files or directories,
     or over a ClickHouse table when `paths` is one ClickHouse location
@@ -219,7 +225,8 @@ def open_store(
     `cache_dir` (default: :func:`halo_mcp.settings.cache_dir`), never in the trace folder.
     `notify` hears a line when building or updating the index takes a while (and when it
     is done). `query_time_limit` bounds each query in seconds (None: no limit). `window`
-    keeps only the traces starting inside it (see store/window.py). Raises
+    keeps only the traces starting inside it (see store/window.py). Text scans of trace
+    files run in `scan_workers` when given (see store/scan_workers.py). Raises
     TraceFileNotFoundError or NoSpansError with a message saying what to do.
     """
     if len(paths) == 1 and is_clickhouse_location(str(paths[0])):
@@ -251,7 +258,14 @@ def open_store(
             "(or cache_dir=) at a writable directory with free space, or delete that "
             "directory's indexes/ to rebuild"
         ) from exc
-    store = TraceStore(db_path, files, reused, inputs, query_time_limit=query_time_limit)
+    store = TraceStore(
+        db_path,
+        files,
+        reused,
+        inputs,
+        query_time_limit=query_time_limit,
+        scan_workers=scan_workers,
+    )
     store.report.skipped_files = scan.skipped
     named = {str(Path(p).expanduser().resolve()) for p in paths if Path(p).is_file()}
     try:

@@ -59,6 +59,10 @@ class Deadline:
     def expired(self) -> bool:
         return self._at is not None and time.monotonic() > self._at
 
+    def remaining(self) -> float | None:
+        """Seconds left of the current request (None: no limit; never below 0)."""
+        return None if self._at is None else max(0.0, self._at - time.monotonic())
+
     def check(self) -> None:
         """Raise QueryTimeoutError once the deadline passed (for loops outside SQLite)."""
         if self.expired():

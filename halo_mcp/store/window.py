@@ -54,7 +54,12 @@ def scope_to_window(store: TraceStore, window: TimeWindow) -> WindowedStore:
             raise NoSpansError(_empty_message(store, window))
         _derive(target)
         scoped = WindowedStore(
-            target, store.paths, False, store._inputs, query_time_limit=store.query_time_limit
+            target,
+            store.paths,
+            False,
+            store._inputs,
+            query_time_limit=store.query_time_limit,
+            scan_workers=store.scan_workers,
         )
     except BaseException:
         for suffix in ("", "-wal", "-shm", "-journal"):

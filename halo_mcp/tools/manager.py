@@ -316,15 +316,18 @@ def _error_text(exc: BaseException) -> str:
     return f"internal error ({type(exc).__name__}); see the server's log (stderr)"
 
 
+@functools.cache
 def load_engine() -> None:
-    """Import the engine and make its agents' tool schemas (a no-op once done): on the
+    """Import the engine and its LLM client, and make its agents' tool schemas (once): on the
     first analysis (RunManager.start, in a worker thread), or when the HTTP server starts
     (see server.serve). Agents are made on the event loop, where making the schemas
     would stall every other client for tens of milliseconds."""
     import halo_mcp.engine.runner  # noqa: F401
     from halo_mcp.engine.agent import tool_schemas
+    from halo_mcp.engine.provider import ChatProvider
 
     # (is_root, can_delegate, has_repo, is_git), as Agent asks: the root's tools without a
     # repository, then a sub-agent's; with a repository only its own tools are left to make
     tool_schemas(True, True, False, False)
     tool_schemas(False, False, False, False)
+    ChatProvider.import_client()

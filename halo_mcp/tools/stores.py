@@ -34,6 +34,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from halo_mcp.store import StoreError, open_store
 from halo_mcp.store.api import TraceReader
+from halo_mcp.store.scan_workers import ScanWorkers
 from halo_mcp.store.timewindow import TimeWindow
 
 T = TypeVar("T")
@@ -61,9 +62,16 @@ class _Entry:
 class StoreCache:
     """Up to `size` open TraceReaders; the least recently used is closed first."""
 
-    def __init__(self, size: int = 8, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        size: int = 8,
+        cache_dir: Path | None = None,
+        scan_processes: int = 0,
+    ) -> None:
         self.size = size
         self.cache_dir = cache_dir
+        # Text scans in worker processes (see store/scan_workers.py), or in the threads.
+        self.scan_workers = ScanWorkers(scan_processes) if scan_processes else None
         self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
         self._opening: dict[_Key, threading.Lock] = {}
         self._windows: dict[_Key, OrderedDict[tuple[int, int], _Entry]] = {}
@@ -181,7 +189,8 @@ class StoreCache:
                     if self._entries.get(key) is entry:
                         del self._entries[key]
                     self._retire(entry)
-            fresh = _Entry(open_store(list(key), cache_dir=self.cache_dir), users=1)
+            opened = open_store(list(key), cache_dir=self.cache_dir, scan_workers=self.scan_workers)
+            fresh = _Entry(opened, users=1)
             with self._guard:
                 self._entries[key] = fresh
                 while len(self._entries) > self.size:
@@ -239,6 +248,14 @@ class StoreCache:
                 self._retire(entry)
         self._quick.shutdown(wait=False, cancel_futures=True)
         self._heavy.shutdown(wait=False, cancel_futures=True)
+        if self.scan_workers is not None:
+            self.scan_workers.close()
+
+    def start_scan_workers(self) -> None:
+        """Start the scan worker processes now (blocks for a moment: run it in a thread),
+        so the first text filter does not wait for them."""
+        if self.scan_workers is not None:
+            self.scan_workers.start()
 
 
 def _started_pool(threads: int, name: str) -> ThreadPoolExecutor:
