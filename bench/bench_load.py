@@ -4,7 +4,8 @@
     python bench/bench_load.py --calls 400 --size-mb 50
 
 Starts `halo-mcp serve --http` on 127.0.0.1 (a real subprocess, so its RSS and CPU are
-measured alone, with its text-scan worker processes counted as part of it) and the fake OpenAI-compatible server from tests/fakes. Trace data is generated once
+measured alone, its text-scan worker processes counted as part of it) and the fake
+OpenAI-compatible server from tests/fakes. Trace data is generated once
 under bench/data/ (git-ignored) by halo_mcp.synth; the index, the run store and the server
 log go to a temporary directory. Each client is a real `mcp.Client` over Streamable HTTP
 (the clients are spread over `--client-procs` processes, 4 by default, as separate clients
@@ -365,7 +366,11 @@ def client_process(
 ) -> None:
     """One process of clients: imports the MCP client, waits for the common start (the
     monotonic clock is the same in every process), runs, and sends back its figures."""
-    import mcp.client.streamable_http  # noqa: F401  (imported before the clock starts)
+    # Imported before the clock starts: the transport, and jsonschema, which the SDK
+    # client imports on the first result it validates (60 ms of this process's CPU, paid
+    # inside whichever call comes first: a cost of the Python client, not of the server).
+    import jsonschema  # noqa: F401
+    import mcp.client.streamable_http  # noqa: F401
 
     start.wait()
     shared = {**shared, "began": time.perf_counter()}
@@ -474,7 +479,8 @@ def main() -> None:
         )
         print(
             f"server RSS (+ workers)     {before_index:.0f} MB at start, {before:.0f} MB once "
-            f"indexed, {peak[0]:.0f} MB at peak (server alone {peak[1]:.0f} MB), {after:.0f} MB {args.settle_s:.0f} s after "
+            f"indexed, {peak[0]:.0f} MB at peak (server alone {peak[1]:.0f} MB), "
+            f"{after:.0f} MB {args.settle_s:.0f} s after "
             f"({after / before:.2f}x the indexed start)"
         )
         done = statistics.multimode(figures.analyses) if figures.analyses else ["none"]

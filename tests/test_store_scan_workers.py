@@ -4,6 +4,7 @@ replaced without losing the request, and the HTTP server answering through its w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -98,13 +99,15 @@ def test_the_worker_stops_a_scan_at_the_requests_time_limit(traces, workers, tmp
         job = ScanJob("limits", str(store.index_path), files, "span", b"span", seconds=0.0)
         with pytest.raises(QueryTimeoutError, match="time limit"):
             run_scan(job)  # as the worker runs it: no time left, so it stops at once
-        assert run_scan(job.__class__(**{**job.__dict__, "seconds": 30.0}))  # not stuck
+        assert run_scan(dataclasses.replace(job, seconds=30.0))  # and nothing left stuck
 
-    with open_store(
-        [traces], cache_dir=tmp_path / "cache", scan_workers=workers, query_time_limit=1e-4
-    ) as hurried:
-        with pytest.raises(QueryTimeoutError, match="narrow it"):
-            _found(hurried, "span|trace")
+    with (
+        open_store(
+            [traces], cache_dir=tmp_path / "cache", scan_workers=workers, query_time_limit=1e-4
+        ) as hurried,
+        pytest.raises(QueryTimeoutError, match="narrow it"),
+    ):
+        _found(hurried, "span|trace")
     with open_store([traces], cache_dir=tmp_path / "cache", scan_workers=workers) as store:
         assert _found(store, "span|trace")[0]  # the worker is free for the next request
 

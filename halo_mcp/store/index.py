@@ -433,13 +433,14 @@ def worker_pool() -> Executor:
     else:
         method = "forkserver" if "forkserver" in methods else "spawn"
     return ProcessPoolExecutor(
-        WORKERS, mp_context=multiprocessing.get_context(method), initializer=_worker_init
+        WORKERS, mp_context=multiprocessing.get_context(method), initializer=ignore_interrupts
     )
 
 
-def _worker_init() -> None:
-    """Workers ignore Ctrl-C: the parent gets it, cancels the build and shuts them down
-    (otherwise every worker dies with its own KeyboardInterrupt traceback)."""
+def ignore_interrupts() -> None:
+    """Worker processes ignore Ctrl-C: the parent gets it too (a terminal signals the whole
+    process group), cancels the work and shuts them down (otherwise every worker dies with
+    its own KeyboardInterrupt traceback)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

@@ -20,7 +20,6 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import signal
 import sqlite3
 import threading
 from array import array
@@ -35,6 +34,7 @@ from pathlib import Path
 from halo_mcp.store.connections import open_reader
 from halo_mcp.store.content import compile_text
 from halo_mcp.store.errors import StoreError
+from halo_mcp.store.index import ignore_interrupts
 from halo_mcp.store.text_scan import LineIndexes, scan_files
 from halo_mcp.store.time_limit import Deadline, install_deadline
 
@@ -158,9 +158,7 @@ _stores: OrderedDict[str, tuple[sqlite3.Connection, LineIndexes, Deadline]] = Or
 
 
 def _init_worker() -> None:
-    # Ctrl-C in a terminal reaches the whole process group: the server shuts the pool
-    # down itself, the worker need not print a KeyboardInterrupt of its own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_interrupts()
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICENESS)
 
