@@ -9,6 +9,8 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,3 +160,26 @@ async def test_the_http_server_scans_in_its_worker(traces, tmp_path, monkeypatch
     answer = result.structured_content
     assert (answer["total"], [s["span_id"] for s in answer["spans"]]) == expected
     assert _worker_pids() == before  # the server stopped its worker on the way out
+
+
+def test_workers_that_cannot_start_leave_the_scans_in_the_threads(traces, tmp_path):
+    """A host program read from stdin cannot be re-imported by a spawned worker: the
+    workers do not start, and text filters still answer, scanned in the calling thread."""
+    script = f"""
+from halo_mcp.store import SpanFilter, open_store
+from halo_mcp.store.scan_workers import ScanWorkers
+workers = ScanWorkers(1)
+workers.start()
+with open_store([{str(traces)!r}], cache_dir={str(tmp_path / "cache")!r},
+                scan_workers=workers) as store:
+    page = store.query_spans(SpanFilter(text="timeout"), fields=["span_id"], limit=5)
+print(workers.usable, page.total)
+"""
+    done = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    with open_store([traces], cache_dir=tmp_path / "cache") as store:
+        expected = _found(store, "timeout")[0]
+    assert done.stdout.split() == ["False", str(expected)]
+    assert "text scans run in the server's threads instead" in done.stderr

@@ -69,14 +69,27 @@ class ScanWorkers:
         if processes < 1:
             raise ValueError("ScanWorkers needs at least one process")
         self.processes = processes
+        #: False once the workers could not start: the stores then scan in their threads.
+        self.usable = True
         self._pool: ProcessPoolExecutor | None = None
         self._guard = threading.Lock()
 
     def start(self) -> None:
         """Start the workers now (and import what they need) rather than on the first
-        scan, which would then wait for it."""
-        for future in [self._executor().submit(_ready) for _ in range(self.processes)]:
-            future.result()
+        scan, which would then wait for it. Workers that cannot start (a host program that
+        cannot be re-imported, as "spawn" needs: see the multiprocessing docs) leave
+        the scans in the stores' threads, with a warning, rather than failing the host."""
+        try:
+            for future in [self._executor().submit(_ready) for _ in range(self.processes)]:
+                future.result()
+        except (BrokenProcessPool, OSError) as exc:
+            self.usable = False
+            self.close()
+            log.warning(
+                "text-scan worker processes could not start (%s); text scans run in the "
+                "server's threads instead",
+                exc,
+            )
 
     def scan(
         self,

@@ -129,7 +129,7 @@ class TextScanner:
             while not scanning.wait(SCAN_WAIT_STEP_S):
                 deadline.check()
         try:
-            if self._workers is not None:
+            if self._workers is not None and self._workers.usable:
                 ids = self._workers.scan(
                     self._key, self._index_path, self._files.by_id, pattern, raw, deadline
                 )
