@@ -85,4 +85,4 @@ async def test_serve_http_collect_shares_the_token_and_makes_the_directory_a_roo
             assert page.structured_content["total"] == len(sent)
     finally:
         proc.terminate()
-        await proc.wait()
+        await proc.aclose()  # waits, and closes its pipes while the loop still runs
