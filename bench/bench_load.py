@@ -102,15 +102,20 @@ def family(pid: int) -> list[int]:
     return pids
 
 
-def rss_mb(pid: int, descendants: bool = True) -> float:
-    """Resident memory of the process and (unless told not to) its descendants."""
-    total = 0.0
-    for member in family(pid) if descendants else [pid]:
+def rss_by_pid(pid: int) -> dict[int, float]:
+    """Resident memory (MB) of the process and of each of its descendants."""
+    sizes = {}
+    for member in family(pid):
         with contextlib.suppress(OSError), open(f"/proc/{member}/status") as handle:
             for line in handle:
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
-    return total
+                    sizes[member] = int(line.split()[1]) / 1024
+    return sizes
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of the process and its descendants."""
+    return sum(rss_by_pid(pid).values())
 
 
 def cpu_s(pid: int) -> float:
@@ -385,8 +390,9 @@ def merge(into: Figures, got: Figures) -> None:
 def sample_peak(pid: int, stop: threading.Event, peak: list[float]) -> None:
     while not stop.is_set():
         with contextlib.suppress(OSError):
-            peak[0] = max(peak[0], rss_mb(pid))
-            peak[1] = max(peak[1], rss_mb(pid, descendants=False))
+            sizes = rss_by_pid(pid)
+            peak[0] = max(peak[0], sum(sizes.values()))
+            peak[1] = max(peak[1], sizes.get(pid, 0.0))
         stop.wait(0.05)
 
 

@@ -133,6 +133,7 @@ class ServerSettings(BaseModel):
         return self
 
     def effective_scan_processes(self) -> int:
+        """`scan_processes`, or its default for the transport."""
         if self.scan_processes is not None:
             return self.scan_processes
         return 1 if self.transport == "http" else 0
@@ -275,7 +276,7 @@ def _lifespan(
                     progress_interval_s=settings.progress_interval_s,
                 )
             finally:
-                await anyio.to_thread.run_sync(stores.close)  # waits for running scans
+                await anyio.to_thread.run_sync(stores.close)  # stops the scan workers
 
     return lifespan
 

@@ -97,8 +97,8 @@ def test_a_worker_finds_what_a_scan_in_the_thread_finds(traces, workers, tmp_pat
 
 def test_the_worker_stops_a_scan_at_the_requests_time_limit(traces, workers, tmp_path):
     with open_store([traces], cache_dir=tmp_path / "cache") as store:
-        files = {fid: (str(path), gz) for fid, (path, gz) in store._files.by_id.items()}
-        job = ScanJob("limits", str(store.index_path), files, "span", b"span", seconds=0.0)
+        files = store._files.by_id
+        job = ScanJob("limits", store.index_path, files, "span", b"span", seconds=0.0)
         with pytest.raises(QueryTimeoutError, match="time limit"):
             run_scan(job)  # as the worker runs it: no time left, so it stops at once
         assert run_scan(dataclasses.replace(job, seconds=30.0))  # and nothing left stuck

@@ -54,8 +54,8 @@ class ScanJob:
     """One scan, as sent to a worker (picklable)."""
 
     key: str  # the store's identity: a new store (its files changed) gets a new key
-    index_path: str
-    files: dict[int, tuple[str, bool]]  # file id -> (path, gzipped)
+    index_path: Path
+    files: Mapping[int, tuple[Path, bool]]  # file id -> (path, gzipped)
     pattern: str
     raw: bytes  # the pattern's raw-safe form (content.raw_safe)
     seconds: float | None  # what is left of the request's time limit
@@ -102,25 +102,23 @@ class ScanWorkers:
     ) -> array[int]:
         """Row ids of the spans whose text matches `pattern` (see text_scan.scan_files),
         found by a worker within what is left of `deadline`."""
-        named = {fid: (str(path), gz) for fid, (path, gz) in files.items()}
-        for attempt in (1, 2):
+        for _ in range(2):  # a worker that died is replaced, and the scan run once more
             pool = self._executor()
-            job = ScanJob(key, str(index_path), named, pattern, raw, deadline.remaining())
+            job = ScanJob(key, index_path, files, pattern, raw, deadline.remaining())
             try:
                 found = _wait(pool.submit(run_scan, job), deadline)
+                break
             except BrokenProcessPool:
                 self._replace(pool)
-                log.warning("a text-scan worker process stopped; started a new one")
-                if attempt == 2:
-                    raise StoreError(
-                        "the text scan's worker process stopped unexpectedly twice (out of "
-                        "memory?); try a more specific text pattern, or narrow the query"
-                    ) from None
-                continue
-            ids = array("q")
-            ids.frombytes(found)
-            return ids
-        raise AssertionError("unreachable")
+                log.warning("a text-scan worker process stopped; it is replaced")
+        else:
+            raise StoreError(
+                "the text scan's worker process stopped unexpectedly twice (out of "
+                "memory?); try a more specific text pattern, or narrow the query"
+            )
+        ids = array("q")
+        ids.frombytes(found)
+        return ids
 
     def close(self) -> None:
         """Stop the workers now: a scan still running is only reading (its caller gets
@@ -183,18 +181,17 @@ def _ready() -> None:
 def run_scan(job: ScanJob) -> bytes:
     """In a worker: the ids `job` asks for, as the bytes of an array("q")."""
     conn, lines, deadline = _store(job.key, job.index_path)
-    files = {fid: (Path(path), gz) for fid, (path, gz) in job.files.items()}
     with deadline.running(job.seconds):
-        found = scan_files(conn, files, lines, compile_text(job.pattern), job.raw, deadline)
+        found = scan_files(conn, job.files, lines, compile_text(job.pattern), job.raw, deadline)
         return array("q", found).tobytes()
 
 
-def _store(key: str, index_path: str) -> tuple[sqlite3.Connection, LineIndexes, Deadline]:
+def _store(key: str, index_path: Path) -> tuple[sqlite3.Connection, LineIndexes, Deadline]:
     kept = _stores.get(key)
     if kept is not None:
         _stores.move_to_end(key)
         return kept
-    conn = open_reader(Path(index_path))
+    conn = open_reader(index_path)
     deadline = Deadline()
     install_deadline(conn, deadline)
     kept = _stores[key] = (conn, LineIndexes(), deadline)
